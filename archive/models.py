@@ -1,0 +1,250 @@
+"""The catalog: SQLAlchemy models of the archive's nouns (DESIGN.md, "Catalog").
+
+Rows refer to each other by foreign-key columns only (no ORM relationships): workers load
+what they need explicitly, close the session, compute, and open a new session to record
+the result (STYLE.md, "Short database sessions in long jobs").
+
+The schema is created and changed only by the Alembic migrations in ``migrations/``;
+these classes describe it for queries and must agree with the latest migration (a test
+checks that ``alembic upgrade head`` leaves nothing for autogenerate to add).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now (all catalog times are UTC)."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Exposure(Base):
+    """One raw exposure file (``*_uncal.fits``) and the header values used for selection."""
+
+    __tablename__ = "exposures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(128), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_path: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    program: Mapped[str | None] = mapped_column(String(16), index=True)
+    observtn: Mapped[str | None] = mapped_column(String(8))
+    visit: Mapped[str | None] = mapped_column(String(8))
+    visit_id: Mapped[str | None] = mapped_column(String(16))
+    exposure: Mapped[str | None] = mapped_column(String(8))
+    instrume: Mapped[str] = mapped_column(String(16), index=True)
+    detector: Mapped[str | None] = mapped_column(String(16), index=True)
+    exp_type: Mapped[str] = mapped_column(String(32), index=True)
+    readpatt: Mapped[str | None] = mapped_column(String(32))
+    subarray: Mapped[str | None] = mapped_column(String(32))
+    ngroups: Mapped[int | None] = mapped_column(Integer)
+    nints: Mapped[int | None] = mapped_column(Integer)
+    nframes: Mapped[int | None] = mapped_column(Integer)
+    groupgap: Mapped[int | None] = mapped_column(Integer)
+    filter: Mapped[str | None] = mapped_column(String(16))
+    pupil: Mapped[str | None] = mapped_column(String(16))
+    expstart: Mapped[float | None] = mapped_column(Float)
+    date_obs: Mapped[str | None] = mapped_column(String(32))
+    time_obs: Mapped[str | None] = mapped_column(String(32))
+    targname: Mapped[str | None] = mapped_column(String(64))
+    stage1_pipeline: Mapped[str] = mapped_column(String(32))
+    header: Mapped[dict] = mapped_column(JSON)
+    """Primary and SCI header keywords (string/number values): enough to recompute best
+    references and pools without opening the file."""
+    pool_columns: Mapped[dict | None] = mapped_column(JSON)
+    """Planning columns only a pool supplies (ASN_CANDIDATE ...), from ``ingest --pool``."""
+
+
+class IngestRejection(Base):
+    """A file that ``archive ingest`` refused, with the reason; the batch went on."""
+
+    __tablename__ = "ingest_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(String(255), index=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # rejected | conflict
+    reason: Mapped[str] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Association(Base):
+    """A Level-2 or Level-3 association made by the jwst generator, in its JSON form."""
+
+    __tablename__ = "associations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asn_id: Mapped[str] = mapped_column(String(64))
+    asn_type: Mapped[str] = mapped_column(String(32))
+    asn_rule: Mapped[str] = mapped_column(String(96))
+    level: Mapped[int] = mapped_column(Integer)
+    program: Mapped[str | None] = mapped_column(String(16), index=True)
+    product_name: Mapped[str] = mapped_column(String(255))
+    content: Mapped[dict] = mapped_column(JSON)
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    storage_path: Mapped[str | None] = mapped_column(Text)
+    jwst_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AssociationMember(Base):
+    __tablename__ = "association_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    association_id: Mapped[int] = mapped_column(ForeignKey("associations.id", ondelete="CASCADE"), index=True)
+    product_name: Mapped[str] = mapped_column(String(255))
+    expname: Mapped[str] = mapped_column(String(255))
+    exptype: Mapped[str] = mapped_column(String(32))
+    exposure_id: Mapped[int | None] = mapped_column(ForeignKey("exposures.id"), index=True)
+
+
+class CrdsContext(Base):
+    """A CRDS context (.pmap) seen by the archive; at most one is in use."""
+
+    __tablename__ = "crds_contexts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    in_use: Mapped[bool] = mapped_column(Boolean, default=False)
+    in_use_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    crds_version: Mapped[str | None] = mapped_column(String(32))
+
+
+class ReferenceFile(Base):
+    """A CRDS reference file (by name) with its checksum and local path."""
+
+    __tablename__ = "reference_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    reftype: Mapped[str] = mapped_column(String(32), index=True)
+    instrument: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    path: Mapped[str | None] = mapped_column(Text)
+
+
+class BestRef(Base):
+    """(exposure, context, reftype) -> reference file, or N/A when the reftype does not apply."""
+
+    __tablename__ = "bestrefs"
+    __table_args__ = (UniqueConstraint("exposure_id", "context_id", "reftype"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exposure_id: Mapped[int] = mapped_column(ForeignKey("exposures.id", ondelete="CASCADE"), index=True)
+    context_id: Mapped[int] = mapped_column(ForeignKey("crds_contexts.id"), index=True)
+    reftype: Mapped[str] = mapped_column(String(32))
+    reference_file_id: Mapped[int | None] = mapped_column(ForeignKey("reference_files.id"))
+    value: Mapped[str] = mapped_column(String(128))  # the file name, or "N/A"
+
+
+class Campaign(Base):
+    """A bulk reprocessing request: why, what was selected, and its counts."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reason: Mapped[str] = mapped_column(Text)
+    selection: Mapped[dict] = mapped_column(JSON)
+    context_id: Mapped[int | None] = mapped_column(ForeignKey("crds_contexts.id"))
+    n_jobs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Job(Base):
+    """One pipeline run: inputs, context, software versions, parameters, status, times.
+
+    ``status`` is one of queued, running, succeeded, failed. A job is leased by a worker
+    (``lease_expires_at``); a lease that expires makes the job owed again.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status"), Index("ix_jobs_exposure_pipeline", "exposure_id", "pipeline"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(32))
+    engine: Mapped[str] = mapped_column(String(16), default="calib")
+    exposure_id: Mapped[int | None] = mapped_column(ForeignKey("exposures.id"))
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"))
+    context_id: Mapped[int] = mapped_column(ForeignKey("crds_contexts.id"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    cal_version: Mapped[str] = mapped_column(String(32))
+    software_versions: Mapped[dict] = mapped_column(JSON)
+    parameters: Mapped[dict] = mapped_column(JSON)
+    param_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    output_dir: Mapped[str | None] = mapped_column(Text)
+    step_timings: Mapped[dict | None] = mapped_column(JSON)
+
+
+class JobInput(Base):
+    """An input file of a job, with the checksum it had when the job ran."""
+
+    __tablename__ = "job_inputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    exposure_id: Mapped[int] = mapped_column(ForeignKey("exposures.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Product(Base):
+    """A file a job wrote. Written once, never changed; ``is_current`` marks the live one."""
+
+    __tablename__ = "products"
+    __table_args__ = (Index("ix_products_exposure_suffix_current", "exposure_id", "suffix", "is_current"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    exposure_id: Mapped[int | None] = mapped_column(ForeignKey("exposures.id"))
+    filename: Mapped[str] = mapped_column(String(255), index=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    suffix: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
+
+
+class ProductReference(Base):
+    """One R_<REFTYPE> keyword of a product: the reference file it was made with."""
+
+    __tablename__ = "product_references"
+    __table_args__ = (UniqueConstraint("product_id", "reftype"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    reftype: Mapped[str] = mapped_column(String(32))
+    reference_file_id: Mapped[int] = mapped_column(ForeignKey("reference_files.id"), index=True)
