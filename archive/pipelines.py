@@ -1,0 +1,72 @@
+"""Which pipelines an exposure gets, by EXP_TYPE, following the jwst package's table.
+
+The jwst documentation ("Pipeline Stages", jwst.readthedocs.io/en/latest/jwst/pipeline/
+main.html) assigns each EXP_TYPE a stage-1 pipeline (calwebb_detector1 for science
+ramps, calwebb_dark for darks, calwebb_guider for FGS guiding modes) and stage-2/3
+pipelines (calwebb_image2/image3, spec2/spec3, tso3, ami3, coron3). This module is the
+archive's copy of that policy table; which engine can run a pipeline is recorded in
+:data:`SUPPORTED`, so a mode that no engine supports is reported, never dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GUIDER_EXP_TYPES = {
+    "FGS_ACQ1", "FGS_ACQ2", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK", "FGS_TRACK",
+}
+DARK_EXP_TYPES = {"FGS_DARK", "MIR_DARKIMG", "MIR_DARKMRS", "NRC_DARK", "NIS_DARK", "NRS_DARK"}
+TSO_EXP_TYPES = {
+    "MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ",
+}
+IMAGE_EXP_TYPES = {"FGS_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "NRC_IMAGE"}
+CORON_EXP_TYPES = {"MIR_4QPM", "MIR_LYOT", "NRC_CORON"}
+AMI_EXP_TYPES = {"NIS_AMI"}
+SPEC_EXP_TYPES = {
+    "MIR_LRS-FIXEDSLIT", "MIR_MRS", "NIS_WFSS", "NRC_WFSS", "NRS_FIXEDSLIT", "NRS_IFU",
+    "NRS_MSASPEC",
+}
+
+#: pipelines an engine of this archive can run today (engine name -> pipelines)
+SUPPORTED = {"calib": {"calwebb_detector1"}}
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """The pipelines of an exposure by stage (None: that stage does not apply)."""
+
+    stage1: str
+    stage2: str | None
+    stage3: str | None
+
+
+def pipelines_for(exp_type: str) -> PipelinePlan:
+    """Return the stage-1/2/3 pipelines for an EXP_TYPE (upper case, e.g. ``NRC_IMAGE``).
+
+    Unknown science EXP_TYPEs get calwebb_detector1 and no stage 2/3, which is what
+    the jwst package does for calibration exposures it has no further stage for.
+    """
+    et = exp_type.upper()
+    if et in GUIDER_EXP_TYPES:
+        return PipelinePlan("calwebb_guider", None, None)
+    if et in DARK_EXP_TYPES:
+        return PipelinePlan("calwebb_dark", None, None)
+    if et in TSO_EXP_TYPES:
+        stage2 = "calwebb_tso-image2" if et == "NRC_TSIMAGE" else "calwebb_spec2"
+        return PipelinePlan("calwebb_detector1", stage2, "calwebb_tso3")
+    if et in IMAGE_EXP_TYPES:
+        return PipelinePlan("calwebb_detector1", "calwebb_image2", "calwebb_image3")
+    if et in CORON_EXP_TYPES:
+        return PipelinePlan("calwebb_detector1", "calwebb_image2", "calwebb_coron3")
+    if et in AMI_EXP_TYPES:
+        return PipelinePlan("calwebb_detector1", "calwebb_image2", "calwebb_ami3")
+    if et in SPEC_EXP_TYPES:
+        return PipelinePlan("calwebb_detector1", "calwebb_spec2", "calwebb_spec3")
+    return PipelinePlan("calwebb_detector1", None, None)
+
+
+def engine_for(pipeline: str) -> str | None:
+    """The engine that runs ``pipeline`` here, or None if no engine supports it yet."""
+    for engine, pipes in SUPPORTED.items():
+        if pipeline in pipes:
+            return engine
+    return None
