@@ -1,0 +1,115 @@
+"""``archive associate``: associations from the catalog, made by the jwst generator.
+
+The pool is built from the catalog: an exposure ingested with ``--pool`` contributes its
+pool row as the pool gave it (with the planning columns only a pool has, such as
+ASN_CANDIDATE); any other exposure contributes the row jwst's own ``mkpool`` makes from
+its stored header. :func:`archive.associations.generate` (the jwst package's generator,
+DESIGN.md "Associations") turns the pool into Level-2 and Level-3 associations, which
+are stored with their members and written as JSON into storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+from astropy.io import fits
+from sqlalchemy import select
+
+from . import associations as asn_lib
+from .config import Settings
+from .db import session_scope
+from .models import Association, AssociationMember, Exposure
+
+_SUFFIX = re.compile(r"_(uncal|rate|rateints|cal|calints|crf|i2d)\.fits$")
+
+
+def _root(name: str) -> str:
+    return _SUFFIX.sub("", name)
+
+
+def header_pool_rows(headers: list[dict]) -> list[dict[str, str]]:
+    """Pool rows for exposures without a pool row, as jwst's ``mkpool`` makes them."""
+    if not headers:
+        return []
+    from jwst.associations.mkpool import mkpool
+
+    hdus = []
+    for h in headers:
+        header = fits.Header()
+        for key, value in h.items():
+            if key.startswith("_") or len(key) > 8 or key in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
+                continue
+            try:
+                header[key] = value
+            except (ValueError, TypeError):
+                continue
+        hdus.append(fits.PrimaryHDU(header=header))
+    pool = mkpool(hdus)
+    return [{n.upper(): str(row[n]) for n in pool.colnames} for row in pool]
+
+
+def catalog_pool_rows(settings: Settings, program: str | None = None) -> list[dict[str, str]]:
+    """The pool of the catalogued exposures (optionally one program), one row each."""
+    with session_scope(settings.db_url) as s:
+        q = select(Exposure).order_by(Exposure.filename)
+        if program:
+            q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
+        exps = s.execute(q).scalars().all()
+        rows = [dict(e.pool_columns) for e in exps if e.pool_columns]
+        headers = [dict(e.header) for e in exps if not e.pool_columns]
+    return rows + header_pool_rows(headers)
+
+
+@dataclass
+class AssociateReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    levels: dict[str, int] = field(default_factory=dict)
+
+
+def associate(settings: Settings, program: str | None = None) -> AssociateReport:
+    """Generate associations for the catalog (or one program), store and write them.
+
+    Idempotent: an association whose content is already stored is not added again.
+
+    Raises
+    ------
+    ValueError
+        If the catalog holds no exposure to associate.
+    """
+    import jwst
+
+    rows = catalog_pool_rows(settings, program)
+    if not rows:
+        raise ValueError("no exposures in the catalog to associate")
+    asns = asn_lib.generate(asn_lib.pool_from_rows(rows))
+    report = AssociateReport()
+    settings.associations_dir.mkdir(parents=True, exist_ok=True)
+    for asn in asns:
+        content = json.loads(json.dumps(asn, default=str))
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        level = asn_lib.asn_level(content)
+        report.levels[f"level{level}"] = report.levels.get(f"level{level}", 0) + 1
+        with session_scope(settings.db_url) as s:
+            if s.execute(select(Association.id).where(Association.content_sha256 == digest)).first():
+                report.existing.append(content["asn_id"])
+                continue
+        path = asn_lib.write_json(content, settings.associations_dir)
+        with session_scope(settings.db_url) as s:
+            names = {e.filename: e.id for e in s.execute(select(Exposure)).scalars()}
+            by_root = {_root(n): i for n, i in names.items()}
+            products = content.get("products") or [{}]
+            row = Association(asn_id=content["asn_id"], asn_type=content.get("asn_type", ""),
+                              asn_rule=content.get("asn_rule", ""), level=level,
+                              program=str(content.get("program", "")) or None,
+                              product_name=str(products[0].get("name", "")), content=content,
+                              content_sha256=digest, storage_path=str(path), jwst_version=jwst.__version__)
+            s.add(row)
+            s.flush()
+            for product, expname, exptype in asn_lib.members(content):
+                s.add(AssociationMember(association_id=row.id, product_name=product, expname=expname,
+                                        exptype=exptype, exposure_id=by_root.get(_root(expname))))
+        report.created.append(content["asn_id"])
+    return report

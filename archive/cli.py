@@ -1,0 +1,381 @@
+"""The ``archive`` command line (typer + rich).
+
+Every command reads the settings from the environment (``ARCHIVE_DATA_DIR``,
+``ARCHIVE_DB_URL``, ``ARCHIVE_BROKER_URL``, ``CRDS_PATH``, ``CRDS_CONTEXT``) or the
+config file; ``--data-dir`` overrides the data directory. Tabular commands take
+``--json`` to print machine-readable output instead of a table.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import Settings, load_settings
+
+app = typer.Typer(help="A JWST archive: ingest raw exposures, calibrate them, and prove how each product was made.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+crds_app = typer.Typer(help="CRDS contexts and best references.", no_args_is_help=True)
+app.add_typer(crds_app, name="crds")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class State:
+    data_dir: Optional[Path] = None
+
+
+def settings() -> Settings:
+    return load_settings(State.data_dir)
+
+
+@app.callback()
+def main(data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="ARCHIVE_DATA_DIR",
+                                                 help="Data directory (catalog, storage, CRDS cache).")):
+    """JWST archive reprocessing system."""
+    State.data_dir = data_dir
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal)
+
+
+def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+        return
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    console.print(table)
+
+
+def _ensure_catalog(s: Settings) -> None:
+    from .db import upgrade
+
+    for d in (s.data_dir, s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
+        d.mkdir(parents=True, exist_ok=True)
+    upgrade(s.db_url)
+
+
+# --------------------------------------------------------------------------- init
+@app.command()
+def init(as_json: bool = typer.Option(False, "--json")):
+    """Create the data directory, storage tree and catalog (alembic upgrade head)."""
+    from .db import current_revision
+
+    s = settings()
+    _ensure_catalog(s)
+    info = {"data_dir": str(s.data_dir), "catalog": s.db_url, "schema_revision": current_revision(s.db_url),
+            "execution": "eager (in-process)" if s.eager else f"broker {s.broker_url}",
+            "crds_path": str(s.crds_path)}
+    _print_table("archive initialised", ["setting", "value"], [[k, v] for k, v in info.items()], as_json)
+
+
+# --------------------------------------------------------------------------- simulate
+@app.command()
+def simulate(pool: Path = typer.Option(..., "--pool", exists=True, dir_okay=False, help="Association pool (.csv)."),
+             out: Path = typer.Option(..., "--out", help="Directory for the _uncal.fits files."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N pool rows."),
+             seed: int = typer.Option(0, "--seed"),
+             ngroups: Optional[int] = typer.Option(None, "--ngroups", help="Override NGROUPS."),
+             nints: Optional[int] = typer.Option(None, "--nints", help="Override NINTS."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Simulate one raw exposure per pool row and the CRDS cache that describes them."""
+    from .simulation import simulate_pool
+
+    s = settings()
+    s.crds_path.mkdir(parents=True, exist_ok=True)
+    with err.status(f"simulating {pool.name} ..."):
+        result = simulate_pool(pool, out, s.crds_path, limit=limit, seed=seed, ngroups=ngroups, nints=nints)
+    rows = [[str(f)] for f in result.files]
+    _print_table(f"{len(result.files)} exposures simulated; CRDS context {result.context} in {s.crds_path}",
+                 ["file"], rows, as_json)
+
+
+# --------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of *_uncal.fits."),
+           recursive: bool = typer.Option(False, "--recursive", "-r"),
+           pool: Optional[Path] = typer.Option(None, "--pool", exists=True, dir_okay=False,
+                                               help="Pool supplying planning columns (ASN_CANDIDATE ...)."),
+           as_json: bool = typer.Option(False, "--json")):
+    """Validate, checksum, store and catalogue raw exposures. Exit 1 if any was rejected."""
+    from .ingest import ingest as do_ingest, iter_paths
+
+    s = settings()
+    _ensure_catalog(s)
+    files = iter_paths(paths, recursive)
+    with _progress() as prog:
+        task = prog.add_task("ingest", total=len(files))
+        report = do_ingest(s, files, pool_path=pool, progress=lambda o: prog.advance(task))
+    rows = [[o.filename, o.status, o.stage1_pipeline or "", o.reason] for o in report.outcomes]
+    _print_table(f"ingest: {report.count('ingested')} ingested, {report.count('unchanged')} unchanged, "
+                 f"{report.count('rejected')} rejected, {report.count('conflict')} conflicts",
+                 ["file", "status", "pipeline", "reason"], rows, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- associate
+@app.command()
+def associate(program: Optional[str] = typer.Option(None, "--program"),
+              as_json: bool = typer.Option(False, "--json")):
+    """Generate Level-2 and Level-3 associations from the catalog with jwst's generator."""
+    from .associate import associate as do_associate
+
+    s = settings()
+    _ensure_catalog(s)
+    with err.status("running the jwst association generator ..."):
+        report = do_associate(s, program)
+    rows = [[a, "new"] for a in report.created] + [[a, "existing"] for a in report.existing]
+    _print_table(f"associations: {len(report.created)} new, {len(report.existing)} existing "
+                 f"({', '.join(f'{k}: {v}' for k, v in sorted(report.levels.items()))})",
+                 ["asn_id", "status"], rows, as_json)
+
+
+# --------------------------------------------------------------------------- crds
+@crds_app.command("status")
+def crds_status(as_json: bool = typer.Option(False, "--json")):
+    """List the known contexts and the one in use."""
+    from sqlalchemy import select
+
+    from . import crdscache
+    from .db import session_scope
+    from .models import CrdsContext
+    from .references import context_in_use
+
+    s = settings()
+    _ensure_catalog(s)
+    with session_scope(s.db_url) as db:
+        try:
+            using = context_in_use(s, db).name
+        except Exception as exc:  # no context anywhere yet
+            using = None
+            err.print(f"[yellow]{exc}")
+        known = {c.name: c for c in db.execute(select(CrdsContext).order_by(CrdsContext.name)).scalars()}
+        cached = set(crdscache.list_contexts(s.crds_path)) if s.crds_path.exists() else set()
+        rows = []
+        for name in sorted(set(known) | cached):
+            c = known.get(name)
+            rows.append([name, "yes" if name == using else "", "yes" if name in cached else "no",
+                         c.first_seen.isoformat(timespec="seconds") if c else "", c.crds_version if c else ""])
+    _print_table(f"CRDS contexts (cache {s.crds_path})", ["context", "in use", "in cache", "first seen", "crds"],
+                 rows, as_json)
+
+
+@crds_app.command("use")
+def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local cache.")):
+    """Make CONTEXT the context in use for planning and calibration."""
+    from . import crdscache
+    from .db import session_scope
+    from .references import use_context
+
+    s = settings()
+    _ensure_catalog(s)
+    if context not in crdscache.list_contexts(s.crds_path):
+        err.print(f"[red]{context}: not in the CRDS cache {s.crds_path}")
+        raise typer.Exit(2)
+    with session_scope(s.db_url) as db:
+        use_context(db, context)
+    console.print(f"context in use: {context}")
+
+
+# --------------------------------------------------------------------------- reprocess
+def _parse_step_params(extra: list[str]) -> dict:
+    """``--steps.jump.rejection_threshold=5`` -> {"jump": {"rejection_threshold": 5.0}}."""
+    params: dict = {}
+    for arg in extra:
+        if not arg.startswith("--steps.") or "=" not in arg:
+            raise typer.BadParameter(f"unexpected argument {arg!r} (step parameters: --steps.<step>.<param>=VALUE)")
+        key, value = arg[len("--steps."):].split("=", 1)
+        step, _, name = key.partition(".")
+        if not name:
+            raise typer.BadParameter(f"{arg!r}: expected --steps.<step>.<param>=VALUE")
+        low = value.lower()
+        parsed: object
+        if low in ("true", "false"):
+            parsed = low == "true"
+        else:
+            try:
+                parsed = int(value)
+            except ValueError:
+                try:
+                    parsed = float(value)
+                except ValueError:
+                    parsed = value
+        params.setdefault(step, {})[name] = parsed
+    return params
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def reprocess(ctx: typer.Context,
+              program: Optional[str] = typer.Option(None, "--program"),
+              instrument: Optional[str] = typer.Option(None, "--instrument"),
+              exp_type: Optional[str] = typer.Option(None, "--exp-type"),
+              context: Optional[str] = typer.Option(None, "--context", help="CRDS context (default: in use)."),
+              pipeline: str = typer.Option("calwebb_detector1", "--pipeline"),
+              dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, run nothing."),
+              as_json: bool = typer.Option(False, "--json")):
+    """Plan the jobs the catalog owes and run them (in-process, or through the broker).
+
+    Step parameters use the strun convention: --steps.jump.rejection_threshold=5
+    """
+    from .dispatch import get_dispatcher
+    from .jobs import plan
+
+    s = settings()
+    _ensure_catalog(s)
+    params = _parse_step_params(ctx.args)
+    p = plan(s, program=program, instrument=instrument, exp_type=exp_type, context=context, pipeline=pipeline,
+             params=params, dry_run=dry_run)
+    summary = (f"plan under {p.context}, software {p.cal_version}: {p.count('new')} new, {p.count('retry')} retry, "
+               f"{p.count('requeue')} requeue, {p.count('pending')} pending, {p.count('current')} current, "
+               f"{p.count('unsupported')} unsupported")
+    if dry_run or not p.job_ids:
+        rows = [[i.exposure, i.pipeline, i.action, i.detail, i.job_id or ""] for i in p.items]
+        _print_table(summary, ["exposure", "pipeline", "action", "detail", "job"], rows, as_json)
+        return
+    dispatcher = get_dispatcher(s)
+    with _progress() as prog:
+        task = prog.add_task("eager" if s.eager else "enqueue", total=len(p.job_ids))
+        outcomes = dispatcher.send(p.job_ids, progress=lambda j, o: prog.advance(task))
+    rows = [[i.exposure, i.pipeline, i.action, i.detail, i.job_id or "", outcomes.get(i.job_id, "")]
+            for i in p.items]
+    _print_table(summary, ["exposure", "pipeline", "action", "detail", "job", "result"], rows, as_json)
+    if any(str(o).startswith("failed") for o in outcomes.values()):
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- status
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")):
+    """Counts of exposures, jobs by status, products and rejections."""
+    from sqlalchemy import func, select
+
+    from .db import session_scope
+    from .models import Exposure, IngestRejection, Job, Product
+
+    s = settings()
+    _ensure_catalog(s)
+    with session_scope(s.db_url) as db:
+        rows = [["exposures", db.scalar(select(func.count()).select_from(Exposure))],
+                ["rejected files", db.scalar(select(func.count()).select_from(IngestRejection))]]
+        for st, n in db.execute(select(Job.status, func.count()).group_by(Job.status).order_by(Job.status)):
+            rows.append([f"jobs {st}", n])
+        rows.append(["products current",
+                     db.scalar(select(func.count()).select_from(Product).where(Product.is_current.is_(True)))])
+        rows.append(["products superseded",
+                     db.scalar(select(func.count()).select_from(Product).where(Product.is_current.is_(False)))])
+    _print_table("archive status", ["what", "count"], rows, as_json)
+
+
+# --------------------------------------------------------------------------- provenance / sql
+@app.command()
+def provenance(name: str = typer.Argument(..., help="A product (file name or path) or an exposure file name."),
+               as_json: bool = typer.Option(False, "--json")):
+    """The lineage of a product or exposure: inputs, job, versions, context, references."""
+    from .provenance import NotFound, lineage
+
+    s = settings()
+    try:
+        info = lineage(s, name)
+    except NotFound as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(2)
+    if as_json:
+        print(json.dumps(info, indent=1, default=str))
+        return
+    products = info["products"]
+    if info["kind"] == "exposure":
+        e = info["exposure"]
+        console.print(f"[bold]exposure[/] {e['filename']}  sha256 {e['sha256']}  {e['instrume']} {e['detector']} "
+                      f"{e['exp_type']}  stage 1: {e['stage1_pipeline']}")
+        for a in info["associations"]:
+            console.print(f"  association {a['asn_id']} ({a['asn_rule']}) -> {a['product']}")
+        for j in info["jobs"]:
+            console.print(f"  job {j['id']} {j['pipeline']} {j['status']} attempts={j['attempts']} {j['error'] or ''}")
+    for p in products:
+        console.rule(f"{p['product']} ({'current' if p['is_current'] else 'superseded'})")
+        console.print(f"path {p['path']}\nsha256 {p['sha256']}  created {p['created_at']}")
+        for i in p["inputs"]:
+            console.print(f"input {i['exposure']}  sha256 {i['sha256']}")
+        j = p["job"]
+        console.print(f"job {j['id']} {j['pipeline']} engine={j['engine']} worker={j['worker']} "
+                      f"started {j['started_at']} finished {j['finished_at']}")
+        console.print(f"parameters {json.dumps(j['parameters'])}  (hash {j['param_hash'][:12]})")
+        console.print("software " + ", ".join(f"{k} {v}" for k, v in p["software_versions"].items()))
+        console.print(f"CRDS context {p['crds_context']} (crds {p['crds_version']})")
+        t = Table("reftype", "reference", "sha256")
+        for r in p["references"]:
+            t.add_row(r["reftype"], r["name"], r["sha256"] or "")
+        console.print(t)
+
+
+@app.command()
+def sql(query: str = typer.Argument(..., help="A SELECT on the catalog (views: product_provenance, "
+                                               "product_reference_provenance)."),
+        as_json: bool = typer.Option(False, "--json")):
+    """Run a read-only SQL query; the database itself refuses any write."""
+    from .provenance import readonly_query
+
+    s = settings()
+    try:
+        cols, rows = readonly_query(s, query)
+    except Exception as exc:
+        err.print(f"[red]refused or failed: {str(exc).splitlines()[0]}")
+        raise typer.Exit(1)
+    _print_table(f"{len(rows)} rows", cols, [list(r) for r in rows], as_json)
+
+
+# --------------------------------------------------------------------------- worker / beat
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context):
+    """Start a Celery worker (needs ARCHIVE_BROKER_URL); extra arguments go to celery."""
+    from .dispatch import get_dispatcher
+
+    s = settings()
+    if s.eager:
+        err.print("[red]ARCHIVE_BROKER_URL is not set: there is no broker to take work from")
+        raise typer.Exit(2)
+    _ensure_catalog(s)
+    get_dispatcher(s).run_worker(list(ctx.args))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context):
+    """Start Celery beat: plans and enqueues owed work every ARCHIVE_BEAT_INTERVAL seconds."""
+    from .dispatch import get_dispatcher
+
+    s = settings()
+    if s.eager:
+        err.print("[red]ARCHIVE_BROKER_URL is not set: beat needs a broker")
+        raise typer.Exit(2)
+    _ensure_catalog(s)
+    get_dispatcher(s).run_beat(list(ctx.args))
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Default: a new temporary directory."),
+         limit: int = typer.Option(4, "--limit", help="How many pool rows to simulate."),
+         ngroups: int = typer.Option(5, "--ngroups")):
+    """The main job end to end on the embedded default (SQLite, in-process tasks)."""
+    from .demo import run_demo
+
+    code = run_demo(workdir, limit=limit, ngroups=ngroups, console=console)
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

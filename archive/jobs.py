@@ -1,0 +1,384 @@
+"""Jobs: planning what the catalog owes, and executing one job idempotently.
+
+A job is owed when an exposure has no current product made under the context in use,
+this software version and these parameters. :func:`plan` creates (or revives) job rows;
+:func:`execute_job` is what a Celery task calls: it leases the job in a short
+transaction, calibrates with no database session open, and records the products in a
+second short transaction. Running a job twice is harmless: a succeeded job is not
+redone, products are written atomically into the job's own directory, and the rows
+that mark it done are written once (STYLE.md, "Idempotent work under an at-least-once
+queue").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from calib import __version__ as CAL_VER
+
+from .config import Settings
+from .db import session_scope
+from .models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
+from .pipelines import engine_for
+from .references import compute_bestrefs, context_in_use, ensure_context, ensure_reference
+from .storage import remove_tree_quietly, sha256_file
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = ("jwst-archive", "numpy", "numba", "astropy", "crds", "stdatamodels", "sqlalchemy", "celery")
+
+
+class PermanentJobError(RuntimeError):
+    """A job failure that retrying cannot fix (bad input, bad reference file)."""
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of this package and of every library that shapes a product's numbers."""
+    out = {"python": platform.python_version()}
+    for name in SOFTWARE:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    out["jwst-archive"] = CAL_VER
+    return out
+
+
+def param_hash(params: dict) -> str:
+    """SHA-256 of the canonical JSON of a pipeline's parameters ({} for the defaults)."""
+    return hashlib.sha256(json.dumps(params or {}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def product_root(filename: str) -> str:
+    """``jw..._uncal.fits`` -> ``jw...`` (the root the jwst products share)."""
+    name = filename[:-5] if filename.endswith(".fits") else filename
+    return name[: -len("_uncal")] if name.endswith("_uncal") else name
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes for timezone-aware columns; they are UTC.
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+# --------------------------------------------------------------------------- planning
+@dataclass
+class PlanItem:
+    """One exposure's line in a plan."""
+
+    exposure: str
+    pipeline: str
+    action: str  # new | retry | requeue | pending | current | unsupported
+    detail: str = ""
+    job_id: int | None = None
+
+
+@dataclass
+class Plan:
+    context: str
+    cal_version: str
+    param_hash: str
+    items: list[PlanItem] = field(default_factory=list)
+
+    @property
+    def job_ids(self) -> list[int]:
+        """Jobs to dispatch: new, revived and still queued ones."""
+        return [i.job_id for i in self.items if i.action in ("new", "retry", "requeue", "pending") and i.job_id]
+
+    def count(self, action: str) -> int:
+        return sum(1 for i in self.items if i.action == action)
+
+
+def _current_product_job(session: Session, exposure_id: int, pipeline: str, context_id: int,
+                         phash: str) -> Job | None:
+    return session.execute(
+        select(Job).join(Product, Product.job_id == Job.id).where(
+            Product.exposure_id == exposure_id, Product.is_current.is_(True), Job.pipeline == pipeline,
+            Job.context_id == context_id, Job.cal_version == CAL_VER, Job.param_hash == phash,
+            Job.status == "succeeded",
+        ).limit(1)
+    ).scalar_one_or_none()
+
+
+def plan(settings: Settings, *, program: str | None = None, instrument: str | None = None,
+         exp_type: str | None = None, context: str | None = None,
+         pipeline: str | None = "calwebb_detector1", params: dict | None = None,
+         dry_run: bool = False, campaign_id: int | None = None) -> Plan:
+    """Decide, from the catalog, which jobs are owed, and (unless ``dry_run``) create them.
+
+    An exposure whose stage-1 pipeline no engine runs yet is listed as ``unsupported``
+    with the pipeline it needs. A failed job is revived (``retry``); a running job whose
+    lease has expired is put back in the queue (``requeue``).
+
+    Raises
+    ------
+    archive.references.ContextError
+        If no CRDS context is configured or in use.
+    """
+    params = params or {}
+    phash = param_hash(params)
+    now = _now()
+    with session_scope(settings.db_url) as s:
+        ctx = ensure_context(s, context) if context else context_in_use(settings, s)
+        result = Plan(context=ctx.name, cal_version=CAL_VER, param_hash=phash)
+        q = select(Exposure).order_by(Exposure.filename)
+        if program:
+            q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
+        if instrument:
+            q = q.where(Exposure.instrume == instrument.upper())
+        if exp_type:
+            q = q.where(Exposure.exp_type == exp_type.upper())
+        for exp in s.execute(q).scalars():
+            needed = exp.stage1_pipeline
+            if pipeline and needed != pipeline:
+                if engine_for(needed) is None:
+                    result.items.append(PlanItem(exp.filename, needed, "unsupported",
+                                                 f"{exp.exp_type} needs {needed}: not supported yet"))
+                continue
+            if engine_for(needed) is None:
+                result.items.append(PlanItem(exp.filename, needed, "unsupported",
+                                             f"{exp.exp_type} needs {needed}: not supported yet"))
+                continue
+            done = _current_product_job(s, exp.id, needed, ctx.id, phash)
+            if done is not None:
+                result.items.append(PlanItem(exp.filename, needed, "current", f"job {done.id}", done.id))
+                continue
+            job = s.execute(
+                select(Job).where(Job.exposure_id == exp.id, Job.pipeline == needed, Job.context_id == ctx.id,
+                                  Job.cal_version == CAL_VER, Job.param_hash == phash,
+                                  Job.status != "succeeded").order_by(Job.id.desc()).limit(1)
+            ).scalar_one_or_none()
+            if job is not None:
+                if job.status == "failed":
+                    action, detail = "retry", f"failed before: {(job.error or '')[:80]}"
+                    if not dry_run:
+                        job.status, job.error = "queued", None
+                elif job.status == "running" and (_aware(job.lease_expires_at) or now) <= now:
+                    action, detail = "requeue", f"lease of {job.worker} expired"
+                    if not dry_run:
+                        job.status = "queued"
+                else:
+                    action, detail = "pending", job.status
+                if campaign_id and not dry_run:
+                    job.campaign_id = campaign_id
+                result.items.append(PlanItem(exp.filename, needed, action, detail, job.id))
+                continue
+            item = PlanItem(exp.filename, needed, "new")
+            if not dry_run:
+                job = Job(pipeline=needed, engine=engine_for(needed), exposure_id=exp.id, context_id=ctx.id,
+                          campaign_id=campaign_id, cal_version=CAL_VER, software_versions=software_versions(),
+                          parameters=params, param_hash=phash, status="queued")
+                s.add(job)
+                s.flush()
+                s.add(JobInput(job_id=job.id, exposure_id=exp.id, sha256=exp.sha256))
+                item.job_id = job.id
+            result.items.append(item)
+        if dry_run:
+            s.rollback()
+    return result
+
+
+# --------------------------------------------------------------------------- execution
+@dataclass
+class _Work:
+    job_id: int
+    pipeline: str
+    params: dict
+    exposure_id: int
+    exposure_path: str
+    exposure_sha256: str
+    program: str
+    filename: str
+    context: str
+    crds_version: str
+    references: dict[str, str | None]  # reftype -> path (None: N/A)
+    reference_names: dict[str, str]  # reftype -> name (applicable only)
+    reference_sha256: dict[str, str]
+    output_dir: Path
+
+
+def _claim(settings: Settings, job_id: int, worker: str) -> _Work | None:
+    """Lease the job and load everything the calibration needs; None if nothing to do."""
+    from calib.pipelines.detector1 import reftypes_for
+
+    now = _now()
+    with session_scope(settings.db_url) as s:
+        job = s.execute(select(Job).where(Job.id == job_id).with_for_update(skip_locked=True)).scalar_one_or_none()
+        if job is None:
+            # unknown id, or another worker holds its row lock right now (PostgreSQL)
+            return None
+        if job.status == "succeeded":
+            return None
+        if job.status == "running" and (_aware(job.lease_expires_at) or now) > now and job.worker != worker:
+            return None  # leased by a live worker
+        exp = s.get(Exposure, job.exposure_id)
+        job.status = "running"
+        job.attempts += 1
+        job.started_at = now
+        job.worker = worker
+        job.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+        job.error = None
+        from .models import CrdsContext
+
+        ctx = s.get(CrdsContext, job.context_id)
+        reftypes = reftypes_for(exp.instrume, exp.exp_type)
+        best = compute_bestrefs(settings, s, exp, ctx, reftypes)
+        refs: dict[str, str | None] = {}
+        names: dict[str, str] = {}
+        sums: dict[str, str] = {}
+        for reftype, name in best.items():
+            if name == "N/A":
+                refs[reftype] = None
+                continue
+            row = ensure_reference(s, name, reftype, exp.instrume)
+            if not row.path:
+                raise PermanentJobError(f"reference file {name} ({reftype}) for {exp.filename} is not in the CRDS cache "
+                                        f"{settings.crds_path}")
+            refs[reftype] = row.path
+            names[reftype] = name
+            sums[reftype] = row.sha256
+        # one directory per attempt: a slow run whose lease was taken over never shares files
+        out = (settings.products_dir / (exp.program or "unknown") / product_root(exp.filename)
+               / f"job-{job.id}-attempt-{job.attempts}")
+        job.output_dir = str(out)
+        return _Work(job.id, job.pipeline, dict(job.parameters or {}), exp.id, exp.storage_path, exp.sha256,
+                     exp.program or "unknown", exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out)
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def _verify(path: str, expected: str, what: str) -> None:
+    """Check a file's SHA-256 against the catalog (memoised on path, size and mtime)."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    got = _VERIFIED.get(key)
+    if got is None:
+        got = sha256_file(path)
+        _VERIFIED[key] = got
+    if got != expected:
+        raise PermanentJobError(f"{what} {path} has changed on disk: sha256 {got} differs from the catalog's {expected}")
+
+
+def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: dict, worker: str) -> bool:
+    """Write the products and mark the job succeeded, once. False if another run did it first."""
+    with session_scope(settings.db_url) as s:
+        job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
+        if job.status == "succeeded":
+            return False
+        for suffix, path in files.items():
+            previous = s.execute(
+                select(Product).where(Product.exposure_id == work.exposure_id, Product.suffix == suffix,
+                                      Product.is_current.is_(True))
+            ).scalars().all()
+            for old in previous:
+                old.is_current = False
+            s.flush()
+            product = Product(job_id=job.id, exposure_id=work.exposure_id, filename=path.name, path=str(path),
+                              suffix=suffix, sha256=sha256_file(path), size_bytes=path.stat().st_size,
+                              is_current=True, supersedes_id=previous[0].id if previous else None)
+            s.add(product)
+            s.flush()
+            for reftype, name in work.reference_names.items():
+                ref = s.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one()
+                s.add(ProductReference(product_id=product.id, reftype=reftype, reference_file_id=ref.id))
+        job.status = "succeeded"
+        job.finished_at = _now()
+        job.lease_expires_at = None
+        job.worker = worker
+        job.step_timings = timings
+    return True
+
+
+def _fail(settings: Settings, job_id: int, message: str) -> None:
+    with session_scope(settings.db_url) as s:
+        job = s.get(Job, job_id)
+        if job is not None and job.status != "succeeded":
+            job.status = "failed"
+            job.error = message[:4000]
+            job.finished_at = _now()
+            job.lease_expires_at = None
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> str:
+    """Run one job to completion; the body of the Celery task.
+
+    Returns
+    -------
+    str
+        ``succeeded``, ``skipped`` (already done, or leased by another live worker) or
+        ``duplicate`` (another run recorded it first; this run's files were removed).
+
+    Raises
+    ------
+    PermanentJobError
+        Bad input or reference (the job is marked failed; do not retry).
+    Exception
+        Anything else (database, broker, disk): the job is marked failed and the error
+        re-raised so the task layer can retry it.
+    """
+    from calib.errors import CalibError
+    from calib.pipelines.detector1 import run_detector1
+    from calib.products import save_products
+
+    worker = worker or worker_name()
+    work = _claim(settings, job_id, worker)
+    if work is None:
+        return "skipped"
+    try:
+        _verify(work.exposure_path, work.exposure_sha256, "input exposure")
+        for reftype, path in work.references.items():
+            if path is not None:
+                _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
+        work.output_dir.mkdir(parents=True, exist_ok=False)
+        result = run_detector1(work.exposure_path, work.references, work.params)
+        provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
+                      "references": dict(work.reference_names)}
+        files = save_products(result, work.output_dir, product_root(work.filename), provenance)
+        files = {k: Path(v) for k, v in files.items() if v}
+    except (CalibError, PermanentJobError) as exc:
+        remove_tree_quietly(work.output_dir)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        raise PermanentJobError(str(exc)) from exc
+    except BaseException as exc:
+        remove_tree_quietly(work.output_dir)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        raise
+    if not _record(settings, work, files, dict(getattr(result, "timings", {}) or {}), worker):
+        remove_tree_quietly(work.output_dir)
+        return "duplicate"
+    return "succeeded"
+
+
+def job_summary(settings: Settings) -> dict[str, int]:
+    """Counts of jobs by status."""
+    from sqlalchemy import func
+
+    with session_scope(settings.db_url) as s:
+        return dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+
+
+__all__ = [
+    "Plan", "PlanItem", "PermanentJobError", "plan", "execute_job", "software_versions", "param_hash",
+    "product_root", "job_summary", "worker_name",
+]

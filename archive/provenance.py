@@ -1,0 +1,159 @@
+"""Provenance: the lineage of a product or exposure, and read-only SQL on the catalog.
+
+Read-only SQL is enforced by the database, not by parsing the statement: SQLite is opened
+through a ``mode=ro`` URI (and ``PRAGMA query_only``), PostgreSQL in a transaction with
+``default_transaction_read_only`` on, so any INSERT, UPDATE, DELETE or DDL is refused by
+the server itself.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import create_engine, or_, select, text
+from sqlalchemy.engine import make_url
+
+from .config import Settings
+from .db import session_scope
+from .models import (
+    Association,
+    AssociationMember,
+    CrdsContext,
+    Exposure,
+    Job,
+    JobInput,
+    Product,
+    ProductReference,
+    ReferenceFile,
+)
+
+
+class NotFound(LookupError):
+    """No product or exposure matches the name given."""
+
+
+def _iso(dt) -> str | None:
+    return dt.isoformat() if dt is not None else None
+
+
+def _product_lineage(s, product: Product) -> dict:
+    job = s.get(Job, product.job_id)
+    ctx = s.get(CrdsContext, job.context_id)
+    inputs = []
+    for ji in s.execute(select(JobInput).where(JobInput.job_id == job.id)).scalars():
+        exp = s.get(Exposure, ji.exposure_id)
+        inputs.append({"exposure": exp.filename, "sha256": ji.sha256, "storage_path": exp.storage_path,
+                       "exp_type": exp.exp_type, "detector": exp.detector, "program": exp.program})
+    refs = []
+    for pr, rf in s.execute(
+        select(ProductReference, ReferenceFile).join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
+        .where(ProductReference.product_id == product.id).order_by(ProductReference.reftype)
+    ).all():
+        refs.append({"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256, "path": rf.path})
+    superseded = s.get(Product, product.supersedes_id) if product.supersedes_id else None
+    return {
+        "product": product.filename,
+        "path": product.path,
+        "suffix": product.suffix,
+        "sha256": product.sha256,
+        "is_current": bool(product.is_current),
+        "created_at": _iso(product.created_at),
+        "supersedes": superseded.path if superseded else None,
+        "inputs": inputs,
+        "job": {
+            "id": job.id, "pipeline": job.pipeline, "engine": job.engine, "status": job.status,
+            "attempts": job.attempts, "worker": job.worker, "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at), "parameters": job.parameters, "param_hash": job.param_hash,
+            "step_timings": job.step_timings,
+        },
+        "cal_version": job.cal_version,
+        "software_versions": job.software_versions,
+        "crds_context": ctx.name,
+        "crds_version": ctx.crds_version,
+        "references": refs,
+    }
+
+
+def lineage(settings: Settings, name: str) -> dict:
+    """The lineage of a product (file name or path) or of an exposure (file name).
+
+    Returns
+    -------
+    dict
+        For a product: its inputs with checksums, job (pipeline, parameters, times,
+        worker), software versions, CRDS context and every reference with checksum. For
+        an exposure: its catalog entry, associations, and the lineage of each product.
+
+    Raises
+    ------
+    NotFound
+        If nothing in the catalog has that name.
+    """
+    base = Path(name).name
+    with session_scope(settings.db_url) as s:
+        products = s.execute(
+            select(Product).where(or_(Product.path == name, Product.filename == base)).order_by(Product.id)
+        ).scalars().all()
+        if products:
+            out = [_product_lineage(s, p) for p in products]
+            return {"kind": "product", "products": out}
+        exp = s.execute(select(Exposure).where(Exposure.filename == base)).scalar_one_or_none()
+        if exp is None:
+            raise NotFound(f"{name}: no product or exposure of that name in the catalog")
+        asns = s.execute(
+            select(Association.asn_id, Association.asn_rule, AssociationMember.product_name)
+            .join(AssociationMember, AssociationMember.association_id == Association.id)
+            .where(AssociationMember.exposure_id == exp.id)
+        ).all()
+        prods = s.execute(select(Product).where(Product.exposure_id == exp.id).order_by(Product.id)).scalars().all()
+        jobs = s.execute(select(Job).where(Job.exposure_id == exp.id).order_by(Job.id)).scalars().all()
+        return {
+            "kind": "exposure",
+            "exposure": {
+                "filename": exp.filename, "sha256": exp.sha256, "size_bytes": exp.size_bytes,
+                "storage_path": exp.storage_path, "ingested_at": _iso(exp.ingested_at), "program": exp.program,
+                "instrume": exp.instrume, "detector": exp.detector, "exp_type": exp.exp_type,
+                "readpatt": exp.readpatt, "subarray": exp.subarray, "ngroups": exp.ngroups, "nints": exp.nints,
+                "stage1_pipeline": exp.stage1_pipeline,
+            },
+            "associations": [{"asn_id": a, "asn_rule": r, "product": p} for a, r, p in asns],
+            "jobs": [{"id": j.id, "pipeline": j.pipeline, "status": j.status, "error": j.error,
+                      "attempts": j.attempts} for j in jobs],
+            "products": [_product_lineage(s, p) for p in prods],
+        }
+
+
+def readonly_query(settings: Settings, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
+    """Run ``sql`` on a read-only connection and return (column names, rows).
+
+    Raises
+    ------
+    sqlalchemy.exc.DBAPIError (or sqlite3.Error)
+        From the database itself: a write is refused there (e.g. "attempt to write a
+        readonly database", "cannot execute INSERT in a read-only transaction").
+    """
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite":
+        db = url.database
+        if not db or db == ":memory:":
+            raise ValueError("read-only SQL needs a file catalog")
+        conn = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cur = conn.execute(sql, params or {})
+            cols = [d[0] for d in cur.description or []]
+            return cols, [tuple(r) for r in cur.fetchall()]
+        finally:
+            conn.close()
+    engine = create_engine(settings.db_url,
+                           connect_args={"options": "-c default_transaction_read_only=on"})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET TRANSACTION READ ONLY"))
+            res = conn.execute(text(sql), params or {})
+            cols = list(res.keys()) if res.returns_rows else []
+            rows = [tuple(r) for r in res.fetchall()] if res.returns_rows else []
+            conn.rollback()
+            return cols, rows
+    finally:
+        engine.dispose()

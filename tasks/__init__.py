@@ -1,0 +1,1 @@
+"""tasks: the Celery app, its tasks and the beat schedule: thin glue over archive."""

@@ -1,0 +1,45 @@
+"""The Celery dispatcher registered for ``archive`` (entry point jwst_archive.dispatchers)."""
+from __future__ import annotations
+
+from archive.config import Settings
+from archive.jobs import PermanentJobError
+
+
+class CeleryDispatcher:
+    """Sends jobs through Celery: eager in-process, or to the broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        from .app import make_app
+
+        self.settings = settings
+        self.app = make_app(settings)
+
+    def send(self, job_ids: list[int], progress=None) -> dict[int, str]:
+        from . import jobs as _  # noqa: F401 - registers the tasks on the app
+
+        task = self.app.tasks["tasks.jobs.run_job"]
+        out: dict[int, str] = {}
+        for job_id in job_ids:
+            if self.settings.eager:
+                try:
+                    out[job_id] = task.apply(args=[job_id], throw=True).get()
+                except PermanentJobError as exc:
+                    out[job_id] = f"failed: {exc}"
+                except Exception as exc:  # transient in eager mode: recorded as failed, retried by a re-run
+                    out[job_id] = f"failed: {type(exc).__name__}: {exc}"
+            else:
+                task.apply_async(args=[job_id])
+                out[job_id] = "enqueued"
+            if progress:
+                progress(job_id, out[job_id])
+        return out
+
+    def run_worker(self, argv: list[str]) -> None:
+        from . import jobs as _  # noqa: F401
+
+        self.app.worker_main(["worker", "--loglevel=INFO", "--prefetch-multiplier=1", *argv])
+
+    def run_beat(self, argv: list[str]) -> None:
+        from . import jobs as _  # noqa: F401
+
+        self.app.start(["beat", "--loglevel=INFO", *argv])

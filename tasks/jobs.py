@@ -1,0 +1,37 @@
+"""Celery tasks: thin wrappers that hand a job id to archive.jobs.
+
+Transient faults (database or broker connection, disk I/O) are retried with exponential
+backoff; a PermanentJobError (bad input, bad reference file) fails at once.
+"""
+from __future__ import annotations
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from archive import jobs
+from archive.config import load_settings
+
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError, OSError)
+
+
+def _settings(task):
+    return getattr(task.app, "archive_settings", None) or load_settings()
+
+
+@shared_task(bind=True, name="tasks.jobs.run_job", autoretry_for=TRANSIENT,
+             dont_autoretry_for=(jobs.PermanentJobError,), retry_backoff=5, retry_backoff_max=600,
+             retry_jitter=True, max_retries=5, acks_late=True)
+def run_job(self, job_id: int) -> str:
+    """Execute job ``job_id`` (see archive.jobs.execute_job)."""
+    hostname = self.request.hostname or jobs.worker_name()
+    return jobs.execute_job(_settings(self), job_id, worker=f"{hostname}:{__import__('os').getpid()}")
+
+
+@shared_task(bind=True, name="tasks.jobs.plan_and_enqueue")
+def plan_and_enqueue(self) -> int:
+    """Beat task: plan what the catalog owes under the context in use and enqueue it."""
+    settings = _settings(self)
+    plan = jobs.plan(settings)
+    for job_id in plan.job_ids:
+        run_job.delay(job_id)
+    return len(plan.job_ids)
