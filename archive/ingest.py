@@ -13,6 +13,7 @@ in ``ingest_rejections`` with its reason, and the rest of the batch goes on.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -101,7 +102,8 @@ def read_raw_header(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise RejectedFile(f"cannot read: {exc.strerror}") from exc
     try:
-        with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
+        with warnings.catch_warnings(), fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
+            warnings.simplefilter("ignore")  # astropy's truncation warning: we report it ourselves
             n_hdus = len(hdul)  # reads every header, no data
             if n_hdus == 0:
                 raise RejectedFile("not a FITS file: no HDU")

@@ -1,0 +1,80 @@
+"""Shared fixtures: catalogs on SQLite and on the real PostgreSQL, settings, real data.
+
+Database tests run against the real PostgreSQL at 127.0.0.1:5432 (a fresh database per
+test, dropped afterwards) and against SQLite. Outside CI a missing server skips those
+tests; with CI=true a missing server is a failure.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PG_ADMIN = os.environ.get("ARCHIVE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ARCHIVE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_server(what: str, exc: Exception):
+    """Fail in CI, skip elsewhere, when a real server the test needs is not there."""
+    msg = f"{what} not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"missing real test material {path} (../shared beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for one test; dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(PG_ADMIN)
+    name = f"archive_test_{uuid.uuid4().hex[:10]}"
+    conninfo = f"host={admin.host} port={admin.port or 5432} user={admin.username} dbname={admin.database}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        need_server("PostgreSQL at 127.0.0.1:5432", exc)
+    url = str(admin.set(database=name).render_as_string(hide_password=False))
+    yield url
+    from archive.db import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Each catalog test runs twice: on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def settings(tmp_path, db_url, monkeypatch):
+    """Settings of a fresh archive in tmp_path, catalog migrated to head."""
+    from archive.config import load_settings
+    from archive.db import upgrade
+
+    for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings(tmp_path / "data").with_(db_url=db_url, crds_path=tmp_path / "data" / "crds")
+    for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
+        d.mkdir(parents=True, exist_ok=True)
+    upgrade(s.db_url)
+    return s

@@ -1,0 +1,61 @@
+"""The schema comes from Alembic and matches the models; read-only SQL is enforced by the database."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from archive.db import current_revision, get_engine, upgrade
+from archive.provenance import readonly_query
+
+
+def test_migrations_create_every_table_and_view(settings):
+    insp = inspect(get_engine(settings.db_url))
+    tables = set(insp.get_table_names())
+    from archive.models import Base
+
+    assert set(Base.metadata.tables) <= tables
+    assert {"product_provenance", "product_reference_provenance"} <= set(insp.get_view_names())
+    assert current_revision(settings.db_url) == "0002"
+    upgrade(settings.db_url)  # idempotent
+    assert current_revision(settings.db_url) == "0002"
+
+
+def test_models_and_migrations_agree(settings):
+    """Autogenerate finds nothing to add: the models describe exactly the migrated schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from archive.models import Base
+
+    with get_engine(settings.db_url).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sql_refuses_writes(settings):
+    cols, rows = readonly_query(settings, "SELECT count(*) AS n FROM exposures")
+    assert cols == ["n"] and rows == [(0,)]
+    with pytest.raises(Exception) as info:
+        readonly_query(settings, "INSERT INTO crds_contexts (name, first_seen, in_use) "
+                                 "VALUES ('jwst_x.pmap', CURRENT_TIMESTAMP, false)")
+    assert "read" in str(info.value).lower()  # 'readonly database' / 'read-only transaction'
+    assert readonly_query(settings, "SELECT count(*) FROM crds_contexts")[1] == [(0,)]
+    with pytest.raises(Exception):
+        readonly_query(settings, "DROP TABLE exposures")
+    assert readonly_query(settings, "SELECT count(*) FROM exposures")[1] == [(0,)]
+
+
+def test_cli_sql_refuses_insert(settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from archive.cli import app
+
+    monkeypatch.setenv("ARCHIVE_DB_URL", settings.db_url)
+    runner = CliRunner()
+    res = runner.invoke(app, ["--data-dir", str(settings.data_dir), "sql",
+                              "INSERT INTO crds_contexts (name, first_seen, in_use) VALUES ('a', CURRENT_TIMESTAMP, false)"])
+    assert res.exit_code == 1
+    res = runner.invoke(app, ["--data-dir", str(settings.data_dir), "sql", "SELECT count(*) AS n FROM crds_contexts",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"n": 0' in res.output
