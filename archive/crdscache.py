@@ -1,0 +1,550 @@
+"""A local, offline CRDS cache: configure it, fill it, and ask it for best references.
+
+The cache has the standard CRDS layout::
+
+    <crds_path>/config/jwst/server_config      (a Python literal; makes crds work offline)
+    <crds_path>/mappings/jwst/*.pmap|imap|rmap
+    <crds_path>/references/jwst/<instrument>/*.fits   (ref_subdir_mode "instrument")
+
+Two kinds of context live in it: real ones copied from a CRDS server's mappings
+(:func:`install_real_context`) and synthetic ones that select the reference files written
+by :mod:`calib.simulate` (:func:`write_synthetic_context`, :func:`derive_context`).
+
+Synthetic names are clearly apart from operational ones: contexts
+``jwst_sim_NNNN.pmap``, instrument mappings ``jwst_sim_<instr>_NNNN.imap``, reference
+mappings ``jwst_sim_<instr>_<reftype>_NNNN.rmap``. crds accepts these names (it reads
+instrument and filekind from the mapping headers once the files are in the cache).
+
+A note on process state: crds caches its configuration and the mappings it has loaded in
+the process. :func:`configure` resets what it can (environment, crds's cached
+configuration and its mapping cache), so one process may switch between caches, but a
+mapping *name* always refers to one content: never write two different files under the
+same mapping name in two caches used by the same process.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+OBSERVATORY = "jwst"
+SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"
+DEFAULT_USEAFTER = "1900-01-01 00:00:00"
+
+# Match parameters per reftype used in synthetic rmaps (all of them real JWST parkeys; the
+# same tuple for every instrument so that a synthetic context is uniform).
+SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
+    "dark": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
+    "superbias": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
+    "readnoise": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
+    "mask": ("META.INSTRUMENT.DETECTOR", "META.SUBARRAY.NAME"),
+    "linearity": ("META.INSTRUMENT.DETECTOR", "META.SUBARRAY.NAME"),
+    "gain": ("META.INSTRUMENT.DETECTOR", "META.SUBARRAY.NAME"),
+    "saturation": ("META.INSTRUMENT.DETECTOR",),
+    "ipc": ("META.INSTRUMENT.DETECTOR",),
+}
+_USEAFTER_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
+# parkey -> FITS keyword in a reference file's primary header
+_PARKEY_TO_FITS = {
+    "META.INSTRUMENT.DETECTOR": "DETECTOR",
+    "META.EXPOSURE.READPATT": "READPATT",
+    "META.SUBARRAY.NAME": "SUBARRAY",
+    "META.EXPOSURE.TYPE": "EXP_TYPE",
+    "META.INSTRUMENT.FILTER": "FILTER",
+    "META.INSTRUMENT.BAND": "BAND",
+}
+_INSTRUMENTS = ("fgs", "miri", "nircam", "niriss", "nirspec")
+
+
+class BestrefsError(RuntimeError):
+    """CRDS could not compute best references for a header (message names the file)."""
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+
+def _server_config(context: str) -> dict:
+    import crds
+
+    return {
+        "observatory": OBSERVATORY,
+        "operational_context": context,
+        "edit_context": context,
+        "bad_files": "",
+        "bad_files_list": [],
+        "force_remote_mode": False,
+        "mappings": [],
+        "reference_url": {},
+        "mapping_url": {},
+        "crds_version": {"str": crds.__version__},
+        "last_synced": "2026-11-23 00:00:00",
+    }
+
+
+def _ensure_layout(crds_path: Path, context: str | None = None) -> None:
+    (crds_path / "mappings" / OBSERVATORY).mkdir(parents=True, exist_ok=True)
+    (crds_path / "references" / OBSERVATORY).mkdir(parents=True, exist_ok=True)
+    cfg = crds_path / "config" / OBSERVATORY / "server_config"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    if not cfg.exists() or context is not None:
+        if context is None:
+            existing = list_contexts(crds_path)
+            context = existing[-1] if existing else "jwst_0541.pmap"
+        cfg.write_text(repr(_server_config(context)) + "\n")
+
+
+def configure(crds_path: str | Path) -> None:
+    """Point crds at the local cache ``crds_path`` and make it work offline.
+
+    Sets ``CRDS_PATH``, ``CRDS_SERVER_URL`` (a "serverless" URL: crds then uses only the
+    cache) and ``CRDS_MODE=local`` in ``os.environ``, creates the cache layout and a
+    ``config/jwst/server_config`` if missing, and clears crds's in-process caches so that a
+    process can switch between caches.
+
+    Raises
+    ------
+    OSError
+        If the cache directory cannot be created.
+    """
+    crds_path = Path(crds_path).resolve()
+    crds_path.mkdir(parents=True, exist_ok=True)
+    _ensure_layout(crds_path)
+    os.environ["CRDS_PATH"] = str(crds_path)
+    os.environ["CRDS_SERVER_URL"] = SERVERLESS_URL
+    os.environ["CRDS_MODE"] = "local"
+    os.environ["CRDS_OBSERVATORY"] = OBSERVATORY
+    os.environ.pop("CRDS_CONTEXT", None)
+    _clear_crds_caches()
+
+
+def _clear_crds_caches() -> None:
+    try:
+        from crds.core import rmap, utils
+
+        utils.clear_function_caches()
+        rmap.get_cached_mapping.cache.clear()  # type: ignore[attr-defined]
+    except Exception:  # older/newer crds without these attributes: best effort
+        pass
+
+
+def _cache_path() -> Path:
+    try:
+        return Path(os.environ["CRDS_PATH"])
+    except KeyError:
+        raise RuntimeError("CRDS cache not configured: call archive.crdscache.configure() first") from None
+
+
+def _mapping_dir(crds_path: Path) -> Path:
+    return Path(crds_path) / "mappings" / OBSERVATORY
+
+
+# ----------------------------------------------------------------------------------------
+# mapping text: read and write
+
+def _parse_mapping(path: Path) -> tuple[dict, object]:
+    """Return (header, selector) of a mapping file as plain dicts (Match/UseAfter unwrapped)."""
+    import ast
+
+    text = Path(path).read_text()
+    head_src = text[text.index("header") : text.index("selector")]
+    header = ast.literal_eval(head_src.split("=", 1)[1].strip())
+    sel_src = text[text.index("selector") :].split("=", 1)[1].strip()
+    sel_src = re.sub(r"\b(Match|UseAfter)\(", "(", sel_src)
+    selector = ast.literal_eval(sel_src)
+    return header, selector
+
+
+def _fmt_header(header: dict) -> str:
+    lines = ["header = {"]
+    for key in sorted(header):
+        val = header[key]
+        if isinstance(val, dict):
+            lines.append(f"    {key!r} : {{")
+            for k2, v2 in sorted(val.items()):
+                if isinstance(v2, dict):
+                    lines.append(f"        {k2!r} : {{")
+                    for k3, v3 in sorted(v2.items()):
+                        lines.append(f"            {k3!r} : {v3!r},")
+                    lines.append("        },")
+                else:
+                    lines.append(f"        {k2!r} : {v2!r},")
+            lines.append("    },")
+        else:
+            lines.append(f"    {key!r} : {val!r},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_rmap(path: Path, header: dict, selections: dict[tuple, dict[str, str]]) -> None:
+    out = [_fmt_header(header), "selector = Match({"]
+    for match in sorted(selections):
+        out.append(f"    {tuple(match)!r} : UseAfter({{")
+        for date in sorted(selections[match]):
+            out.append(f"        {date!r} : {selections[match][date]!r},")
+        out.append("    }),")
+    out.append("})")
+    path.write_text("\n".join(out) + "\n")
+    _update_checksum(path)
+
+
+def _write_plain(path: Path, header: dict, selector: dict[str, str]) -> None:
+    out = [_fmt_header(header), "selector = {"]
+    for key in sorted(selector):
+        out.append(f"    {key!r} : {selector[key]!r},")
+    out.append("}")
+    path.write_text("\n".join(out) + "\n")
+    _update_checksum(path)
+
+
+def _update_checksum(path: Path) -> None:
+    from crds.refactoring.checksum import update_checksum
+
+    update_checksum(str(path))
+
+
+def _next_serial(crds_path: Path, pattern: str) -> int:
+    """Next free 4-digit serial for names matching ``pattern`` (with one ``(\\d{4})`` group)."""
+    rx = re.compile(pattern)
+    serials = [int(m.group(1)) for p in _mapping_dir(crds_path).iterdir() if (m := rx.fullmatch(p.name))]
+    return max(serials, default=0) + 1
+
+
+# ----------------------------------------------------------------------------------------
+# filling the cache
+
+def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> list[str]:
+    """Copy a real context closure (``*.pmap``, ``*.imap``, ``*.rmap``) into the cache.
+
+    Returns the names of the ``.pmap`` files copied. Reference files are not copied (a real
+    context's references are usually not available offline; bestrefs does not need them).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``mappings_dir`` holds no .pmap file.
+    """
+    crds_path = Path(crds_path)
+    mappings_dir = Path(mappings_dir)
+    pmaps = sorted(p.name for p in mappings_dir.glob("*.pmap"))
+    if not pmaps:
+        raise FileNotFoundError(f"{mappings_dir}: no .pmap in this directory")
+    _ensure_layout(crds_path)
+    dest = _mapping_dir(crds_path)
+    for src in mappings_dir.iterdir():
+        if src.suffix in (".pmap", ".imap", ".rmap"):
+            shutil.copy2(src, dest / src.name)
+    return pmaps
+
+
+def _ref_properties(path: Path) -> dict[str, str]:
+    from astropy.io import fits
+
+    hdr = fits.getheader(path, 0)
+    props = {k: str(hdr.get(k, "")).strip() for k in ("INSTRUME", "REFTYPE", "USEAFTER", *_PARKEY_TO_FITS.values())}
+    if not props["INSTRUME"] or not props["REFTYPE"]:
+        raise ValueError(f"{path}: not a CRDS reference file (INSTRUME/REFTYPE missing)")
+    return props
+
+
+def _match_tuple(props: dict[str, str], parkeys: tuple[str, ...]) -> tuple[str, ...]:
+    vals = []
+    for key in parkeys:
+        val = props.get(_PARKEY_TO_FITS[key], "").upper()
+        if val in ("", "GENERIC", "ANY", "N/A", "NONE"):
+            val = "N/A"
+        vals.append(val)
+    return tuple(vals)
+
+
+def _useafter(props: dict[str, str]) -> str:
+    ua = props.get("USEAFTER", "").replace("T", " ")
+    if not ua:
+        return DEFAULT_USEAFTER
+    return ua if len(ua) > 10 else ua + " 00:00:00"
+
+
+def _place_reference(crds_path: Path, path: Path, instrument: str) -> None:
+    dest_dir = Path(crds_path) / "references" / OBSERVATORY / instrument
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / path.name
+    if dest.resolve() != path.resolve():
+        shutil.copy2(path, dest)
+
+
+def write_synthetic_context(crds_path: str | Path, references, context_name: str | None = None) -> str:
+    """Write a synthetic CRDS context that selects exactly the given reference files.
+
+    Each reference file's primary header (INSTRUME, REFTYPE, DETECTOR, SUBARRAY, READPATT,
+    USEAFTER) decides where it goes: one rmap per (instrument, reftype) matching on
+    :data:`SYNTHETIC_PARKEYS` (a SUBARRAY of GENERIC or a missing READPATT become ``N/A``,
+    which crds treats as "any") then UseAfter on META.OBSERVATION.DATE/TIME. Mappings get
+    valid sha1sums; references are copied to ``<crds_path>/references/jwst/<instrument>/``.
+
+    Parameters
+    ----------
+    crds_path : path of the cache (created if missing).
+    references : iterable of paths to reference files (names must be unique).
+    context_name : the .pmap name; default the next free ``jwst_sim_NNNN.pmap``.
+
+    Returns
+    -------
+    str : the .pmap name (also made the cache's operational context).
+
+    Raises
+    ------
+    ValueError
+        If a file is not a reference file, two files claim the same match and useafter,
+        or a reftype has no entry in :data:`SYNTHETIC_PARKEYS`.
+    """
+    crds_path = Path(crds_path)
+    _ensure_layout(crds_path)
+    table: dict[tuple[str, str], dict[tuple, dict[str, str]]] = {}
+    for ref in references:
+        ref = Path(ref)
+        props = _ref_properties(ref)
+        instr, reftype = props["INSTRUME"].lower(), props["REFTYPE"].lower()
+        if reftype not in SYNTHETIC_PARKEYS:
+            raise ValueError(f"{ref}: reftype {reftype!r} not supported by synthetic contexts")
+        match = _match_tuple(props, SYNTHETIC_PARKEYS[reftype])
+        ua = _useafter(props)
+        sel = table.setdefault((instr, reftype), {}).setdefault(match, {})
+        if ua in sel and sel[ua] != ref.name:
+            raise ValueError(f"{ref}: same match {match} and useafter {ua} as {sel[ua]}")
+        sel[ua] = ref.name
+        _place_reference(crds_path, ref, instr)
+    return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
+
+
+def _write_context(crds_path: Path, table, context_name, derived_from, base=None) -> str:
+    """Write rmaps for ``table`` ((instr, reftype) -> selections) and imaps/pmap over them.
+
+    ``base`` is an optional (pmap_header, {instr: (imap_header, {reftype: rmap_name})}) whose
+    entries are kept unless ``table`` overrides them.
+    """
+    mdir = _mapping_dir(crds_path)
+    if context_name is None:
+        serial = _next_serial(crds_path, r"jwst_sim_(\d{4})\.pmap")
+        context_name = f"jwst_sim_{serial:04d}.pmap"
+    if (mdir / context_name).exists():
+        raise ValueError(f"{context_name}: already exists in {mdir}")
+    imaps: dict[str, dict[str, str]] = {}
+    if base is not None:
+        for instr, (_, sel) in base[1].items():
+            imaps[instr] = dict(sel)
+    for (instr, reftype), selections in sorted(table.items()):
+        serial = _next_serial(crds_path, rf"jwst_sim_{instr}_{reftype}_(\d{{4}})\.rmap")
+        name = f"jwst_sim_{instr}_{reftype}_{serial:04d}.rmap"
+        header = {
+            "classes": ("Match", "UseAfter"),
+            "derived_from": imaps.get(instr, {}).get(reftype, derived_from),
+            "filekind": reftype.upper(),
+            "instrument": instr.upper(),
+            "mapping": "REFERENCE",
+            "name": name,
+            "observatory": "JWST",
+            "parkey": (SYNTHETIC_PARKEYS[reftype], _USEAFTER_KEYS),
+            "sha1sum": "0",
+            "substitutions": {"META.SUBARRAY.NAME": {"GENERIC": "N/A"}},
+        }
+        _write_rmap(mdir / name, header, selections)
+        imaps.setdefault(instr, {})[reftype] = name
+    changed_instr = {instr for instr, _ in table}
+    pmap_sel = dict(base[0]) if base is not None else {}
+    for instr in sorted(imaps):
+        if instr not in changed_instr and instr.upper() in pmap_sel:
+            continue
+        serial = _next_serial(crds_path, rf"jwst_sim_{instr}_(\d{{4}})\.imap")
+        name = f"jwst_sim_{instr}_{serial:04d}.imap"
+        header = {
+            "derived_from": pmap_sel.get(instr.upper(), derived_from),
+            "instrument": instr.upper(),
+            "mapping": "INSTRUMENT",
+            "name": name,
+            "observatory": "JWST",
+            "parkey": ("REFTYPE",),
+            "sha1sum": "0",
+        }
+        selector = {rt.upper(): "N/A" for rt in SYNTHETIC_PARKEYS}   # not provided -> N/A
+        selector.update({rt.upper(): rm for rt, rm in imaps[instr].items()})
+        _write_plain(mdir / name, header, selector)
+        pmap_sel[instr.upper()] = name
+    header = {
+        "derived_from": derived_from,
+        "description": "Synthetic context for simulated exposures (archive.crdscache)",
+        "mapping": "PIPELINE",
+        "name": context_name,
+        "observatory": "JWST",
+        "parkey": ("META.INSTRUMENT.NAME",),
+        "sha1sum": "0",
+    }
+    _write_plain(mdir / context_name, header, pmap_sel)
+    _ensure_layout(crds_path, context_name)
+    return context_name
+
+
+def _load_context_tables(crds_path: Path, pmap: str):
+    mdir = _mapping_dir(crds_path)
+    pheader, psel = _parse_mapping(mdir / pmap)
+    instr_tables = {}
+    for instr, imap in psel.items():
+        iheader, isel = _parse_mapping(mdir / imap)
+        instr_tables[instr.lower()] = (iheader, {rt.lower(): rm for rt, rm in isel.items()
+                                                 if rm.endswith(".rmap")})
+    return psel, instr_tables
+
+
+def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict, context_name: str | None = None) -> str:
+    """Write a new context equal to ``base_pmap`` except for some references.
+
+    Parameters
+    ----------
+    base_pmap : a context in the cache (synthetic, i.e. written by this module).
+    replacements : ``{(instrument, reftype, match_key): new_reference_path}``. ``match_key``
+        is either a full match tuple of the base rmap (e.g. ``('NRCA1', 'N/A')``) or one
+        value (e.g. ``'NRCA1'``) selecting every match tuple that contains it. The new file
+        replaces the base file under every useafter date of the selected tuples; it is
+        copied into the cache.
+    context_name : default the next free ``jwst_sim_NNNN.pmap``.
+
+    Returns
+    -------
+    str : the new .pmap name. Only the rmaps (and imaps) with a replacement are new files;
+    everything else is shared with the base context.
+
+    Raises
+    ------
+    KeyError
+        If an instrument/reftype/match_key is not in the base context.
+    """
+    crds_path = Path(crds_path)
+    psel, instr_tables = _load_context_tables(crds_path, base_pmap)
+    table: dict[tuple[str, str], dict] = {}
+    for (instr, reftype, key), new_ref in replacements.items():
+        instr, reftype = instr.lower(), reftype.lower()
+        try:
+            rmap_name = instr_tables[instr][1][reftype]
+        except KeyError:
+            raise KeyError(f"{base_pmap}: no rmap for ({instr}, {reftype})") from None
+        if (instr, reftype) not in table:
+            _, sel = _parse_mapping(_mapping_dir(crds_path) / rmap_name)
+            table[(instr, reftype)] = {tuple(m): dict(ua) for m, ua in sel.items()}
+        sel = table[(instr, reftype)]
+        if isinstance(key, tuple):
+            keys = [tuple(k.upper() for k in key)]
+        else:
+            keys = [m for m in sel if str(key).upper() in m]
+        keys = [k for k in keys if k in sel]
+        if not keys:
+            raise KeyError(f"{base_pmap}: no match {key!r} in {rmap_name}")
+        new_ref = Path(new_ref)
+        for k in keys:
+            sel[k] = {ua: new_ref.name for ua in sel[k]}
+        _place_reference(crds_path, new_ref, instr)
+    base = (psel, instr_tables)
+    return _write_context(crds_path, table, context_name, derived_from=base_pmap, base=base)
+
+
+# ----------------------------------------------------------------------------------------
+# queries
+
+def list_contexts(crds_path: str | Path) -> list[str]:
+    """Names of the .pmap files in the cache, sorted."""
+    mdir = _mapping_dir(Path(crds_path))
+    if not mdir.is_dir():
+        return []
+    return sorted(p.name for p in mdir.glob("*.pmap"))
+
+
+def locate(name: str) -> Path:
+    """Path of reference file ``name`` in the configured cache.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is not in the cache.
+    """
+    import crds
+
+    path = Path(crds.locate_file(name, OBSERVATORY))
+    if not path.exists():
+        flat = _cache_path() / "references" / OBSERVATORY / name
+        if flat.exists():
+            return flat
+        raise FileNotFoundError(f"{name}: not in the CRDS cache at {_cache_path()}")
+    return path
+
+
+def bestrefs(header: dict, context: str, reftypes: list[str]) -> dict[str, str]:
+    """Best reference file names for an exposure header under ``context``.
+
+    Parameters
+    ----------
+    header : FITS keyword dict of the exposure (e.g. ``dict(fits.getheader(uncal))``).
+    context : a .pmap name present in the configured cache.
+    reftypes : lower-case reftypes, e.g. ``['dark', 'mask']``.
+
+    Returns
+    -------
+    dict : reftype -> file name, or ``"N/A"`` where the context says not applicable.
+
+    Raises
+    ------
+    BestrefsError
+        If crds fails, or leaves a reftype unresolved; the message names the header's
+        FILENAME and the reftypes.
+    """
+    import crds
+
+    fname = header.get("FILENAME", "<no FILENAME>")
+    hdr = {str(k): v for k, v in dict(header).items() if k not in ("", "COMMENT", "HISTORY")}
+    try:
+        recs = crds.getrecommendations(hdr, context=context, observatory=OBSERVATORY, reftypes=list(reftypes))
+    except Exception as exc:
+        raise BestrefsError(f"{fname}: CRDS bestrefs under {context} failed: {exc}") from exc
+    out = {}
+    for rt in reftypes:
+        val = recs.get(rt)
+        if val is None:
+            raise BestrefsError(f"{fname}: CRDS gave no answer for {rt} under {context}")
+        sval = str(val)
+        if sval.upper().startswith("NOT FOUND"):
+            if "N/A" in sval.upper():
+                out[rt] = "N/A"
+                continue
+            raise BestrefsError(f"{fname}: {rt} under {context}: {sval}")
+        out[rt] = sval
+    return out
+
+
+def context_reftypes_diff(old_pmap: str, new_pmap: str) -> set[tuple[str, str]]:
+    """(instrument, reftype) pairs whose selections differ between two contexts in the cache.
+
+    Uses crds's mapping objects: for each instrument and reftype the two rmaps are compared
+    with ``Mapping.difference`` (header-only changes such as name or sha1sum are ignored).
+    Instruments or reftypes present in one context only count as changed. Both contexts
+    must be in the configured cache.
+    """
+    import crds
+    from crds.diff import remove_boring
+
+    old = crds.get_cached_mapping(old_pmap)
+    new = crds.get_cached_mapping(new_pmap)
+    changed: set[tuple[str, str]] = set()
+    for instr in set(old.selections) | set(new.selections):
+        oi, ni = old.selections.get(instr), new.selections.get(instr)
+        orefs = oi.selections if oi is not None else {}
+        nrefs = ni.selections if ni is not None else {}
+        for rt in set(orefs) | set(nrefs):
+            o, n = orefs.get(rt), nrefs.get(rt)
+            if o is None or n is None:
+                changed.add((instr.lower(), rt.lower()))
+                continue
+            if o.name == n.name:
+                continue
+            if not hasattr(o, "difference"):  # N/A or plain-string entries
+                changed.add((instr.lower(), rt.lower()))
+                continue
+            if remove_boring(o.difference(n, include_header_diffs=False)):
+                changed.add((instr.lower(), rt.lower()))
+    return changed

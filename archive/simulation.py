@@ -1,0 +1,272 @@
+"""Simulated raw exposures for an association pool, with the CRDS context that calibrates them.
+
+For every pool row one ``_uncal.fits`` is written: a real header template (shipped in
+``archive/data/headers``) completed with the row's values, and a ramp from
+:mod:`calib.simulate`. The reference files describing the simulated detectors are written
+into a CRDS cache and a synthetic context selecting them is created, so that CRDS best
+references for each simulated file are exactly the files the simulation used.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from archive import crdscache
+from archive.pools import pool_rows
+from calib import simulate as sim
+
+HEADERS_DIR = Path(__file__).parent / "data" / "headers"
+NIRCAM_TEMPLATE = HEADERS_DIR / "jw01075001001_03105_00009_nrca2_uncal.fits"
+FGS_TEMPLATE = HEADERS_DIR / "fgs_acq1_guider1.fits"
+
+#: reference types written for each instrument (MIRI has no superbias step)
+REFTYPES = {
+    "NIRCAM": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "NIRISS": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "NIRSPEC": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "FGS": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "MIRI": ("dark", "gain", "linearity", "mask", "readnoise", "saturation"),
+}
+
+# Instruments without a real template get the NIRCam template with these keywords changed
+# (None removes a NIRCam-only keyword). MIRI, NIRISS and NIRSpec headers are therefore
+# derived, not real: the program/visit/timing structure is NIRCam's.
+DERIVED_TEMPLATE_KEYWORDS = {
+    "MIRI": {"INSTRUME": "MIRI", "DETECTOR": "MIRIMAGE", "MODULE": None, "CHANNEL": None,
+             "PUPIL": None, "CORONMSK": None, "PILIN": None, "FILTER": "F560W",
+             "EXP_TYPE": "MIR_IMAGE", "APERNAME": "MIRIM_FULL", "PPS_APER": "MIRIM_FULL",
+             "SCA_NUM": None, "FASTAXIS": 1, "SLOWAXIS": 2},
+    "NIRISS": {"INSTRUME": "NIRISS", "DETECTOR": "NIS", "MODULE": None, "CHANNEL": None,
+               "CORONMSK": None, "PILIN": None, "FILTER": "CLEAR", "PUPIL": "F150W",
+               "EXP_TYPE": "NIS_IMAGE", "APERNAME": "NIS_CEN", "PPS_APER": "NIS_CEN",
+               "SCA_NUM": None, "FASTAXIS": -2, "SLOWAXIS": -1},
+    "NIRSPEC": {"INSTRUME": "NIRSPEC", "DETECTOR": "NRS1", "MODULE": None, "CHANNEL": None,
+                "CORONMSK": None, "PILIN": None, "PUPIL": None, "FILTER": "F170LP",
+                "EXP_TYPE": "NRS_IMAGE", "APERNAME": "NRS_FULL_MSA", "PPS_APER": "NRS_FULL_MSA",
+                "SCA_NUM": None, "FASTAXIS": 2, "SLOWAXIS": 1},
+}
+
+#: pool column -> FITS keyword (values upper-cased; OBS_NUM/VISIT zero-padded to 3)
+POOL_KEYWORDS = {
+    "PROGRAM": "PROGRAM", "OBS_NUM": "OBSERVTN", "VISIT": "VISIT", "VISIT_ID": "VISIT_ID",
+    "EXPOSURE": "EXPOSURE", "INSTRUME": "INSTRUME", "DETECTOR": "DETECTOR",
+    "EXP_TYPE": "EXP_TYPE", "FILTER": "FILTER", "PUPIL": "PUPIL", "SUBARRAY": "SUBARRAY",
+    "TARGNAME": "TARGNAME", "READPATT": "READPATT", "NGROUPS": "NGROUPS", "NINTS": "NINTS",
+    "OBS_ID": "OBS_ID", "VISITGRP": "VISITGRP", "SEQ_ID": "SEQ_ID", "ACT_ID": "ACT_ID",
+    "VISITYPE": "VISITYPE", "TEMPLATE": "TEMPLATE", "TARGTYPE": "TARGTYPE",
+    "APERNAME": "APERNAME", "CHANNEL": "CHANNEL", "MODULE": "MODULE", "BAND": "BAND",
+}
+SILENT = {"", "NULL", "NONE", "N/A"}
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate_pool` wrote.
+
+    files : uncal paths, in pool order.
+    context : the synthetic .pmap that selects the references used.
+    truths : uncal file name -> .npz with the truth (see :class:`calib.simulate.Truth`).
+    references : uncal file name -> {reftype: reference file name} actually used.
+    """
+
+    files: list[Path]
+    context: str
+    truths: dict[str, Path]
+    references: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _value(row: dict, col: str) -> str | None:
+    val = row.get(col)
+    if val is None or str(val).strip().upper() in SILENT:
+        return None
+    return str(val).strip()
+
+
+def template_for(instrument: str) -> tuple[Path, dict]:
+    """Header template path and the keyword overrides that adapt it to ``instrument``."""
+    instrument = instrument.upper()
+    if instrument == "NIRCAM":
+        return NIRCAM_TEMPLATE, {}
+    if instrument == "FGS":
+        return FGS_TEMPLATE, {}
+    if instrument in DERIVED_TEMPLATE_KEYWORDS:
+        return NIRCAM_TEMPLATE, dict(DERIVED_TEMPLATE_KEYWORDS[instrument])
+    raise ValueError(f"no header template for instrument {instrument!r}")
+
+
+def _template_header(path: Path) -> dict:
+    from astropy.io import fits
+
+    hdr = fits.getheader(path, 0)
+    return {k: hdr[k] for k in hdr if k not in ("", "COMMENT", "HISTORY")}
+
+
+def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: int | None = None) -> dict:
+    """FITS keywords of the simulated exposure for one pool row (pool > template > defaults).
+
+    ``ngroups``/``nints`` override both pool and template. Times: the template's EXPSTART
+    plus ``index`` x 20 minutes, so exposures of a pool are ordered in time.
+
+    Raises
+    ------
+    ValueError
+        If the row has no INSTRUME/FILENAME, or an unknown subarray or readout pattern.
+    """
+    from astropy.time import Time
+
+    instrument = (_value(row, "INSTRUME") or "").upper()
+    if not instrument:
+        raise ValueError(f"pool row {index}: no INSTRUME")
+    fname = _value(row, "FILENAME")
+    if not fname:
+        raise ValueError(f"pool row {index}: no FILENAME")
+    tpath, overrides = template_for(instrument)
+    thdr = _template_header(tpath)
+    kw: dict = {}
+    kw.update({k: v for k, v in overrides.items()})
+    for col, key in POOL_KEYWORDS.items():
+        val = _value(row, col)
+        if val is None:
+            continue
+        if col in ("OBS_NUM", "VISIT"):
+            val = val.zfill(3)
+        elif col == "PROGRAM":
+            val = val.zfill(5)
+        elif col in ("NGROUPS", "NINTS"):
+            val = int(val)
+        else:
+            val = val.upper()
+        kw[key] = val
+    tinstr = str(thdr.get("INSTRUME", "")).strip().upper()
+    same = tinstr == instrument
+
+    def pick(key, default):
+        if key in kw and kw[key] is not None:
+            return kw[key]
+        if same and key in thdr:
+            return thdr[key]
+        return default
+
+    subarray = str(pick("SUBARRAY", "FULL")).upper()
+    readpatt = str(pick("READPATT", sim.DEFAULT_READPATT[instrument])).upper()
+    ng = int(ngroups if ngroups is not None else pick("NGROUPS", thdr.get("NGROUPS", 5)))
+    ni = int(nints if nints is not None else pick("NINTS", thdr.get("NINTS", 1)))
+    x1, y1, xs, ys = sim.subarray_geometry(instrument, subarray)
+    ro = sim.readout(instrument, readpatt, subarray)
+    inttime = ro.tframe * (ng * (ro.nframes + ro.groupgap) - ro.groupgap)
+    duration = ni * (ng * ro.tgroup + ro.tframe)
+    expstart = float(thdr.get("EXPSTART", 59713.76)) + index * 1200.0 / 86400.0
+    t = Time(expstart, format="mjd")
+    iso = t.isot
+    kw.update({
+        "TELESCOP": "JWST", "FILENAME": fname, "DATAMODL": "Level1bModel",
+        "INSTRUME": instrument, "SUBARRAY": subarray,
+        "SUBSTRT1": x1, "SUBSTRT2": y1, "SUBSIZE1": xs, "SUBSIZE2": ys,
+        "READPATT": readpatt, "NGROUPS": ng, "NINTS": ni, "NFRAMES": ro.nframes,
+        "GROUPGAP": ro.groupgap, "FRMDIVSR": ro.nframes, "NOUTPUTS": ro.noutputs,
+        "TFRAME": ro.tframe, "TGROUP": ro.tgroup,
+        "EFFINTTM": inttime, "EFFEXPTM": inttime * ni, "DURATION": duration,
+        "DATE-OBS": iso[:10], "TIME-OBS": iso[11:23], "DATE-BEG": iso[:23],
+        "DATE-END": Time(expstart + duration / 86400.0, format="mjd").isot[:23],
+        "EXPSTART": expstart, "EXPMID": expstart + duration / 2 / 86400.0,
+        "EXPEND": expstart + duration / 86400.0,
+    })
+    if "DETECTOR" not in kw or kw["DETECTOR"] is None:
+        kw["DETECTOR"] = str(overrides.get("DETECTOR") or thdr.get("DETECTOR")).upper()
+    if not kw.get("VISIT_ID") and "PROGRAM" in kw and "OBSERVTN" in kw and "VISIT" in kw:
+        kw["VISIT_ID"] = f"{kw['PROGRAM']}{kw['OBSERVTN']}{kw['VISIT']}"
+    return kw
+
+
+def _refname(instr: str, reftype: str, *parts) -> str:
+    tail = "_".join(str(p).lower().replace("/", "") for p in parts)
+    return f"jwst_sim_{instr.lower()}_{reftype}_{tail}.fits"
+
+
+def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
+                  ngroups: int | None = None, nints: int | None = None) -> SimulationResult:
+    """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
+
+    Parameters
+    ----------
+    pool_path : association pool (see :func:`archive.pools.pool_rows`).
+    out_dir : directory for the uncal files (named by the pool's FILENAME column); truths
+        go to ``out_dir/truth/<root>_truth.npz``.
+    crds_path : CRDS cache; reference files go to ``references/jwst/<instrument>/`` and a
+        new synthetic context is written (:func:`archive.crdscache.write_synthetic_context`).
+        The process's crds configuration is pointed at this cache (``configure``).
+    limit : simulate only the first ``limit`` rows.
+    seed : seed of detectors (reference files) and exposures; same seed -> same bytes.
+    ngroups, nints : override NGROUPS/NINTS of pool and template (keep demos fast).
+
+    Returns
+    -------
+    SimulationResult
+
+    Raises
+    ------
+    ValueError
+        For a row without INSTRUME/FILENAME, duplicate FILENAMEs, unknown subarray/readout.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "truth").mkdir(exist_ok=True)
+    crds_path = Path(crds_path)
+    crdscache.configure(crds_path)
+    rows = pool_rows(pool_path)
+    if limit is not None:
+        rows = rows[:limit]
+    plans = []
+    for i, row in enumerate(rows):
+        kw = exposure_keywords(row, i, ngroups=ngroups, nints=nints)
+        plans.append(kw)
+    names = [kw["FILENAME"] for kw in plans]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"{pool_path}: duplicate FILENAME(s) {sorted(dup)}")
+
+    by_detector: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, kw in enumerate(plans):
+        by_detector[(kw["INSTRUME"], kw["DETECTOR"])].append(i)
+
+    ref_paths: list[Path] = []
+    used: dict[str, dict[str, str]] = {}
+    truths: dict[str, Path] = {}
+    files: list[Path] = [out_dir / n for n in names]
+    for (instr, detname), idxs in by_detector.items():
+        det = sim.make_detector(instr, detname, seed)
+        ref_dir = crds_path / "references" / "jwst" / instr.lower()
+        full_names = {rt: _refname(instr, rt, detname, f"s{seed}")
+                      for rt in REFTYPES[instr] if rt != "dark"}
+        written = sim.write_references(det, ref_dir, full_names)
+        ref_paths.extend(written.values())
+        # one dark per (subarray, readpatt), deep enough for every exposure using it
+        dark_groups: dict[tuple[str, str], int] = {}
+        for i in idxs:
+            key = (plans[i]["SUBARRAY"], plans[i]["READPATT"])
+            dark_groups[key] = max(dark_groups.get(key, 0), plans[i]["NGROUPS"])
+        darks = {}
+        for (sub, patt), ng in dark_groups.items():
+            spec = sim.ExposureSpec(instr, detname, sub, patt, ng, 1)
+            name = _refname(instr, "dark", detname, sub, patt, f"g{ng}", f"s{seed}")
+            darks[(sub, patt)] = sim.write_dark(det, spec, ng, ref_dir / name)
+            ref_paths.append(darks[(sub, patt)])
+        for i in idxs:
+            kw = plans[i]
+            spec = sim.ExposureSpec(instr, detname, kw["SUBARRAY"], kw["READPATT"], kw["NGROUPS"], kw["NINTS"])
+            ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]))
+            tpath, _ = template_for(instr)
+            sim.write_uncal(files[i], ramp, {k: v for k, v in kw.items() if v is not None}, template=tpath,
+                            removed=[k for k, v in kw.items() if v is None])
+            root = kw["FILENAME"].removesuffix(".fits").removesuffix("_uncal")
+            truths[kw["FILENAME"]] = truth.save(out_dir / "truth" / f"{root}_truth.npz")
+            refs = {rt: p.name for rt, p in written.items()}
+            refs["dark"] = darks[(kw["SUBARRAY"], kw["READPATT"])].name
+            used[kw["FILENAME"]] = refs
+        del det
+    context = crdscache.write_synthetic_context(crds_path, ref_paths)
+    return SimulationResult(files=files, context=context, truths=truths, references=used)

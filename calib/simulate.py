@@ -1,0 +1,821 @@
+"""Seeded, physically honest simulation of JWST raw ramps and of matching reference files.
+
+Raw telescope pixels cannot be downloaded here, so test exposures pair real headers with
+ramps made by this module. The model, per pixel and per frame (times from the reset):
+
+* charge ``Q`` (electrons) accumulates from the scene (smooth sky + Gaussian stars), the
+  dark current and cosmic-ray hits, each frame's increment drawn from a Poisson law;
+* the linear signal ``S = Q / gain`` (DN) is made non-linear by inverting the polynomial
+  ``S = s + a2 s^2 + a3 s^3`` (``s`` the recorded, non-linear signal), so the LINEARITY
+  reference's coefficients applied to the recorded counts give back the linear counts;
+* a group is the average of ``NFRAMES`` frames; ``GROUPGAP`` frames are dropped after it;
+* the recorded value is ``superbias + s + amplifier drift + read noise`` (DN), where the
+  read noise of one read is ``readnoise`` DN and averages down as ``1/sqrt(NFRAMES)``;
+  reference pixels carry bias, drift and noise but no charge;
+* the value is clipped at the pixel's saturation level (an integer DN) and at 65535 and
+  stored as uint16.
+
+Dead pixels collect no charge; hot pixels have a large dark current; both are flagged in
+the MASK reference. MIRI has no superbias step in calwebb_detector1, so its linearity
+coefficients are expressed on the raw counts (bias included), as the pipeline applies them.
+
+This module is pure numpy (and stdatamodels for writing files); it never imports archive,
+tasks or crds. Units: DN (data numbers), DN/s, electrons (e-), seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+
+NEAR_IR = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
+INSTRUMENTS = (*NEAR_IR, "MIRI")
+
+# jwst DQ bits (stdatamodels.jwst.datamodels.dqflags.pixel)
+DO_NOT_USE = 1
+SATURATED = 2
+JUMP_DET = 4
+DEAD = 1024
+HOT = 2048
+NO_LIN_CORR = 1048576
+REFERENCE_PIXEL = 2**31
+
+# ------------------------------------------------------------------------------------------
+# detector geometry
+
+#: full-frame (ny, nx) per instrument and reference-pixel border widths
+FULL_SHAPE = {"NIRCAM": (2048, 2048), "NIRISS": (2048, 2048), "NIRSPEC": (2048, 2048),
+              "FGS": (2048, 2048), "MIRI": (1024, 1032)}
+NREF_NIR = 4      # reference pixels on every side of a near-IR detector
+NREF_MIRI = 4     # reference columns at each side of a MIRI detector
+
+#: subarray name -> (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2), 1-based, DMS orientation.
+#: Values from the JWST SIAF / JDox subarray tables; where a start position differs
+#: between detectors (NIRCam SW module subarrays, NIRSpec slit subarrays, FGS) the value of
+#: one representative detector is given (NRCA1, NRS1, GUIDER1 of real program headers).
+SUBARRAYS: dict[str, dict[str, tuple[int, int, int, int]]] = {
+    "NIRCAM": {
+        "FULL": (1, 1, 2048, 2048),
+        "SUB640": (1409, 1409, 640, 640),
+        "SUB320": (1729, 1729, 320, 320),
+        "SUB160": (1889, 1889, 160, 160),
+        "SUB400P": (1, 1, 400, 400),
+        "SUB160P": (1, 1, 160, 160),
+        "SUB64P": (1, 1, 64, 64),
+        "SUBGRISM256": (1, 1, 2048, 256),
+        "SUBGRISM128": (1, 1, 2048, 128),
+        "SUBGRISM64": (1, 1, 2048, 64),
+        "SUB128": (1, 1, 128, 128),   # not a NIRCam science subarray name; small test window
+    },
+    "NIRSPEC": {
+        "FULL": (1, 1, 2048, 2048),
+        "SUB512": (1025, 957, 512, 32),
+        "SUB512S": (1025, 965, 512, 16),
+        "SUB1024A": (1, 946, 1024, 32),
+        "SUB1024B": (1025, 946, 1024, 32),
+        "SUB2048": (1, 967, 2048, 32),
+        "SUB32": (1399, 975, 32, 32),
+        "ALLSLITS": (1, 897, 2048, 256),
+    },
+    "NIRISS": {
+        "FULL": (1, 1, 2048, 2048),
+        "SUBSTRIP256": (1, 1793, 2048, 256),
+        "SUBSTRIP96": (1, 1803, 2048, 96),
+        "SUB80": (1, 1, 80, 80),
+        "SUB64": (1, 1, 64, 64),
+        "SUB128": (1, 1, 128, 128),
+        "SUB256": (1, 1, 256, 256),
+    },
+    "FGS": {
+        "FULL": (1, 1, 2048, 2048),
+        "128X128": (1018, 841, 128, 128),
+        "32X32": (1067, 914, 32, 32),
+        "8X8": (1226, 209, 8, 8),
+    },
+    "MIRI": {
+        "FULL": (1, 1, 1032, 1024),
+        "BRIGHTSKY": (457, 51, 512, 512),
+        "SUB256": (413, 51, 256, 256),
+        "SUB128": (1, 889, 136, 128),
+        "SUB64": (1, 779, 72, 64),
+        "MASK1065": (1, 19, 288, 224),
+        "MASK1140": (1, 245, 288, 224),
+        "MASK1550": (1, 467, 288, 224),
+        "MASKLYOT": (1, 717, 320, 304),
+        "SLITLESSPRISM": (1, 529, 72, 416),
+    },
+}
+
+#: subarrays read through all four outputs (NOUTPUTS = 4)
+FOUR_OUTPUT_SUBARRAYS = {"FULL", "SUBGRISM256", "SUBGRISM128", "SUBGRISM64"}
+
+#: instruments whose fast readout axis is DMS y (detector rotated in DMS orientation)
+FAST_AXIS_Y = {"NIRSPEC", "NIRISS"}
+
+
+def subarray_geometry(instrument: str, name: str) -> tuple[int, int, int, int]:
+    """Return (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a subarray (1-based, pixels).
+
+    Raises
+    ------
+    ValueError
+        If the instrument or the subarray name is unknown (the message lists known names).
+    """
+    instrument, name = instrument.upper(), name.upper()
+    if instrument not in SUBARRAYS:
+        raise ValueError(f"unknown instrument {instrument!r}; known: {sorted(SUBARRAYS)}")
+    table = SUBARRAYS[instrument]
+    if name in ("GENERIC", "FULL", "N/A", "NULL", ""):
+        return table["FULL"]
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {instrument} subarray {name!r}; known: {sorted(table)}") from None
+
+
+# ------------------------------------------------------------------------------------------
+# readout patterns and timing
+
+#: READPATT -> (NFRAMES, GROUPGAP), from the JWST documentation (JDox readout patterns)
+READPATTERNS: dict[str, dict[str, tuple[int, int]]] = {
+    "NIRCAM": {"RAPID": (1, 0), "BRIGHT1": (1, 1), "BRIGHT2": (2, 0), "SHALLOW2": (2, 3),
+               "SHALLOW4": (4, 1), "MEDIUM2": (2, 8), "MEDIUM8": (8, 2), "DEEP2": (2, 18),
+               "DEEP8": (8, 12)},
+    "NIRSPEC": {"NRSRAPID": (1, 0), "NRS": (4, 0), "NRSIRS2": (5, 0), "NRSIRS2RAPID": (1, 0)},
+    "NIRISS": {"NISRAPID": (1, 0), "NIS": (4, 0)},
+    "FGS": {"FGSRAPID": (1, 0), "FGS": (4, 0), "FGS60": (1, 0), "FGS840": (1, 0),
+            "FGS7850": (1, 0), "ID": (1, 0), "ACQ1": (1, 0), "ACQ2": (1, 0),
+            "TRACK": (1, 0), "FINEGUIDE": (1, 0)},
+    "MIRI": {"FAST": (1, 0), "SLOW": (1, 0), "FASTR1": (1, 0), "SLOWR1": (1, 0)},
+}
+DEFAULT_READPATT = {"NIRCAM": "RAPID", "NIRSPEC": "NRSRAPID", "NIRISS": "NISRAPID",
+                    "FGS": "FGSRAPID", "MIRI": "FAST"}
+
+NIR_FULL_TFRAME = 10.73677          # s, near-IR full frame, 4 outputs
+MIRI_FAST_TFRAME = {"FULL": 2.77504, "BRIGHTSKY": 0.86528, "SUB256": 0.29952,
+                    "SUB128": 0.11904, "SUB64": 0.08544, "MASK1065": 0.35296,
+                    "MASK1140": 0.35296, "MASK1550": 0.35296, "MASKLYOT": 0.49460,
+                    "SLITLESSPRISM": 0.15904}
+MIRI_SLOW_FULL_TFRAME = 23.88437    # s; SLOW subarrays scaled by the FAST ratio (approximate)
+FGS_TFRAME = {"128X128": 0.182, "32X32": 0.01254, "8X8": 0.00126}   # real FGS headers
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Timing of a readout: frames per group, dropped frames, frame and group time (s)."""
+
+    readpatt: str
+    nframes: int
+    groupgap: int
+    tframe: float
+    tgroup: float
+    noutputs: int
+
+
+def readout(instrument: str, readpatt: str, subarray: str = "FULL") -> Readout:
+    """Return NFRAMES, GROUPGAP, TFRAME (s), TGROUP (s) and NOUTPUTS of a readout.
+
+    Near-IR subarray frame time: ``(nfast / namps + 12) * (nslow + 1) * 10 us`` (JDox),
+    where the fast axis is DMS x for NIRCam and DMS y for NIRSpec/NIRISS. FGS guider
+    subarrays use the values of real headers. MIRI uses its FAST frame times per subarray.
+
+    Raises
+    ------
+    ValueError
+        For an unknown instrument, readout pattern or subarray.
+    """
+    instrument, readpatt, subarray = instrument.upper(), readpatt.upper(), subarray.upper()
+    if subarray in ("GENERIC", "N/A", "NULL", ""):
+        subarray = "FULL"
+    pats = READPATTERNS.get(instrument)
+    if pats is None:
+        raise ValueError(f"unknown instrument {instrument!r}")
+    if readpatt not in pats:
+        raise ValueError(f"unknown {instrument} READPATT {readpatt!r}; known: {sorted(pats)}")
+    nframes, groupgap = pats[readpatt]
+    _, _, xsize, ysize = subarray_geometry(instrument, subarray)
+    namps = 4 if subarray in FOUR_OUTPUT_SUBARRAYS else 1
+    if instrument == "MIRI":
+        fast = MIRI_FAST_TFRAME.get(subarray)
+        if fast is None:
+            raise ValueError(f"no MIRI frame time for subarray {subarray!r}")
+        tframe = fast if readpatt.startswith("FAST") else fast * MIRI_SLOW_FULL_TFRAME / MIRI_FAST_TFRAME["FULL"]
+        namps = 4
+    elif subarray == "FULL":
+        tframe = NIR_FULL_TFRAME
+    elif instrument == "FGS" and subarray in FGS_TFRAME:
+        tframe = FGS_TFRAME[subarray]
+    else:
+        nfast, nslow = (ysize, xsize) if instrument in FAST_AXIS_Y else (xsize, ysize)
+        tframe = round((nfast / namps + 12) * (nslow + 1) * 10e-6, 5)
+    return Readout(readpatt, nframes, groupgap, tframe, (nframes + groupgap) * tframe, namps)
+
+
+def group_times(ro: Readout, ngroups: int) -> np.ndarray:
+    """Mean time (s since reset) of the frames averaged into each group, shape (ngroups,).
+
+    Frame k (0-based) is read at ``(k + 1) * TFRAME``; group g averages frames
+    ``g * (NFRAMES + GROUPGAP) + [0, NFRAMES)``.
+    """
+    g = np.arange(ngroups)
+    return ro.tframe * (g * (ro.nframes + ro.groupgap) + (ro.nframes + 1) / 2.0)
+
+
+# ------------------------------------------------------------------------------------------
+# the detector
+
+@dataclass
+class Detector:
+    """Full-frame properties of one simulated detector (arrays (ny, nx), DMS orientation).
+
+    superbias : float32 DN, bias level of a zero-charge read.
+    saturation : float32 DN (integers), raw level at which a pixel saturates (bias included).
+    gain : float32 e-/DN.
+    readnoise : float32 DN, noise of one read (one frame).
+    dark_rate : float32 DN/s (0 on reference pixels; large on hot pixels).
+    lin_a2, lin_a3 : float32, non-linearity: linear = s + a2 s^2 + a3 s^3 (s = recorded
+        signal above bias, DN).
+    dead, hot, refpix : bool masks.
+    """
+
+    instrument: str
+    detector: str
+    seed: int
+    superbias: np.ndarray
+    saturation: np.ndarray
+    gain: np.ndarray
+    readnoise: np.ndarray
+    dark_rate: np.ndarray
+    lin_a2: np.ndarray
+    lin_a3: np.ndarray
+    dead: np.ndarray
+    hot: np.ndarray
+    refpix: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.superbias.shape
+
+    def amp_index(self) -> np.ndarray:
+        """Amplifier (output) index of every column, shape (nx,) int: near-IR 512-column
+        stripes (x // 512), MIRI interleaved columns (x % 4)."""
+        nx = self.shape[1]
+        x = np.arange(nx)
+        if self.instrument == "MIRI":
+            return x % 4
+        return np.minimum(x // 512, 3)
+
+    def dq(self) -> np.ndarray:
+        """MASK DQ (uint32): DEAD|DO_NOT_USE, HOT, REFERENCE_PIXEL|DO_NOT_USE."""
+        dq = np.zeros(self.shape, np.uint32)
+        dq[self.dead] |= DEAD | DO_NOT_USE
+        dq[self.hot] |= HOT
+        dq[self.refpix] |= np.uint32(REFERENCE_PIXEL | DO_NOT_USE)
+        return dq
+
+    def linearity_coeffs(self) -> np.ndarray:
+        """LINEARITY coefficients, float32 (4, ny, nx): linear = sum_k c_k x^k where x is the
+        count the jwst linearity step sees: signal above bias for near-IR (after superbias
+        and refpix), the raw count with bias for MIRI (re-expanded around the superbias)."""
+        a2 = self.lin_a2.astype(np.float64)
+        a3 = self.lin_a3.astype(np.float64)
+        if self.instrument != "MIRI":
+            c = np.stack([np.zeros_like(a2), np.ones_like(a2), a2, a3])
+        else:
+            # x = s + b; linear_total = b + P(x - b)
+            b = self.superbias.astype(np.float64)
+            c0 = b + (-b) + a2 * b**2 - a3 * b**3
+            c1 = 1.0 - 2 * a2 * b + 3 * a3 * b**2
+            c2 = a2 - 3 * a3 * b
+            c3 = a3
+            c = np.stack([c0, c1, c2, c3])
+        c[:, self.refpix] = 0.0
+        c[1, self.refpix] = 1.0
+        return c.astype(np.float32)
+
+
+def derive_seed(*parts) -> int:
+    """A 64-bit seed derived from any values (stable across runs and platforms)."""
+    h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little")
+
+
+def make_detector(instrument: str, detector: str, seed: int = 0) -> Detector:
+    """Build a detector's full-frame properties, deterministic in (instrument, detector, seed).
+
+    Typical values: superbias 12-18 kDN with column/row structure and per-pixel scatter,
+    saturation 60-65 kDN (integers), gain 2.0 e-/DN near-IR / 5.5 e-/DN MIRI, read noise
+    ~6-8 DN (near-IR) / ~14 DN (MIRI) per read, dark 0.002-0.01 DN/s with 0.1% hot pixels
+    (0.5-5 DN/s) and 0.05% dead pixels, non-linearity ~5% at 45 kDN.
+
+    Raises
+    ------
+    ValueError
+        For an unknown instrument.
+    """
+    instrument, detector = instrument.upper(), detector.upper()
+    if instrument not in FULL_SHAPE:
+        raise ValueError(f"unknown instrument {instrument!r}; known: {sorted(FULL_SHAPE)}")
+    rng = np.random.default_rng(derive_seed("detector", instrument, detector, seed))
+    ny, nx = FULL_SHAPE[instrument]
+    f32 = np.float32
+    refpix = np.zeros((ny, nx), bool)
+    if instrument == "MIRI":
+        refpix[:, :NREF_MIRI] = True
+        refpix[:, -NREF_MIRI:] = True
+        gain0, rn0, dark0 = 5.5, 14.0, 0.02
+    else:
+        refpix[:NREF_NIR, :] = refpix[-NREF_NIR:, :] = True
+        refpix[:, :NREF_NIR] = refpix[:, -NREF_NIR:] = True
+        gain0, rn0, dark0 = 2.0, 7.0, 0.005
+    base = rng.uniform(12000.0, 16000.0)
+    col = rng.normal(0.0, 300.0, nx).astype(f32)
+    row = (np.linspace(-400.0, 400.0, ny) + rng.normal(0.0, 50.0, ny)).astype(f32)
+    superbias = (base + col[None, :] + row[:, None]
+                 + rng.normal(0.0, 150.0, (ny, nx)).astype(f32)).astype(f32)
+    saturation = np.round(rng.normal(62500.0, 800.0, (ny, nx))).clip(60000, 65000).astype(f32)
+    gain = (gain0 * (1.0 + rng.normal(0.0, 0.02, (ny, nx)))).astype(f32)
+    readnoise = (rn0 * (1.0 + rng.normal(0.0, 0.1, (ny, nx)))).clip(0.5 * rn0).astype(f32)
+    dark_rate = (dark0 * rng.lognormal(0.0, 0.3, (ny, nx))).astype(f32)
+    u = rng.random((ny, nx))
+    hot = (u < 0.001) & ~refpix
+    dead = (u > 0.9995) & ~refpix
+    dark_rate[hot] = rng.uniform(0.5, 5.0, int(hot.sum())).astype(f32)
+    dark_rate[refpix] = 0.0
+    lin_a2 = (1.2e-6 * (1.0 + rng.normal(0.0, 0.05, (ny, nx)))).astype(f32)
+    lin_a3 = (4.0e-12 * (1.0 + rng.normal(0.0, 0.05, (ny, nx)))).astype(f32)
+    return Detector(instrument, detector, seed, superbias, saturation, gain, readnoise,
+                    dark_rate, lin_a2, lin_a3, dead, hot, refpix)
+
+
+def nonlinear(linear: np.ndarray, a2: np.ndarray, a3: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Recorded (non-linear) signal s from linear signal L (DN): solves L = s + a2 s^2 + a3 s^3.
+
+    Starts from the series inverse ``s = L - a2 L^2`` and refines with Newton iterations
+    (quadratic convergence: 3 iterations reach float64 round-off for a few-% non-linearity).
+    Negative L is returned unchanged. float64 (same shape as L).
+    """
+    L = np.asarray(linear, np.float64)
+    a2 = np.asarray(a2, np.float64)
+    a3 = np.asarray(a3, np.float64)
+    pos = L > 0
+    Lp = np.where(pos, L, 0.0)
+    s = Lp - a2 * Lp * Lp
+    for _ in range(iterations):
+        s2 = s * s
+        f = s + a2 * s2 + a3 * s2 * s - Lp
+        fp = 1.0 + 2.0 * a2 * s + 3.0 * a3 * s2
+        s -= f / fp
+    return np.where(pos, s, L)
+
+
+def apply_linearity(counts: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """Evaluate sum_k coeffs[k] * counts**k (Horner), float64; coeffs (ncoeffs, ny, nx)."""
+    x = np.asarray(counts, np.float64)
+    out = np.zeros_like(x)
+    for c in coeffs[::-1]:
+        out = out * x + c
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _finish_group(avg_q, gain, a2, a3, bias, offset_col, noise, sat, out, saturated):  # pragma: no cover - jit
+    """One group: electrons -> linear DN -> non-linear DN -> + bias, offsets, noise -> clip.
+
+    avg_q, gain, bias, noise, sat: float64/float32 (ny, nx); offset_col (nx,); out uint16,
+    saturated bool (ny, nx) written in place. Same arithmetic as :func:`nonlinear`.
+    """
+    ny, nx = avg_q.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            L = avg_q[y, x] / gain[y, x]
+            if L > 0.0:
+                b2 = np.float64(a2[y, x])
+                b3 = np.float64(a3[y, x])
+                s = L - b2 * L * L
+                for _ in range(3):
+                    s2 = s * s
+                    s -= (s + b2 * s2 + b3 * s2 * s - L) / (1.0 + 2.0 * b2 * s + 3.0 * b3 * s2)
+            else:
+                s = L
+            raw = bias[y, x] + s + offset_col[x] + noise[y, x]
+            st = sat[y, x]
+            if raw >= st:
+                raw = st
+                saturated[y, x] = True
+            if raw >= 65535.0:
+                raw = 65535.0
+                saturated[y, x] = True
+            if raw < 0.0:
+                raw = 0.0
+            out[y, x] = np.uint16(np.rint(raw))
+
+
+# ------------------------------------------------------------------------------------------
+# the scene
+
+@dataclass
+class Scene:
+    """Sky and stars in DN/s (linear), positions in full-frame 0-based pixels (x, y)."""
+
+    sky: float = 0.3
+    sky_gradient: float = 0.1          # DN/s across the detector
+    stars: list[tuple[float, float, float, float]] = field(default_factory=list)  # x, y, peak DN/s, sigma px
+
+    def rate(self, x0: int, y0: int, nx: int, ny: int, full_shape: tuple[int, int]) -> np.ndarray:
+        """Rate (float64 DN/s, (ny, nx)) of the window starting at 0-based (x0, y0)."""
+        fy, fx = full_shape
+        y = np.arange(y0, y0 + ny, dtype=np.float64)[:, None]
+        x = np.arange(x0, x0 + nx, dtype=np.float64)[None, :]
+        r = self.sky + self.sky_gradient * (0.5 * x / fx + 0.5 * y / fy)
+        r = np.broadcast_to(r, (ny, nx)).copy()
+        for sx, sy, peak, sig in self.stars:
+            xs = slice(max(int(sx - 6 * sig), x0), min(int(sx + 6 * sig) + 1, x0 + nx))
+            ys = slice(max(int(sy - 6 * sig), y0), min(int(sy + 6 * sig) + 1, y0 + ny))
+            if xs.start >= xs.stop or ys.start >= ys.stop:
+                continue
+            xx = np.arange(xs.start, xs.stop)[None, :]
+            yy = np.arange(ys.start, ys.stop)[:, None]
+            r[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] += peak * np.exp(
+                -0.5 * ((xx - sx) ** 2 + (yy - sy) ** 2) / sig**2)
+        return r
+
+
+def random_scene(rng: np.random.Generator, x0: int, y0: int, nx: int, ny: int, nstars: int = 8,
+                 bright_peak: float = 20000.0) -> Scene:
+    """A smooth sky plus ``nstars`` Gaussian stars inside the window (peaks 5-2000 DN/s),
+    one of them bright (``bright_peak`` DN/s) so that long ramps saturate."""
+    stars = []
+    for i in range(nstars):
+        sx = rng.uniform(x0 + 2, x0 + nx - 2)
+        sy = rng.uniform(y0 + 2, y0 + ny - 2)
+        peak = bright_peak if i == 0 else float(np.exp(rng.uniform(np.log(5.0), np.log(2000.0))))
+        stars.append((sx, sy, peak, float(rng.uniform(1.0, 2.5))))
+    return Scene(sky=float(rng.uniform(0.2, 1.0)), sky_gradient=0.1, stars=stars)
+
+
+# ------------------------------------------------------------------------------------------
+# the ramp
+
+@dataclass
+class ExposureSpec:
+    """What to simulate: instrument/detector/subarray and the readout."""
+
+    instrument: str
+    detector: str
+    subarray: str = "FULL"
+    readpatt: str = ""
+    ngroups: int = 5
+    nints: int = 1
+
+    def __post_init__(self):
+        self.instrument = self.instrument.upper()
+        self.detector = self.detector.upper()
+        self.subarray = (self.subarray or "FULL").upper()
+        self.readpatt = (self.readpatt or DEFAULT_READPATT[self.instrument]).upper()
+        if self.ngroups < 1 or self.nints < 1:
+            raise ValueError(f"ngroups and nints must be >= 1 (got {self.ngroups}, {self.nints})")
+        if self.readpatt in ("NRSIRS2", "NRSIRS2RAPID"):
+            raise ValueError("IRS2 readouts (interleaved reference pixels, 3200 rows) are not simulated")
+
+    def geometry(self) -> tuple[int, int, int, int]:
+        return subarray_geometry(self.instrument, self.subarray)
+
+    def readout(self) -> Readout:
+        return readout(self.instrument, self.readpatt, self.subarray)
+
+
+@dataclass
+class Truth:
+    """What the ramp was made of (window of the exposure, DMS orientation).
+
+    rate : float32 (ny, nx) DN/s, linear source+sky rate (0 on dead and reference pixels).
+    dark_rate : float32 (ny, nx) DN/s.
+    cosmic_rays : int32 (n, 4) rows (integration, first affected group, y, x);
+    cr_charge : float32 (n,) electrons of each hit.
+    saturated : bool (nints, ngroups, ny, nx), groups clipped at the saturation level.
+    """
+
+    rate: np.ndarray
+    dark_rate: np.ndarray
+    cosmic_rays: np.ndarray
+    cr_charge: np.ndarray
+    saturated: np.ndarray
+
+    def save(self, path: str | Path) -> Path:
+        """Write a compressed .npz with the fields above."""
+        path = Path(path)
+        np.savez_compressed(path, rate=self.rate, dark_rate=self.dark_rate,
+                            cosmic_rays=self.cosmic_rays, cr_charge=self.cr_charge,
+                            saturated=self.saturated)
+        return path
+
+
+def window(det: Detector, spec: ExposureSpec) -> tuple[slice, slice]:
+    """(rows, cols) slices of the exposure's window in the detector's full frame."""
+    x1, y1, xs, ys = spec.geometry()
+    ny, nx = det.shape
+    if x1 - 1 + xs > nx or y1 - 1 + ys > ny:
+        raise ValueError(f"subarray {spec.subarray} does not fit the {det.instrument} full frame")
+    return slice(y1 - 1, y1 - 1 + ys), slice(x1 - 1, x1 - 1 + xs)
+
+
+def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene | None = None,
+                  cr_rate: float = 5e-5, noise: bool = True) -> tuple[np.ndarray, Truth]:
+    """Simulate the raw ramp of one exposure.
+
+    Parameters
+    ----------
+    det : the detector (full-frame properties).
+    spec : instrument/detector/subarray/readout/ngroups/nints.
+    seed : seed of everything random in the exposure (scene when not given, Poisson and
+        read noise, drifts, cosmic rays); same seed -> identical ramp.
+    scene : DN/s scene; default :func:`random_scene` from the seed.
+    cr_rate : cosmic-ray hits per pixel per second (JWST: ~5 /cm^2/s, 1.6e-5 per 18 um
+        pixel; default a bit higher so short tests see some).
+    noise : False gives a noiseless ramp (no Poisson, read noise, drift or cosmic rays):
+        useful to test linearity and timing.
+
+    Returns
+    -------
+    ramp : uint16 (nints, ngroups, ny, nx), DN.
+    truth : :class:`Truth`.
+    """
+    rng = np.random.default_rng(derive_seed("exposure", spec.instrument, spec.detector, seed))
+    ro = spec.readout()
+    rows, cols = window(det, spec)
+    ny, nx = rows.stop - rows.start, cols.stop - cols.start
+    if scene is None:
+        scene = random_scene(rng, cols.start, rows.start, nx, ny)
+    refpix = det.refpix[rows, cols]
+    dead = det.dead[rows, cols]
+    rate = scene.rate(cols.start, rows.start, nx, ny, det.shape)
+    rate[refpix | dead] = 0.0
+    dark = det.dark_rate[rows, cols].astype(np.float64)
+    dark[dead] = 0.0
+    gain = np.ascontiguousarray(det.gain[rows, cols])
+    bias = np.ascontiguousarray(det.superbias[rows, cols])
+    sat = np.ascontiguousarray(det.saturation[rows, cols])
+    rn_group = (det.readnoise[rows, cols] / np.float32(np.sqrt(ro.nframes))).astype(np.float32)
+    a2 = np.ascontiguousarray(det.lin_a2[rows, cols])
+    a3 = np.ascontiguousarray(det.lin_a3[rows, cols])
+    amp = det.amp_index()[cols]
+    e_per_frame = (rate + dark) * gain.astype(np.float64) * ro.tframe       # electrons per frame (mean)
+    nfr, ngap = ro.nframes, ro.groupgap
+    frames_per_int = spec.ngroups * (nfr + ngap)
+
+    # cosmic rays: Poisson number over the window and integration time, uniform frame
+    n_expected = cr_rate * ny * nx * frames_per_int * ro.tframe * spec.nints
+    ncr = int(rng.poisson(n_expected)) if noise else 0
+    cr_int = rng.integers(0, spec.nints, ncr)
+    cr_frame = rng.integers(0, frames_per_int, ncr)
+    cr_y = rng.integers(0, ny, ncr)
+    cr_x = rng.integers(0, nx, ncr)
+    cr_q = np.exp(rng.uniform(np.log(200.0), np.log(2.0e4), ncr))   # electrons, log-uniform
+    onpix = ~(refpix[cr_y, cr_x] | dead[cr_y, cr_x])
+    cr_int, cr_frame, cr_y, cr_x, cr_q = (a[onpix] for a in (cr_int, cr_frame, cr_y, cr_x, cr_q))
+
+    ramp = np.empty((spec.nints, spec.ngroups, ny, nx), np.uint16)
+    saturated = np.zeros(ramp.shape, bool)
+    for i in range(spec.nints):
+        q = np.zeros((ny, nx), np.float64)               # accumulated electrons
+        sel = cr_int == i
+        ci_frame, ci_y, ci_x, ci_q = cr_frame[sel], cr_y[sel], cr_x[sel], cr_q[sel]
+
+        def add_cr(f_lo: int, f_hi: int) -> None:
+            m = (ci_frame >= f_lo) & (ci_frame < f_hi)
+            np.add.at(q, (ci_y[m], ci_x[m]), ci_q[m])
+
+        drift0 = rng.normal(0.0, 20.0, 4) if noise else np.zeros(4)
+        for g in range(spec.ngroups):
+            f0 = g * (nfr + ngap)
+            acc = np.zeros((ny, nx), np.float64)
+            for j in range(nfr):
+                q += rng.poisson(e_per_frame) if noise else e_per_frame
+                if noise:
+                    add_cr(f0 + j, f0 + j + 1)
+                acc += q
+            avg_q = acc / nfr
+            if ngap:
+                q += rng.poisson(e_per_frame * ngap) if noise else e_per_frame * ngap
+                if noise:
+                    add_cr(f0 + nfr, f0 + nfr + ngap)
+            if noise:
+                drift = drift0 + rng.normal(0.0, 3.0, 4)     # per-amplifier offset, DN
+                offset_col = drift[amp].astype(np.float64)
+                read = rng.standard_normal((ny, nx), dtype=np.float32) * rn_group
+            else:
+                offset_col = np.zeros(nx)
+                read = np.zeros((ny, nx), np.float32)
+            _finish_group(avg_q, gain, a2, a3, bias, offset_col, read, sat, ramp[i, g], saturated[i, g])
+    # first group affected by each cosmic ray: the group whose frames include or follow it
+    cr_group = np.minimum(cr_frame // (nfr + ngap) + ((cr_frame % (nfr + ngap)) >= nfr), spec.ngroups - 1)
+    truth = Truth(rate=rate.astype(np.float32), dark_rate=dark.astype(np.float32),
+                  cosmic_rays=np.stack([cr_int, cr_group, cr_y, cr_x], axis=1).astype(np.int32)
+                  if len(cr_int) else np.zeros((0, 4), np.int32),
+                  cr_charge=cr_q.astype(np.float32), saturated=saturated)
+    return ramp, truth
+
+
+# ------------------------------------------------------------------------------------------
+# files: reference files and uncal
+
+USEAFTER = "2000-01-01T00:00:00"
+AUTHOR = "calib.simulate"
+
+
+def _ref_meta(model, det: Detector, reftype: str, description: str, subarray: str = "GENERIC",
+              geometry: tuple[int, int, int, int] | None = None) -> None:
+    model.meta.instrument.name = det.instrument
+    model.meta.instrument.detector = det.detector
+    model.meta.reftype = reftype.upper()
+    model.meta.useafter = USEAFTER
+    model.meta.author = AUTHOR
+    model.meta.pedigree = "DUMMY"
+    model.meta.description = description
+    model.meta.telescope = "JWST"
+    x1, y1, xs, ys = geometry or (1, 1, det.shape[1], det.shape[0])
+    model.meta.subarray.name = subarray
+    model.meta.subarray.xstart = x1
+    model.meta.subarray.ystart = y1
+    model.meta.subarray.xsize = xs
+    model.meta.subarray.ysize = ys
+    model.meta.subarray.fastaxis = 1
+    model.meta.subarray.slowaxis = 2
+
+
+def _dq_def():
+    return np.array([(0, 1, "DO_NOT_USE", "Bad pixel"), (1, 2, "SATURATED", ""),
+                     (10, 1024, "DEAD", "Dead pixel"), (11, 2048, "HOT", "Hot pixel"),
+                     (31, 2**31, "REFERENCE_PIXEL", "Reference pixel")],
+                    dtype=[("BIT", "<i4"), ("VALUE", "<u4"), ("NAME", "S40"), ("DESCRIPTION", "S80")])
+
+
+def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) -> dict[str, Path]:
+    """Write the full-frame reference files of a detector (GENERIC subarray).
+
+    ``names`` maps reftype ('mask', 'saturation', 'superbias', 'linearity', 'gain',
+    'readnoise') to a file name; only those reftypes are written. MIRI gets no superbias
+    (calwebb_detector1 has no superbias step for MIRI); a 'superbias' entry is ignored.
+
+    Arrays: MASK dq uint32; SATURATION data float32 DN; SUPERBIAS data/err float32 DN;
+    LINEARITY coeffs float32 (4, ny, nx); GAIN float32 e-/DN; READNOISE float32 DN per read.
+
+    Returns reftype -> written path.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    dq = det.dq()
+    zero_dq = np.zeros(det.shape, np.uint32)
+    for reftype, name in names.items():
+        reftype = reftype.lower()
+        if reftype == "superbias" and det.instrument == "MIRI":
+            continue
+        if reftype == "mask":
+            m = dm.MaskModel(dq=dq, dq_def=_dq_def())
+        elif reftype == "saturation":
+            m = dm.SaturationModel(data=det.saturation, dq=zero_dq, dq_def=_dq_def())
+        elif reftype == "superbias":
+            m = dm.SuperBiasModel(data=det.superbias, err=np.full(det.shape, 1.0, np.float32),
+                                  dq=zero_dq, dq_def=_dq_def())
+        elif reftype == "linearity":
+            m = dm.LinearityModel(coeffs=det.linearity_coeffs(), dq=zero_dq, dq_def=_dq_def())
+        elif reftype == "gain":
+            m = dm.GainModel(data=det.gain)
+        elif reftype == "readnoise":
+            m = dm.ReadnoiseModel(data=det.readnoise)
+        else:
+            raise ValueError(f"write_references: unsupported reftype {reftype!r}")
+        _ref_meta(m, det, reftype, f"Simulated {reftype} for {det.detector} (seed {det.seed})")
+        if reftype == "mask" and det.instrument != "MIRI":
+            pass
+        path = out_dir / name
+        m.save(path, overwrite=True)
+        m.close()
+        written[reftype] = path
+    return written
+
+
+def dark_frames(det: Detector, spec: ExposureSpec, ngroups: int) -> np.ndarray:
+    """Dark reference cube, float32 (ngroups, ny, nx) DN: dark_rate x mean group time, at the
+    exposure's NFRAMES/GROUPGAP (as the jwst dark_current step expects when they match)."""
+    rows, cols = window(det, spec)
+    t = group_times(spec.readout(), ngroups).astype(np.float32)
+    return t[:, None, None] * det.dark_rate[rows, cols][None, :, :]
+
+
+def write_dark(det: Detector, spec: ExposureSpec, ngroups: int, path: str | Path) -> Path:
+    """Write a DARK reference (DarkModel) for the exposure's subarray and readout pattern.
+
+    SCI float32 (ngroups, ny, nx) DN (see :func:`dark_frames`), DQ uint32 (ny, nx); meta
+    exposure.readpatt/nframes/groupgap/ngroups and the subarray of ``spec``.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    ro = spec.readout()
+    rows, cols = window(det, spec)
+    data = dark_frames(det, spec, ngroups)
+    dq = np.zeros(data.shape[1:], np.uint32)
+    dq[det.hot[rows, cols]] |= HOT
+    m = dm.DarkModel(data=data, dq=dq, dq_def=_dq_def())
+    _ref_meta(m, det, "dark", f"Simulated dark for {det.detector} {spec.subarray} {ro.readpatt}",
+              subarray=spec.subarray, geometry=spec.geometry())
+    m.meta.exposure.readpatt = ro.readpatt
+    m.meta.exposure.nframes = ro.nframes
+    m.meta.exposure.groupgap = ro.groupgap
+    m.meta.exposure.ngroups = ngroups
+    m.meta.exposure.nints = 1
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m.save(path, overwrite=True)
+    m.close()
+    return path
+
+
+def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: str | Path | None = None,
+                group_time0_mjd: float | None = None, removed: list[str] | tuple = ()) -> Path:
+    """Write a raw exposure as a Level1bModel ``_uncal.fits``.
+
+    Parameters
+    ----------
+    path : output file.
+    ramp : uint16 (nints, ngroups, ny, nx) DN.
+    keywords : FITS keyword -> value for the primary header (e.g. DETECTOR, SUBARRAY,
+        NGROUPS, TFRAME, DATE-OBS...); each is set through its datamodel path.
+    template : a real uncal file whose primary-header values fill in everything else.
+    group_time0_mjd : EXPSTART (MJD) for the GROUP and INT_TIMES tables (default from
+        keywords['EXPSTART']).
+    removed : FITS keywords of the template to drop (e.g. NIRCam-only keywords when a
+        NIRCam template is adapted to another instrument).
+
+    Raises
+    ------
+    KeyError
+        If a keyword has no datamodel path in the Level1bModel schema.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    ramp = np.asarray(ramp)
+    if ramp.dtype != np.uint16 or ramp.ndim != 4:
+        raise ValueError(f"ramp must be uint16 (nints, ngroups, ny, nx); got {ramp.dtype} {ramp.shape}")
+    model = dm.Level1bModel(data=ramp)
+    if template is not None:
+        with dm.Level1bModel(str(template)) as tmpl:
+            model.update(tmpl, only="PRIMARY")
+    for kw, value in keywords.items():
+        paths = model.find_fits_keyword(kw)
+        if not paths:
+            raise KeyError(f"{kw}: no Level1bModel path for this FITS keyword")
+        for p in paths:
+            if p.startswith("meta."):
+                model[p] = value
+    for kw in removed:
+        for p in model.find_fits_keyword(kw):
+            if p.startswith("meta."):
+                model[p] = None
+    nints, ngroups = ramp.shape[:2]
+    tgroup = float(keywords.get("TGROUP", model.meta.exposure.group_time or 1.0))
+    tframe = float(keywords.get("TFRAME", model.meta.exposure.frame_time or tgroup))
+    nframes = int(keywords.get("NFRAMES", model.meta.exposure.nframes or 1))
+    t0 = group_time0_mjd if group_time0_mjd is not None else float(keywords.get("EXPSTART", model.meta.exposure.start_time or 60000.0))
+    # GROUP table (one row per integration and group, end time of the group's last frame)
+    # and INT_TIMES (MJD UTC; the BJD columns repeat UTC: no barycentric correction here)
+    from astropy.time import Time
+
+    group_dtype = [("integration_number", "<i4"), ("group_number", "<i2"), ("end_day", "<i2"),
+                   ("end_milliseconds", "<i4"), ("end_submilliseconds", "<i2"),
+                   ("group_end_time", "S26"), ("number_of_columns", "<i2"),
+                   ("number_of_rows", "<i2"), ("number_of_gaps", "<i2"),
+                   ("completion_code_number", "<i2"), ("completion_code_text", "S36"),
+                   ("bary_end_time", "<f8"), ("helio_end_time", "<f8")]
+    int_dtype = [("integration_number", "<i4"), ("int_start_MJD_UTC", "<f8"),
+                 ("int_mid_MJD_UTC", "<f8"), ("int_end_MJD_UTC", "<f8"),
+                 ("int_start_BJD_TDB", "<f8"), ("int_mid_BJD_TDB", "<f8"), ("int_end_BJD_TDB", "<f8")]
+    ny, nx = ramp.shape[2:]
+    inttime = ngroups * tgroup + tframe            # one reset frame between integrations
+    rows, it_rows = [], []
+    for i in range(nints):
+        start = t0 + i * inttime / 86400.0
+        for g in range(ngroups):
+            tend = start + (g * tgroup + nframes * tframe) / 86400.0
+            iso = Time(tend, format="mjd").isot.replace("T", " ")
+            day = int(tend - 36204)                # days since 1958-01-01 (JWST epoch)
+            ms = int(round((tend - int(tend)) * 86400e3))
+            rows.append((i + 1, g + 1, day % 32768, ms, 0, iso.encode(), nx, ny, 0, 0, b"COMPLETE", tend, tend))
+        end = start + (ngroups * tgroup) / 86400.0
+        mid = 0.5 * (start + end)
+        it_rows.append((i + 1, start, mid, end, start, mid, end))
+    model.group = np.array(rows, dtype=group_dtype)
+    model.int_times = np.array(it_rows, dtype=int_dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.meta.filename = path.name
+    model.save(path, overwrite=True)
+    model.close()
+    return path
