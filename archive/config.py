@@ -12,6 +12,8 @@ broker_url             ``ARCHIVE_BROKER_URL``                   none: tasks run 
 crds_path              ``CRDS_PATH``                            ``<data_dir>/crds``
 crds_context           ``CRDS_CONTEXT``                         the context marked in use in the catalog
 lease_seconds          ``ARCHIVE_LEASE_SECONDS``                ``3600``
+beat_interval_seconds  ``ARCHIVE_BEAT_INTERVAL``                ``3600``
+queue                  ``ARCHIVE_QUEUE``                        ``archive`` (the Celery queue)
 =====================  =======================================  ==============================
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Settings:
     crds_context: str | None = None
     lease_seconds: int = 3600
     beat_interval_seconds: int = 3600
+    queue: str = "archive"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -104,5 +107,6 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         crds_context=pick("CRDS_CONTEXT", "crds_context") or None,
         lease_seconds=int(pick("ARCHIVE_LEASE_SECONDS", "lease_seconds", 3600)),
         beat_interval_seconds=int(pick("ARCHIVE_BEAT_INTERVAL", "beat_interval_seconds", 3600)),
+        queue=pick("ARCHIVE_QUEUE", "queue", "archive"),
         extra={k: v for k, v in cfg.items()},
     )
