@@ -1,0 +1,416 @@
+"""calwebb_detector1: raw ramps (``_uncal``) to slopes (``_rate``, ``_rateints``).
+
+This project's own engine for the jwst ``Detector1Pipeline`` (jwst documentation
+"calwebb_detector1"): the steps run in jwst order on plain arrays (calib.steps), the
+pipeline resolves parameters and references once and records every step's status.
+
+Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
+superbias, refpix, linearity, dark_current, jump, ramp_fit, gain_scale, and for MIRI
+firstframe and lastframe. Recorded SKIPPED: ipc, persistence, charge_migration (NIR);
+emicorr, reset, rscd, refpix (MIRI; jwst skips MIRI subarray refpix anyway).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+
+from calib import __version__
+from calib.errors import InputError, ReferenceFileError
+from calib.reffiles import ExposureInfo, open_reference, ref_array
+from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _ff,
+                         gain_scale as _gs, group_scale as _grs, jump as _jump,
+                         linearity as _lin, ramp_fit as _rf, refpix as _rp,
+                         saturation as _sat, superbias as _sb)
+
+__all__ = ["NIR_STEPS", "MIRI_STEPS", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
+           "Detector1Result", "run_detector1", "STEP_PARAMETERS", "CAL_STEP_ATTR"]
+
+NIR_STEPS: tuple[str, ...] = (
+    "group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
+    "persistence", "dark_current", "charge_migration", "jump", "ramp_fit", "gain_scale",
+)
+MIRI_STEPS: tuple[str, ...] = (
+    "group_scale", "dq_init", "emicorr", "saturation", "firstframe", "lastframe", "reset",
+    "linearity", "rscd", "dark_current", "refpix", "jump", "ramp_fit", "gain_scale",
+)
+NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
+
+#: step -> {parameter: default}; jwst names. Every step also accepts ``skip``.
+STEP_PARAMETERS: dict[str, dict[str, object]] = {
+    "group_scale": {},
+    "dq_init": {},
+    "emicorr": {},
+    "saturation": {"n_pix_grow_sat": 1, "use_readpatt": True},
+    "firstframe": {},
+    "lastframe": {},
+    "reset": {},
+    "ipc": {},
+    "superbias": {},
+    "refpix": {"odd_even_columns": True, "use_side_ref_pixels": True,
+               "side_smoothing_length": 11, "side_gain": 1.0, "odd_even_rows": True,
+               "siglimit": 3.0},
+    "linearity": {},
+    "rscd": {},
+    "persistence": {},
+    "dark_current": {"average_dark_current": None},
+    "charge_migration": {},
+    "jump": {"rejection_threshold": 4.0, "three_group_rejection_threshold": 6.0,
+             "four_group_rejection_threshold": 5.0, "flag_4_neighbors": True,
+             "max_jump_to_flag_neighbors": 1000.0, "min_jump_to_flag_neighbors": 10.0,
+             "min_diffs_single_pass": 10, "minimum_groups": 3},
+    "ramp_fit": {"suppress_one_group": True},
+    "gain_scale": {},
+}
+
+# steps this engine does not implement; always recorded SKIPPED
+_NOT_IMPLEMENTED = {"ipc", "persistence", "charge_migration", "emicorr", "reset", "rscd"}
+# jwst defaults skip=True
+_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration"}
+
+_STEP_REFTYPES = {
+    "dq_init": ["mask"],
+    "saturation": ["saturation"],
+    "superbias": ["superbias"],
+    "linearity": ["linearity"],
+    "dark_current": ["dark"],
+    "jump": ["gain", "readnoise"],
+    "ramp_fit": ["gain", "readnoise"],
+    "gain_scale": ["gain"],
+}
+
+
+def steps_for(instrument: str) -> tuple[str, ...]:
+    """The calwebb_detector1 step names, in jwst order, for INSTRUME ``instrument``.
+
+    Raises ``InputError`` for an unknown instrument.
+    """
+    inst = str(instrument).upper()
+    if inst == "MIRI":
+        return MIRI_STEPS
+    if inst in NIR_INSTRUMENTS:
+        return NIR_STEPS
+    raise InputError(f"unknown instrument {instrument!r} for calwebb_detector1")
+
+
+def reftypes_for(instrument: str, exp_type: str) -> list[str]:
+    """CRDS reftypes (lower case) this engine reads for the exposure, in first-use order.
+
+    e.g. ``["mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise"]``
+    for NIR; MIRI has no superbias. ``exp_type`` is accepted for interface stability (all
+    detector1 exposure types use the same set here).
+    """
+    out: list[str] = []
+    for step in steps_for(instrument):
+        if str(instrument).upper() == "MIRI" and step == "superbias":
+            continue
+        for rt in _STEP_REFTYPES.get(step, []):
+            if rt not in out:
+                out.append(rt)
+    return out
+
+
+@dataclass
+class Detector1Result:
+    """Output of :func:`run_detector1`."""
+
+    rate: "datamodels.ImageModel"
+    rateints: "datamodels.CubeModel | None"
+    step_status: dict[str, str] = field(default_factory=dict)
+    references_used: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _resolve_params(params: dict | None) -> dict[str, dict]:
+    resolved = {s: dict(p, skip=(s in _SKIPPED_BY_DEFAULT)) for s, p in STEP_PARAMETERS.items()}
+    for step, values in (params or {}).items():
+        if step not in STEP_PARAMETERS:
+            raise ValueError(f"unknown calwebb_detector1 step {step!r} in params")
+        if not isinstance(values, dict):
+            raise ValueError(f"params for step {step!r} must be a dict, got {type(values).__name__}")
+        for name, value in values.items():
+            if name != "skip" and name not in STEP_PARAMETERS[step]:
+                raise ValueError(f"unknown parameter {name!r} for step {step!r}")
+            resolved[step][name] = value
+    if resolved["ramp_fit"]["skip"]:
+        raise ValueError("step 'ramp_fit' cannot be skipped: it makes the rate products")
+    return resolved
+
+
+def _exposure_info(model, path: str) -> ExposureInfo:
+    meta = model.meta
+    data = model.data
+    if data is None or np.ndim(data) != 4:
+        raise InputError(f"{path}: SCI must be 4-D (nints, ngroups, ny, nx), got shape "
+                         f"{None if data is None else np.shape(data)}")
+    nints, ngroups, ny, nx = data.shape
+    if nints < 1 or ngroups < 1:
+        raise InputError(f"{path}: SCI has no integrations or groups (shape {data.shape})")
+    inst = meta.instrument.name
+    if not inst:
+        raise InputError(f"{path}: missing INSTRUME")
+    inst = str(inst).upper()
+    if inst not in NIR_INSTRUMENTS and inst != "MIRI":
+        raise InputError(f"{path}: unsupported instrument {inst!r}")
+    ex = meta.exposure
+    required = {"NFRAMES": ex.nframes, "GROUPGAP": ex.groupgap, "TGROUP": ex.group_time,
+                "TFRAME": ex.frame_time}
+    missing = [k for k, v in required.items() if v is None]
+    if missing:
+        raise InputError(f"{path}: missing keyword(s) {', '.join(missing)}")
+    if int(ex.nframes) < 1 or not (float(ex.group_time) > 0):
+        raise InputError(f"{path}: invalid NFRAMES={ex.nframes} or TGROUP={ex.group_time}")
+    sub = meta.subarray
+    xstart = int(sub.xstart) if sub.xstart is not None else 1
+    ystart = int(sub.ystart) if sub.ystart is not None else 1
+    xsize = int(sub.xsize) if sub.xsize is not None else nx
+    ysize = int(sub.ysize) if sub.ysize is not None else ny
+    if (ysize, xsize) != (ny, nx):
+        raise InputError(f"{path}: SUBSIZE1/2 = {xsize},{ysize} disagree with SCI shape {(ny, nx)}")
+    readpatt = str(ex.readpatt or "")
+    if "IRS2" in readpatt.upper():
+        raise InputError(f"{path}: NIRSpec IRS2 readout ({readpatt}) is not supported by the "
+                         "calib engine")
+    return ExposureInfo(
+        path=path, instrument=inst, detector=str(meta.instrument.detector or ""),
+        exp_type=str(ex.type or ""), nints=nints, ngroups=ngroups, nframes=int(ex.nframes),
+        groupgap=int(ex.groupgap), frame_divisor=(None if ex.frame_divisor is None
+                                                  else int(ex.frame_divisor)),
+        group_time=float(ex.group_time), frame_time=float(ex.frame_time),
+        xstart=xstart, ystart=ystart, xsize=xsize, ysize=ysize,
+        fastaxis=int(sub.fastaxis) if sub.fastaxis is not None else 1,
+        slowaxis=int(sub.slowaxis) if sub.slowaxis is not None else 2,
+        noutputs=None if ex.noutputs is None else int(ex.noutputs),
+        subarray=str(sub.name or ""),
+    )
+
+
+def _ref_path(references: dict, reftype: str) -> str | None:
+    p = references.get(reftype)
+    if p is None:
+        return None
+    p = os.fspath(p)
+    if p.strip().upper() in ("N/A", ""):
+        return None
+    return p
+
+
+def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | None],
+                  params: dict[str, dict] | None = None) -> Detector1Result:
+    """Run calwebb_detector1 on one ``_uncal.fits`` exposure.
+
+    uncal_path: a Level1b file, SCI uint16 (nints, ngroups, ny, nx) DN.
+    references: reftype -> local path (None or "N/A": not applicable -> steps needing it
+    SKIPPED; jump and ramp_fit need gain and readnoise).
+    params: {step: {jwst parameter name: value}}, e.g. {"jump": {"rejection_threshold": 5}},
+    {"refpix": {"skip": True}}.
+
+    Returns a Detector1Result: rate ImageModel (SCI DN/s, ERR, DQ, VAR_POISSON,
+    VAR_RNOISE; float32, DQ uint32), rateints CubeModel (None when NINTS == 1), the status
+    of every step, the reference paths read and per-step wall times (s).
+    Raises ValueError for an unknown step or parameter, InputError for unusable input,
+    ReferenceFileError for an unusable reference (naming file and step).
+    """
+    path = os.fspath(uncal_path)
+    cfg = _resolve_params(params)
+    references = dict(references or {})
+    try:
+        model = datamodels.open(path)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: cannot open as a JWST datamodel: {exc}") from exc
+    with model:
+        if not isinstance(model, (datamodels.Level1bModel, datamodels.RampModel)):
+            raise InputError(f"{path}: expected a Level1b (uncal) or Ramp model, got "
+                             f"{type(model).__name__}")
+        info = _exposure_info(model, path)
+        steps = steps_for(info.instrument)
+        for step, values in (params or {}).items():
+            if step not in steps:
+                raise ValueError(f"step {step!r} is not part of calwebb_detector1 for "
+                                 f"{info.instrument}")
+        data = np.array(model.data, dtype=np.float32)
+        if not np.isfinite(data).all():
+            raise InputError(f"{path}: SCI contains non-finite values")
+        gdq = np.zeros(data.shape, np.uint8)
+        pdq = np.zeros(data.shape[-2:], np.uint32)
+        if isinstance(model, datamodels.RampModel):
+            if model.groupdq is not None and model.groupdq.shape == data.shape:
+                gdq |= np.asarray(model.groupdq, np.uint8)
+            if model.pixeldq is not None and model.pixeldq.shape == pdq.shape:
+                pdq |= np.asarray(model.pixeldq, np.uint32)
+        status: dict[str, str] = {}
+        used: dict[str, str] = {}
+        timings: dict[str, float] = {}
+        cache: dict[str, object] = {}
+
+        def ref(reftype, step):
+            p = _ref_path(references, reftype)
+            if p is None:
+                return None, None
+            if reftype not in cache:
+                cache[reftype] = open_reference(p, reftype, step, info.instrument)
+            used[reftype] = p
+            return cache[reftype], p
+
+        rate = ints = None
+        try:
+            for step in steps:
+                t0 = time.perf_counter()
+                c = cfg[step]
+                if c["skip"] or step in _NOT_IMPLEMENTED or (info.is_miri and step == "refpix"):
+                    status[step] = "SKIPPED"
+                elif step == "group_scale":
+                    data, status[step] = _grs.group_scale(data, info.nframes, info.frame_divisor)
+                elif step == "dq_init":
+                    m, p = ref("mask", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        mask = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        gdq, pdq, status[step] = _dqi.dq_init(gdq, pdq, mask)
+                elif step == "saturation":
+                    m, p = ref("saturation", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        thr = ref_array(m, "data", info, p, step, dtype=np.float32)
+                        sdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        bias = None
+                        if not info.is_miri:
+                            bm, bp = ref("superbias", step)
+                            if bm is not None:
+                                bias = ref_array(bm, "data", info, bp, step, dtype=np.float32)
+                        gdq, pdq, status[step] = _sat.saturation(
+                            data, gdq, pdq, thr, sdq, info.nframes, bias=bias,
+                            n_pix_grow_sat=int(c["n_pix_grow_sat"]),
+                            use_readpatt=bool(c["use_readpatt"]))
+                elif step == "superbias":
+                    m, p = ref("superbias", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        b = ref_array(m, "data", info, p, step, dtype=np.float32)
+                        bdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        data, pdq, status[step] = _sb.superbias(data, pdq, b, bdq)
+                elif step == "refpix":
+                    data, status[step] = _rp.refpix(
+                        data, pdq, info, odd_even_columns=bool(c["odd_even_columns"]),
+                        use_side_ref_pixels=bool(c["use_side_ref_pixels"]),
+                        side_smoothing_length=int(c["side_smoothing_length"]),
+                        side_gain=float(c["side_gain"]), siglimit=float(c["siglimit"]))
+                elif step in ("firstframe", "lastframe"):
+                    fn = _ff.firstframe if step == "firstframe" else _ff.lastframe
+                    gdq, status[step] = fn(gdq)
+                elif step == "linearity":
+                    m, p = ref("linearity", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        coeffs = ref_array(m, "coeffs", info, p, step, dtype=np.float32)
+                        if coeffs.ndim != 3 or coeffs.shape[0] < 2:
+                            raise ReferenceFileError(f"{step}: reference file {p!r} COEFFS must "
+                                                     f"be (ncoeffs>=2, ny, nx), got {coeffs.shape}")
+                        ldq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        data, pdq, status[step] = _lin.linearity(data, gdq, pdq, coeffs, ldq)
+                elif step == "dark_current":
+                    m, p = ref("dark", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        dark = ref_array(m, "data", info, p, step, dtype=np.float32)
+                        ddq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        if dark.ndim not in (3, 4):
+                            raise ReferenceFileError(f"{step}: reference file {p!r} SCI must be "
+                                                     f"3-D or 4-D, got {dark.shape}")
+                        dn = m.meta.exposure.nframes
+                        dg = m.meta.exposure.groupgap
+                        if dn is None or dg is None:
+                            raise ReferenceFileError(f"{step}: reference file {p!r} lacks "
+                                                     "NFRAMES/GROUPGAP")
+                        data, pdq, status[step] = _dark.dark_current(
+                            data, pdq, dark, ddq, nframes=info.nframes, groupgap=info.groupgap,
+                            dark_nframes=int(dn), dark_groupgap=int(dg))
+                        avg = c["average_dark_current"]
+                        if avg is None:
+                            adc = getattr(m, "average_dark_current", None)
+                            if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
+                                try:
+                                    avg = ref_array(m, "average_dark_current", info, p, step,
+                                                    dtype=np.float32)
+                                except ReferenceFileError:
+                                    avg = None
+                            if avg is None:
+                                avg = m.meta.exposure.average_dark_current
+                        cache["_avg_dark"] = avg
+                elif step == "jump":
+                    gm, gp = ref("gain", step)
+                    rm, rp = ref("readnoise", step)
+                    if gm is None or rm is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        gain = ref_array(gm, "data", info, gp, step, dtype=np.float32)
+                        rn = ref_array(rm, "data", info, rp, step, dtype=np.float32)
+                        kw = {k: c[k] for k in STEP_PARAMETERS["jump"]}
+                        gdq, pdq, status[step] = _jump.jump(data, gdq, pdq, gain, rn,
+                                                            info.nframes, **kw)
+                elif step == "ramp_fit":
+                    gm, gp = ref("gain", step)
+                    rm, rp = ref("readnoise", step)
+                    if gm is None or rm is None:
+                        raise ReferenceFileError("ramp_fit: gain and readnoise references are "
+                                                 "required (got "
+                                                 f"gain={references.get('gain')!r}, "
+                                                 f"readnoise={references.get('readnoise')!r})")
+                    gain = ref_array(gm, "data", info, gp, step, dtype=np.float32)
+                    rn = ref_array(rm, "data", info, rp, step, dtype=np.float32)
+                    adc = cache.get("_avg_dark")
+                    rate, ints, status[step] = _rf.ramp_fit(
+                        data, gdq, pdq, gain, rn, nframes=info.nframes,
+                        group_time=info.group_time, dark_current=adc,
+                        suppress_one_group=bool(c["suppress_one_group"]))
+                elif step == "gain_scale":
+                    gm, gp = ref("gain", step)
+                    factor = None if gm is None else gm.meta.exposure.gain_factor
+                    _, status[step] = _gs.gain_scale(rate, factor)
+                    if ints is not None and factor is not None:
+                        _gs.gain_scale(ints, factor)
+                else:  # pragma: no cover - every step is handled above
+                    raise AssertionError(step)
+                timings[step] = time.perf_counter() - t0
+        finally:
+            for k, m in cache.items():
+                if not k.startswith("_"):
+                    m.close()
+
+        rate_model = datamodels.ImageModel(
+            data=rate["data"], dq=rate["dq"], err=rate["err"],
+            var_poisson=rate["var_poisson"], var_rnoise=rate["var_rnoise"])
+        rate_model.update(model)
+        _finish_meta(rate_model, status)
+        ints_model = None
+        if info.nints > 1:
+            ints_model = datamodels.CubeModel(
+                data=ints["data"], dq=ints["dq"], err=ints["err"],
+                var_poisson=ints["var_poisson"], var_rnoise=ints["var_rnoise"])
+            ints_model.update(model)
+            if getattr(model, "int_times", None) is not None and len(model.int_times):
+                ints_model.int_times = model.int_times.copy()
+            _finish_meta(ints_model, status)
+    return Detector1Result(rate=rate_model, rateints=ints_model, step_status=status,
+                           references_used=used, timings=timings)
+
+
+#: step name -> attribute of meta.cal_step (FITS S_* keyword) where they differ
+CAL_STEP_ATTR = {"dark_current": "dark_sub"}
+
+
+def _finish_meta(m, status: dict[str, str]) -> None:
+    m.meta.bunit_data = "DN/s"
+    m.meta.bunit_err = "DN/s"
+    m.meta.calibration_software_name = "calib"
+    m.meta.calibration_software_version = __version__
+    for step, st in status.items():
+        setattr(m.meta.cal_step, CAL_STEP_ATTR.get(step, step), st)

@@ -1,0 +1,102 @@
+"""Writing calwebb_detector1 products (``_rate.fits``, ``_rateints.fits``) with provenance.
+
+Every product is written atomically: to a temporary name in the target directory, fsynced,
+then ``os.link``-ed to its final name (which fails if the name exists, so an existing
+product is never overwritten, even by a concurrent writer) and the temporary removed.
+On any error no partial file remains. Provenance is stamped through the datamodel:
+CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>", S_<STEP>, FILENAME.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+from calib.pipelines.detector1 import CAL_STEP_ATTR, Detector1Result
+
+__all__ = ["save_products"]
+
+
+def _stamp(model, result: Detector1Result, provenance: dict, filename: str) -> None:
+    meta = model.meta
+    meta.filename = filename
+    if provenance.get("cal_version") is not None:
+        meta.calibration_software_version = str(provenance["cal_version"])
+    if provenance.get("crds_context") is not None:
+        meta.ref_file.crds.context_used = str(provenance["crds_context"])
+    if provenance.get("crds_version") is not None:
+        meta.ref_file.crds.sw_version = str(provenance["crds_version"])
+    for reftype, name in (provenance.get("references") or {}).items():
+        if name is None:
+            continue
+        name = str(name)
+        if name.upper() == "N/A":
+            value = "N/A"
+        else:
+            base = name[len("crds://"):] if name.startswith("crds://") else os.path.basename(name)
+            value = f"crds://{base}"
+        try:
+            getattr(meta.ref_file, reftype).name = value
+        except AttributeError as exc:
+            raise ValueError(f"unknown reference type {reftype!r} in provenance") from exc
+    for step, st in result.step_status.items():
+        setattr(meta.cal_step, CAL_STEP_ATTR.get(step, step), st)
+
+
+def _write_atomic(model, final: pathlib.Path) -> None:
+    if final.exists():
+        raise FileExistsError(f"refusing to overwrite existing product {final}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.fits", dir=final.parent)
+    os.close(fd)
+    tmp_path = pathlib.Path(tmp)
+    try:
+        model.save(str(tmp_path), overwrite=True)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp_path, final)   # atomic, and never replaces an existing file
+        except FileExistsError:
+            raise FileExistsError(f"refusing to overwrite existing product {final}") from None
+        except OSError:
+            # filesystems without hard links: fall back to replace after a last check
+            if final.exists():
+                raise FileExistsError(f"refusing to overwrite existing product {final}") from None
+            os.replace(tmp_path, final)
+        dfd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_products(result: Detector1Result, output_dir, root: str,
+                  provenance: dict) -> dict[str, pathlib.Path]:
+    """Write ``<root>_rate.fits`` (and ``<root>_rateints.fits`` when there is a rateints).
+
+    provenance = {"crds_context": "jwst_xxxx.pmap", "crds_version": "14.0.3",
+    "cal_version": calib.__version__, "references": {reftype: "name.fits"}}.
+    Returns {"rate": path} plus {"rateints": path} when written. Raises FileExistsError
+    (before writing anything) if a target exists; no partial file remains on any error.
+    """
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {"rate": (result.rate, out / f"{root}_rate.fits")}
+    if result.rateints is not None:
+        targets["rateints"] = (result.rateints, out / f"{root}_rateints.fits")
+    for _, (_, path) in targets.items():
+        if path.exists():
+            raise FileExistsError(f"refusing to overwrite existing product {path}")
+    written: dict[str, pathlib.Path] = {}
+    try:
+        for kind, (model, path) in targets.items():
+            _stamp(model, result, provenance, path.name)
+            _write_atomic(model, path)
+            written[kind] = path
+    except BaseException:
+        for p in written.values():
+            p.unlink(missing_ok=True)
+        raise
+    return written

@@ -1,0 +1,89 @@
+"""dark_current: subtract the DARK reference (jwst dark_current step).
+
+Method: jwst documentation "dark_current": the dark reference frames are matched to the
+science group structure. When the reference's NFRAMES/GROUPGAP equal the science's, dark
+group g is subtracted from science group g; otherwise dark frames are averaged: science group
+g takes the mean of dark frames ``start .. start+nframes-1`` with ``start`` advancing by
+``nframes + groupgap`` (a dark with more frames per group, or a larger gap, than the science
+cannot be matched: SKIPPED, as jwst). A dark shorter than the science is extrapolated from
+the difference of its last two groups. NaN in the dark counts as 0. PIXELDQ |= DARK.DQ
+(for 4-D MIRI darks the OR over integrations of the first group's DQ).
+MIRI 4-D darks (nints_dark, ngroups, ny, nx): integration i uses dark integration i, the
+last one for later integrations.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["dark_current", "dark_subtract_kernel", "match_dark"]
+
+
+@numba.njit(cache=True, parallel=True)
+def dark_subtract_kernel(data, dark):
+    """data float32 (nints, ngroups, ny, nx) DN, in place; dark float32 (ndint, ngroups, ny, nx)."""
+    nints, ngroups, ny, nx = data.shape
+    nd = dark.shape[0]
+    for y in numba.prange(ny):
+        for x in range(nx):
+            for i in range(nints):
+                di = i if i < nd else nd - 1
+                for g in range(ngroups):
+                    data[i, g, y, x] -= dark[di, g, y, x]
+
+
+def _extrapolate(arr, n_extra):
+    rate = arr[-1] - arr[-2]
+    new = np.arange(1, n_extra + 1, dtype=np.float64)[:, None, None] * rate + arr[-1]
+    return np.concatenate([arr, new.astype(arr.dtype)])
+
+
+def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
+    """Average/copy dark frames (3-D (ngroups_d, ny, nx) or 4-D) to the science group structure.
+
+    Returns float32 (ndint, ngroups, ny, nx), or None when the dark cannot be matched.
+    """
+    d = np.array(dark, dtype=np.float32)
+    if d.ndim == 3:
+        d = d[None]
+    d_ngroups = d.shape[1]
+    sci_total = ngroups * nframes + (ngroups - 1) * groupgap
+    drk_total = d_ngroups * dark_nframes + (d_ngroups - 1) * dark_groupgap
+    if sci_total > drk_total:
+        n_extra = int(np.ceil((sci_total - drk_total + dark_groupgap) / (dark_nframes + dark_groupgap)))
+        d = np.stack([_extrapolate(d[k], n_extra) for k in range(d.shape[0])])
+    if dark_nframes > nframes or dark_groupgap > groupgap:
+        return None
+    d[np.isnan(d)] = 0.0
+    if nframes == dark_nframes and groupgap == dark_groupgap:
+        return np.ascontiguousarray(d[:, :ngroups])
+    out = np.empty((d.shape[0], ngroups) + d.shape[2:], np.float32)
+    start = 0
+    for g in range(ngroups):
+        end = start + nframes
+        if nframes == 1:
+            out[:, g] = d[:, start]
+        else:
+            out[:, g] = d[:, start:end].mean(axis=1)
+        start = end + groupgap
+    return out
+
+
+def dark_current(data, pdq, dark, dark_dq, *, nframes, groupgap, dark_nframes, dark_groupgap):
+    """Subtract the dark (DN) from ``data`` in place.
+
+    dark float32 (ngroups_dark, ny, nx) or (nints_dark, ngroups_dark, ny, nx), DN, cut to
+    the subarray; dark_dq uint32 (ny, nx) or 4-D. Returns ``(data, pdq, status)``.
+    """
+    ngroups = data.shape[1]
+    matched = match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap)
+    if matched is None:
+        return data, pdq, "SKIPPED"
+    ddq = np.asarray(dark_dq, dtype=np.uint32)
+    if ddq.ndim == 4:
+        ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
+    elif ddq.ndim == 3:
+        ddq = ddq[0]
+    pdq |= ddq
+    dark_subtract_kernel(data, matched)
+    return data, pdq, "COMPLETE"

@@ -1,0 +1,37 @@
+"""dq_init: initialise PIXELDQ from the MASK reference (jwst dq_init step).
+
+Method: jwst documentation "dq_init" — PIXELDQ |= MASK.DQ (cut to the subarray with the
+reference's SUBSTRT/SUBSIZE), and GROUPDQ of every group |= (MASK.DQ & DO_NOT_USE).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from calib import dqflags
+
+__all__ = ["dq_init", "dq_init_kernel"]
+
+
+@numba.njit(cache=True, parallel=True)
+def dq_init_kernel(gdq, pdq, mask):
+    """gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx); in place."""
+    nints, ngroups, ny, nx = gdq.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            m = mask[y, x]
+            pdq[y, x] |= m
+            if m & 1:
+                for i in range(nints):
+                    for g in range(ngroups):
+                        gdq[i, g, y, x] |= np.uint8(1)
+
+
+def dq_init(gdq: np.ndarray, pdq: np.ndarray, mask: np.ndarray):
+    """Apply the MASK reference DQ (uint32, (ny, nx), already cut to the subarray).
+
+    Returns ``(gdq, pdq, "COMPLETE")``.
+    """
+    assert dqflags.DO_NOT_USE == 1
+    dq_init_kernel(gdq, pdq, np.ascontiguousarray(mask, dtype=np.uint32))
+    return gdq, pdq, "COMPLETE"

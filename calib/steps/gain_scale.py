@@ -1,0 +1,27 @@
+"""gain_scale: multiply rates by the GAIN reference's GAINFACT (jwst gain_scale step).
+
+Method: jwst documentation "gain_scale" — only when the GAIN reference has a GAINFACT
+keyword: SCI and ERR *= GAINFACT, VAR_POISSON and VAR_RNOISE *= GAINFACT**2. Otherwise
+SKIPPED, as jwst does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["gain_scale"]
+
+
+def gain_scale(arrays: dict[str, np.ndarray], gain_factor: float | None):
+    """Scale a product's arrays in place.
+
+    arrays: {"data": DN/s, "err": DN/s, "var_poisson": (DN/s)**2, "var_rnoise": (DN/s)**2},
+    float32, any shape. Returns ``(arrays, status)``.
+    """
+    if gain_factor is None:
+        return arrays, "SKIPPED"
+    f = np.float32(gain_factor)
+    arrays["data"] *= f
+    arrays["err"] *= f
+    arrays["var_poisson"] *= f * f
+    arrays["var_rnoise"] *= f * f
+    return arrays, "COMPLETE"

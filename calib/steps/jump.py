@@ -1,0 +1,211 @@
+"""jump: cosmic-ray jump detection by the two-point difference method.
+
+Method: Anderson & Gordon 2011, PASP 123, 1237 ("Optimal cosmic-ray detection for
+non-destructive read ramps"), as the jwst documentation "jump" describes it, reimplemented
+here. Everything is computed per pixel in electrons (data and read noise times GAIN):
+
+* first differences ``d = group[k+1] - group[k]`` over all integrations, NaN where either
+  group is DO_NOT_USE or SATURATED;
+* the noise of a difference ``sigma = sqrt(|median(d)| + RN_e**2 / NFRAMES)`` where RN is the
+  READNOISE reference value (the CDS noise of two frames, DN) times GAIN;
+* with at least ``min_diffs_single_pass`` (10) usable differences per integration: one pass,
+  flag every difference with ``|d - median(d)| / sigma > rejection_threshold``;
+* with fewer: iterative, on ``|d|`` pooled over integrations: the median is taken after
+  dropping the largest value when >= 4 values are usable (3: plain median; 2: the smaller),
+  the largest ratio ``| |d| - median | / sigma`` is compared with ``rejection_threshold``
+  (>= 4 usable differences), ``four_group_rejection_threshold`` (3) or
+  ``three_group_rejection_threshold`` (2); a detection flags that group JUMP_DET and removes
+  it, and the search repeats until nothing more is found;
+* ``flag_4_neighbors``: for jumps whose ratio (against the signed median and sigma of the
+  first bullet) lies between ``min_jump_to_flag_neighbors`` and
+  ``max_jump_to_flag_neighbors``, the 4 adjacent pixels of that group are flagged JUMP_DET
+  unless SATURATED or DO_NOT_USE;
+* JUMP_DET is finally removed where a group is also DO_NOT_USE or SATURATED.
+Pixels with GAIN <= 0 or NaN get NO_GAIN_VALUE | DO_NOT_USE in PIXELDQ. The step does
+nothing when fewer than ``minimum_groups`` (3) groups are usable. The sigma-clipping mode for
+>= 100 integrations, snowball and shower flagging (off by default in jwst) and after-jump
+flagging (off by default) are not implemented.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from calib import dqflags
+
+__all__ = ["jump", "jump_kernel", "flag_neighbors_kernel"]
+
+_SAT = np.uint8(dqflags.SATURATED)
+_DNU = np.uint8(dqflags.DO_NOT_USE)
+_JUMP = np.uint8(dqflags.JUMP_DET)
+
+
+@numba.njit(cache=True)
+def _nanmedian(a):
+    vals = a[~np.isnan(a)]
+    n = vals.size
+    if n == 0:
+        return np.nan
+    s = np.sort(vals)
+    if n % 2 == 1:
+        return s[n // 2]
+    return 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+@numba.njit(cache=True)
+def _iter_median(absd):
+    """jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| (NaN = unusable)."""
+    n = 0
+    mx = -np.inf
+    for v in absd:
+        if not np.isnan(v):
+            n += 1
+            if v > mx:
+                mx = v
+    if n < 2:
+        return np.nan
+    if n == 2:
+        mn = np.inf
+        for v in absd:
+            if not np.isnan(v) and v < mn:
+                mn = v
+        return mn
+    if n >= 4:
+        tmp = absd.copy()
+        for k in range(tmp.size):
+            if tmp[k] == mx:
+                tmp[k] = np.nan
+        return _nanmedian(tmp)
+    return _nanmedian(absd)
+
+
+@numba.njit(cache=True, parallel=True)
+def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, single_pass,
+                flag4, min_nb, max_nb, nbcand):
+    """Flag primary jumps in ``gdq`` (in place) and mark neighbour-flagging candidates.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; gain, readnoise float32
+    (ny, nx) (e-/DN, DN); nframes int; rej/rej4/rej3 the thresholds for >= 4 / 3 / 2 usable
+    differences (sigma); single_pass bool; nbcand bool (nints, ngroups, ny, nx) output.
+    """
+    nints, ngroups, ny, nx = data.shape
+    nd = ngroups - 1
+    for y in numba.prange(ny):
+        diffs = np.empty(nints * nd, np.float64)
+        absd = np.empty(nints * nd, np.float64)
+        ratio = np.empty(nints * nd, np.float64)
+        for x in range(nx):
+            g = gain[y, x]
+            rn_e = readnoise[y, x] * g
+            rn2 = np.float64(rn_e) * np.float64(rn_e)
+            for i in range(nints):
+                for k in range(nd):
+                    q0 = gdq[i, k, y, x]
+                    q1 = gdq[i, k + 1, y, x]
+                    if (q0 & (_DNU | _SAT)) != 0 or (q1 & (_DNU | _SAT)) != 0:
+                        diffs[i * nd + k] = np.nan
+                    else:
+                        a = np.float32(data[i, k, y, x] * g)
+                        b = np.float32(data[i, k + 1, y, x] * g)
+                        diffs[i * nd + k] = np.float32(b - a)
+            med = _nanmedian(diffs)
+            sig = np.sqrt(abs(med) + rn2 / nframes)
+            if sig == 0.0:
+                sig = np.nan
+            if single_pass:
+                for j in range(nints * nd):
+                    d = diffs[j]
+                    if not np.isnan(d) and abs(d - med) / sig > rej:
+                        gdq[j // nd, j % nd + 1, y, x] |= _JUMP
+            else:
+                for j in range(nints * nd):
+                    absd[j] = abs(diffs[j])
+                for _it in range(nints * nd):
+                    usable = 0
+                    for j in range(nints * nd):
+                        if not np.isnan(absd[j]):
+                            usable += 1
+                    m = _iter_median(absd)
+                    s = np.sqrt(abs(m) + rn2 / nframes)
+                    if s == 0.0:
+                        s = np.nan
+                    mx = np.nan
+                    for j in range(nints * nd):
+                        r = abs(absd[j] - m) / s
+                        ratio[j] = r
+                        if not np.isnan(r) and (np.isnan(mx) or r > mx):
+                            mx = r
+                    if np.isnan(mx):
+                        break
+                    cr = ((usable >= 4 and mx > rej) or (usable == 3 and mx > rej4)
+                          or (usable == 2 and mx > rej3))
+                    if not cr:
+                        break
+                    for j in range(nints * nd):
+                        if ratio[j] == mx:
+                            gdq[j // nd, j % nd + 1, y, x] |= _JUMP
+                            absd[j] = np.nan
+            if flag4:
+                for j in range(nints * nd):
+                    i = j // nd
+                    k = j % nd + 1
+                    r = abs(diffs[j] - med) / sig
+                    if (gdq[i, k, y, x] & _JUMP) != 0 and r < max_nb and r > min_nb:
+                        nbcand[i, k, y, x] = True
+
+
+@numba.njit(cache=True, parallel=True)
+def flag_neighbors_kernel(gdq, nbcand):
+    """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate and the group
+    is neither SATURATED nor DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""
+    nints, ngroups, ny, nx = gdq.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            for i in range(nints):
+                for k in range(ngroups):
+                    q = gdq[i, k, y, x]
+                    if (q & (_SAT | _DNU)) == 0:
+                        hit = nbcand[i, k, y, x]
+                        if y > 0 and nbcand[i, k, y - 1, x]:
+                            hit = True
+                        if y < ny - 1 and nbcand[i, k, y + 1, x]:
+                            hit = True
+                        if x > 0 and nbcand[i, k, y, x - 1]:
+                            hit = True
+                        if x < nx - 1 and nbcand[i, k, y, x + 1]:
+                            hit = True
+                        if hit:
+                            q |= _JUMP
+                    if (q & _JUMP) != 0 and (q & (_SAT | _DNU)) != 0:
+                        q = q & ~_JUMP
+                    gdq[i, k, y, x] = q
+
+
+def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: float = 4.0,
+         three_group_rejection_threshold: float = 6.0, four_group_rejection_threshold: float = 5.0,
+         flag_4_neighbors: bool = True, max_jump_to_flag_neighbors: float = 1000.0,
+         min_jump_to_flag_neighbors: float = 10.0, min_diffs_single_pass: int = 10,
+         minimum_groups: int = 3):
+    """Detect jumps.
+
+    data float32 (nints, ngroups, ny, nx) DN (not modified); gdq uint8 same shape (JUMP_DET
+    added in place); pdq uint32 (ny, nx); gain float (ny, nx) e-/DN; readnoise float (ny, nx)
+    DN. Returns ``(gdq, pdq, "COMPLETE")``.
+    """
+    nints, ngroups = data.shape[:2]
+    gain = np.ascontiguousarray(gain, dtype=np.float32)
+    readnoise = np.ascontiguousarray(readnoise, dtype=np.float32)
+    bad_gain = ~(gain > 0)
+    pdq[bad_gain] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
+    flagged = [int(np.sum([np.all(gdq[i, g] & _DNU) for g in range(ngroups)])) for i in range(nints)]
+    min_usable_groups = ngroups - max(flagged)
+    if min_usable_groups < minimum_groups:
+        return gdq, pdq, "COMPLETE"
+    single = (min_usable_groups - 1) >= min_diffs_single_pass
+    nbcand = np.zeros(gdq.shape, np.bool_)
+    jump_kernel(data, gdq, gain, readnoise, int(nframes), float(rejection_threshold),
+                float(four_group_rejection_threshold), float(three_group_rejection_threshold),
+                bool(single), bool(flag_4_neighbors), float(min_jump_to_flag_neighbors),
+                float(max_jump_to_flag_neighbors), nbcand)
+    flag_neighbors_kernel(gdq, nbcand)
+    return gdq, pdq, "COMPLETE"

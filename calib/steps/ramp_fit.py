@@ -1,0 +1,405 @@
+"""ramp_fit: slopes by ordinary least squares with optimal weighting (jwst ramp_fit, OLS).
+
+Method: Fixsen et al. 2000, PASP 112, 1350 ("Cosmic-ray rejection and readout efficiency
+for large-area arrays"), as the stcal documentation "ramp_fitting" describes it,
+reimplemented here. Per pixel and integration:
+
+* groups with any GROUPDQ bit other than PERSISTENCE are unusable; a ramp with exactly one
+  usable group is suppressed (``suppress_one_group``, jwst default); each integration is
+  split into segments of consecutive usable groups; a group flagged only JUMP_DET starts
+  the next segment (its value is the segment's first point); one-group segments are dropped
+  unless all segments have one group (then the first one is kept);
+* each segment of n >= 3 groups is fitted by weighted least squares with weights
+  ``|(k - (n-1)/2) / ((n-1)/2)|**P`` where P comes from the segment's signal to noise
+  ``S/N = s*g / sqrt(RN_e**2 + s*g)`` (s = last - first value, DN; g = GAIN) via the table
+  S/N < 5: 0, < 10: 0.4, < 20: 1, < 50: 3, < 100: 6, else 10; n = 2: the difference; n = 1:
+  the value itself, divided by TGROUP;
+* RN_e = READNOISE * GAIN / sqrt(2 * NFRAMES) (electrons per group);
+  VAR_RNOISE(segment) = 12 (RN_e/TGROUP)**2 / ((n**3 - n) g**2) (n = 1, 2: 12(RN_e/TGROUP)**2
+  / (6 g**2)); VAR_POISSON(segment) = (median rate + dark) / (TGROUP g (n - 1)) with the
+  median rate the mean over integrations of the median first difference / TGROUP
+  (group-1 for n <= 2), (DN/s)**2;
+* an integration combines its segments: VAR_RNOISE = 1 / sum(1/var_r), VAR_POISSON =
+  1 / sum(1/var_p), slope = sum(slope/var_r) * VAR_RNOISE, ERR = sqrt(1 / sum(1/(var_p +
+  var_r))); the exposure combines all segments of all integrations the same way with
+  ERR = sqrt(VAR_POISSON + VAR_RNOISE);
+* DQ: the PIXELDQ, plus JUMP_DET if any group had a jump, SATURATED if any group
+  saturated; DO_NOT_USE (and SATURATED) when no usable group (all saturated); slope NaN and
+  variances 0 for DO_NOT_USE/SATURATED-invalid results; GAIN <= 0/NaN gives
+  NO_GAIN_VALUE | DO_NOT_USE. Variances >= 1e6 are reported as 0.
+Units: data DN, slopes DN/s, variances (DN/s)**2.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from calib import dqflags
+
+__all__ = ["ramp_fit", "ols_kernel", "snr_power"]
+
+_SAT = np.uint8(dqflags.SATURATED)
+_DNU = np.uint8(dqflags.DO_NOT_USE)
+_JUMP = np.uint8(dqflags.JUMP_DET)
+_PERS = np.uint8(dqflags.PERSISTENCE)
+_NPERS = np.uint8(0xFF & ~dqflags.PERSISTENCE)
+_U_DNU = np.uint32(dqflags.DO_NOT_USE)
+_U_SAT = np.uint32(dqflags.SATURATED)
+_U_JUMP = np.uint32(dqflags.JUMP_DET)
+_U_PERS = np.uint32(dqflags.PERSISTENCE)
+_U_NGV = np.uint32(dqflags.NO_GAIN_VALUE)
+LARGE_VARIANCE_THRESHOLD = 1.0e6
+
+
+@numba.njit(cache=True)
+def snr_power(snr):
+    """Weighting exponent P for a segment signal-to-noise ratio (Fixsen et al. 2000 table)."""
+    if snr < 5.0:
+        return 0.0
+    if snr < 10.0:
+        return 0.4
+    if snr < 20.0:
+        return 1.0
+    if snr < 50.0:
+        return 3.0
+    if snr < 100.0:
+        return 6.0
+    return 10.0
+
+
+@numba.njit(cache=True)
+def _median_sorted_prefix(vals, n):
+    if n == 0:
+        return np.nan
+    s = np.sort(vals[:n])
+    if n == 1:
+        return s[0]
+    if n == 2:
+        return (s[0] + s[1]) / 2.0
+    m = n >> 1
+    if n & 1:
+        return s[m]
+    return (s[m] + s[m - 1]) / 2.0
+
+
+@numba.njit(cache=True, parallel=True)
+def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
+               r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err):
+    """Fit all ramps.
+
+    Inputs: data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32
+    (ny, nx); gain float32 (ny, nx) e-/DN; rnoise_e float32 (ny, nx) electrons per group
+    (READNOISE * GAIN / sqrt(2 NFRAMES)); dcurrent float32 (ny, nx) average dark current;
+    group_time float s; suppress1g bool.
+    Outputs (filled): r_* (ny, nx) rate slope/DQ/VAR_POISSON/VAR_RNOISE/ERR (float32, DQ
+    uint32), i_* (nints, ny, nx) the same per integration.
+    """
+    nints, ngroups, ny, nx = data.shape
+    tg = group_time
+    for y in numba.prange(ny):
+        gq = np.empty(ngroups, np.uint8)
+        d = np.empty(ngroups, np.float64)
+        loc = np.empty(ngroups, np.float64)
+        seg_s = np.empty(ngroups, np.int64)
+        seg_l = np.empty(ngroups, np.int64)
+        allq = np.empty((nints, ngroups), np.uint8)
+        alld = np.empty((nints, ngroups), np.float64)
+        cnt_sat = np.zeros(nints, np.int64)
+        cnt_dnu_sat = np.zeros(nints, np.int64)
+        for x in range(nx):
+            g = np.float64(gain[y, x])
+            rn = np.float64(rnoise_e[y, x])
+            dc = np.float64(dcurrent[y, x])
+            pix = pdq[y, x]
+            if not (g > 0.0):
+                pix |= _U_DNU | _U_NGV
+            rate_dq = pix
+            idq = np.empty(nints, np.uint32)
+            for i in range(nints):
+                idq[i] = pix
+            # gather, suppress one-good-group ramps, stats
+            for i in range(nints):
+                ngood_np = 0
+                for k in range(ngroups):
+                    q = gdq[i, k, y, x]
+                    allq[i, k] = q
+                    if (q & _NPERS) == 0:
+                        ngood_np += 1
+                if suppress1g and ngroups > 1 and ngood_np == 1:
+                    for k in range(ngroups):
+                        allq[i, k] |= _DNU
+                jump_det = False
+                pers = False
+                cnt_sat[i] = 0
+                cnt_dnu_sat[i] = 0
+                for k in range(ngroups):
+                    q = allq[i, k]
+                    if q & _JUMP:
+                        jump_det = True
+                    if q & _PERS:
+                        pers = True
+                    if (q & _DNU) or (q & _SAT):
+                        cnt_dnu_sat[i] += 1
+                    if q & _SAT:
+                        alld[i, k] = np.nan
+                        cnt_sat[i] += 1
+                    else:
+                        alld[i, k] = data[i, k, y, x]
+                if jump_det:
+                    idq[i] |= _U_JUMP
+                    rate_dq |= _U_JUMP
+                if pers:
+                    idq[i] |= _U_PERS
+                    rate_dq |= _U_PERS
+            # median rate
+            accum = 0.0
+            for i in range(nints):
+                if ngroups == 1:
+                    mrate = np.nan if (allq[i, 0] & _DNU) else alld[i, 0] / tg
+                else:
+                    for k in range(ngroups):
+                        loc[k] = np.nan if (allq[i, k] & _DNU) else alld[i, k] / tg
+                    loc0 = loc[0]
+                    all_nan = True
+                    nfin = 0
+                    tmp = np.empty(ngroups - 1, np.float64)
+                    for k in range(ngroups - 1):
+                        if allq[i, k + 1] & _JUMP:
+                            v = np.nan
+                        else:
+                            v = loc[k + 1] - loc[k]
+                        tmp[k] = v
+                        if not np.isnan(v):
+                            all_nan = False
+                    if all_nan and not np.isnan(loc0):
+                        tmp[0] = loc0
+                    for k in range(ngroups - 1):
+                        if not np.isnan(tmp[k]):
+                            tmp[nfin] = tmp[k]
+                            nfin += 1
+                    mrate = _median_sorted_prefix(tmp, nfin)
+                if np.isnan(mrate):
+                    mrate = 0.0
+                accum += mrate
+            median_rate = accum / np.float32(nints)
+            # per integration fits
+            rate_slope = 0.0
+            rate_ivp = 0.0
+            rate_ivr = 0.0
+            dnu_cnt = 0
+            sat_cnt = 0
+            set_rate_sat = False
+            for i in range(nints):
+                s_out = 0.0
+                vp_out = 0.0
+                vr_out = 0.0
+                err_out = 0.0
+                if allq[i, 0] & _SAT:
+                    idq[i] |= _U_DNU | _U_SAT
+                    s_out = np.nan
+                elif ngroups == cnt_dnu_sat[i]:
+                    idq[i] |= _U_DNU
+                    if ngroups == cnt_sat[i]:
+                        idq[i] |= _U_SAT
+                else:
+                    # segments
+                    nseg = 0
+                    in_seg = False
+                    start = 0
+                    maxlen = 0
+                    for k in range(ngroups):
+                        q = allq[i, k] & _NPERS
+                        if q == 0:
+                            if not in_seg:
+                                if k > 0 and (allq[i, k - 1] & _NPERS) == _JUMP:
+                                    start = k - 1
+                                else:
+                                    start = k
+                                in_seg = True
+                        else:
+                            if in_seg:
+                                seg_s[nseg] = start
+                                seg_l[nseg] = k - start
+                                maxlen = max(maxlen, k - start)
+                                nseg += 1
+                                in_seg = False
+                    if in_seg:
+                        seg_s[nseg] = start
+                        seg_l[nseg] = ngroups - start
+                        maxlen = max(maxlen, ngroups - start)
+                        nseg += 1
+                    if nseg >= 2:
+                        if maxlen < 2:
+                            nseg = 1
+                            seg_l[0] = 1
+                        else:
+                            m = 0
+                            for s in range(nseg):
+                                if seg_l[s] != 1:
+                                    seg_s[m] = seg_s[s]
+                                    seg_l[m] = seg_l[s]
+                                    m += 1
+                            nseg = m
+                    if nseg > 0:
+                        ivr = 0.0
+                        ivp = 0.0
+                        ive = 0.0
+                        snum = 0.0
+                        for s in range(nseg):
+                            st = seg_s[s]
+                            n = seg_l[s]
+                            if n == 1:
+                                slope = alld[i, st] / tg
+                                pden = tg * g
+                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+                                rnum = rn / tg
+                                vr = 12.0 * rnum * rnum / (6.0 * g * g)
+                            elif n == 2:
+                                slope = (alld[i, st + 1] - alld[i, st]) / tg
+                                pden = tg * g
+                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+                                rnum = rn / tg
+                                vr = 12.0 * rnum * rnum / (6.0 * g * g)
+                            else:
+                                sig = alld[i, st + n - 1] - alld[i, st]
+                                den = rn * rn + sig * g
+                                if den <= 0.0 or g == 0.0:
+                                    snr = 0.0
+                                else:
+                                    snr = sig * g / np.sqrt(den)
+                                    if snr < 0.0:
+                                        snr = 0.0
+                                power = np.float32(snr_power(snr))
+                                mid = (n - 1) / 2.0
+                                invmid = 1.0 / mid
+                                invrn2 = 1.0 / (rn * rn)
+                                sw = 0.0
+                                sx = 0.0
+                                sxx = 0.0
+                                sy = 0.0
+                                sxy = 0.0
+                                for kk in range(n):
+                                    xv = np.float64(kk)
+                                    w = abs((xv - mid) * invmid)
+                                    w = np.float64(np.float32(w) ** power) * invrn2
+                                    xv += st
+                                    dv = alld[i, st + kk]
+                                    if np.isnan(dv):
+                                        dv = 0.0
+                                    xw = xv * w
+                                    sw += w
+                                    sx += xw
+                                    sxx += xv * xw
+                                    sy += dv * w
+                                    sxy += dv * xw
+                                dd = sw * sxx - sx * sx
+                                num = sw * sxy - sx * sy
+                                slope = (num * (1.0 / dd)) / tg
+                                pden = tg * g * (n - 1.0)
+                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+                                if g <= 0.0 or np.isnan(g):
+                                    vr = 0.0
+                                else:
+                                    rnum = rn / tg
+                                    vr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
+                            ve = vp + vr
+                            ivr += 1.0 / vr
+                            if vp > 0.0:
+                                ivp += 1.0 / vp
+                            ive += 1.0 / ve
+                            snum += slope / vr
+                        if ivp > 0.0:
+                            vp_out = 1.0 / ivp
+                        if vp_out >= LARGE_VARIANCE_THRESHOLD:
+                            vp_out = 0.0
+                        vr_out = 1.0 / ivr
+                        if vr_out >= LARGE_VARIANCE_THRESHOLD:
+                            vr_out = 0.0
+                        if idq[i] & (_U_DNU | _U_SAT):
+                            s_out = np.nan
+                            vp_out = 0.0
+                            vr_out = 0.0
+                            err_out = 0.0
+                        else:
+                            ve_out = 1.0 / ive
+                            s_out = snum * vr_out
+                            err_out = 0.0 if ve_out > LARGE_VARIANCE_THRESHOLD else np.sqrt(ve_out)
+                        if ivp > 0.0:
+                            rate_ivp += ivp
+                        rate_ivr += ivr
+                        rate_slope += snum
+                if idq[i] & _U_DNU:
+                    dnu_cnt += 1
+                    s_out = np.nan
+                if idq[i] & _U_SAT:
+                    sat_cnt += 1
+                    s_out = np.nan
+                if cnt_sat[i] > 0:
+                    idq[i] |= _U_SAT
+                    set_rate_sat = True
+                i_slope[i, y, x] = np.float32(s_out)
+                i_dq[i, y, x] = idq[i]
+                i_vp[i, y, x] = np.float32(vp_out)
+                i_vr[i, y, x] = np.float32(vr_out)
+                i_err[i, y, x] = np.float32(err_out)
+            if dnu_cnt == nints:
+                rate_dq |= _U_DNU
+            if sat_cnt == nints:
+                rate_dq |= _U_SAT
+            vp = rate_ivp
+            if vp > 0.0:
+                vp = 1.0 / vp
+            if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
+                vp = 0.0
+            vr = rate_ivr
+            if vr > 0.0:
+                vr = 1.0 / vr
+            if vr >= LARGE_VARIANCE_THRESHOLD:
+                vr = 0.0
+            err = np.sqrt(vp + vr)
+            slope = rate_slope
+            if rate_dq & (_U_DNU | _U_SAT):
+                slope = np.nan
+                vp = 0.0
+                vr = 0.0
+                err = 0.0
+            if set_rate_sat:
+                rate_dq |= _U_SAT
+            if not np.isnan(slope):
+                slope = slope * vr
+            r_slope[y, x] = np.float32(slope)
+            r_dq[y, x] = rate_dq
+            r_vp[y, x] = np.float32(vp)
+            r_vr[y, x] = np.float32(vr)
+            r_err[y, x] = np.float32(err)
+
+
+def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float,
+             dark_current=None, suppress_one_group: bool = True):
+    """Fit slopes.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32 (ny, nx);
+    gain float (ny, nx) e-/DN; readnoise float (ny, nx) DN (READNOISE reference, CDS noise);
+    group_time TGROUP s; dark_current None or float (ny, nx) average dark current.
+    Returns ``(rate, rateints, "COMPLETE")`` where rate = dict(data, dq, var_poisson,
+    var_rnoise, err) of (ny, nx) arrays and rateints the same with (nints, ny, nx) arrays;
+    data/err float32 DN/s, variances float32 (DN/s)**2, dq uint32.
+    """
+    nints, ngroups, ny, nx = data.shape
+    gain32 = np.ascontiguousarray(gain, dtype=np.float32)
+    rn = np.array(readnoise, dtype=np.float32)
+    rn *= gain32 / np.sqrt(2.0 * nframes)
+    dc = (np.zeros((ny, nx), np.float32) if dark_current is None
+          else np.ascontiguousarray(np.broadcast_to(dark_current, (ny, nx)), dtype=np.float32))
+    if suppress_one_group and ngroups == 1:
+        suppress_one_group = False
+    rate = {k: np.zeros((ny, nx), np.float32) for k in ("data", "var_poisson", "var_rnoise", "err")}
+    rate["dq"] = np.zeros((ny, nx), np.uint32)
+    ints = {k: np.zeros((nints, ny, nx), np.float32) for k in ("data", "var_poisson", "var_rnoise", "err")}
+    ints["dq"] = np.zeros((nints, ny, nx), np.uint32)
+    ols_kernel(np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(gdq),
+               np.ascontiguousarray(pdq, dtype=np.uint32), gain32, rn, dc, float(group_time),
+               bool(suppress_one_group),
+               rate["data"], rate["dq"], rate["var_poisson"], rate["var_rnoise"], rate["err"],
+               ints["data"], ints["dq"], ints["var_poisson"], ints["var_rnoise"], ints["err"])
+    return rate, ints, "COMPLETE"

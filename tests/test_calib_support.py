@@ -1,0 +1,304 @@
+"""Seeded, physically honest small exposures and reference files for the calib tests.
+
+Not a test module (no tests): ``from test_calib_support import ...`` in tests/test_calib_*.
+Ramps are made frame by frame: Poisson electrons from a known rate, dark current, a
+quadratic non-linearity, per-group reference-pixel drift (even/odd columns), bias, read
+noise per frame, frame averaging into groups, cosmic-ray jumps, 16-bit clipping.
+References are the real CRDS formats (stdatamodels models) written to disk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+
+from calib import dqflags
+
+BETA = 4.0e-7          # non-linearity: measured = true * (1 - BETA * true), DN
+SAT_DN = 42000.0       # saturation threshold, raw DN
+BIAS_DN = 11000.0
+
+
+@dataclass
+class Sim:
+    uncal: str
+    refs: dict[str, str]
+    truth_rate: np.ndarray          # DN/s (ny, nx)
+    jumps: list[tuple[int, int, int, int]]   # (int, group, y, x)
+    saturating: list[tuple[int, int]]        # (y, x) pixels that saturate mid-ramp
+    refpix_mask: np.ndarray                  # bool (ny, nx)
+    bad_pixels: list[tuple[int, int]] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def _set_sub(meta, xstart, ystart, xsize, ysize, name, fast=1, slow=-2):
+    meta.subarray.name = name
+    meta.subarray.xstart = xstart
+    meta.subarray.ystart = ystart
+    meta.subarray.xsize = xsize
+    meta.subarray.ysize = ysize
+    meta.subarray.fastaxis = fast
+    meta.subarray.slowaxis = slow
+
+
+def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
+    m.meta.instrument.name = instrument
+    m.meta.instrument.detector = detector
+    m.meta.reftype = reftype.upper()
+    m.meta.author = "calib tests"
+    m.meta.pedigree = "DUMMY"
+    m.meta.useafter = "2022-01-01T00:00:00"
+    m.meta.description = f"synthetic {reftype} for calib tests"
+    try:
+        m.meta.telescope = "JWST"
+    except Exception:  # noqa: BLE001
+        pass
+    _set_sub(m.meta, *sub, "GENERIC")
+    if readpatt is not None:
+        m.meta.exposure.readpatt = readpatt
+
+
+def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nframes=1,
+                groupgap=0, tframe=0.27864, readpatt="RAPID", with_refpix=True,
+                dark_nframes=1, sat_jump=True, full_refs=True):
+    """A NIRCam NRCA2 subarray at the detector corner (SUBSTRT 1,1), with 4 reference rows
+    and columns on its low edges, and its reference files. Returns a Sim."""
+    rng = np.random.default_rng(seed)
+    tgroup = tframe * (nframes + groupgap)
+    gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
+    rn_cds = (9.0 + 0.5 * rng.standard_normal((ny, nx))).astype(np.float32)   # DN, CDS
+    bias = (BIAS_DN + 80.0 * rng.standard_normal((ny, nx))).astype(np.float32)
+    dark_rate = np.float32(0.02) + np.float32(0.01) * rng.random((ny, nx), dtype=np.float32)  # DN/s
+    rate = (10.0 ** rng.uniform(0.0, 3.0, (ny, nx))).astype(np.float32)   # 1 .. 1000 DN/s
+    refmask = np.zeros((ny, nx), bool)
+    if with_refpix:
+        refmask[:4, :] = True
+        refmask[:, :4] = True
+    rate[refmask] = 0.0
+    saturating = [(80, 80), (100, 30), (33, 120)]
+    for (y, x) in saturating:
+        rate[y, x] = 4.0e4 / (ngroups * tgroup) * 1.6
+    # frames
+    nfr_total = ngroups * nframes + (ngroups - 1) * groupgap
+    t_end = np.arange(1, nfr_total + 1) * tframe
+    data = np.zeros((nints, ngroups, ny, nx), np.float64)
+    jumps = []
+    cr_list = [(0, 5, 50, 60, 1500.0), (1, 3, 120, 40, 900.0), (0, 7, 20, 140, 2500.0)]
+    for i in range(nints):
+        e = np.zeros((ny, nx))
+        frames = np.zeros((nfr_total, ny, nx))
+        for f in range(nfr_total):
+            e = e + rng.poisson(np.maximum(rate, 0) * gain * tframe)
+            frames[f] = e / gain
+        for (ii, gg, y, x, amp) in cr_list:
+            if ii == i:
+                f0 = gg * (nframes + groupgap)
+                frames[f0:, y, x] += amp
+        true_dn = frames + dark_rate[None] * t_end[:, None, None]
+        meas = true_dn * (1.0 - BETA * true_dn)
+        drift = rng.normal(0.0, 6.0, (nfr_total, 2))      # even/odd column drift per frame
+        colpar = (np.arange(nx) % 2)[None, None, :]
+        meas = meas + np.where(colpar == 0, drift[:, 0, None, None], drift[:, 1, None, None])
+        meas = meas + bias[None] + rng.standard_normal((nfr_total, ny, nx)) * (rn_cds / np.sqrt(2))[None]
+        for g in range(ngroups):
+            f0 = g * (nframes + groupgap)
+            data[i, g] = meas[f0:f0 + nframes].mean(axis=0)
+    for (ii, gg, y, x, amp) in cr_list:
+        if ii < nints and gg < ngroups:
+            jumps.append((ii, gg, y, x))
+    raw = np.clip(np.round(data), 0, 65535).astype(np.uint16)
+
+    # science file
+    m = datamodels.Level1bModel(data=raw)
+    meta = m.meta
+    meta.telescope = "JWST"
+    meta.instrument.name = "NIRCAM"
+    meta.instrument.detector = "NRCA2"
+    meta.instrument.channel = "SHORT"
+    meta.instrument.module = "A"
+    meta.instrument.filter = "F210M"
+    meta.instrument.pupil = "CLEAR"
+    meta.exposure.type = "NRC_IMAGE"
+    meta.exposure.readpatt = readpatt
+    meta.exposure.nints = nints
+    meta.exposure.ngroups = ngroups
+    meta.exposure.nframes = nframes
+    meta.exposure.groupgap = groupgap
+    meta.exposure.frame_divisor = nframes
+    meta.exposure.frame_time = tframe
+    meta.exposure.group_time = tgroup
+    meta.exposure.integration_time = tgroup * (ngroups - 1)
+    meta.exposure.noutputs = 1
+    meta.exposure.nresets_at_start = 1
+    meta.exposure.nresets_between_ints = 1
+    meta.exposure.sample_time = 10
+    meta.exposure.start_time = 59700.0
+    meta.exposure.mid_time = 59700.001
+    meta.exposure.end_time = 59700.002
+    meta.observation.date = "2022-05-14"
+    meta.observation.time = "18:15:30.545"
+    meta.subarray.name = "SUB160"
+    _set_sub(meta, 1, 1, nx, ny, "SUB160")
+    meta.filename = "jw09999001001_01101_00001_nrca2_uncal.fits"
+    uncal = str(tmp_path / "jw09999001001_01101_00001_nrca2_uncal.fits")
+    m.save(uncal)
+    m.close()
+
+    # reference files: a larger 320x320 window at the corner for most, exact for bias/dark
+    big = (1, 1, 320, 320) if full_refs else (1, 1, nx, ny)
+    by, bx = big[3], big[2]
+
+    def pad(a, fill):
+        out = np.full((by, bx), fill, dtype=a.dtype)
+        out[:ny, :nx] = a
+        return out
+
+    refs = {}
+    mask_dq = np.zeros((ny, nx), np.uint32)
+    mask_dq[refmask] = dqflags.REFERENCE_PIXEL
+    bad = [(70, 70), (140, 10)]
+    for (y, x) in bad:
+        mask_dq[y, x] |= dqflags.DO_NOT_USE | dqflags.HOT
+    mm = datamodels.MaskModel(dq=pad(mask_dq, np.uint32(0)))
+    _ref_meta(mm, "NIRCAM", "NRCA2", "mask", big)
+    refs["mask"] = str(tmp_path / "nrca2_mask.fits")
+    mm.save(refs["mask"])
+
+    sat = np.full((ny, nx), SAT_DN, np.float32)
+    sat_dq = np.zeros((ny, nx), np.uint32)
+    sat[5, 5] = np.nan
+    sm = datamodels.SaturationModel(data=pad(sat, np.float32(SAT_DN)), dq=pad(sat_dq, np.uint32(0)))
+    _ref_meta(sm, "NIRCAM", "NRCA2", "saturation", big)
+    refs["saturation"] = str(tmp_path / "nrca2_saturation.fits")
+    sm.save(refs["saturation"])
+
+    sb = datamodels.SuperBiasModel(data=bias.copy(), dq=np.zeros((ny, nx), np.uint32),
+                                   err=np.zeros((ny, nx), np.float32))
+    _ref_meta(sb, "NIRCAM", "NRCA2", "superbias", (1, 1, nx, ny), readpatt="ANY")
+    refs["superbias"] = str(tmp_path / "nrca2_superbias.fits")
+    sb.save(refs["superbias"])
+
+    coeffs = np.zeros((4, ny, nx), np.float32)
+    coeffs[1] = 1.0
+    coeffs[2] = BETA
+    coeffs[3] = 2 * BETA ** 2
+    coeffs[:, 10, 150] = np.nan     # -> NO_LIN_CORR
+    lm = datamodels.LinearityModel(coeffs=np.stack([pad(c, np.float32(0)) for c in coeffs]),
+                                   dq=pad(np.zeros((ny, nx), np.uint32), np.uint32(0)))
+    _ref_meta(lm, "NIRCAM", "NRCA2", "linearity", big)
+    refs["linearity"] = str(tmp_path / "nrca2_linearity.fits")
+    lm.save(refs["linearity"])
+
+    # dark: cumulative dark per frame (dark_nframes=1) or per averaged group
+    d_ngroups = nfr_total if dark_nframes == 1 else ngroups
+    if dark_nframes == 1:
+        dk = (dark_rate[None] * (np.arange(1, d_ngroups + 1) * tframe)[:, None, None]).astype(np.float32)
+    else:
+        dk = np.stack([dark_rate * tframe * (g * (nframes + groupgap) + (nframes + 1) / 2.0)
+                       for g in range(ngroups)]).astype(np.float32)
+    dm = datamodels.DarkModel(data=dk, dq=np.zeros((ny, nx), np.uint32),
+                              err=np.zeros_like(dk))
+    _ref_meta(dm, "NIRCAM", "NRCA2", "dark", (1, 1, nx, ny), readpatt="ANY")
+    dm.meta.exposure.nframes = dark_nframes
+    dm.meta.exposure.groupgap = 0 if dark_nframes == 1 else groupgap
+    dm.meta.exposure.ngroups = d_ngroups
+    refs["dark"] = str(tmp_path / "nrca2_dark.fits")
+    dm.save(refs["dark"])
+
+    gm = datamodels.GainModel(data=pad(gain, np.float32(2.0)))
+    _ref_meta(gm, "NIRCAM", "NRCA2", "gain", big)
+    refs["gain"] = str(tmp_path / "nrca2_gain.fits")
+    gm.save(refs["gain"])
+
+    rm = datamodels.ReadnoiseModel(data=pad(rn_cds, np.float32(9.0)))
+    _ref_meta(rm, "NIRCAM", "NRCA2", "readnoise", big)
+    refs["readnoise"] = str(tmp_path / "nrca2_readnoise.fits")
+    rm.save(refs["readnoise"])
+
+    return Sim(uncal=uncal, refs=refs, truth_rate=rate.astype(np.float64), jumps=jumps,
+               saturating=saturating, refpix_mask=refmask, bad_pixels=bad,
+               info=dict(tgroup=tgroup, gain=gain, rn=rn_cds, bias=bias, dark_rate=dark_rate,
+                         raw=raw))
+
+
+def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72):
+    """A MIRI MIRIMAGE SUB64-like exposure (SUBSTRT 1, 779) with full-frame (1024x1032)
+    mask/saturation/gain/readnoise/linearity references and a 4-D MIRI dark."""
+    rng = np.random.default_rng(seed)
+    tframe = 0.08552
+    tgroup = tframe
+    gain = np.full((ny, nx), 5.5, np.float32)
+    rn_cds = np.full((ny, nx), 6.0, np.float32)
+    bias = (8000.0 + 50.0 * rng.standard_normal((ny, nx))).astype(np.float32)
+    rate = (10.0 ** rng.uniform(2.0, 4.0, (ny, nx))).astype(np.float32)   # 100..10000 DN/s
+    data = np.zeros((nints, ngroups, ny, nx))
+    for i in range(nints):
+        e = np.zeros((ny, nx))
+        for g in range(ngroups):
+            e = e + rng.poisson(rate * gain * tframe)
+            data[i, g] = bias + e / gain + rng.standard_normal((ny, nx)) * rn_cds / np.sqrt(2)
+    data[0, 4:, 30, 30] += 3000.0
+    raw = np.clip(np.round(data), 0, 65535).astype(np.uint16)
+    m = datamodels.Level1bModel(data=raw)
+    meta = m.meta
+    meta.telescope = "JWST"
+    meta.instrument.name = "MIRI"
+    meta.instrument.detector = "MIRIMAGE"
+    meta.instrument.filter = "F770W"
+    meta.exposure.type = "MIR_IMAGE"
+    meta.exposure.readpatt = "FASTR1"
+    meta.exposure.nints = nints
+    meta.exposure.ngroups = ngroups
+    meta.exposure.nframes = 1
+    meta.exposure.groupgap = 0
+    meta.exposure.frame_divisor = 1
+    meta.exposure.frame_time = tframe
+    meta.exposure.group_time = tgroup
+    meta.exposure.noutputs = 4
+    meta.observation.date = "2022-07-01"
+    meta.observation.time = "00:00:00"
+    _set_sub(meta, 1, 779, nx, ny, "SUB64", fast=1, slow=2)
+    uncal = str(tmp_path / "jw09999002001_01101_00001_mirimage_uncal.fits")
+    m.save(uncal)
+    full = (1, 1, 1032, 1024)
+
+    def embed(a, fill):
+        out = np.full((1024, 1032), fill, dtype=a.dtype)
+        out[778:778 + ny, :nx] = a
+        return out
+
+    refs = {}
+    mm = datamodels.MaskModel(dq=embed(np.zeros((ny, nx), np.uint32), np.uint32(0)))
+    _ref_meta(mm, "MIRI", "MIRIMAGE", "mask", full)
+    refs["mask"] = str(tmp_path / "miri_mask.fits")
+    mm.save(refs["mask"])
+    sm = datamodels.SaturationModel(data=embed(np.full((ny, nx), 60000, np.float32), np.float32(6e4)),
+                                    dq=embed(np.zeros((ny, nx), np.uint32), np.uint32(0)))
+    _ref_meta(sm, "MIRI", "MIRIMAGE", "saturation", full)
+    refs["saturation"] = str(tmp_path / "miri_saturation.fits")
+    sm.save(refs["saturation"])
+    c = np.zeros((3, 1024, 1032), np.float32)
+    c[1] = 1.0
+    lm = datamodels.LinearityModel(coeffs=c, dq=np.zeros((1024, 1032), np.uint32))
+    _ref_meta(lm, "MIRI", "MIRIMAGE", "linearity", full)
+    refs["linearity"] = str(tmp_path / "miri_linearity.fits")
+    lm.save(refs["linearity"])
+    dk = np.zeros((2, ngroups + 2, ny, nx), np.float32)
+    dm = datamodels.DarkMIRIModel(data=dk, dq=np.zeros(dk.shape, np.uint32), err=np.zeros_like(dk))
+    _ref_meta(dm, "MIRI", "MIRIMAGE", "dark", (1, 779, nx, ny))
+    dm.meta.exposure.nframes = 1
+    dm.meta.exposure.groupgap = 0
+    refs["dark"] = str(tmp_path / "miri_dark.fits")
+    dm.save(refs["dark"])
+    gm = datamodels.GainModel(data=embed(gain, np.float32(5.5)))
+    _ref_meta(gm, "MIRI", "MIRIMAGE", "gain", full)
+    refs["gain"] = str(tmp_path / "miri_gain.fits")
+    gm.save(refs["gain"])
+    rm = datamodels.ReadnoiseModel(data=embed(rn_cds, np.float32(6.0)))
+    _ref_meta(rm, "MIRI", "MIRIMAGE", "readnoise", full)
+    refs["readnoise"] = str(tmp_path / "miri_readnoise.fits")
+    rm.save(refs["readnoise"])
+    return Sim(uncal=uncal, refs=refs, truth_rate=rate.astype(np.float64),
+               jumps=[(0, 4, 30, 30)], saturating=[], refpix_mask=np.zeros((ny, nx), bool),
+               info=dict(tgroup=tgroup, raw=raw))
