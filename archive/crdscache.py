@@ -540,9 +540,10 @@ def context_reftypes_diff(old_pmap: str, new_pmap: str) -> set[tuple[str, str]]:
             if o is None or n is None:
                 changed.add((instr.lower(), rt.lower()))
                 continue
-            if o.name == n.name:
+            oname, nname = getattr(o, "name", o), getattr(n, "name", n)   # "N/A" entries are str
+            if oname == nname:
                 continue
-            if not hasattr(o, "difference"):  # N/A or plain-string entries
+            if not (hasattr(o, "difference") and hasattr(n, "difference")):
                 changed.add((instr.lower(), rt.lower()))
                 continue
             if remove_boring(o.difference(n, include_header_diffs=False)):

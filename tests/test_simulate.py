@@ -1,0 +1,227 @@
+"""Tests of the exposure simulator (calib.simulate) and of pool simulation for MIRI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calib import simulate as sim
+
+POOLS = Path("/work/shared/data/pools")
+
+
+@pytest.fixture(scope="module")
+def nrca1():
+    return sim.make_detector("NIRCAM", "NRCA1", seed=0)
+
+
+def _spec(readpatt="DEEP8", ngroups=3, nints=1, subarray="SUB400P"):
+    return sim.ExposureSpec("NIRCAM", "NRCA1", subarray, readpatt, ngroups, nints)
+
+
+# ------------------------------------------------------------------------- geometry, timing
+
+def test_subarray_table_and_unknown_name():
+    assert sim.subarray_geometry("NIRCAM", "FULL") == (1, 1, 2048, 2048)
+    assert sim.subarray_geometry("nircam", "subgrism256") == (1, 1, 2048, 256)
+    assert sim.subarray_geometry("NIRSPEC", "SUB512") == (1025, 957, 512, 32)
+    assert sim.subarray_geometry("MIRI", "FULL") == (1, 1, 1032, 1024)
+    assert sim.subarray_geometry("MIRI", "MASK1065")[2:] == (288, 224)
+    assert sim.subarray_geometry("FGS", "8X8")[2:] == (8, 8)
+    with pytest.raises(ValueError, match="unknown NIRCAM subarray 'SUBNOPE'"):
+        sim.subarray_geometry("NIRCAM", "SUBNOPE")
+    with pytest.raises(ValueError, match="unknown instrument"):
+        sim.subarray_geometry("WFC3", "FULL")
+
+
+def test_readout_timing():
+    full = sim.readout("NIRCAM", "RAPID", "FULL")
+    assert (full.nframes, full.groupgap, full.tframe, full.tgroup) == (1, 0, 10.73677, 10.73677)
+    deep8 = sim.readout("NIRCAM", "DEEP8", "FULL")
+    assert (deep8.nframes, deep8.groupgap) == (8, 12)
+    assert deep8.tgroup == pytest.approx(20 * 10.73677)
+    sub = sim.readout("NIRCAM", "RAPID", "SUB400P")
+    assert sub.tframe == pytest.approx((400 + 12) * 401 * 1e-5, abs=1e-5)
+    # NIRSpec fast axis is DMS y: SUB512 is 512 x 32 in DMS, 32 pixels along the fast axis
+    assert sim.readout("NIRSPEC", "NRSRAPID", "SUB512").tframe == pytest.approx(0.2257, abs=1e-3)
+    assert sim.readout("MIRI", "FAST", "FULL").tframe == pytest.approx(2.77504)
+    assert sim.readout("NIRCAM", "SHALLOW4").tgroup == pytest.approx(5 * 10.73677)
+    with pytest.raises(ValueError, match="READPATT"):
+        sim.readout("NIRCAM", "NRSRAPID")
+    t = sim.group_times(deep8, 3)
+    assert np.allclose(np.diff(t), deep8.tgroup)
+
+
+# ------------------------------------------------------------------------- ramps
+
+def test_ramp_shape_dtype_and_seeding(nrca1):
+    spec = _spec("RAPID", ngroups=4, nints=2, subarray="SUB64P")
+    r1, t1 = sim.simulate_ramp(nrca1, spec, seed=7)
+    r2, _ = sim.simulate_ramp(nrca1, spec, seed=7)
+    r3, _ = sim.simulate_ramp(nrca1, spec, seed=8)
+    assert r1.shape == (2, 4, 64, 64) and r1.dtype == np.uint16
+    assert r1.tobytes() == r2.tobytes()
+    assert r1.tobytes() != r3.tobytes()
+    assert t1.rate.shape == (64, 64) and t1.rate.dtype == np.float32
+    # reference pixels (corner subarray: 4 rows, 4 columns) carry no light
+    assert np.all(t1.rate[:4, :] == 0) and np.all(t1.rate[:, :4] == 0)
+    # bias level
+    assert 10000 < np.median(r1[:, 0]) < 20000
+
+
+def test_group_increments_match_true_rate_plus_dark(nrca1):
+    spec = _spec("DEEP8", ngroups=3)
+    ramp, truth = sim.simulate_ramp(nrca1, spec, seed=3)
+    ro = spec.readout()
+    rows, cols = sim.window(nrca1, spec)
+    data = ramp[0].astype(np.float64) - nrca1.superbias[rows, cols]
+    ref = nrca1.refpix[rows, cols]
+    # refpix correction: one amplifier in this corner subarray
+    data -= np.array([g[ref].mean() for g in data])[:, None, None]
+    lin = sim.apply_linearity(data, nrca1.linearity_coeffs()[:, rows, cols])
+    good = ~(ref | nrca1.dead[rows, cols] | truth.saturated[0].any(axis=0))
+    if len(truth.cosmic_rays):
+        good[truth.cosmic_rays[:, 2], truth.cosmic_rays[:, 3]] = False
+    measured = np.diff(lin, axis=0)[:, good] / ro.tgroup          # DN/s per group step
+    expected = (truth.rate + truth.dark_rate)[good]
+    resid = measured.mean(axis=1) - expected.mean()
+    # noise of the mean over ~1.5e5 pixels: read noise + Poisson << 0.01 DN/s
+    assert np.all(np.abs(resid) < 0.01), resid
+    # per-pixel scatter is consistent with read + Poisson noise (not e.g. a wrong gain)
+    per_pix = (measured - expected[None, :]) * ro.tgroup
+    gain = nrca1.gain[rows, cols][good]
+    rn = nrca1.readnoise[rows, cols][good] / np.sqrt(ro.nframes)
+    pred_var = 2 * rn**2 + expected * ro.tgroup / gain
+    ratio = per_pix.var(axis=1) / pred_var.mean()
+    assert np.all((ratio > 0.7) & (ratio < 1.6)), ratio
+
+
+def test_linearity_coefficients_invert_nonlinearity(nrca1):
+    spec = _spec("DEEP8", ngroups=3)
+    scene = sim.Scene(sky=400.0, sky_gradient=300.0)
+    ramp, truth = sim.simulate_ramp(nrca1, spec, seed=1, scene=scene, noise=False)
+    rows, cols = sim.window(nrca1, spec)
+    counts = ramp[0].astype(np.float64) - nrca1.superbias[rows, cols]
+    lin = sim.apply_linearity(counts, nrca1.linearity_coeffs()[:, rows, cols])
+    t = sim.group_times(spec.readout(), 3)
+    expected = (truth.rate + truth.dark_rate)[None] * t[:, None, None]
+    ok = (expected > 2000) & ~truth.saturated[0]
+    assert ok.sum() > 10000
+    # the ramp really is non-linear (several % at high counts) ...
+    assert np.max((expected - counts)[ok] / expected[ok]) > 0.02
+    # ... and the LINEARITY coefficients give back the linear counts within 0.1 %
+    assert np.max(np.abs(lin[ok] - expected[ok]) / expected[ok]) < 1e-3
+
+
+def test_linearity_roundtrip_arrays_nir_and_miri():
+    for instr, detname in (("NIRCAM", "NRCB2"), ("MIRI", "MIRIMAGE")):
+        det = sim.make_detector(instr, detname, seed=2)
+        sl = (slice(100, 140), slice(100, 140))
+        lin = np.linspace(100, 45000, 40)[:, None] * np.ones((40, 40))
+        s = sim.nonlinear(lin, det.lin_a2[sl], det.lin_a3[sl])
+        coeffs = det.linearity_coeffs()[:, sl[0], sl[1]]
+        if instr == "MIRI":     # MIRI coefficients apply to raw counts, bias included
+            back = sim.apply_linearity(s + det.superbias[sl], coeffs) - det.superbias[sl]
+        else:
+            back = sim.apply_linearity(s, coeffs)
+        assert np.max(np.abs(back - lin) / lin) < 1e-3, instr
+
+
+def test_saturation_clips_at_reference_level(nrca1):
+    spec = _spec("DEEP8", ngroups=3)
+    star = sim.Scene(sky=1.0, stars=[(200.0, 200.0, 5000.0, 3.0)])
+    ramp, truth = sim.simulate_ramp(nrca1, spec, seed=4, scene=star)
+    rows, cols = sim.window(nrca1, spec)
+    sat = nrca1.saturation[rows, cols]
+    assert truth.saturated.any()
+    assert np.all(ramp[truth.saturated] >= np.broadcast_to(sat, ramp.shape)[truth.saturated])
+    assert np.all(ramp <= np.broadcast_to(sat, ramp.shape))
+    # once saturated, a pixel stays saturated in later groups
+    s = truth.saturated[0]
+    assert np.all(s[1:] >= s[:-1])
+
+
+def test_cosmic_rays_are_jumps(nrca1):
+    spec = _spec("DEEP8", ngroups=3)
+    ramp, truth = sim.simulate_ramp(nrca1, spec, seed=5, scene=sim.Scene(sky=0.5), cr_rate=2e-4)
+    assert len(truth.cosmic_rays) > 20
+    big = truth.cr_charge > 5000          # electrons: > 2000 DN at gain 2
+    i, g, y, x = truth.cosmic_rays[big].T
+    ok = g > 0
+    step = ramp[i[ok], g[ok], y[ok], x[ok]].astype(float) - ramp[i[ok], g[ok] - 1, y[ok], x[ok]]
+    assert np.median(step) > 1000
+
+
+def test_reference_files_and_uncal_open_with_datamodels(tmp_path):
+    from stdatamodels.jwst import datamodels as dm
+
+    det = sim.make_detector("MIRI", "MIRIMAGE", seed=0)
+    names = {rt: f"jwst_sim_miri_{rt}_t.fits" for rt in
+             ("mask", "saturation", "superbias", "linearity", "gain", "readnoise")}
+    written = sim.write_references(det, tmp_path, names)
+    assert "superbias" not in written          # MIRI has no superbias step
+    classes = {"mask": dm.MaskModel, "saturation": dm.SaturationModel, "linearity": dm.LinearityModel,
+               "gain": dm.GainModel, "readnoise": dm.ReadnoiseModel}
+    for rt, path in written.items():
+        with dm.open(path) as m:
+            assert isinstance(m, classes[rt])
+            assert m.meta.reftype.lower() == rt
+            assert m.meta.instrument.name == "MIRI" and m.meta.instrument.detector == "MIRIMAGE"
+            assert m.meta.pedigree == "DUMMY" and m.meta.subarray.name == "GENERIC"
+    with dm.open(written["mask"]) as m:
+        assert m.dq.dtype == np.uint32 and m.dq.shape == (1024, 1032)
+        assert np.all(m.dq[:, :4] & sim.REFERENCE_PIXEL)
+    with dm.open(written["linearity"]) as m:
+        assert m.coeffs.shape == (4, 1024, 1032) and m.coeffs.dtype.newbyteorder("=") == np.float32
+
+    spec = sim.ExposureSpec("MIRI", "MIRIMAGE", "SUB64", "FAST", 4, 2)
+    dark = sim.write_dark(det, spec, 6, tmp_path / "jwst_sim_miri_dark_t.fits")
+    with dm.open(dark) as m:
+        assert isinstance(m, dm.DarkModel)
+        assert m.data.shape == (6, 64, 72) and m.data.dtype.newbyteorder("=") == np.float32
+        assert (m.meta.exposure.nframes, m.meta.exposure.groupgap, m.meta.exposure.ngroups) == (1, 0, 6)
+        assert m.meta.exposure.readpatt == "FAST" and m.meta.subarray.name == "SUB64"
+
+    ramp, _ = sim.simulate_ramp(det, spec, seed=0)
+    ro = spec.readout()
+    out = sim.write_uncal(tmp_path / "jw_test_uncal.fits", ramp,
+                          {"INSTRUME": "MIRI", "DETECTOR": "MIRIMAGE", "SUBARRAY": "SUB64",
+                           "NGROUPS": 4, "NINTS": 2, "TFRAME": ro.tframe, "TGROUP": ro.tgroup,
+                           "EXPSTART": 60000.0})
+    with dm.open(out) as m:
+        assert isinstance(m, dm.Level1bModel)
+        assert m.data.shape == (2, 4, 64, 72) and m.data.dtype.newbyteorder("=") == np.uint16
+        assert len(m.group) == 8 and len(m.int_times) == 2
+        assert m.meta.filename == "jw_test_uncal.fits"
+
+
+def test_simulate_pool_miri(tmp_path):
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels as dm
+
+    from archive import crdscache, simulation
+
+    res = simulation.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out",
+                                   tmp_path / "crds", limit=2, ngroups=2, seed=0)
+    assert [p.name for p in res.files] == ["jw_00001_uncal.fits", "jw_00002_uncal.fits"]
+    for path in res.files:
+        with dm.open(path) as m:
+            assert isinstance(m, dm.Level1bModel)
+            assert m.data.shape == (1, 2, 1024, 1032)
+            assert m.meta.instrument.name == "MIRI" and m.meta.exposure.readpatt == "FAST"
+            assert m.meta.exposure.frame_time == pytest.approx(2.77504)
+        hdr = dict(fits.getheader(path))
+        assert hdr["EXP_TYPE"] == "MIR_IMAGE" and hdr["OBSERVTN"] == "001"
+        assert "MODULE" not in hdr and "CORONMSK" not in hdr
+        used = res.references[path.name]
+        got = crdscache.bestrefs(hdr, res.context, sorted(used) + ["superbias"])
+        assert got == dict(used, superbias="N/A")
+        truth = np.load(res.truths[path.name])
+        assert truth["rate"].shape == (1024, 1032)
+    # same seed -> identical raw pixels
+    res2 = simulation.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out2",
+                                    tmp_path / "crds2", limit=1, ngroups=2, seed=0)
+    a = fits.getdata(res.files[0], "SCI")
+    b = fits.getdata(res2.files[0], "SCI")
+    assert a.tobytes() == b.tobytes()
