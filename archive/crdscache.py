@@ -44,6 +44,19 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     "saturation": ("META.INSTRUMENT.DETECTOR",),
     "ipc": ("META.INSTRUMENT.DETECTOR",),
 }
+#: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
+#: it does not provide as "N/A" so that steps needing them are skipped, not failed
+JWST_REFTYPES = (
+    "abvegaoffset", "apcorr", "area", "barshadow", "bkg", "camera", "chromcorr", "collimator",
+    "cubepar", "dark", "dflat", "disperser", "distortion", "drizpars", "emicorr", "extract1d",
+    "fflat", "filteroffset", "flat", "fore", "fpa", "fringe", "fringefreq", "gain", "ifufore",
+    "ifupost", "ifuslicer", "ipc", "lastframe", "linearity", "mask", "mrsptcorr", "mrsxartcorr",
+    "msa", "msaoper", "nrm", "ote", "pastasoss", "pathloss", "persat", "photom", "pictureframe",
+    "psf", "psfmask", "readnoise", "refpix", "regions", "reset", "resol", "rscd", "saturation",
+    "sflat", "sirskernel", "speckernel", "specprofile", "specwcs", "straymask", "superbias",
+    "throughput", "trapdensity", "trappars", "tsophot", "wavecorr", "wavelengthrange",
+    "wcsregions", "wfssbkg",
+)
 _USEAFTER_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
 # parkey -> FITS keyword in a reference file's primary header
 _PARKEY_TO_FITS = {
@@ -365,7 +378,7 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
             "parkey": ("REFTYPE",),
             "sha1sum": "0",
         }
-        selector = {rt.upper(): "N/A" for rt in SYNTHETIC_PARKEYS}   # not provided -> N/A
+        selector = {rt.upper(): "N/A" for rt in JWST_REFTYPES}   # not provided -> N/A
         selector.update({rt.upper(): rm for rt, rm in imaps[instr].items()})
         _write_plain(mdir / name, header, selector)
         pmap_sel[instr.upper()] = name
