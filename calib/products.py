@@ -50,8 +50,10 @@ def _write_atomic(model, final: pathlib.Path) -> None:
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
     try:
-        model.save(str(tmp_path), overwrite=True)
-        with open(tmp_path, "rb") as fh:
+        # through a file object, so the datamodel keeps meta.filename = the final name
+        with open(tmp_path, "wb") as fh:
+            model.to_fits(fh)
+            fh.flush()
             os.fsync(fh.fileno())
         try:
             os.link(tmp_path, final)   # atomic, and never replaces an existing file

@@ -1,6 +1,6 @@
 """Seeded, physically honest small exposures and reference files for the calib tests.
 
-Not a test module (no tests): ``from test_calib_support import ...`` in tests/test_calib_*.
+Not a test module (no tests): ``from tests.test_calib_support import ...``.
 Ramps are made frame by frame: Poisson electrons from a known rate, dark current, a
 quadratic non-linearity, per-group reference-pixel drift (even/odd columns), bias, read
 noise per frame, frame averaging into groups, cosmic-ray jumps, 16-bit clipping.

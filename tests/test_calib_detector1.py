@@ -1,0 +1,267 @@
+"""End-to-end tests of calib's calwebb_detector1 on seeded, physically simulated exposures."""
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+import pytest
+from astropy.io import fits
+from stdatamodels.jwst import datamodels
+
+import calib
+from calib import dqflags
+from calib.errors import CalibError, InputError, ReferenceFileError
+from calib.pipelines.detector1 import (MIRI_STEPS, NIR_STEPS, Detector1Result, reftypes_for,
+                                       run_detector1, steps_for)
+from calib.products import save_products
+from calib.steps.group_scale import group_scale
+from tests.test_calib_support import make_miri, make_nircam
+
+DNU, SAT, JUMP = dqflags.DO_NOT_USE, dqflags.SATURATED, dqflags.JUMP_DET
+
+
+@pytest.fixture(scope="module")
+def nrc(tmp_path_factory):
+    sim = make_nircam(tmp_path_factory.mktemp("nrc"))
+    return sim, run_detector1(sim.uncal, sim.refs)
+
+
+@pytest.fixture(scope="module")
+def miri(tmp_path_factory):
+    sim = make_miri(tmp_path_factory.mktemp("miri"))
+    return sim, run_detector1(sim.uncal, sim.refs)
+
+
+def _zscores(sim, model, extra_mask=None):
+    good = ((model.dq & (DNU | SAT)) == 0) & ~sim.refpix_mask & np.isfinite(model.data)
+    if extra_mask is not None:
+        good &= extra_mask
+    return ((model.data - sim.truth_rate) / model.err)[good]
+
+
+def test_interface_lists():
+    assert steps_for("NIRCAM") == NIR_STEPS and steps_for("nirspec") == NIR_STEPS
+    assert steps_for("MIRI") == MIRI_STEPS
+    assert NIR_STEPS[0] == "group_scale" and NIR_STEPS[-1] == "gain_scale"
+    assert reftypes_for("NIRCAM", "NRC_IMAGE") == ["mask", "saturation", "superbias", "linearity",
+                                                   "dark", "gain", "readnoise"]
+    assert "superbias" not in reftypes_for("MIRI", "MIR_IMAGE")
+    with pytest.raises(InputError):
+        steps_for("HST")
+
+
+def test_statuses_and_references(nrc):
+    sim, res = nrc
+    assert isinstance(res, Detector1Result)
+    assert list(res.step_status) == list(NIR_STEPS)
+    expect_skipped = {"group_scale", "ipc", "persistence", "charge_migration", "gain_scale"}
+    for step, st in res.step_status.items():
+        assert st == ("SKIPPED" if step in expect_skipped else "COMPLETE"), step
+    assert res.references_used == sim.refs
+    assert set(res.timings) == set(NIR_STEPS)
+
+
+def test_rate_agrees_with_truth_within_err(nrc):
+    sim, res = nrc
+    assert isinstance(res.rate, datamodels.ImageModel)
+    assert res.rate.data.dtype == np.float32 and res.rate.dq.dtype == np.uint32
+    z = _zscores(sim, res.rate)
+    assert z.size > 0.95 * (160 * 160 - sim.refpix_mask.sum() - 40)
+    assert abs(z.mean()) < 0.05, z.mean()
+    assert 0.9 < z.std() < 1.1, z.std()
+    # reference pixels carry no light: rate ~ 0
+    refrate = res.rate.data[sim.refpix_mask]
+    assert abs(np.nanmedian(refrate)) < 0.5
+
+
+def test_rateints_per_integration(nrc):
+    sim, res = nrc
+    ri = res.rateints
+    assert isinstance(ri, datamodels.CubeModel)
+    assert ri.data.shape == (2, 160, 160)
+    for i in range(2):
+        good = ((ri.dq[i] & (DNU | SAT)) == 0) & ~sim.refpix_mask
+        z = ((ri.data[i] - sim.truth_rate) / ri.err[i])[good]
+        assert abs(z.mean()) < 0.06 and 0.88 < z.std() < 1.12
+
+
+def test_jumps_flagged_where_injected(nrc):
+    sim, res = nrc
+    for (i, g, y, x) in sim.jumps:
+        assert res.rateints.dq[i, y, x] & JUMP, (i, g, y, x)
+        assert res.rate.dq[y, x] & JUMP
+        # the jump does not bias the rate
+        assert abs(res.rate.data[y, x] - sim.truth_rate[y, x]) < 4 * res.rate.err[y, x]
+        for (yy, xx) in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+            assert res.rateints.dq[i, yy, xx] & JUMP      # flag_4_neighbors
+    # false detections stay rare (4 sigma over 18 differences per pixel)
+    assert ((res.rate.dq & JUMP) != 0).mean() < 0.01
+
+
+def test_saturation_flagged(nrc):
+    sim, res = nrc
+    for (y, x) in sim.saturating:
+        assert res.rate.dq[y, x] & SAT
+        assert np.isfinite(res.rate.data[y, x])   # early groups still fit
+        assert abs(res.rate.data[y, x] - sim.truth_rate[y, x]) < 5 * res.rate.err[y, x]
+        assert res.rate.dq[y + 1, x + 1] & SAT    # n_pix_grow_sat = 1
+    # NaN threshold -> NO_SAT_CHECK; NaN linearity coefficients -> NO_LIN_CORR
+    assert res.rate.dq[5, 5] & dqflags.NO_SAT_CHECK
+    assert res.rate.dq[10, 150] & dqflags.NO_LIN_CORR
+    for (y, x) in sim.bad_pixels:
+        assert res.rate.dq[y, x] & DNU and np.isnan(res.rate.data[y, x])
+    assert np.all(res.rate.dq[sim.refpix_mask] & dqflags.REFERENCE_PIXEL)
+
+
+def test_products_written_with_provenance(nrc, tmp_path):
+    sim, res = nrc
+    prov = {"crds_context": "jwst_1234.pmap", "crds_version": "14.0.3",
+            "cal_version": calib.__version__,
+            "references": {rt: os.path.basename(p) for rt, p in sim.refs.items()}}
+    root = "jw09999001001_01101_00001_nrca2"
+    paths = save_products(res, tmp_path, root, prov)
+    assert paths["rate"].name == f"{root}_rate.fits"
+    assert paths["rateints"].name == f"{root}_rateints.fits"
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{root}_rate.fits", f"{root}_rateints.fits"])
+    for kind, path in paths.items():
+        h = fits.getheader(path, 0)
+        assert h["CAL_VER"] == calib.__version__
+        assert h["CRDS_CTX"] == "jwst_1234.pmap" and h["CRDS_VER"] == "14.0.3"
+        assert h["R_MASK"] == "crds://nrca2_mask.fits"
+        assert h["R_SATURA"] == "crds://nrca2_saturation.fits"
+        assert h["R_SUPERB"] == "crds://nrca2_superbias.fits"
+        assert h["R_LINEAR"] == "crds://nrca2_linearity.fits"
+        assert h["R_DARK"] == "crds://nrca2_dark.fits"
+        assert h["R_GAIN"] == "crds://nrca2_gain.fits"
+        assert h["R_READNO"] == "crds://nrca2_readnoise.fits"
+        assert h["S_DQINIT"] == "COMPLETE" and h["S_SATURA"] == "COMPLETE"
+        assert h["S_SUPERB"] == "COMPLETE" and h["S_REFPIX"] == "COMPLETE"
+        assert h["S_LINEAR"] == "COMPLETE" and h["S_DARK"] == "COMPLETE"
+        assert h["S_JUMP"] == "COMPLETE" and h["S_RAMP"] == "COMPLETE"
+        assert h["S_IPC"] == "SKIPPED" and h["S_PERSIS"] == "SKIPPED"
+        assert h["S_GRPSCL"] == "SKIPPED" and h["S_GANSCL"] == "SKIPPED"
+        assert h["S_CHGMIG"] == "SKIPPED"
+        assert h["FILENAME"] == path.name
+        with fits.open(path) as hdul:
+            for ext in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE"):
+                assert ext in hdul
+            assert hdul["SCI"].header["BUNIT"] == "DN/s"
+    with datamodels.open(paths["rate"]) as m:
+        assert type(m) is datamodels.ImageModel
+        np.testing.assert_array_equal(m.data, res.rate.data)
+        assert m.var_poisson.dtype.name == "float32" and m.dq.dtype.name == "uint32"
+    with datamodels.open(paths["rateints"]) as m:
+        assert type(m) is datamodels.CubeModel
+        assert m.data.shape == (2, 160, 160)
+    # never overwrite
+    before = paths["rate"].read_bytes()
+    with pytest.raises(FileExistsError):
+        save_products(res, tmp_path, root, prov)
+    assert paths["rate"].read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{root}_rate.fits", f"{root}_rateints.fits"])
+
+
+def test_save_products_leaves_nothing_on_error(nrc, tmp_path):
+    _, res = nrc
+    with pytest.raises(ValueError):
+        save_products(res, tmp_path, "x", {"references": {"not_a_reftype": "a.fits"}})
+    assert os.listdir(tmp_path) == []
+
+
+def _arrays(res):
+    out = [res.rate.data, res.rate.dq, res.rate.err, res.rate.var_poisson, res.rate.var_rnoise]
+    if res.rateints is not None:
+        out += [res.rateints.data, res.rateints.dq, res.rateints.err]
+    return [np.asarray(a).tobytes() for a in out]
+
+
+def test_rerun_is_bit_identical_with_1_and_2_threads(nrc):
+    sim, res = nrc
+    ref = _arrays(res)
+    old = numba.get_num_threads()
+    try:
+        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(n)
+            assert _arrays(run_detector1(sim.uncal, sim.refs)) == ref
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_params_and_skips(nrc):
+    sim, _ = nrc
+    with pytest.raises(ValueError, match="nosuchstep"):
+        run_detector1(sim.uncal, sim.refs, {"nosuchstep": {}})
+    with pytest.raises(ValueError, match="bogus"):
+        run_detector1(sim.uncal, sim.refs, {"jump": {"bogus": 1}})
+    with pytest.raises(ValueError, match="firstframe"):
+        run_detector1(sim.uncal, sim.refs, {"firstframe": {"skip": True}})
+    refs = dict(sim.refs, linearity="N/A", dark=None)
+    res = run_detector1(sim.uncal, refs, {"refpix": {"skip": True},
+                                          "jump": {"rejection_threshold": 1e9,
+                                                   "four_group_rejection_threshold": 1e9,
+                                                   "three_group_rejection_threshold": 1e9}})
+    assert res.step_status["refpix"] == "SKIPPED"
+    assert res.step_status["linearity"] == "SKIPPED"
+    assert res.step_status["dark_current"] == "SKIPPED"
+    assert "linearity" not in res.references_used and "dark" not in res.references_used
+    assert not (res.rate.dq & JUMP).any()
+
+
+def test_bad_references_and_inputs(nrc, tmp_path):
+    sim, _ = nrc
+    # wrong shape: a 100x100 gain cannot cover the 160x160 subarray
+    g = datamodels.GainModel(data=np.ones((100, 100), np.float32))
+    g.meta.subarray.xstart = 1
+    g.meta.subarray.ystart = 1
+    g.meta.subarray.xsize = 100
+    g.meta.subarray.ysize = 100
+    g.meta.instrument.name = "NIRCAM"
+    bad = str(tmp_path / "bad_gain.fits")
+    g.save(bad)
+    with pytest.raises(ReferenceFileError, match="bad_gain.fits") as ei:
+        run_detector1(sim.uncal, dict(sim.refs, gain=bad))
+    assert "jump" in str(ei.value)
+    assert isinstance(ei.value, ValueError) and isinstance(ei.value, CalibError)
+    with pytest.raises(ReferenceFileError, match="missing_mask.fits"):
+        run_detector1(sim.uncal, dict(sim.refs, mask=str(tmp_path / "missing_mask.fits")))
+    with pytest.raises(InputError, match="nothere_uncal.fits"):
+        run_detector1(tmp_path / "nothere_uncal.fits", sim.refs)
+    img = datamodels.ImageModel(data=np.zeros((10, 10), np.float32))
+    p = str(tmp_path / "image_uncal.fits")
+    img.save(p)
+    with pytest.raises(InputError, match="image_uncal.fits"):
+        run_detector1(p, sim.refs)
+
+
+def test_miri_pipeline(miri):
+    sim, res = miri
+    assert list(res.step_status) == list(MIRI_STEPS)
+    for step in ("emicorr", "reset", "rscd", "refpix", "group_scale", "gain_scale"):
+        assert res.step_status[step] == "SKIPPED"
+    for step in ("dq_init", "saturation", "firstframe", "lastframe", "linearity",
+                 "dark_current", "jump", "ramp_fit"):
+        assert res.step_status[step] == "COMPLETE"
+    assert res.rateints is None          # NINTS == 1
+    z = _zscores(sim, res.rate)
+    assert abs(z.mean()) < 0.08 and 0.85 < z.std() < 1.15
+    assert res.rate.dq[30, 30] & JUMP
+
+
+def test_frame_averaged_groups_and_dark_averaging(tmp_path):
+    # SHALLOW4-like: 4 frames averaged per group, 1 dropped; the dark has 1 frame per group
+    sim = make_nircam(tmp_path, seed=7, nints=1, ngroups=6, nframes=4, groupgap=1,
+                      readpatt="SHALLOW4", tframe=0.27864, full_refs=False)
+    res = run_detector1(sim.uncal, sim.refs)
+    assert res.step_status["dark_current"] == "COMPLETE"
+    assert res.rateints is None
+    z = _zscores(sim, res.rate)
+    assert abs(z.mean()) < 0.08 and 0.85 < z.std() < 1.15
+
+
+def test_group_scale():
+    d = np.ones((1, 2, 2, 2), np.float32)
+    out, st = group_scale(d, 8, 8)
+    assert st == "SKIPPED" and np.all(out == 1)
+    out, st = group_scale(d, 5, 4)
+    assert st == "COMPLETE" and np.allclose(out, 0.8)
