@@ -1,6 +1,6 @@
 """``archive associate``: associations from the catalog, made by the jwst generator.
 
-The pool is built from the catalog: an exposure ingested with ``--pool`` contributes its
+A pool is built from the catalog for each program: an exposure ingested with ``--pool`` contributes its
 pool row as the pool gave it (with the planning columns only a pool has, such as
 ASN_CANDIDATE); any other exposure contributes the row jwst's own ``mkpool`` makes from
 its stored header. :func:`archive.associations.generate` (the jwst package's generator,
@@ -50,16 +50,17 @@ def header_pool_rows(headers: list[dict]) -> list[dict[str, str]]:
     return [{n.upper(): str(row[n]) for n in pool.colnames} for row in pool]
 
 
-def catalog_pool_rows(settings: Settings, program: str | None = None) -> list[dict[str, str]]:
-    """The pool of the catalogued exposures (optionally one program), one row each."""
+def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, str]], str]:
+    """The pool of one program's catalogued exposures, one row each, and its name: the pool
+    file's name when every row came from one pool file (jwst copies it into each
+    association's ``asn_pool``), else ``jw<program>_catalog_pool``."""
     with session_scope(settings.db_url) as s:
-        q = select(Exposure).order_by(Exposure.filename)
-        if program:
-            q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
-        exps = s.execute(q).scalars().all()
+        exps = s.execute(select(Exposure).where(Exposure.program == program).order_by(Exposure.filename)).scalars().all()
         rows = [dict(e.pool_columns) for e in exps if e.pool_columns]
         headers = [dict(e.header) for e in exps if not e.pool_columns]
-    return rows + header_pool_rows(headers)
+        names = {e.pool_name for e in exps}
+    name = next(iter(names)) if len(names) == 1 and None not in names else f"jw{program}_catalog_pool"
+    return rows + header_pool_rows(headers), name
 
 
 @dataclass
@@ -81,10 +82,17 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
     """
     import jwst
 
-    rows = catalog_pool_rows(settings, program)
-    if not rows:
+    with session_scope(settings.db_url) as s:
+        q = select(Exposure.program).distinct().order_by(Exposure.program)
+        if program:
+            q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
+        programs = [p for p in s.execute(q).scalars()]
+    if not programs:
         raise ValueError("no exposures in the catalog to associate")
-    asns = asn_lib.generate(asn_lib.pool_from_rows(rows))
+    asns = []
+    for prog in programs:  # a pool per program, as the operations system makes them
+        rows, pool_name = catalog_pool_rows(settings, prog)
+        asns.extend(asn_lib.generate(asn_lib.pool_from_rows(rows, pool_name=pool_name)))
     report = AssociateReport()
     settings.associations_dir.mkdir(parents=True, exist_ok=True)
     for asn in asns:
@@ -94,14 +102,14 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
         report.levels[f"level{level}"] = report.levels.get(f"level{level}", 0) + 1
         with session_scope(settings.db_url) as s:
             if s.execute(select(Association.id).where(Association.content_sha256 == digest)).first():
-                report.existing.append(content["asn_id"])
+                report.existing.append(content["asn_name"])
                 continue
         path = asn_lib.write_json(content, settings.associations_dir)
         with session_scope(settings.db_url) as s:
             names = {e.filename: e.id for e in s.execute(select(Exposure)).scalars()}
             by_root = {_root(n): i for n, i in names.items()}
             products = content.get("products") or [{}]
-            row = Association(asn_id=content["asn_id"], asn_type=content.get("asn_type", ""),
+            row = Association(asn_name=content["asn_name"], asn_id=content["asn_id"], asn_type=content.get("asn_type", ""),
                               asn_rule=content.get("asn_rule", ""), level=level,
                               program=str(content.get("program", "")) or None,
                               product_name=str(products[0].get("name", "")), content=content,
@@ -111,5 +119,5 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
             for product, expname, exptype in asn_lib.members(content):
                 s.add(AssociationMember(association_id=row.id, product_name=product, expname=expname,
                                         exptype=exptype, exposure_id=by_root.get(_root(expname))))
-        report.created.append(content["asn_id"])
+        report.created.append(content["asn_name"])
     return report

@@ -191,7 +191,8 @@ def _record_rejection(settings: Settings, outcome: IngestOutcome, kind: str) -> 
                               kind=kind, reason=outcome.reason))
 
 
-def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = None) -> IngestOutcome:
+def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = None,
+                pool_name: str | None = None) -> IngestOutcome:
     """Validate, checksum, store and catalogue one file. Never raises for a bad file:
     the outcome says what happened (and a rejection is recorded in the catalog)."""
     outcome = IngestOutcome(path=str(path), filename=path.name, status="rejected")
@@ -212,6 +213,7 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
                 outcome.status = "unchanged"
                 if pool and path.name in pool and existing.pool_columns != pool[path.name]:
                     existing.pool_columns = pool[path.name]
+                    existing.pool_name = pool_name
                 return outcome
     if existing is not None:
         outcome.status = "conflict"
@@ -244,7 +246,8 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
             exp = Exposure(filename=path.name, sha256=outcome.sha256, size_bytes=path.stat().st_size,
                            storage_path=str(dest), source_path=str(path.resolve()),
                            stage1_pipeline=stage1, header=keywords,
-                           pool_columns=(pool or {}).get(path.name), **columns)
+                           pool_columns=(pool or {}).get(path.name),
+                           pool_name=pool_name if (pool or {}).get(path.name) else None, **columns)
             s.add(exp)
             s.flush()
             outcome.exposure_id = exp.id
@@ -276,14 +279,15 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
     FileNotFoundError, ValueError
         Only for an unreadable ``pool_path``; bad exposure files never raise.
     """
-    pool = None
+    pool = pool_name = None
     if pool_path is not None:
         from .pools import pool_rows
 
         pool = {row["FILENAME"]: row for row in pool_rows(pool_path)}
+        pool_name = Path(pool_path).name
     report = IngestReport()
     for path in iter_paths(paths, recursive):
-        outcome = ingest_file(settings, path, pool)
+        outcome = ingest_file(settings, path, pool, pool_name)
         report.outcomes.append(outcome)
         if progress:
             progress(outcome)

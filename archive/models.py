@@ -75,6 +75,8 @@ class Exposure(Base):
     references and pools without opening the file."""
     pool_columns: Mapped[dict | None] = mapped_column(JSON)
     """Planning columns only a pool supplies (ASN_CANDIDATE ...), from ``ingest --pool``."""
+    pool_name: Mapped[str | None] = mapped_column(String(128))
+    """File name of the pool that supplied ``pool_columns``."""
 
 
 class IngestRejection(Base):
@@ -97,6 +99,8 @@ class Association(Base):
     __tablename__ = "associations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asn_name: Mapped[str] = mapped_column(String(128), index=True)
+    """jwst's name for the association file (e.g. jw99009-o001_image2_00001_asn)."""
     asn_id: Mapped[str] = mapped_column(String(64))
     asn_type: Mapped[str] = mapped_column(String(32))
     asn_rule: Mapped[str] = mapped_column(String(96))

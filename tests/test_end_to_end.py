@@ -67,12 +67,12 @@ def test_main_job(archive_settings, simulated):
     # associations from the catalog equal the jwst generator run directly on the pool
     report = associate(s)
     direct = generate(read_pool(pool))
-    assert sorted(report.created) == sorted(a["asn_id"] for a in direct)
+    assert sorted(report.created) == sorted(a["asn_name"] for a in direct)
     with session_scope(s.db_url) as db:
-        stored = {a.asn_id: a.content for a in db.execute(select(Association)).scalars()}
+        stored = {a.asn_name: a.content for a in db.execute(select(Association)).scalars()}
         n_members = len(db.execute(select(AssociationMember)).scalars().all())
     for a in direct:
-        assert stored[a["asn_id"]]["products"] == a["products"]
+        assert stored[a["asn_name"]] == a  # whole content, asn_pool included
     assert n_members == sum(len(p["members"]) for a in direct for p in a["products"])
     assert associate(s).created == []  # idempotent
 

@@ -18,6 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('associations',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('asn_name', sa.String(length=128), nullable=False),
     sa.Column('asn_id', sa.String(length=64), nullable=False),
     sa.Column('asn_type', sa.String(length=32), nullable=False),
     sa.Column('asn_rule', sa.String(length=96), nullable=False),
@@ -33,6 +34,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('content_sha256')
     )
     with op.batch_alter_table('associations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_associations_asn_name'), ['asn_name'], unique=False)
         batch_op.create_index(batch_op.f('ix_associations_program'), ['program'], unique=False)
 
     op.create_table('crds_contexts',
@@ -76,6 +78,7 @@ def upgrade() -> None:
     sa.Column('stage1_pipeline', sa.String(length=32), nullable=False),
     sa.Column('header', sa.JSON(), nullable=False),
     sa.Column('pool_columns', sa.JSON(), nullable=True),
+    sa.Column('pool_name', sa.String(length=128), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('filename')
     )
@@ -288,6 +291,7 @@ def downgrade() -> None:
     op.drop_table('exposures')
     op.drop_table('crds_contexts')
     with op.batch_alter_table('associations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_associations_asn_name'))
         batch_op.drop_index(batch_op.f('ix_associations_program'))
 
     op.drop_table('associations')
