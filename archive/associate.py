@@ -3,7 +3,7 @@
 A pool is built from the catalog for each program: an exposure ingested with ``--pool`` contributes its
 pool row as the pool gave it (with the planning columns only a pool has, such as
 ASN_CANDIDATE); any other exposure contributes the row jwst's own ``mkpool`` makes from
-its stored header. :func:`archive.associations.generate` (the jwst package's generator,
+its stored raw file's primary header. :func:`archive.associations.generate` (the jwst package's generator,
 DESIGN.md "Associations") turns the pool into Level-2 and Level-3 associations, which
 are stored with their members and written as JSON into storage.
 """
@@ -14,13 +14,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from astropy.io import fits
 from sqlalchemy import select
 
 from . import associations as asn_lib
 from .config import Settings
 from .db import session_scope
 from .models import Association, AssociationMember, Exposure
+from .pipelines import pipelines_for
 
 _SUFFIX = re.compile(r"_(uncal|rate|rateints|cal|calints|crf|i2d)\.fits$")
 
@@ -29,24 +29,14 @@ def _root(name: str) -> str:
     return _SUFFIX.sub("", name)
 
 
-def header_pool_rows(headers: list[dict]) -> list[dict[str, str]]:
-    """Pool rows for exposures without a pool row, as jwst's ``mkpool`` makes them."""
-    if not headers:
+def header_pool_rows(paths: list[str]) -> list[dict[str, str]]:
+    """Pool rows, as jwst's ``mkpool`` makes them from the primary headers of stored files
+    (it reads headers only), for exposures that no pool file described."""
+    if not paths:
         return []
     from jwst.associations.mkpool import mkpool
 
-    hdus = []
-    for h in headers:
-        header = fits.Header()
-        for key, value in h.items():
-            if key.startswith("_") or len(key) > 8 or key in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
-                continue
-            try:
-                header[key] = value
-            except (ValueError, TypeError):
-                continue
-        hdus.append(fits.PrimaryHDU(header=header))
-    pool = mkpool(hdus)
+    pool = mkpool(paths)
     return [{n.upper(): str(row[n]) for n in pool.colnames} for row in pool]
 
 
@@ -55,9 +45,12 @@ def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, 
     file's name when every row came from one pool file (jwst copies it into each
     association's ``asn_pool``), else ``jw<program>_catalog_pool``."""
     with session_scope(settings.db_url) as s:
-        exps = s.execute(select(Exposure).where(Exposure.program == program).order_by(Exposure.filename)).scalars().all()
+        exps = [e for e in s.execute(select(Exposure).where(Exposure.program == program)
+                                     .order_by(Exposure.filename)).scalars()
+                # guider and dark exposures have no stage 2/3: no association applies to them
+                if pipelines_for(e.exp_type).stage2 is not None]
         rows = [dict(e.pool_columns) for e in exps if e.pool_columns]
-        headers = [dict(e.header) for e in exps if not e.pool_columns]
+        headers = [e.storage_path for e in exps if not e.pool_columns]
         names = {e.pool_name for e in exps}
     name = next(iter(names)) if len(names) == 1 and None not in names else f"jw{program}_catalog_pool"
     return rows + header_pool_rows(headers), name
@@ -92,6 +85,8 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
     asns = []
     for prog in programs:  # a pool per program, as the operations system makes them
         rows, pool_name = catalog_pool_rows(settings, prog)
+        if not rows:
+            continue
         asns.extend(asn_lib.generate(asn_lib.pool_from_rows(rows, pool_name=pool_name)))
     report = AssociateReport()
     settings.associations_dir.mkdir(parents=True, exist_ok=True)
