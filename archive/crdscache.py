@@ -211,9 +211,12 @@ def _write_plain(path: Path, header: dict, selector: dict[str, str]) -> None:
 
 
 def _update_checksum(path: Path) -> None:
-    from crds.refactoring.checksum import update_checksum
+    """Rewrite the mapping's sha1sum in place with crds's own code (as
+    ``crds.refactoring.checksum.update_checksum`` does, without its slow duplicate check:
+    the mappings written here have no duplicate keys by construction)."""
+    from crds.core import rmap
 
-    update_checksum(str(path))
+    rmap.Mapping.from_file(str(path), ignore_checksum=True).write()
 
 
 def _next_serial(crds_path: Path, pattern: str) -> int:

@@ -269,29 +269,37 @@ class Detector:
         return np.minimum(x // 512, 3)
 
     def dq(self) -> np.ndarray:
-        """MASK DQ (uint32): DEAD|DO_NOT_USE, HOT, REFERENCE_PIXEL|DO_NOT_USE."""
+        """MASK DQ (uint32): DEAD|DO_NOT_USE, HOT, REFERENCE_PIXEL.
+
+        Reference pixels are not DO_NOT_USE in the mask (as in real NIRCam masks): the jwst
+        refpix step ignores reference pixels flagged DO_NOT_USE in subarrays."""
         dq = np.zeros(self.shape, np.uint32)
         dq[self.dead] |= DEAD | DO_NOT_USE
         dq[self.hot] |= HOT
-        dq[self.refpix] |= np.uint32(REFERENCE_PIXEL | DO_NOT_USE)
+        dq[self.refpix] |= np.uint32(REFERENCE_PIXEL)
         return dq
 
     def linearity_coeffs(self) -> np.ndarray:
         """LINEARITY coefficients, float32 (4, ny, nx): linear = sum_k c_k x^k where x is the
         count the jwst linearity step sees: signal above bias for near-IR (after superbias
         and refpix), the raw count with bias for MIRI (re-expanded around the superbias)."""
+        if self.instrument != "MIRI":
+            c = np.empty((4, *self.shape), np.float32)
+            c[0] = 0.0
+            c[1] = 1.0
+            c[2] = self.lin_a2
+            c[3] = self.lin_a3
+            c[:, self.refpix] = 0.0
+            c[1, self.refpix] = 1.0
+            return c
+        # MIRI: x = s + b and linear_total = b + P(x - b), expanded in powers of x
         a2 = self.lin_a2.astype(np.float64)
         a3 = self.lin_a3.astype(np.float64)
-        if self.instrument != "MIRI":
-            c = np.stack([np.zeros_like(a2), np.ones_like(a2), a2, a3])
-        else:
-            # x = s + b; linear_total = b + P(x - b)
-            b = self.superbias.astype(np.float64)
-            c0 = b + (-b) + a2 * b**2 - a3 * b**3
-            c1 = 1.0 - 2 * a2 * b + 3 * a3 * b**2
-            c2 = a2 - 3 * a3 * b
-            c3 = a3
-            c = np.stack([c0, c1, c2, c3])
+        b = self.superbias.astype(np.float64)
+        c = np.stack([a2 * b**2 - a3 * b**3,
+                      1.0 - 2 * a2 * b + 3 * a3 * b**2,
+                      a2 - 3 * a3 * b,
+                      a3])
         c[:, self.refpix] = 0.0
         c[1, self.refpix] = 1.0
         return c.astype(np.float32)
