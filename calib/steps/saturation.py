@@ -14,7 +14,7 @@ it describes), reimplemented here:
    ``[[g*nframes + 1, ..., g*nframes + nframes] for each group g]``:
    a. (frame-averaged groups only) backwards over groups, a group that exceeds
       threshold * mean(frames)/last(frame), is not yet SATURATED/DO_NOT_USE and is followed
-      by a SATURATED group is flagged DO_NOT_USE, and that flag is grown as SATURATED;
+      by a SATURATED group is flagged DO_NOT_USE, and that DO_NOT_USE flag is grown;
    b. group 2 (index 1) gets DO_NOT_USE when group 3 is SATURATED but group 2 is not, the
       bias-subtracted first group extrapolated to the last frame of group 3 stays below
       threshold, and group 2 jumped by more than (threshold - group1) / nframes.
@@ -112,7 +112,7 @@ def saturation_kernel(data, gdq, thresh, no_check, bias, dilution, n_grow,
                         if newflag[y, x]:
                             thisdq[y, x] |= _DNU
                 if n_grow > 0:
-                    _grow(newflag, thisdq, _SAT, n_grow)
+                    _grow(newflag, thisdq, _DNU, n_grow)
             if ngroups > 2:
                 dq2 = gdq[i, 1]
                 dq3 = gdq[i, 2]

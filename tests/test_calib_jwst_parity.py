@@ -1,0 +1,129 @@
+"""Parity with the jwst package: its own Detector1Pipeline on the same small exposures and
+the same reference files (``override_<reftype>``), CRDS in serverless mode with a temporary
+cache. jwst runs in a subprocess so its CRDS configuration cannot leak into other tests.
+
+Criterion (per good pixel of the jwst rate): |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst on
+>= 99.9 % of the pixels; the DQ arrays must be equal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jwst")
+
+from calib.pipelines.detector1 import run_detector1  # noqa: E402
+from tests.test_calib_support import make_nircam  # noqa: E402
+
+SHARED_MAPPINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crds" / "mappings"
+
+_JWST_SCRIPT = textwrap.dedent(
+    r'''
+    import json, os, shutil, sys
+    cfg = json.loads(sys.argv[1])
+    crds = cfg["crds_path"]
+    os.makedirs(os.path.join(crds, "config", "jwst"), exist_ok=True)
+    with open(os.path.join(crds, "config", "jwst", "server_config"), "w") as fh:
+        fh.write(repr({
+            "observatory": "jwst", "operational_context": "jwst_0541.pmap",
+            "edit_context": "jwst_0541.pmap", "latest_context": "jwst_0541.pmap",
+            "bad_files": "", "bad_files_list": [], "mappings": [],
+            "crds_version": {"str": "14.0.3"}, "force_remote_mode": False,
+            "effective_mode": "local", "last_synced": "2026-01-01",
+            "reference_url": {}, "download_metadata": {}}))
+    os.makedirs(os.path.join(crds, "mappings", "jwst"), exist_ok=True)
+    if os.path.isdir(cfg["mappings"]):
+        for f in os.listdir(cfg["mappings"]):
+            shutil.copy(os.path.join(cfg["mappings"], f), os.path.join(crds, "mappings", "jwst", f))
+    os.environ["CRDS_PATH"] = crds
+    os.environ["CRDS_SERVER_URL"] = "https://jwst-serverless-mode.stsci.edu"
+    from jwst.pipeline import Detector1Pipeline
+    r = cfg["refs"]
+    steps = {
+        "dq_init": {"override_mask": r["mask"]},
+        "saturation": {"override_saturation": r["saturation"], "override_superbias": r["superbias"]},
+        "superbias": {"override_superbias": r["superbias"]},
+        "linearity": {"override_linearity": r["linearity"]},
+        "dark_current": {"override_dark": r["dark"]},
+        "jump": {"override_gain": r["gain"], "override_readnoise": r["readnoise"]},
+        "ramp_fit": {"override_gain": r["gain"], "override_readnoise": r["readnoise"]},
+        "gain_scale": {"override_gain": r["gain"]},
+        "refpix": {"override_refpix": "N/A", "override_sirskernel": "N/A"},
+        "ipc": {"skip": True},
+    }
+    p = Detector1Pipeline(steps=steps)
+    p.prefetch_references = False
+    p.save_results = True
+    p.output_dir = cfg["out"]
+    p.run(cfg["uncal"])
+    '''
+)
+
+
+def _run_jwst(sim, tmp_path):
+    out = tmp_path / "jwst_out"
+    out.mkdir()
+    cfg = {"crds_path": str(tmp_path / "crds_cache"), "mappings": str(SHARED_MAPPINGS),
+           "refs": sim.refs, "uncal": sim.uncal, "out": str(out)}
+    env = dict(os.environ)
+    env.pop("CRDS_CONTEXT", None)
+    proc = subprocess.run([sys.executable, "-c", _JWST_SCRIPT, json.dumps(cfg)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-6000:]
+        if "CRDS" in tail or "crds" in tail:
+            pytest.skip(f"jwst could not run without CRDS: {tail}")
+        raise AssertionError(f"jwst Detector1Pipeline failed:\n{tail}")
+    stem = Path(sim.uncal).name.replace("_uncal.fits", "")
+    return out / f"{stem}_rate.fits", out / f"{stem}_rateints.fits"
+
+
+def _agreement(ours, theirs, err, dq):
+    good = ((dq & 1) == 0) & np.isfinite(theirs)
+    ok = np.abs(ours - theirs) <= 1e-4 * np.abs(theirs) + 0.01 * err
+    return ok[good].mean(), int(good.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged"])
+def test_rate_parity_with_jwst(tmp_path, case):
+    from stdatamodels.jwst import datamodels
+
+    if case == "rapid_2ints":
+        sim = make_nircam(tmp_path, seed=2024)
+    else:
+        sim = make_nircam(tmp_path, seed=11, nints=1, ngroups=6, nframes=4, groupgap=1,
+                          readpatt="SHALLOW4", full_refs=False)
+    rate_path, ints_path = _run_jwst(sim, tmp_path)
+    ours = run_detector1(sim.uncal, sim.refs)
+    with datamodels.open(rate_path) as j:
+        frac, n = _agreement(ours.rate.data, j.data, j.err, j.dq)
+        assert n > 20000
+        assert frac >= 0.999, f"rate parity {frac:.5f} over {n} good pixels"
+        np.testing.assert_array_equal(ours.rate.dq, j.dq)
+        for ext in ("err", "var_poisson", "var_rnoise"):
+            a, b = getattr(ours.rate, ext), getattr(j, ext)
+            fin = np.isfinite(b) & ((j.dq & 1) == 0)
+            np.testing.assert_allclose(a[fin], b[fin], rtol=1e-4, atol=1e-6)
+        for step in ("dq_init", "saturation", "superbias", "refpix", "linearity", "dark_sub",
+                     "jump", "ramp_fit", "gain_scale", "group_scale", "ipc", "persistence",
+                     "charge_migration"):
+            ours_step = "dark_current" if step == "dark_sub" else step
+            assert ours.step_status[ours_step] == getattr(j.meta.cal_step, step), step
+    if ours.rateints is not None:
+        with datamodels.open(ints_path) as j:
+            frac, n = _agreement(ours.rateints.data, j.data, j.err, j.dq)
+            assert frac >= 0.999, f"rateints parity {frac:.5f} over {n} good pixel-integrations"
+            np.testing.assert_array_equal(ours.rateints.dq, j.dq)
+    else:
+        # jwst writes a one-integration rateints; ours is None by design, and equals the rate
+        with datamodels.open(ints_path) as j:
+            frac, n = _agreement(ours.rate.data, j.data[0], j.err[0], j.dq[0])
+            assert frac >= 0.999
