@@ -57,6 +57,16 @@ JWST_REFTYPES = (
     "throughput", "trapdensity", "trappars", "tsophot", "wavecorr", "wavelengthrange",
     "wcsregions", "wfssbkg",
 )
+#: step-parameter reftypes of calwebb_detector1/image2/image3 (stpipe asks CRDS for them);
+#: listed as "N/A" so the steps use their defaults without CRDS lookup errors
+JWST_PARS_REFTYPES = tuple("pars-" + name for name in (
+    "detector1pipeline", "groupscalestep", "dqinitstep", "emicorrstep", "saturationstep",
+    "ipcstep", "superbiasstep", "refpixstep", "linearitystep", "persistencestep",
+    "darkcurrentstep", "chargemigrationstep", "jumpstep", "cleanflickernoisestep",
+    "rampfitstep", "gainscalestep", "firstframestep", "lastframestep", "resetstep",
+    "rscdstep", "pictureframestep", "image2pipeline", "backgroundstep", "assignwcsstep",
+    "flatfieldstep", "photomstep", "resamplestep", "image3pipeline", "tweakregstep",
+    "skymatchstep", "outlierdetectionstep", "sourcecatalogstep"))
 _USEAFTER_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
 # parkey -> FITS keyword in a reference file's primary header
 _PARKEY_TO_FITS = {
@@ -381,7 +391,7 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
             "parkey": ("REFTYPE",),
             "sha1sum": "0",
         }
-        selector = {rt.upper(): "N/A" for rt in JWST_REFTYPES}   # not provided -> N/A
+        selector = {rt.upper(): "N/A" for rt in JWST_REFTYPES + JWST_PARS_REFTYPES}   # not provided
         selector.update({rt.upper(): rm for rt, rm in imaps[instr].items()})
         _write_plain(mdir / name, header, selector)
         pmap_sel[instr.upper()] = name
