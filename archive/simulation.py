@@ -143,6 +143,9 @@ def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: 
         kw[key] = val
     tinstr = str(thdr.get("INSTRUME", "")).strip().upper()
     same = tinstr == instrument
+    if instrument == "FGS" and kw.get("EXP_TYPE", thdr.get("EXP_TYPE")) != thdr.get("EXP_TYPE"):
+        # the FGS template is a guider acquisition: its readout does not fit other modes
+        same = False
 
     def pick(key, default):
         if key in kw and kw[key] is not None:

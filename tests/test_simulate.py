@@ -261,3 +261,29 @@ def test_jwst_detector1_recovers_true_rate(tmp_path):
     sky = (truth["rate"] > 0) & (truth["rate"] < 2) & np.isfinite(rate) & (result.dq & 1 == 0)
     assert abs(np.median(rate[sky] - truth["rate"][sky])) < 0.03     # DN/s
     assert result.meta.ref_file.dark.name.endswith(res.references[uncal.name]["dark"])
+
+
+def test_exposure_keywords_for_templates_of_each_instrument():
+    from archive import simulation
+    from archive.pools import pool_rows
+
+    base = pool_rows(POOLS / "pool_003_image_nircam.csv")[0]
+    cases = {
+        "niriss": ("nis", "sub64", "nis_image", "NISRAPID", (1, 1, 64, 64)),
+        "nirspec": ("nrs1", "sub512", "nrs_image", "NRSRAPID", (1025, 957, 512, 32)),
+        "fgs": ("guider1", "null", "fgs_image", "FGSRAPID", (1, 1, 2048, 2048)),
+        "miri": ("mirimage", "mask1065", "mir_4qpm", "FAST", (1, 19, 288, 224)),
+    }
+    for i, (instr, (det, sub, exp, patt, geom)) in enumerate(cases.items()):
+        row = dict(base, INSTRUME=instr, DETECTOR=det, SUBARRAY=sub, EXP_TYPE=exp, PUPIL="null", MODULE="null", CHANNEL="null",
+                   FILENAME=f"jw_{instr}_uncal.fits")
+        kw = simulation.exposure_keywords(row, i, ngroups=3)
+        assert kw["INSTRUME"] == instr.upper() and kw["DETECTOR"] == det.upper()
+        assert kw["READPATT"] == patt and kw["NGROUPS"] == 3
+        assert (kw["SUBSTRT1"], kw["SUBSTRT2"], kw["SUBSIZE1"], kw["SUBSIZE2"]) == geom
+        assert kw["TGROUP"] == pytest.approx(kw["TFRAME"] * (kw["NFRAMES"] + kw["GROUPGAP"]))
+        assert kw["OBSERVTN"] == "001" and kw["PROGRAM"] == "99009"
+        if instr in ("miri", "nirspec"):
+            assert kw["MODULE"] is None and kw["CORONMSK"] is None   # NIRCam-only, removed
+    with pytest.raises(ValueError, match="unknown NIRCAM subarray"):
+        simulation.exposure_keywords(dict(base, SUBARRAY="sub999"), 0)
