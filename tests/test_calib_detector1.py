@@ -107,7 +107,7 @@ def test_saturation_flagged(nrc):
         assert abs(res.rate.data[y, x] - sim.truth_rate[y, x]) < 5 * res.rate.err[y, x]
         assert res.rate.dq[y + 1, x + 1] & SAT    # n_pix_grow_sat = 1
     # NaN threshold -> NO_SAT_CHECK; NaN linearity coefficients -> NO_LIN_CORR
-    assert res.rate.dq[5, 5] & dqflags.NO_SAT_CHECK
+    assert res.rate.dq[5, 6] & dqflags.NO_SAT_CHECK
     assert res.rate.dq[10, 150] & dqflags.NO_LIN_CORR
     for (y, x) in sim.bad_pixels:
         assert res.rate.dq[y, x] & DNU and np.isnan(res.rate.data[y, x])
@@ -237,15 +237,20 @@ def test_bad_references_and_inputs(nrc, tmp_path):
 def test_miri_pipeline(miri):
     sim, res = miri
     assert list(res.step_status) == list(MIRI_STEPS)
-    for step in ("emicorr", "reset", "rscd", "refpix", "group_scale", "gain_scale"):
+    for step in ("emicorr", "reset", "rscd", "refpix", "group_scale", "gain_scale", "firstframe"):
         assert res.step_status[step] == "SKIPPED"
-    for step in ("dq_init", "saturation", "firstframe", "lastframe", "linearity",
+    for step in ("dq_init", "saturation", "lastframe", "linearity",
                  "dark_current", "jump", "ramp_fit"):
         assert res.step_status[step] == "COMPLETE"
     assert res.rateints is None          # NINTS == 1
     z = _zscores(sim, res.rate)
     assert abs(z.mean()) < 0.08 and 0.85 < z.std() < 1.15
     assert res.rate.dq[30, 30] & JUMP
+    res2 = run_detector1(sim.uncal, sim.refs, {"firstframe": {"skip": False}})
+    assert res2.step_status["firstframe"] == "COMPLETE"
+    z2 = _zscores(sim, res2.rate)
+    assert abs(z2.mean()) < 0.08 and 0.85 < z2.std() < 1.15
+    assert np.all(res2.rate.err[10:20, 10:20] >= res.rate.err[10:20, 10:20])
 
 
 def test_frame_averaged_groups_and_dark_averaging(tmp_path):

@@ -61,9 +61,11 @@ def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
 
 def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nframes=1,
                 groupgap=0, tframe=0.27864, readpatt="RAPID", with_refpix=True,
-                dark_nframes=1, sat_jump=True, full_refs=True):
-    """A NIRCam NRCA2 subarray at the detector corner (SUBSTRT 1,1), with 4 reference rows
-    and columns on its low edges, and its reference files. Returns a Sim."""
+                dark_nframes=1, sat_jump=True, full_refs=True, xstart=1, ystart=1, noutputs=1,
+                subarray="SUB160"):
+    """A NIRCam NRCA2 subarray (default SUB160-sized at the detector corner, SUBSTRT 1,1),
+    whose pixels in the 4-pixel full-frame border are reference pixels, and its reference
+    files. Returns a Sim."""
     rng = np.random.default_rng(seed)
     tgroup = tframe * (nframes + groupgap)
     gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
@@ -73,10 +75,12 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     rate = (10.0 ** rng.uniform(0.0, 3.0, (ny, nx))).astype(np.float32)   # 1 .. 1000 DN/s
     refmask = np.zeros((ny, nx), bool)
     if with_refpix:
-        refmask[:4, :] = True
-        refmask[:, :4] = True
+        rows = ystart - 1 + np.arange(ny)
+        cols = xstart - 1 + np.arange(nx)
+        refmask = ((rows[:, None] < 4) | (rows[:, None] >= 2044)
+                   | (cols[None, :] < 4) | (cols[None, :] >= 2044))
     rate[refmask] = 0.0
-    saturating = [(80, 80), (100, 30), (33, 120)]
+    saturating = [(min(80, ny - 10), 80), (min(100, ny - 8), 30), (33 % (ny - 6), 120)]
     for (y, x) in saturating:
         rate[y, x] = 4.0e4 / (ngroups * tgroup) * 1.6
     # frames
@@ -84,7 +88,8 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     t_end = np.arange(1, nfr_total + 1) * tframe
     data = np.zeros((nints, ngroups, ny, nx), np.float64)
     jumps = []
-    cr_list = [(0, 5, 50, 60, 1500.0), (1, 3, 120, 40, 900.0), (0, 7, 20, 140, 2500.0)]
+    cr_list = [(0, 5, 50 % (ny - 8) + 4, 60, 1500.0), (1, 3, 120 % (ny - 8) + 4, 40, 900.0),
+               (0, 7, 20, 140, 2500.0)]
     for i in range(nints):
         e = np.zeros((ny, nx))
         frames = np.zeros((nfr_total, ny, nx))
@@ -129,7 +134,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     meta.exposure.frame_time = tframe
     meta.exposure.group_time = tgroup
     meta.exposure.integration_time = tgroup * (ngroups - 1)
-    meta.exposure.noutputs = 1
+    meta.exposure.noutputs = noutputs
     meta.exposure.nresets_at_start = 1
     meta.exposure.nresets_between_ints = 1
     meta.exposure.sample_time = 10
@@ -138,15 +143,14 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     meta.exposure.end_time = 59700.002
     meta.observation.date = "2022-05-14"
     meta.observation.time = "18:15:30.545"
-    meta.subarray.name = "SUB160"
-    _set_sub(meta, 1, 1, nx, ny, "SUB160")
+    _set_sub(meta, xstart, ystart, nx, ny, subarray)
     meta.filename = "jw09999001001_01101_00001_nrca2_uncal.fits"
     uncal = str(tmp_path / "jw09999001001_01101_00001_nrca2_uncal.fits")
     m.save(uncal)
     m.close()
 
     # reference files: a larger 320x320 window at the corner for most, exact for bias/dark
-    big = (1, 1, 320, 320) if full_refs else (1, 1, nx, ny)
+    big = (1, 1, 320, 320) if full_refs else (xstart, ystart, nx, ny)
     by, bx = big[3], big[2]
 
     def pad(a, fill):
@@ -157,7 +161,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     refs = {}
     mask_dq = np.zeros((ny, nx), np.uint32)
     mask_dq[refmask] = dqflags.REFERENCE_PIXEL
-    bad = [(70, 70), (140, 10)]
+    bad = [(70 % (ny - 8) + 4, 70), (140 % (ny - 8) + 4, 10)]
     for (y, x) in bad:
         mask_dq[y, x] |= dqflags.DO_NOT_USE | dqflags.HOT
     mm = datamodels.MaskModel(dq=pad(mask_dq, np.uint32(0)))
@@ -167,7 +171,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
 
     sat = np.full((ny, nx), SAT_DN, np.float32)
     sat_dq = np.zeros((ny, nx), np.uint32)
-    sat[5, 5] = np.nan
+    sat[5, 6] = np.nan
     sm = datamodels.SaturationModel(data=pad(sat, np.float32(SAT_DN)), dq=pad(sat_dq, np.uint32(0)))
     _ref_meta(sm, "NIRCAM", "NRCA2", "saturation", big)
     refs["saturation"] = str(tmp_path / "nrca2_saturation.fits")
@@ -175,7 +179,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
 
     sb = datamodels.SuperBiasModel(data=bias.copy(), dq=np.zeros((ny, nx), np.uint32),
                                    err=np.zeros((ny, nx), np.float32))
-    _ref_meta(sb, "NIRCAM", "NRCA2", "superbias", (1, 1, nx, ny), readpatt="ANY")
+    _ref_meta(sb, "NIRCAM", "NRCA2", "superbias", (xstart, ystart, nx, ny), readpatt="ANY")
     refs["superbias"] = str(tmp_path / "nrca2_superbias.fits")
     sb.save(refs["superbias"])
 
@@ -199,7 +203,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
                        for g in range(ngroups)]).astype(np.float32)
     dm = datamodels.DarkModel(data=dk, dq=np.zeros((ny, nx), np.uint32),
                               err=np.zeros_like(dk))
-    _ref_meta(dm, "NIRCAM", "NRCA2", "dark", (1, 1, nx, ny), readpatt="ANY")
+    _ref_meta(dm, "NIRCAM", "NRCA2", "dark", (xstart, ystart, nx, ny), readpatt="ANY")
     dm.meta.exposure.nframes = dark_nframes
     dm.meta.exposure.groupgap = 0 if dark_nframes == 1 else groupgap
     dm.meta.exposure.ngroups = d_ngroups

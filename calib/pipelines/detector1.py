@@ -6,8 +6,9 @@ pipeline resolves parameters and references once and records every step's status
 
 Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
 superbias, refpix, linearity, dark_current, jump, ramp_fit, gain_scale, and for MIRI
-firstframe and lastframe. Recorded SKIPPED: ipc, persistence, charge_migration (NIR);
-emicorr, reset, rscd, refpix (MIRI; jwst skips MIRI subarray refpix anyway).
+firstframe (off by default, as in jwst 3.0) and lastframe. Recorded SKIPPED: ipc,
+persistence, charge_migration (NIR); emicorr, reset, rscd, refpix (MIRI; jwst skips MIRI
+subarray refpix anyway).
 """
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
 
 # steps this engine does not implement; always recorded SKIPPED
 _NOT_IMPLEMENTED = {"ipc", "persistence", "charge_migration", "emicorr", "reset", "rscd"}
-# jwst defaults skip=True
-_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration"}
+# jwst 3.0 defaults skip=True (firstframe is deprecated there: the rscd step flags the
+# initial MIRI groups instead); enable with {"firstframe": {"skip": False}}
+_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe"}
 
 _STEP_REFTYPES = {
     "dq_init": ["mask"],
