@@ -166,15 +166,36 @@ def _mapping_dir(crds_path: Path) -> Path:
 # mapping text: read and write
 
 def _parse_mapping(path: Path) -> tuple[dict, object]:
-    """Return (header, selector) of a mapping file as plain dicts (Match/UseAfter unwrapped)."""
+    """Return (header, selector) of a mapping file as plain Python values.
+
+    ``Match({...})`` and ``UseAfter({...})`` are unwrapped to their dicts; match keys are
+    always tuples (a one-parkey rmap's plain string keys become 1-tuples).
+
+    Raises
+    ------
+    ValueError
+        If the mapping uses another selector class (e.g. SelectVersion), which the
+        synthetic-context writer does not reproduce.
+    """
     import ast
 
-    text = Path(path).read_text()
-    head_src = text[text.index("header") : text.index("selector")]
-    header = ast.literal_eval(head_src.split("=", 1)[1].strip())
-    sel_src = text[text.index("selector") :].split("=", 1)[1].strip()
-    sel_src = re.sub(r"\b(Match|UseAfter)\(", "(", sel_src)
-    selector = ast.literal_eval(sel_src)
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    values = {}
+
+    class Unwrap(ast.NodeTransformer):
+        def visit_Call(self, node):
+            name = getattr(node.func, "id", None)
+            if name not in ("Match", "UseAfter") or len(node.args) != 1:
+                raise ValueError(f"{path}: selector {name!r} not supported here")
+            return self.visit(node.args[0])
+
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
+            node = Unwrap().visit(stmt.value)
+            values[stmt.targets[0].id] = ast.literal_eval(node)
+    header, selector = values["header"], values["selector"]
+    if str(header.get("mapping", "")).upper() == "REFERENCE" and isinstance(selector, dict):
+        selector = {(k if isinstance(k, tuple) else (k,)): v for k, v in selector.items()}
     return header, selector
 
 
@@ -202,9 +223,13 @@ def _fmt_header(header: dict) -> str:
 def _write_rmap(path: Path, header: dict, selections: dict[tuple, dict[str, str]]) -> None:
     out = [_fmt_header(header), "selector = Match({"]
     for match in sorted(selections):
+        value = selections[match]
+        if isinstance(value, str):          # e.g. 'N/A' directly under a match
+            out.append(f"    {tuple(match)!r} : {value!r},")
+            continue
         out.append(f"    {tuple(match)!r} : UseAfter({{")
-        for date in sorted(selections[match]):
-            out.append(f"        {date!r} : {selections[match][date]!r},")
+        for date in sorted(value):
+            out.append(f"        {date!r} : {value[date]!r},")
         out.append("    }),")
     out.append("})")
     path.write_text("\n".join(out) + "\n")
@@ -342,12 +367,15 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
     return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
 
 
-def _write_context(crds_path: Path, table, context_name, derived_from, base=None) -> str:
+def _write_context(crds_path: Path, table, context_name, derived_from, base=None,
+                   rmap_headers=None) -> str:
     """Write rmaps for ``table`` ((instr, reftype) -> selections) and imaps/pmap over them.
 
-    ``base`` is an optional (pmap_header, {instr: (imap_header, {reftype: rmap_name})}) whose
-    entries are kept unless ``table`` overrides them.
+    ``base`` is an optional (pmap_selector, {instr: (imap_header, {reftype: mapping})}) whose
+    entries are kept unless ``table`` overrides them; ``rmap_headers`` optionally gives, per
+    (instr, reftype), the base rmap header to keep (parkeys, substitutions...).
     """
+    rmap_headers = rmap_headers or {}
     mdir = _mapping_dir(crds_path)
     if context_name is None:
         serial = _next_serial(crds_path, r"jwst_sim_(\d{4})\.pmap")
@@ -361,6 +389,12 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
     for (instr, reftype), selections in sorted(table.items()):
         serial = _next_serial(crds_path, rf"jwst_sim_{instr}_{reftype}_(\d{{4}})\.rmap")
         name = f"jwst_sim_{instr}_{reftype}_{serial:04d}.rmap"
+        if (instr, reftype) in rmap_headers:
+            header = dict(rmap_headers[(instr, reftype)])
+            header.update(name=name, sha1sum="0", derived_from=imaps[instr][reftype])
+            _write_rmap(mdir / name, header, selections)
+            imaps[instr][reftype] = name
+            continue
         header = {
             "classes": ("Match", "UseAfter"),
             "derived_from": imaps.get(instr, {}).get(reftype, derived_from),
@@ -391,7 +425,9 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
             "parkey": ("REFTYPE",),
             "sha1sum": "0",
         }
-        selector = {rt.upper(): "N/A" for rt in JWST_REFTYPES + JWST_PARS_REFTYPES}   # not provided
+        selector = {}
+        if base is None or instr not in base[1]:      # a new instrument mapping: list N/A
+            selector = {rt.upper(): "N/A" for rt in JWST_REFTYPES + JWST_PARS_REFTYPES}
         selector.update({rt.upper(): rm for rt, rm in imaps[instr].items()})
         _write_plain(mdir / name, header, selector)
         pmap_sel[instr.upper()] = name
@@ -414,9 +450,10 @@ def _load_context_tables(crds_path: Path, pmap: str):
     pheader, psel = _parse_mapping(mdir / pmap)
     instr_tables = {}
     for instr, imap in psel.items():
+        if not str(imap).endswith(".imap"):
+            continue
         iheader, isel = _parse_mapping(mdir / imap)
-        instr_tables[instr.lower()] = (iheader, {rt.lower(): rm for rt, rm in isel.items()
-                                                 if rm.endswith(".rmap")})
+        instr_tables[instr.lower()] = (iheader, {rt.lower(): rm for rt, rm in isel.items()})
     return psel, instr_tables
 
 
@@ -425,7 +462,9 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict, co
 
     Parameters
     ----------
-    base_pmap : a context in the cache (synthetic, i.e. written by this module).
+    base_pmap : a context in the cache: synthetic, or real (then the replaced rmaps keep
+        their real parkeys and substitutions; rmaps using selectors other than
+        Match/UseAfter cannot be replaced and raise ValueError).
     replacements : ``{(instrument, reftype, match_key): new_reference_path}``. ``match_key``
         is either a full match tuple of the base rmap (e.g. ``('NRCA1', 'N/A')``) or one
         value (e.g. ``'NRCA1'``) selecting every match tuple that contains it. The new file
@@ -446,15 +485,16 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict, co
     crds_path = Path(crds_path)
     psel, instr_tables = _load_context_tables(crds_path, base_pmap)
     table: dict[tuple[str, str], dict] = {}
+    rmap_headers: dict[tuple[str, str], dict] = {}
     for (instr, reftype, key), new_ref in replacements.items():
         instr, reftype = instr.lower(), reftype.lower()
-        try:
-            rmap_name = instr_tables[instr][1][reftype]
-        except KeyError:
-            raise KeyError(f"{base_pmap}: no rmap for ({instr}, {reftype})") from None
+        rmap_name = instr_tables.get(instr, (None, {}))[1].get(reftype, "N/A")
+        if not str(rmap_name).endswith(".rmap"):
+            raise KeyError(f"{base_pmap}: no rmap for ({instr}, {reftype})")
         if (instr, reftype) not in table:
-            _, sel = _parse_mapping(_mapping_dir(crds_path) / rmap_name)
-            table[(instr, reftype)] = {tuple(m): dict(ua) for m, ua in sel.items()}
+            rheader, sel = _parse_mapping(_mapping_dir(crds_path) / rmap_name)
+            table[(instr, reftype)] = {m: (dict(ua) if isinstance(ua, dict) else ua) for m, ua in sel.items()}
+            rmap_headers[(instr, reftype)] = rheader
         sel = table[(instr, reftype)]
         if isinstance(key, tuple):
             keys = [tuple(k.upper() for k in key)]
@@ -465,10 +505,13 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict, co
             raise KeyError(f"{base_pmap}: no match {key!r} in {rmap_name}")
         new_ref = Path(new_ref)
         for k in keys:
+            if isinstance(sel[k], str):
+                raise KeyError(f"{base_pmap}: {k} is {sel[k]!r} in {rmap_name}, nothing to replace")
             sel[k] = {ua: new_ref.name for ua in sel[k]}
         _place_reference(crds_path, new_ref, instr)
     base = (psel, instr_tables)
-    return _write_context(crds_path, table, context_name, derived_from=base_pmap, base=base)
+    return _write_context(crds_path, table, context_name, derived_from=base_pmap, base=base,
+                          rmap_headers=rmap_headers)
 
 
 # ----------------------------------------------------------------------------------------
@@ -548,8 +591,8 @@ def context_reftypes_diff(old_pmap: str, new_pmap: str) -> set[tuple[str, str]]:
 
     Uses crds's mapping objects: for each instrument and reftype the two rmaps are compared
     with ``Mapping.difference`` (header-only changes such as name or sha1sum are ignored).
-    Instruments or reftypes present in one context only count as changed. Both contexts
-    must be in the configured cache.
+    A reftype absent from one context counts as "N/A" there, so it is reported only when
+    the other context has an rmap for it. Both contexts must be in the configured cache.
     """
     import crds
     from crds.diff import remove_boring
@@ -562,10 +605,7 @@ def context_reftypes_diff(old_pmap: str, new_pmap: str) -> set[tuple[str, str]]:
         orefs = oi.selections if oi is not None else {}
         nrefs = ni.selections if ni is not None else {}
         for rt in set(orefs) | set(nrefs):
-            o, n = orefs.get(rt), nrefs.get(rt)
-            if o is None or n is None:
-                changed.add((instr.lower(), rt.lower()))
-                continue
+            o, n = orefs.get(rt, "N/A"), nrefs.get(rt, "N/A")   # absent reftype == N/A
             oname, nname = getattr(o, "name", o), getattr(n, "name", n)   # "N/A" entries are str
             if oname == nname:
                 continue

@@ -107,3 +107,19 @@ def test_switch_between_caches_in_one_process(nircam_sim, tmp_path):
     assert crdscache.bestrefs(h1, res.context, ["mask"])["mask"].startswith("jwst_sim_nircam_mask_nrca1")
     with pytest.raises(FileNotFoundError):
         crdscache.locate("jwst_nircam_mask_0031.fits")
+
+
+def test_derive_from_real_context_keeps_its_rules(tmp_path):
+    cache = tmp_path / "crds"
+    crdscache.install_real_context(cache, SHARED / "crds" / "mappings")
+    crdscache.configure(cache)
+    new_ref = tmp_path / "jwst_nircam_mask_sim0001.fits"
+    fits.PrimaryHDU().writeto(new_ref)
+    ctx = crdscache.derive_context(cache, "jwst_0541.pmap", {("nircam", "mask", "NRCA2"): new_ref})
+    hdr = dict(fits.getheader(NRCA2))
+    got = crdscache.bestrefs(hdr, ctx, ["dark", "superbias", "mask", "linearity"])
+    assert got == {"dark": "jwst_nircam_dark_0031.fits", "superbias": "jwst_nircam_superbias_0029.fits",
+                   "mask": "jwst_nircam_mask_sim0001.fits", "linearity": "jwst_nircam_linearity_0051.fits"}
+    assert crdscache.bestrefs(dict(hdr, DETECTOR="NRCA3"), ctx, ["mask"]) == \
+        crdscache.bestrefs(dict(hdr, DETECTOR="NRCA3"), "jwst_0541.pmap", ["mask"])
+    assert crdscache.context_reftypes_diff("jwst_0541.pmap", ctx) == {("nircam", "mask")}
