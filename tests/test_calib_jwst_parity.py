@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("jwst")
 
-from calib.pipelines.detector1 import run_detector1  # noqa: E402
-from tests.test_calib_support import make_nircam  # noqa: E402
+from calib.pipelines.detector1 import CAL_STEP_ATTR, run_detector1  # noqa: E402
+from tests.test_calib_support import make_miri, make_nircam  # noqa: E402
 
 SHARED_MAPPINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crds" / "mappings"
 
@@ -46,10 +46,11 @@ _JWST_SCRIPT = textwrap.dedent(
     os.environ["CRDS_SERVER_URL"] = "https://jwst-serverless-mode.stsci.edu"
     from jwst.pipeline import Detector1Pipeline
     r = cfg["refs"]
+    bias = r.get("superbias", "N/A")
     steps = {
         "dq_init": {"override_mask": r["mask"]},
-        "saturation": {"override_saturation": r["saturation"], "override_superbias": r["superbias"]},
-        "superbias": {"override_superbias": r["superbias"]},
+        "saturation": {"override_saturation": r["saturation"], "override_superbias": bias},
+        "superbias": {"override_superbias": bias},
         "linearity": {"override_linearity": r["linearity"]},
         "dark_current": {"override_dark": r["dark"]},
         "jump": {"override_gain": r["gain"], "override_readnoise": r["readnoise"]},
@@ -57,6 +58,9 @@ _JWST_SCRIPT = textwrap.dedent(
         "gain_scale": {"override_gain": r["gain"]},
         "refpix": {"override_refpix": "N/A", "override_sirskernel": "N/A"},
         "ipc": {"skip": True},
+        "emicorr": {"skip": True},
+        "reset": {"skip": True},
+        "rscd": {"override_rscd": "N/A"},
     }
     p = Detector1Pipeline(steps=steps)
     p.prefetch_references = False
@@ -92,7 +96,8 @@ def _agreement(ours, theirs, err, dq):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged", "four_amp_strip"])
+@pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged", "four_amp_strip",
+                                  "miri_2ints"])
 def test_rate_parity_with_jwst(tmp_path, case):
     from stdatamodels.jwst import datamodels
 
@@ -101,6 +106,8 @@ def test_rate_parity_with_jwst(tmp_path, case):
     elif case == "shallow4_frame_averaged":
         sim = make_nircam(tmp_path, seed=11, nints=1, ngroups=6, nframes=4, groupgap=1,
                           readpatt="SHALLOW4", full_refs=False)
+    elif case == "miri_2ints":
+        sim = make_miri(tmp_path, nints=2)
     else:   # full-width strip read through 4 outputs: per-amplifier + side reference pixels
         sim = make_nircam(tmp_path, seed=3, nints=1, ngroups=5, ny=48, nx=2048, noutputs=4,
                           tframe=0.34061, subarray="SUBGRISM64", full_refs=False)
@@ -108,18 +115,15 @@ def test_rate_parity_with_jwst(tmp_path, case):
     ours = run_detector1(sim.uncal, sim.refs)
     with datamodels.open(rate_path) as j:
         frac, n = _agreement(ours.rate.data, j.data, j.err, j.dq)
-        assert n > 20000 or (case == "four_amp_strip" and n > 80000)
+        assert n > 0.95 * j.data.size
         assert frac >= 0.999, f"rate parity {frac:.5f} over {n} good pixels"
         np.testing.assert_array_equal(ours.rate.dq, j.dq)
         for ext in ("err", "var_poisson", "var_rnoise"):
             a, b = getattr(ours.rate, ext), getattr(j, ext)
             fin = np.isfinite(b) & ((j.dq & 1) == 0)
             np.testing.assert_allclose(a[fin], b[fin], rtol=1e-4, atol=1e-6)
-        for step in ("dq_init", "saturation", "superbias", "refpix", "linearity", "dark_sub",
-                     "jump", "ramp_fit", "gain_scale", "group_scale", "ipc", "persistence",
-                     "charge_migration"):
-            ours_step = "dark_current" if step == "dark_sub" else step
-            assert ours.step_status[ours_step] == getattr(j.meta.cal_step, step), step
+        for step, st in ours.step_status.items():
+            assert getattr(j.meta.cal_step, CAL_STEP_ATTR.get(step, step)) == st, step
     if ours.rateints is not None:
         with datamodels.open(ints_path) as j:
             frac, n = _agreement(ours.rateints.data, j.data, j.err, j.dq)
