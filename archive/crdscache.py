@@ -15,6 +15,11 @@ Synthetic names are clearly apart from operational ones: contexts
 mappings ``jwst_sim_<instr>_<reftype>_NNNN.rmap``. crds accepts these names (it reads
 instrument and filekind from the mapping headers once the files are in the cache).
 
+A synthetic context provides the detector-level reftypes of :data:`SYNTHETIC_PARKEYS`
+(dark, superbias, readnoise, mask, linearity, gain, saturation, ipc) and lists every other
+jwst reftype (flat, photom, distortion, ...) and the calwebb step-parameter reftypes
+(``pars-*``) as "N/A": jwst steps needing those are skipped under it, not failed.
+
 A note on process state: crds caches its configuration and the mappings it has loaded in
 the process. :func:`configure` resets what it can (environment, crds's cached
 configuration and its mapping cache), so one process may switch between caches, but a
@@ -323,7 +328,8 @@ def _place_reference(crds_path: Path, path: Path, instrument: str) -> None:
         shutil.copy2(path, dest)
 
 
-def write_synthetic_context(crds_path: str | Path, references, context_name: str | None = None) -> str:
+def write_synthetic_context(crds_path: str | Path, references, context_name: str | None = None,
+                            base_pmap: str | None = None) -> str:
     """Write a synthetic CRDS context that selects exactly the given reference files.
 
     Each reference file's primary header (INSTRUME, REFTYPE, DETECTOR, SUBARRAY, READPATT,
@@ -337,6 +343,10 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
     crds_path : path of the cache (created if missing).
     references : iterable of paths to reference files (names must be unique).
     context_name : the .pmap name; default the next free ``jwst_sim_NNNN.pmap``.
+    base_pmap : optional context in the cache to extend: the new context keeps everything
+        of it and adds the given references (a synthetic rmap of the base is merged with
+        the new entries, new ones winning on equal match and useafter; a real rmap of the
+        base is replaced by a synthetic one for that instrument and reftype).
 
     Returns
     -------
@@ -364,7 +374,25 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
             raise ValueError(f"{ref}: same match {match} and useafter {ua} as {sel[ua]}")
         sel[ua] = ref.name
         _place_reference(crds_path, ref, instr)
-    return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
+    if base_pmap is None:
+        return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
+    psel, instr_tables = _load_context_tables(crds_path, base_pmap)
+    for (instr, reftype), selections in table.items():
+        old = instr_tables.get(instr, (None, {}))[1].get(reftype, "N/A")
+        if not str(old).endswith(".rmap"):
+            continue
+        oheader, osel = _parse_mapping(_mapping_dir(crds_path) / old)
+        if tuple(oheader.get("parkey", ((),))[0]) != SYNTHETIC_PARKEYS[reftype]:
+            continue                      # a real rmap: replaced by the synthetic one
+        merged = {m: (dict(ua) if isinstance(ua, dict) else ua) for m, ua in osel.items()}
+        for match, ua in selections.items():
+            if isinstance(merged.get(match), dict):
+                merged[match].update(ua)
+            else:
+                merged[match] = dict(ua)
+        table[(instr, reftype)] = merged
+    return _write_context(crds_path, table, context_name, derived_from=base_pmap,
+                          base=(psel, instr_tables))
 
 
 def _write_context(crds_path: Path, table, context_name, derived_from, base=None,

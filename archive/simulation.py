@@ -191,7 +191,8 @@ def _refname(instr: str, reftype: str, *parts) -> str:
 
 
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
-                  ngroups: int | None = None, nints: int | None = None) -> SimulationResult:
+                  ngroups: int | None = None, nints: int | None = None,
+                  base_context: str | None = None) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
 
     Parameters
@@ -205,6 +206,9 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
     limit : simulate only the first ``limit`` rows.
     seed : seed of detectors (reference files) and exposures; same seed -> same bytes.
     ngroups, nints : override NGROUPS/NINTS of pool and template (keep demos fast).
+    base_context : a context in the cache to extend (e.g. the one of a previous pool), so
+        that one context calibrates the exposures of several pools; default a context
+        with only this pool's references.
 
     Returns
     -------
@@ -271,5 +275,5 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             refs["dark"] = darks[(kw["SUBARRAY"], kw["READPATT"])].name
             used[kw["FILENAME"]] = refs
         del det
-    context = crdscache.write_synthetic_context(crds_path, ref_paths)
+    context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)
     return SimulationResult(files=files, context=context, truths=truths, references=used)

@@ -123,3 +123,16 @@ def test_derive_from_real_context_keeps_its_rules(tmp_path):
     assert crdscache.bestrefs(dict(hdr, DETECTOR="NRCA3"), ctx, ["mask"]) == \
         crdscache.bestrefs(dict(hdr, DETECTOR="NRCA3"), "jwst_0541.pmap", ["mask"])
     assert crdscache.context_reftypes_diff("jwst_0541.pmap", ctx) == {("nircam", "mask")}
+
+
+def test_extend_context_with_a_second_pool(nircam_sim):
+    base, res = nircam_sim
+    crdscache.configure(base / "crds")
+    miri = simulation.simulate_pool(SHARED / "pools" / "pool_002_image_miri.csv", base / "miri",
+                                    base / "crds", limit=1, ngroups=2, base_context=res.context)
+    for r in (res, miri):
+        for path in r.files:
+            hdr = dict(fits.getheader(path))
+            used = r.references[path.name]
+            assert crdscache.bestrefs(hdr, miri.context, sorted(used)) == used
+    assert {i for i, _ in crdscache.context_reftypes_diff(res.context, miri.context)} == {"miri"}
