@@ -24,6 +24,7 @@ __all__ = ["ExposureInfo", "REFERENCE_MODELS", "open_reference", "subarray_of", 
 #: reftype -> stdatamodels class used to open it
 REFERENCE_MODELS = {
     "mask": datamodels.MaskModel,
+    "ipc": datamodels.IPCModel,
     "saturation": datamodels.SaturationModel,
     "superbias": datamodels.SuperBiasModel,
     "linearity": datamodels.LinearityModel,
@@ -88,8 +89,11 @@ def open_reference(path: str | os.PathLike, reftype: str, step: str, instrument:
 
 
 def _ref_window(model) -> tuple[int, int, int, int] | None:
-    sub = model.meta.subarray
-    vals = (sub.xstart, sub.ystart, sub.xsize, sub.ysize)
+    try:
+        sub = model.meta.subarray
+        vals = (sub.xstart, sub.ystart, sub.xsize, sub.ysize)
+    except AttributeError:    # models without subarray keywords (e.g. IPCModel)
+        return None
     if any(v is None for v in vals):
         return None
     return tuple(int(v) for v in vals)

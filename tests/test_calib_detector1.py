@@ -23,7 +23,7 @@ DNU, SAT, JUMP = dqflags.DO_NOT_USE, dqflags.SATURATED, dqflags.JUMP_DET
 
 @pytest.fixture(scope="module")
 def nrc(tmp_path_factory):
-    sim = make_nircam(tmp_path_factory.mktemp("nrc"))
+    sim = make_nircam(tmp_path_factory.mktemp("nrc"), ipc_alpha=0.006)
     return sim, run_detector1(sim.uncal, sim.refs)
 
 
@@ -44,8 +44,8 @@ def test_interface_lists():
     assert steps_for("NIRCAM") == NIR_STEPS and steps_for("nirspec") == NIR_STEPS
     assert steps_for("MIRI") == MIRI_STEPS
     assert NIR_STEPS[0] == "group_scale" and NIR_STEPS[-1] == "gain_scale"
-    assert reftypes_for("NIRCAM", "NRC_IMAGE") == ["mask", "saturation", "superbias", "linearity",
-                                                   "dark", "gain", "readnoise"]
+    assert reftypes_for("NIRCAM", "NRC_IMAGE") == ["mask", "saturation", "ipc", "superbias",
+                                                   "linearity", "dark", "gain", "readnoise"]
     assert "superbias" not in reftypes_for("MIRI", "MIR_IMAGE")
     with pytest.raises(InputError):
         steps_for("HST")
@@ -55,7 +55,9 @@ def test_statuses_and_references(nrc):
     sim, res = nrc
     assert isinstance(res, Detector1Result)
     assert list(res.step_status) == list(NIR_STEPS)
-    expect_skipped = {"group_scale", "ipc", "persistence", "charge_migration", "gain_scale"}
+    expect_skipped = {"group_scale", "persistence", "charge_migration", "gain_scale"}
+    if "ipc" not in sim.refs:
+        expect_skipped.add("ipc")
     for step, st in res.step_status.items():
         assert st == ("SKIPPED" if step in expect_skipped else "COMPLETE"), step
     assert res.references_used == sim.refs
@@ -135,11 +137,12 @@ def test_products_written_with_provenance(nrc, tmp_path):
         assert h["R_DARK"] == "crds://nrca2_dark.fits"
         assert h["R_GAIN"] == "crds://nrca2_gain.fits"
         assert h["R_READNO"] == "crds://nrca2_readnoise.fits"
+        assert h["R_IPC"] == "crds://nrca2_ipc.fits" and h["S_IPC"] == "COMPLETE"
         assert h["S_DQINIT"] == "COMPLETE" and h["S_SATURA"] == "COMPLETE"
         assert h["S_SUPERB"] == "COMPLETE" and h["S_REFPIX"] == "COMPLETE"
         assert h["S_LINEAR"] == "COMPLETE" and h["S_DARK"] == "COMPLETE"
         assert h["S_JUMP"] == "COMPLETE" and h["S_RAMP"] == "COMPLETE"
-        assert h["S_IPC"] == "SKIPPED" and h["S_PERSIS"] == "SKIPPED"
+        assert h["S_PERSIS"] == "SKIPPED"
         assert h["S_GRPSCL"] == "SKIPPED" and h["S_GANSCL"] == "SKIPPED"
         assert h["S_CHGMIG"] == "SKIPPED"
         assert h["FILENAME"] == path.name

@@ -57,7 +57,7 @@ _JWST_SCRIPT = textwrap.dedent(
         "ramp_fit": {"override_gain": r["gain"], "override_readnoise": r["readnoise"]},
         "gain_scale": {"override_gain": r["gain"]},
         "refpix": {"override_refpix": "N/A", "override_sirskernel": "N/A"},
-        "ipc": {"skip": True},
+        "ipc": {"override_ipc": r["ipc"]} if "ipc" in r else {"skip": True},
         "emicorr": {"skip": True},
         "reset": {"skip": True},
         "rscd": {"override_rscd": "N/A"},
@@ -102,7 +102,7 @@ def test_rate_parity_with_jwst(tmp_path, case):
     from stdatamodels.jwst import datamodels
 
     if case == "rapid_2ints":
-        sim = make_nircam(tmp_path, seed=2024)
+        sim = make_nircam(tmp_path, seed=2024, ipc_alpha=0.006)
     elif case == "shallow4_frame_averaged":
         sim = make_nircam(tmp_path, seed=11, nints=1, ngroups=6, nframes=4, groupgap=1,
                           readpatt="SHALLOW4", full_refs=False)

@@ -54,7 +54,10 @@ def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
         m.meta.telescope = "JWST"
     except Exception:  # noqa: BLE001
         pass
-    _set_sub(m.meta, *sub, "GENERIC")
+    try:
+        _set_sub(m.meta, *sub, "GENERIC")
+    except AttributeError:   # e.g. IPCModel has no subarray keywords
+        pass
     if readpatt is not None:
         m.meta.exposure.readpatt = readpatt
 
@@ -62,7 +65,7 @@ def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
 def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nframes=1,
                 groupgap=0, tframe=0.27864, readpatt="RAPID", with_refpix=True,
                 dark_nframes=1, sat_jump=True, full_refs=True, xstart=1, ystart=1, noutputs=1,
-                subarray="SUB160"):
+                subarray="SUB160", ipc_alpha=0.0):
     """A NIRCam NRCA2 subarray (default SUB160-sized at the detector corner, SUBSTRT 1,1),
     whose pixels in the 4-pixel full-frame border are reference pixels, and its reference
     files. Returns a Sim."""
@@ -100,6 +103,14 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
             if ii == i:
                 f0 = gg * (nframes + groupgap)
                 frames[f0:, y, x] += amp
+        if ipc_alpha > 0:   # capacitive coupling: a fraction alpha to each of 4 neighbours
+            c = frames.copy()
+            frames = (1 - 4 * ipc_alpha) * c
+            frames[:, 1:, :] += ipc_alpha * c[:, :-1, :]
+            frames[:, :-1, :] += ipc_alpha * c[:, 1:, :]
+            frames[:, :, 1:] += ipc_alpha * c[:, :, :-1]
+            frames[:, :, :-1] += ipc_alpha * c[:, :, 1:]
+            frames[:, refmask] = 0.0     # reference pixels have no photodiode to couple to
         true_dn = frames + dark_rate[None] * t_end[:, None, None]
         meas = true_dn * (1.0 - BETA * true_dn)
         drift = rng.normal(0.0, 6.0, (nfr_total, 2))      # even/odd column drift per frame
@@ -209,6 +220,14 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     dm.meta.exposure.ngroups = d_ngroups
     refs["dark"] = str(tmp_path / "nrca2_dark.fits")
     dm.save(refs["dark"])
+
+    if ipc_alpha > 0:
+        a = ipc_alpha / (1 - 4 * ipc_alpha)    # first-order deconvolution kernel
+        kern = np.array([[0, -a, 0], [-a, 1 + 4 * a, -a], [0, -a, 0]], np.float32)
+        im = datamodels.IPCModel(data=kern)
+        _ref_meta(im, "NIRCAM", "NRCA2", "ipc", big)
+        refs["ipc"] = str(tmp_path / "nrca2_ipc.fits")
+        im.save(refs["ipc"])
 
     gm = datamodels.GainModel(data=pad(gain, np.float32(2.0)))
     _ref_meta(gm, "NIRCAM", "NRCA2", "gain", big)

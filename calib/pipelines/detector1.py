@@ -5,10 +5,10 @@ This project's own engine for the jwst ``Detector1Pipeline`` (jwst documentation
 pipeline resolves parameters and references once and records every step's status.
 
 Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
-superbias, refpix, linearity, dark_current, jump, ramp_fit, gain_scale, and for MIRI
-firstframe (off by default, as in jwst 3.0) and lastframe. Recorded SKIPPED: ipc,
-persistence, charge_migration (NIR); emicorr, reset, rscd, refpix (MIRI; jwst skips MIRI
-subarray refpix anyway).
+ipc, superbias, refpix, linearity, dark_current, jump, ramp_fit, gain_scale, and for MIRI
+firstframe (off by default, as in jwst 3.0) and lastframe. Recorded SKIPPED: persistence
+and charge_migration (NIR; off by default in jwst too), emicorr, reset, rscd and refpix
+(MIRI; jwst skips refpix for MIRI subarrays anyway).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from calib import __version__
 from calib.errors import InputError, ReferenceFileError
 from calib.reffiles import ExposureInfo, open_reference, ref_array
 from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _ff,
-                         gain_scale as _gs, group_scale as _grs, jump as _jump,
+                         gain_scale as _gs, group_scale as _grs, ipc as _ipc, jump as _jump,
                          linearity as _lin, ramp_fit as _rf, refpix as _rp,
                          saturation as _sat, superbias as _sb)
 
@@ -68,7 +68,7 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
 }
 
 # steps this engine does not implement; always recorded SKIPPED
-_NOT_IMPLEMENTED = {"ipc", "persistence", "charge_migration", "emicorr", "reset", "rscd"}
+_NOT_IMPLEMENTED = {"persistence", "charge_migration", "emicorr", "reset", "rscd"}
 # jwst 3.0 defaults skip=True (firstframe is deprecated there: the rscd step flags the
 # initial MIRI groups instead); enable with {"firstframe": {"skip": False}}
 _SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe"}
@@ -76,6 +76,7 @@ _SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe"}
 _STEP_REFTYPES = {
     "dq_init": ["mask"],
     "saturation": ["saturation"],
+    "ipc": ["ipc"],
     "superbias": ["superbias"],
     "linearity": ["linearity"],
     "dark_current": ["dark"],
@@ -101,9 +102,9 @@ def steps_for(instrument: str) -> tuple[str, ...]:
 def reftypes_for(instrument: str, exp_type: str) -> list[str]:
     """CRDS reftypes (lower case) this engine reads for the exposure, in first-use order.
 
-    e.g. ``["mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise"]``
-    for NIR; MIRI has no superbias. ``exp_type`` is accepted for interface stability (all
-    detector1 exposure types use the same set here).
+    e.g. ``["mask", "saturation", "ipc", "superbias", "linearity", "dark", "gain",
+    "readnoise"]`` for NIR; MIRI has no ipc or superbias here. ``exp_type`` is accepted for
+    interface stability (all detector1 exposure types use the same set here).
     """
     out: list[str] = []
     for step in steps_for(instrument):
@@ -289,6 +290,20 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                             data, gdq, pdq, thr, sdq, info.nframes, bias=bias,
                             n_pix_grow_sat=int(c["n_pix_grow_sat"]),
                             use_readpatt=bool(c["use_readpatt"]))
+                elif step == "ipc":
+                    m, p = ref("ipc", step)
+                    if m is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        k = np.asarray(m.data) if m.data is not None else None
+                        if k is None or k.ndim not in (2, 4) or k.size == 0:
+                            raise ReferenceFileError(f"{step}: reference file {p!r} SCI must be a "
+                                                     "2-D or 4-D IPC kernel")
+                        if k.ndim == 4:
+                            k = ref_array(m, "data", info, p, step, dtype=np.float32)
+                        if not np.isfinite(k).all():
+                            raise ReferenceFileError(f"{step}: reference file {p!r} has NaN in SCI")
+                        data, status[step] = _ipc.ipc(data, k, info)
                 elif step == "superbias":
                     m, p = ref("superbias", step)
                     if m is None:
