@@ -178,6 +178,8 @@ def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: 
         "EXPSTART": expstart, "EXPMID": expstart + duration / 2 / 86400.0,
         "EXPEND": expstart + duration / 86400.0,
     })
+    if instrument == "NIRCAM" and kw.get("EXP_TYPE", thdr.get("EXP_TYPE")) != "NRC_CORON":
+        kw["CORONMSK"] = None             # the NIRCam template is a coronagraphic exposure
     if "DETECTOR" not in kw or kw["DETECTOR"] is None:
         kw["DETECTOR"] = str(overrides.get("DETECTOR") or thdr.get("DETECTOR")).upper()
     if not kw.get("VISIT_ID") and "PROGRAM" in kw and "OBSERVTN" in kw and "VISIT" in kw:

@@ -573,7 +573,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
     amp = det.amp_index()[cols]
     e_per_frame = (rate + dark) * gain.astype(np.float64) * ro.tframe       # electrons per frame (mean)
     nfr, ngap = ro.nframes, ro.groupgap
-    frames_per_int = spec.ngroups * (nfr + ngap)
+    frames_per_int = spec.ngroups * (nfr + ngap) - ngap    # frames up to the last group read
 
     # cosmic rays: Poisson number over the window and integration time, uniform frame
     n_expected = cr_rate * ny * nx * frames_per_int * ro.tframe * spec.nints
@@ -607,7 +607,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
                     add_cr(f0 + j, f0 + j + 1)
                 acc += q
             avg_q = acc / nfr
-            if ngap:
+            if ngap and g < spec.ngroups - 1:
                 q += rng.poisson(e_per_frame * ngap) if noise else e_per_frame * ngap
                 if noise:
                     add_cr(f0 + nfr, f0 + nfr + ngap)
