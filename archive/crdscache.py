@@ -147,13 +147,11 @@ def configure(crds_path: str | Path) -> None:
 
 
 def _clear_crds_caches() -> None:
-    try:
-        from crds.core import rmap, utils
+    """Forget mappings and configuration crds memoised (its @cached functions, which
+    include the mapping loader), so a configure() to another cache takes effect."""
+    from crds.core import utils
 
-        utils.clear_function_caches()
-        rmap.get_cached_mapping.cache.clear()  # type: ignore[attr-defined]
-    except Exception:  # older/newer crds without these attributes: best effort
-        pass
+    utils.clear_function_caches()
 
 
 def _cache_path() -> Path:
