@@ -483,7 +483,8 @@ def _load_context_tables(crds_path: Path, pmap: str):
     return psel, instr_tables
 
 
-def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict, context_name: str | None = None) -> str:
+def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict,
+                   context_name: str | None = None) -> str:
     """Write a new context equal to ``base_pmap`` except for some references.
 
     Parameters

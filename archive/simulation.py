@@ -8,12 +8,10 @@ references for each simulated file are exactly the files the simulation used.
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from archive import crdscache
 from archive.pools import pool_rows

@@ -202,7 +202,8 @@ def readout(instrument: str, readpatt: str, subarray: str = "FULL") -> Readout:
         fast = MIRI_FAST_TFRAME.get(subarray)
         if fast is None:
             raise ValueError(f"no MIRI frame time for subarray {subarray!r}")
-        tframe = fast if readpatt.startswith("FAST") else fast * MIRI_SLOW_FULL_TFRAME / MIRI_FAST_TFRAME["FULL"]
+        slow_factor = MIRI_SLOW_FULL_TFRAME / MIRI_FAST_TFRAME["FULL"]
+        tframe = fast if readpatt.startswith("FAST") else fast * slow_factor
         namps = 4
     elif subarray == "FULL":
         tframe = NIR_FULL_TFRAME
@@ -791,7 +792,9 @@ def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: st
     tgroup = float(keywords.get("TGROUP", model.meta.exposure.group_time or 1.0))
     tframe = float(keywords.get("TFRAME", model.meta.exposure.frame_time or tgroup))
     nframes = int(keywords.get("NFRAMES", model.meta.exposure.nframes or 1))
-    t0 = group_time0_mjd if group_time0_mjd is not None else float(keywords.get("EXPSTART", model.meta.exposure.start_time or 60000.0))
+    t0 = group_time0_mjd
+    if t0 is None:
+        t0 = float(keywords.get("EXPSTART", model.meta.exposure.start_time or 60000.0))
     # GROUP table (one row per integration and group, end time of the group's last frame)
     # and INT_TIMES (MJD UTC; the BJD columns repeat UTC: no barycentric correction here)
     from astropy.time import Time
