@@ -114,6 +114,9 @@ def test_saturation_flagged(nrc):
     for (y, x) in sim.bad_pixels:
         assert res.rate.dq[y, x] & DNU and np.isnan(res.rate.data[y, x])
     assert np.all(res.rate.dq[sim.refpix_mask] & dqflags.REFERENCE_PIXEL)
+    for (y, x) in ((12, 13), (13, 30)):      # NaN and 0 gain
+        assert res.rate.dq[y, x] & dqflags.NO_GAIN_VALUE and res.rate.dq[y, x] & DNU
+        assert np.isnan(res.rate.data[y, x])
 
 
 def test_products_written_with_provenance(nrc, tmp_path):

@@ -61,6 +61,7 @@ _JWST_SCRIPT = textwrap.dedent(
         "emicorr": {"skip": True},
         "reset": {"skip": True},
         "rscd": {"override_rscd": "N/A"},
+        "charge_migration": {"skip": not cfg["charge_migration"]},
     }
     p = Detector1Pipeline(steps=steps)
     p.prefetch_references = False
@@ -71,11 +72,12 @@ _JWST_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_jwst(sim, tmp_path):
+def _run_jwst(sim, tmp_path, charge_migration=False):
     out = tmp_path / "jwst_out"
     out.mkdir()
     cfg = {"crds_path": str(tmp_path / "crds_cache"), "mappings": str(SHARED_MAPPINGS),
-           "refs": sim.refs, "uncal": sim.uncal, "out": str(out)}
+           "refs": sim.refs, "uncal": sim.uncal, "out": str(out),
+           "charge_migration": charge_migration}
     env = dict(os.environ)
     env.pop("CRDS_CONTEXT", None)
     proc = subprocess.run([sys.executable, "-c", _JWST_SCRIPT, json.dumps(cfg)], env=env,
@@ -97,7 +99,7 @@ def _agreement(ours, theirs, err, dq):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged", "four_amp_strip",
-                                  "miri_2ints"])
+                                  "miri_2ints", "charge_migration"])
 def test_rate_parity_with_jwst(tmp_path, case):
     from stdatamodels.jwst import datamodels
 
@@ -106,13 +108,18 @@ def test_rate_parity_with_jwst(tmp_path, case):
     elif case == "shallow4_frame_averaged":
         sim = make_nircam(tmp_path, seed=11, nints=1, ngroups=6, nframes=4, groupgap=1,
                           readpatt="SHALLOW4", full_refs=False)
+    elif case == "charge_migration":
+        sim = make_nircam(tmp_path, seed=77, nints=2, ngroups=8)
     elif case == "miri_2ints":
         sim = make_miri(tmp_path, nints=2)
     else:   # full-width strip read through 4 outputs: per-amplifier + side reference pixels
         sim = make_nircam(tmp_path, seed=3, nints=1, ngroups=5, ny=48, nx=2048, noutputs=4,
                           tframe=0.34061, subarray="SUBGRISM64", full_refs=False)
-    rate_path, ints_path = _run_jwst(sim, tmp_path)
-    ours = run_detector1(sim.uncal, sim.refs)
+    cm = case == "charge_migration"
+    rate_path, ints_path = _run_jwst(sim, tmp_path, charge_migration=cm)
+    ours = run_detector1(sim.uncal, sim.refs, {"charge_migration": {"skip": False}} if cm else None)
+    if cm:
+        assert ours.step_status["charge_migration"] == "COMPLETE"
     with datamodels.open(rate_path) as j:
         frac, n = _agreement(ours.rate.data, j.data, j.err, j.dq)
         assert n > 0.95 * j.data.size

@@ -72,6 +72,9 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     rng = np.random.default_rng(seed)
     tgroup = tframe * (nframes + groupgap)
     gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
+    gain_ref = gain.copy()
+    gain_ref[12, 13] = np.nan     # -> NO_GAIN_VALUE | DO_NOT_USE
+    gain_ref[13, 30] = 0.0
     rn_cds = (9.0 + 0.5 * rng.standard_normal((ny, nx))).astype(np.float32)   # DN, CDS
     bias = (BIAS_DN + 80.0 * rng.standard_normal((ny, nx))).astype(np.float32)
     dark_rate = np.float32(0.02) + np.float32(0.01) * rng.random((ny, nx), dtype=np.float32)  # DN/s
@@ -229,7 +232,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
         refs["ipc"] = str(tmp_path / "nrca2_ipc.fits")
         im.save(refs["ipc"])
 
-    gm = datamodels.GainModel(data=pad(gain, np.float32(2.0)))
+    gm = datamodels.GainModel(data=pad(gain_ref, np.float32(2.0)))
     _ref_meta(gm, "NIRCAM", "NRCA2", "gain", big)
     refs["gain"] = str(tmp_path / "nrca2_gain.fits")
     gm.save(refs["gain"])

@@ -5,10 +5,10 @@ This project's own engine for the jwst ``Detector1Pipeline`` (jwst documentation
 pipeline resolves parameters and references once and records every step's status.
 
 Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
-ipc, superbias, refpix, linearity, dark_current, jump, ramp_fit, gain_scale, and for MIRI
-firstframe (off by default, as in jwst 3.0) and lastframe. Recorded SKIPPED: persistence
-and charge_migration (NIR; off by default in jwst too), emicorr, reset, rscd and refpix
-(MIRI; jwst skips refpix for MIRI subarrays anyway).
+ipc, superbias, refpix, linearity, dark_current, charge_migration (off by default, as in
+jwst), jump, ramp_fit, gain_scale, and for MIRI firstframe (off by default, as in jwst 3.0)
+and lastframe. Always recorded SKIPPED: persistence (NIR; off by default in jwst too),
+emicorr, reset, rscd and refpix (MIRI; jwst skips refpix for MIRI subarrays anyway).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from calib import __version__
 from calib.errors import InputError, ReferenceFileError
 from calib.reffiles import ExposureInfo, open_reference, ref_array
 from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _ff,
-                         gain_scale as _gs, group_scale as _grs, ipc as _ipc, jump as _jump,
+                         charge_migration as _cm, gain_scale as _gs, group_scale as _grs,
+                         ipc as _ipc, jump as _jump,
                          linearity as _lin, ramp_fit as _rf, refpix as _rp,
                          saturation as _sat, superbias as _sb)
 
@@ -58,7 +59,7 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
     "rscd": {},
     "persistence": {},
     "dark_current": {"average_dark_current": None},
-    "charge_migration": {},
+    "charge_migration": {"signal_threshold": 25000.0},
     "jump": {"rejection_threshold": 4.0, "three_group_rejection_threshold": 6.0,
              "four_group_rejection_threshold": 5.0, "flag_4_neighbors": True,
              "max_jump_to_flag_neighbors": 1000.0, "min_jump_to_flag_neighbors": 10.0,
@@ -68,7 +69,7 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
 }
 
 # steps this engine does not implement; always recorded SKIPPED
-_NOT_IMPLEMENTED = {"persistence", "charge_migration", "emicorr", "reset", "rscd"}
+_NOT_IMPLEMENTED = {"persistence", "emicorr", "reset", "rscd"}
 # jwst 3.0 defaults skip=True (firstframe is deprecated there: the rscd step flags the
 # initial MIRI groups instead); enable with {"firstframe": {"skip": False}}
 _SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe"}
@@ -362,6 +363,9 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                             if avg is None:
                                 avg = m.meta.exposure.average_dark_current
                         cache["_avg_dark"] = avg
+                elif step == "charge_migration":
+                    gdq, status[step] = _cm.charge_migration(
+                        data, gdq, signal_threshold=float(c["signal_threshold"]))
                 elif step == "jump":
                     gm, gp = ref("gain", step)
                     rm, rp = ref("readnoise", step)

@@ -40,7 +40,7 @@ _DNU = np.uint8(dqflags.DO_NOT_USE)
 _JUMP = np.uint8(dqflags.JUMP_DET)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _nanmedian(a):
     vals = a[~np.isnan(a)]
     n = vals.size
@@ -52,7 +52,7 @@ def _nanmedian(a):
     return 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _iter_median(absd):
     """jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| (NaN = unusable)."""
     n = 0
@@ -79,7 +79,7 @@ def _iter_median(absd):
     return _nanmedian(absd)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, single_pass,
                 flag4, min_nb, max_nb, nbcand):
     """Flag primary jumps in ``gdq`` (in place) and mark neighbour-flagging candidates.
@@ -154,7 +154,7 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, single_pas
                         nbcand[i, k, y, x] = True
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def flag_neighbors_kernel(gdq, nbcand):
     """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate and the group
     is neither SATURATED nor DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""

@@ -23,6 +23,8 @@ reimplemented here. Per pixel and integration:
   1 / sum(1/var_p), slope = sum(slope/var_r) * VAR_RNOISE, ERR = sqrt(1 / sum(1/(var_p +
   var_r))); the exposure combines all segments of all integrations the same way with
   ERR = sqrt(VAR_POISSON + VAR_RNOISE);
+* integrations with CHARGELOSS groups (charge_migration) get VAR_RNOISE recomputed as if
+  the CHARGELOSS | DO_NOT_USE groups were usable (stcal behaviour; slopes unchanged);
 * DQ: the PIXELDQ, plus JUMP_DET if any group had a jump, SATURATED if any group
   saturated; DO_NOT_USE (and SATURATED) when no usable group (all saturated); slope NaN and
   variances 0 for DO_NOT_USE/SATURATED-invalid results; GAIN <= 0/NaN gives
@@ -48,10 +50,11 @@ _U_SAT = np.uint32(dqflags.SATURATED)
 _U_JUMP = np.uint32(dqflags.JUMP_DET)
 _U_PERS = np.uint32(dqflags.PERSISTENCE)
 _U_NGV = np.uint32(dqflags.NO_GAIN_VALUE)
+_CHLO = np.uint8(dqflags.group["CHARGELOSS"])
 LARGE_VARIANCE_THRESHOLD = 1.0e6
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def snr_power(snr):
     """Weighting exponent P for a segment signal-to-noise ratio (Fixsen et al. 2000 table)."""
     if snr < 5.0:
@@ -67,7 +70,7 @@ def snr_power(snr):
     return 10.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _median_sorted_prefix(vals, n):
     if n == 0:
         return np.nan
@@ -82,15 +85,17 @@ def _median_sorted_prefix(vals, n):
     return (s[m] + s[m - 1]) / 2.0
 
 
-@numba.njit(cache=True, parallel=True)
-def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g, chargeloss,
                r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err):
     """Fit all ramps.
 
     Inputs: data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32
     (ny, nx); gain float32 (ny, nx) e-/DN; rnoise_e float32 (ny, nx) electrons per group
     (READNOISE * GAIN / sqrt(2 NFRAMES)); dcurrent float32 (ny, nx) average dark current;
-    group_time float s; suppress1g bool.
+    group_time float s; suppress1g bool; chargeloss bool: some group of the exposure has
+    CHARGELOSS, so VAR_RNOISE of the affected integrations is recomputed with the
+    CHARGELOSS | DO_NOT_USE groups counted as usable (as stcal does).
     Outputs (filled): r_* (ny, nx) rate slope/DQ/VAR_POISSON/VAR_RNOISE/ERR (float32, DQ
     uint32), i_* (nints, ny, nx) the same per integration.
     """
@@ -106,6 +111,8 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         alld = np.empty((nints, ngroups), np.float64)
         cnt_sat = np.zeros(nints, np.int64)
         cnt_dnu_sat = np.zeros(nints, np.int64)
+        int_vr = np.zeros(nints, np.float64)
+        og = np.empty(ngroups, np.uint8)
         for x in range(nx):
             g = np.float64(gain[y, x])
             rn = np.float64(rnoise_e[y, x])
@@ -337,6 +344,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                 if cnt_sat[i] > 0:
                     idq[i] |= _U_SAT
                     set_rate_sat = True
+                int_vr[i] = vr_out
                 i_slope[i, y, x] = np.float32(s_out)
                 i_dq[i, y, x] = idq[i]
                 i_vp[i, y, x] = np.float32(vp_out)
@@ -367,6 +375,68 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                 rate_dq |= _U_SAT
             if not np.isnan(slope):
                 slope = slope * vr
+            if chargeloss:
+                evar = 0.0
+                any_cl = False
+                for i in range(nints):
+                    has_cl = False
+                    for k in range(ngroups):
+                        if allq[i, k] & _CHLO:
+                            has_cl = True
+                    if not has_cl:
+                        if int_vr[i] > 0.0:
+                            evar += 1.0 / int_vr[i]
+                        continue
+                    any_cl = True
+                    for k in range(ngroups):
+                        q = gdq[i, k, y, x]
+                        if q & _CHLO:
+                            q = q ^ (_DNU | _CHLO)
+                        og[k] = q & _NPERS
+                    nseg = 0
+                    in_seg = False
+                    start = 0
+                    maxlen = 0
+                    for k in range(ngroups):
+                        if og[k] == 0:
+                            if not in_seg:
+                                start = k - 1 if (k > 0 and og[k - 1] == _JUMP) else k
+                                in_seg = True
+                        elif in_seg:
+                            seg_l[nseg] = k - start
+                            maxlen = max(maxlen, k - start)
+                            nseg += 1
+                            in_seg = False
+                    if in_seg:
+                        seg_l[nseg] = ngroups - start
+                        maxlen = max(maxlen, ngroups - start)
+                        nseg += 1
+                    ivr = 0.0
+                    for s_ in range(nseg):
+                        n = seg_l[s_]
+                        if nseg >= 2 and maxlen >= 2 and n == 1:
+                            continue          # pruned one-group segment
+                        if nseg >= 2 and maxlen < 2 and s_ > 0:
+                            continue          # only the first one-group segment is kept
+                        rnum = rn / tg
+                        if n <= 2:
+                            svr = 12.0 * rnum * rnum / (6.0 * g * g)
+                        elif g <= 0.0 or np.isnan(g):
+                            svr = 0.0
+                        else:
+                            svr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
+                        if svr > 0.0:
+                            ivr += 1.0 / svr
+                    v = 1.0 / ivr if ivr > 0.0 else np.inf
+                    if v >= LARGE_VARIANCE_THRESHOLD:
+                        v = 0.0
+                    i_vr[i, y, x] = np.float32(v)
+                    evar += ivr
+                if any_cl:
+                    if evar > 0.0:
+                        vr = 1.0 / evar
+                    if vr >= LARGE_VARIANCE_THRESHOLD:
+                        vr = 0.0
             r_slope[y, x] = np.float32(slope)
             r_dq[y, x] = rate_dq
             r_vp[y, x] = np.float32(vp)
@@ -399,7 +469,7 @@ def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float
     ints["dq"] = np.zeros((nints, ny, nx), np.uint32)
     ols_kernel(np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(gdq),
                np.ascontiguousarray(pdq, dtype=np.uint32), gain32, rn, dc, float(group_time),
-               bool(suppress_one_group),
+               bool(suppress_one_group), bool((np.asarray(gdq) & _CHLO).any()),
                rate["data"], rate["dq"], rate["var_poisson"], rate["var_rnoise"], rate["err"],
                ints["data"], ints["dq"], ints["var_poisson"], ints["var_rnoise"], ints["err"])
     return rate, ints, "COMPLETE"
