@@ -227,6 +227,7 @@ def test_simulate_pool_miri(tmp_path):
     assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.slow
 def test_jwst_detector1_recovers_true_rate(tmp_path):
     """The official jwst calwebb_detector1, run with the synthetic context on a simulated
     SUB400P exposure, gives back the true rate: the files and references are jwst-valid."""
