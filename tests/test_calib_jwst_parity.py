@@ -99,7 +99,7 @@ def _agreement(ours, theirs, err, dq):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged", "four_amp_strip",
-                                  "miri_2ints", "charge_migration"])
+                                  "miri_2ints", "charge_migration", "niriss_transposed"])
 def test_rate_parity_with_jwst(tmp_path, case):
     from stdatamodels.jwst import datamodels
 
@@ -110,6 +110,9 @@ def test_rate_parity_with_jwst(tmp_path, case):
                           readpatt="SHALLOW4", full_refs=False)
     elif case == "charge_migration":
         sim = make_nircam(tmp_path, seed=77, nints=2, ngroups=8)
+    elif case == "niriss_transposed":   # FASTAXIS -2: refpix odd/even along DMS rows
+        sim = make_nircam(tmp_path, seed=8, nints=1, ngroups=7, ny=96, nx=160,
+                          instrument="NIRISS", full_refs=False)
     elif case == "miri_2ints":
         sim = make_miri(tmp_path, nints=2)
     else:   # full-width strip read through 4 outputs: per-amplifier + side reference pixels

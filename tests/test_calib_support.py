@@ -65,10 +65,13 @@ def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
 def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nframes=1,
                 groupgap=0, tframe=0.27864, readpatt="RAPID", with_refpix=True,
                 dark_nframes=1, sat_jump=True, full_refs=True, xstart=1, ystart=1, noutputs=1,
-                subarray="SUB160", ipc_alpha=0.0):
+                subarray="SUB160", ipc_alpha=0.0, instrument="NIRCAM"):
     """A NIRCam NRCA2 subarray (default SUB160-sized at the detector corner, SUBSTRT 1,1),
     whose pixels in the 4-pixel full-frame border are reference pixels, and its reference
-    files. Returns a Sim."""
+    files. ``instrument="NIRISS"`` makes the same exposure on NIRISS (detector NIS,
+    FASTAXIS -2, SLOWAXIS -1: detector columns run along DMS rows). Returns a Sim."""
+    det = "NRCA2" if instrument == "NIRCAM" else "NIS"
+    fast, slow = (1, -2) if instrument == "NIRCAM" else (-2, -1)
     rng = np.random.default_rng(seed)
     tgroup = tframe * (nframes + groupgap)
     gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
@@ -132,13 +135,18 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     m = datamodels.Level1bModel(data=raw)
     meta = m.meta
     meta.telescope = "JWST"
-    meta.instrument.name = "NIRCAM"
-    meta.instrument.detector = "NRCA2"
-    meta.instrument.channel = "SHORT"
-    meta.instrument.module = "A"
-    meta.instrument.filter = "F210M"
-    meta.instrument.pupil = "CLEAR"
-    meta.exposure.type = "NRC_IMAGE"
+    meta.instrument.name = instrument
+    meta.instrument.detector = det
+    if instrument == "NIRCAM":
+        meta.instrument.channel = "SHORT"
+        meta.instrument.module = "A"
+        meta.instrument.filter = "F210M"
+        meta.instrument.pupil = "CLEAR"
+        meta.exposure.type = "NRC_IMAGE"
+    else:
+        meta.instrument.filter = "CLEAR"
+        meta.instrument.pupil = "F150W"
+        meta.exposure.type = "NIS_IMAGE"
     meta.exposure.readpatt = readpatt
     meta.exposure.nints = nints
     meta.exposure.ngroups = ngroups
@@ -157,9 +165,10 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     meta.exposure.end_time = 59700.002
     meta.observation.date = "2022-05-14"
     meta.observation.time = "18:15:30.545"
-    _set_sub(meta, xstart, ystart, nx, ny, subarray)
-    meta.filename = "jw09999001001_01101_00001_nrca2_uncal.fits"
-    uncal = str(tmp_path / "jw09999001001_01101_00001_nrca2_uncal.fits")
+    _set_sub(meta, xstart, ystart, nx, ny, subarray, fast=fast, slow=slow)
+    fname = f"jw09999001001_01101_00001_{det.lower()}_uncal.fits"
+    meta.filename = fname
+    uncal = str(tmp_path / fname)
     m.save(uncal)
     m.close()
 
@@ -179,7 +188,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     for (y, x) in bad:
         mask_dq[y, x] |= dqflags.DO_NOT_USE | dqflags.HOT
     mm = datamodels.MaskModel(dq=pad(mask_dq, np.uint32(0)))
-    _ref_meta(mm, "NIRCAM", "NRCA2", "mask", big)
+    _ref_meta(mm, instrument, det, "mask", big)
     refs["mask"] = str(tmp_path / "nrca2_mask.fits")
     mm.save(refs["mask"])
 
@@ -187,13 +196,13 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     sat_dq = np.zeros((ny, nx), np.uint32)
     sat[5, 6] = np.nan
     sm = datamodels.SaturationModel(data=pad(sat, np.float32(SAT_DN)), dq=pad(sat_dq, np.uint32(0)))
-    _ref_meta(sm, "NIRCAM", "NRCA2", "saturation", big)
+    _ref_meta(sm, instrument, det, "saturation", big)
     refs["saturation"] = str(tmp_path / "nrca2_saturation.fits")
     sm.save(refs["saturation"])
 
     sb = datamodels.SuperBiasModel(data=bias.copy(), dq=np.zeros((ny, nx), np.uint32),
                                    err=np.zeros((ny, nx), np.float32))
-    _ref_meta(sb, "NIRCAM", "NRCA2", "superbias", (xstart, ystart, nx, ny), readpatt="ANY")
+    _ref_meta(sb, instrument, det, "superbias", (xstart, ystart, nx, ny), readpatt="ANY")
     refs["superbias"] = str(tmp_path / "nrca2_superbias.fits")
     sb.save(refs["superbias"])
 
@@ -204,7 +213,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     coeffs[:, 10, 150] = np.nan     # -> NO_LIN_CORR
     lm = datamodels.LinearityModel(coeffs=np.stack([pad(c, np.float32(0)) for c in coeffs]),
                                    dq=pad(np.zeros((ny, nx), np.uint32), np.uint32(0)))
-    _ref_meta(lm, "NIRCAM", "NRCA2", "linearity", big)
+    _ref_meta(lm, instrument, det, "linearity", big)
     refs["linearity"] = str(tmp_path / "nrca2_linearity.fits")
     lm.save(refs["linearity"])
 
@@ -217,7 +226,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
                        for g in range(ngroups)]).astype(np.float32)
     dm = datamodels.DarkModel(data=dk, dq=np.zeros((ny, nx), np.uint32),
                               err=np.zeros_like(dk))
-    _ref_meta(dm, "NIRCAM", "NRCA2", "dark", (xstart, ystart, nx, ny), readpatt="ANY")
+    _ref_meta(dm, instrument, det, "dark", (xstart, ystart, nx, ny), readpatt="ANY")
     dm.meta.exposure.nframes = dark_nframes
     dm.meta.exposure.groupgap = 0 if dark_nframes == 1 else groupgap
     dm.meta.exposure.ngroups = d_ngroups
@@ -228,17 +237,17 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
         a = ipc_alpha / (1 - 4 * ipc_alpha)    # first-order deconvolution kernel
         kern = np.array([[0, -a, 0], [-a, 1 + 4 * a, -a], [0, -a, 0]], np.float32)
         im = datamodels.IPCModel(data=kern)
-        _ref_meta(im, "NIRCAM", "NRCA2", "ipc", big)
+        _ref_meta(im, instrument, det, "ipc", big)
         refs["ipc"] = str(tmp_path / "nrca2_ipc.fits")
         im.save(refs["ipc"])
 
     gm = datamodels.GainModel(data=pad(gain_ref, np.float32(2.0)))
-    _ref_meta(gm, "NIRCAM", "NRCA2", "gain", big)
+    _ref_meta(gm, instrument, det, "gain", big)
     refs["gain"] = str(tmp_path / "nrca2_gain.fits")
     gm.save(refs["gain"])
 
     rm = datamodels.ReadnoiseModel(data=pad(rn_cds, np.float32(9.0)))
-    _ref_meta(rm, "NIRCAM", "NRCA2", "readnoise", big)
+    _ref_meta(rm, instrument, det, "readnoise", big)
     refs["readnoise"] = str(tmp_path / "nrca2_readnoise.fits")
     rm.save(refs["readnoise"])
 
