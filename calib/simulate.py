@@ -720,9 +720,10 @@ def dark_frames(det: Detector, spec: ExposureSpec, ngroups: int) -> np.ndarray:
 
 
 def write_dark(det: Detector, spec: ExposureSpec, ngroups: int, path: str | Path) -> Path:
-    """Write a DARK reference (DarkModel) for the exposure's subarray and readout pattern.
+    """Write a DARK reference for the exposure's subarray and readout pattern.
 
-    SCI float32 (ngroups, ny, nx) DN (see :func:`dark_frames`), DQ uint32 (ny, nx); meta
+    Near-IR: DarkModel, SCI float32 (ngroups, ny, nx) DN (see :func:`dark_frames`), DQ
+    uint32 (ny, nx). MIRI: DarkMIRIModel, SCI/DQ/ERR (1, ngroups, ny, nx). Meta
     exposure.readpatt/nframes/groupgap/ngroups and the subarray of ``spec``.
     """
     from stdatamodels.jwst import datamodels as dm
@@ -732,7 +733,11 @@ def write_dark(det: Detector, spec: ExposureSpec, ngroups: int, path: str | Path
     data = dark_frames(det, spec, ngroups)
     dq = np.zeros(data.shape[1:], np.uint32)
     dq[det.hot[rows, cols]] |= HOT
-    m = dm.DarkModel(data=data, dq=dq, dq_def=_dq_def())
+    if det.instrument == "MIRI":     # MIRI darks are per integration: (nints, ngroups, ny, nx)
+        m = dm.DarkMIRIModel(data=data[None], dq=np.broadcast_to(dq, data.shape)[None].copy(),
+                             err=np.zeros((1, *data.shape), np.float32), dq_def=_dq_def())
+    else:
+        m = dm.DarkModel(data=data, dq=dq, dq_def=_dq_def())
     _ref_meta(m, det, "dark", f"Simulated dark for {det.detector} {spec.subarray} {ro.readpatt}",
               subarray=spec.subarray, geometry=spec.geometry())
     m.meta.exposure.readpatt = ro.readpatt

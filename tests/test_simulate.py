@@ -178,8 +178,8 @@ def test_reference_files_and_uncal_open_with_datamodels(tmp_path):
     spec = sim.ExposureSpec("MIRI", "MIRIMAGE", "SUB64", "FAST", 4, 2)
     dark = sim.write_dark(det, spec, 6, tmp_path / "jwst_sim_miri_dark_t.fits")
     with dm.open(dark) as m:
-        assert isinstance(m, dm.DarkModel)
-        assert m.data.shape == (6, 64, 72) and m.data.dtype.newbyteorder("=") == np.float32
+        assert isinstance(m, dm.DarkMIRIModel)
+        assert m.data.shape == (1, 6, 64, 72) and m.data.dtype.newbyteorder("=") == np.float32
         assert (m.meta.exposure.nframes, m.meta.exposure.groupgap, m.meta.exposure.ngroups) == (1, 0, 6)
         assert m.meta.exposure.readpatt == "FAST" and m.meta.subarray.name == "SUB64"
 
