@@ -229,6 +229,21 @@ def test_bad_references_and_inputs(nrc, tmp_path):
         run_detector1(sim.uncal, dict(sim.refs, gain=bad))
     assert "jump" in str(ei.value)
     assert isinstance(ei.value, ValueError) and isinstance(ei.value, CalibError)
+    # a gain file without its SCI extension
+    h = fits.PrimaryHDU()
+    h.header["INSTRUME"] = "NIRCAM"
+    h.header["REFTYPE"] = "GAIN"
+    h.header["DATAMODL"] = "GainModel"
+    nosci = str(tmp_path / "nosci_gain.fits")
+    fits.HDUList([h]).writeto(nosci)
+    with pytest.raises(ReferenceFileError, match="nosci_gain.fits"):
+        run_detector1(sim.uncal, dict(sim.refs, gain=nosci))
+    # an IPC kernel with NaN
+    ipc_m = datamodels.IPCModel(data=np.full((3, 3), np.nan, np.float32))
+    nan_ipc = str(tmp_path / "nan_ipc.fits")
+    ipc_m.save(nan_ipc)
+    with pytest.raises(ReferenceFileError, match="ipc.*nan_ipc.fits"):
+        run_detector1(sim.uncal, dict(sim.refs, ipc=nan_ipc))
     with pytest.raises(ReferenceFileError, match="missing_mask.fits"):
         run_detector1(sim.uncal, dict(sim.refs, mask=str(tmp_path / "missing_mask.fits")))
     with pytest.raises(InputError, match="nothere_uncal.fits"):

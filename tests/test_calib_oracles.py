@@ -293,3 +293,48 @@ def test_jump_flags_injected_cosmic_ray():
     for (y, x) in ((9, 10), (11, 10), (10, 9), (10, 11)):
         assert out[0, 6, y, x] & JUMP          # 4 neighbours
     assert not out[0, 6, 9, 9] & JUMP          # diagonal is not a neighbour
+
+
+# ----------------------------------------------------------------------------- ipc, refpix
+def test_ipc_matches_direct_convolution():
+    from types import SimpleNamespace
+
+    from calib.steps.ipc import ipc
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(1000, 50, (1, 2, 20, 24)).astype(np.float32)
+    kern = rng.normal(0, 0.01, (3, 3)).astype(np.float32)
+    kern[1, 1] = 1.0
+    info = SimpleNamespace(xstart=1, ystart=1, xsize=24, ysize=20, is_miri=False)
+    out, st = ipc(data.copy(), kern, info)
+    assert st == "COMPLETE"
+    # reference pixels (first 4 rows/columns of the full frame) untouched
+    np.testing.assert_array_equal(out[..., :4, :], data[..., :4, :])
+    np.testing.assert_array_equal(out[..., :, :4], data[..., :, :4])
+    region = data[..., 4:, 4:].astype(np.float64)
+    pad = np.zeros(region.shape[:2] + (region.shape[2] + 2, region.shape[3] + 2))
+    pad[..., 1:-1, 1:-1] = region
+    expect = np.zeros_like(region)
+    for j in range(3):
+        for i in range(3):
+            expect += kern[j, i] * pad[..., 2 - j:2 - j + region.shape[2], 2 - i:2 - i + region.shape[3]]
+    np.testing.assert_allclose(out[..., 4:, 4:], expect, rtol=1e-5)
+
+
+def test_clipped_mean_matches_scipy_sigmaclip():
+    from scipy import stats
+
+    from calib.steps.refpix import clipped_mean, running_median_rows
+
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        v = np.concatenate([rng.normal(0, 3, 500), rng.normal(40, 1, 7)])
+        c, _, _ = stats.sigmaclip(v, 3.0, 3.0)
+        assert clipped_mean(v, 3.0, 3.0) == pytest.approx(c.mean(), rel=1e-12)
+    block = rng.normal(0, 1, (30, 4))
+    ok = rng.random((30, 4)) > 0.1
+    med = running_median_rows(block, ok, 11)
+    for r in (0, 3, 15, 29):
+        rows = [abs(w) if w < 30 else 58 - w for w in range(r - 5, r + 6)]
+        vals = np.concatenate([block[w][ok[w]] for w in rows])
+        assert med[r] == pytest.approx(np.median(vals))
