@@ -89,6 +89,10 @@ class BestrefsError(RuntimeError):
     """CRDS could not compute best references for a header (message names the file)."""
 
 
+#: another name for :class:`BestrefsError`
+CrdsLookupError = BestrefsError
+
+
 # ----------------------------------------------------------------------------------------
 # configuration
 
