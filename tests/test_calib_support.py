@@ -89,6 +89,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
         refmask = ((rows[:, None] < 4) | (rows[:, None] >= 2044)
                    | (cols[None, :] < 4) | (cols[None, :] >= 2044))
     rate[refmask] = 0.0
+    dark_rate[refmask] = 0.0       # reference pixels have no photodiode: no dark current
     saturating = [(min(80, ny - 10), 80), (min(100, ny - 8), 30), (33 % (ny - 6), 120)]
     for (y, x) in saturating:
         rate[y, x] = 4.0e4 / (ngroups * tgroup) * 1.6
