@@ -99,7 +99,8 @@ def _agreement(ours, theirs, err, dq):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["rapid_2ints", "shallow4_frame_averaged", "four_amp_strip",
-                                  "miri_2ints", "charge_migration", "niriss_transposed"])
+                                  "miri_2ints", "charge_migration", "niriss_transposed",
+                                  "sigclip_100ints"])
 def test_rate_parity_with_jwst(tmp_path, case):
     from stdatamodels.jwst import datamodels
 
@@ -113,6 +114,8 @@ def test_rate_parity_with_jwst(tmp_path, case):
     elif case == "niriss_transposed":   # FASTAXIS -2: refpix odd/even along DMS rows
         sim = make_nircam(tmp_path, seed=8, nints=1, ngroups=7, ny=96, nx=160,
                           instrument="NIRISS", full_refs=False)
+    elif case == "sigclip_100ints":      # jump by sigma clipping across >= 100 integrations
+        sim = make_nircam(tmp_path, seed=5, nints=100, ngroups=4, ny=40, nx=48, full_refs=False)
     elif case == "miri_2ints":
         sim = make_miri(tmp_path, nints=2)
     else:   # full-width strip read through 4 outputs: per-amplifier + side reference pixels

@@ -77,7 +77,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
     gain_ref = gain.copy()
     gain_ref[12, 13] = np.nan     # -> NO_GAIN_VALUE | DO_NOT_USE
-    gain_ref[13, 30] = 0.0
+    gain_ref[13, 30 if nx > 34 else 9] = 0.0
     rn_cds = (9.0 + 0.5 * rng.standard_normal((ny, nx))).astype(np.float32)   # DN, CDS
     bias = (BIAS_DN + 80.0 * rng.standard_normal((ny, nx))).astype(np.float32)
     dark_rate = np.float32(0.02) + np.float32(0.01) * rng.random((ny, nx), dtype=np.float32)  # DN/s
@@ -90,7 +90,10 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
                    | (cols[None, :] < 4) | (cols[None, :] >= 2044))
     rate[refmask] = 0.0
     dark_rate[refmask] = 0.0       # reference pixels have no photodiode: no dark current
-    saturating = [(min(80, ny - 10), 80), (min(100, ny - 8), 30), (33 % (ny - 6), 120)]
+    def X(x):   # keep the default positions, wrapped inside smaller arrays
+        return x if x < nx - 4 else x % (nx - 8) + 4
+
+    saturating = [(min(80, ny - 10), X(80)), (min(100, ny - 8), X(30)), (33 % (ny - 6), X(120))]
     for (y, x) in saturating:
         rate[y, x] = 4.0e4 / (ngroups * tgroup) * 1.6
     # frames
@@ -98,8 +101,8 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     t_end = np.arange(1, nfr_total + 1) * tframe
     data = np.zeros((nints, ngroups, ny, nx), np.float64)
     jumps = []
-    cr_list = [(0, 5, 50 % (ny - 8) + 4, 60, 1500.0), (1, 3, 120 % (ny - 8) + 4, 40, 900.0),
-               (0, 7, 20, 140, 2500.0)]
+    cr_list = [(0, 5, 50 % (ny - 8) + 4, X(60), 1500.0), (1, 3, 120 % (ny - 8) + 4, X(40), 900.0),
+               (0, 7, 20 % (ny - 8) + 4, X(140), 2500.0)]
     for i in range(nints):
         e = np.zeros((ny, nx))
         frames = np.zeros((nfr_total, ny, nx))
@@ -185,7 +188,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     refs = {}
     mask_dq = np.zeros((ny, nx), np.uint32)
     mask_dq[refmask] = dqflags.REFERENCE_PIXEL
-    bad = [(70 % (ny - 8) + 4, 70), (140 % (ny - 8) + 4, 10)]
+    bad = [(70 % (ny - 8) + 4, X(70)), (140 % (ny - 8) + 4, X(10))]
     for (y, x) in bad:
         mask_dq[y, x] |= dqflags.DO_NOT_USE | dqflags.HOT
     mm = datamodels.MaskModel(dq=pad(mask_dq, np.uint32(0)))
@@ -211,7 +214,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     coeffs[1] = 1.0
     coeffs[2] = BETA
     coeffs[3] = 2 * BETA ** 2
-    coeffs[:, 10, 150] = np.nan     # -> NO_LIN_CORR
+    coeffs[:, 10, X(150)] = np.nan     # -> NO_LIN_CORR
     lm = datamodels.LinearityModel(coeffs=np.stack([pad(c, np.float32(0)) for c in coeffs]),
                                    dq=pad(np.zeros((ny, nx), np.uint32), np.uint32(0)))
     _ref_meta(lm, instrument, det, "linearity", big)

@@ -63,7 +63,8 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
     "jump": {"rejection_threshold": 4.0, "three_group_rejection_threshold": 6.0,
              "four_group_rejection_threshold": 5.0, "flag_4_neighbors": True,
              "max_jump_to_flag_neighbors": 1000.0, "min_jump_to_flag_neighbors": 10.0,
-             "min_diffs_single_pass": 10, "minimum_groups": 3},
+             "min_diffs_single_pass": 10, "minimum_groups": 3, "minimum_sigclip_groups": 100,
+             "only_use_ints": True},
     "ramp_fit": {"suppress_one_group": True},
     "gain_scale": {},
 }

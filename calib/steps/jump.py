@@ -22,11 +22,15 @@ here. Everything is computed per pixel in electrons (data and read noise times G
   unless SATURATED or DO_NOT_USE;
 * JUMP_DET is finally removed where a group is also DO_NOT_USE or SATURATED.
 Pixels with GAIN <= 0 or NaN get NO_GAIN_VALUE | DO_NOT_USE in PIXELDQ. The step does
-nothing when fewer than ``minimum_groups`` (3) groups are usable. The sigma-clipping mode for
->= 100 integrations, snowball and shower flagging (off by default in jwst) and after-jump
-flagging (off by default) are not implemented.
+nothing when fewer than ``minimum_groups`` (3) groups are usable. Snowball and shower
+flagging (off by default in jwst) and after-jump flagging (off by default) are not
+implemented. With >= ``minimum_sigclip_groups`` (100)
+integrations the jumps are found instead by sigma clipping each difference across the
+integrations (astropy ``sigma_clip``), as jwst does.
 """
 from __future__ import annotations
+
+import warnings
 
 import numba
 import numpy as np
@@ -80,13 +84,14 @@ def _iter_median(absd):
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, single_pass,
+def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                 flag4, min_nb, max_nb, nbcand):
     """Flag primary jumps in ``gdq`` (in place) and mark neighbour-flagging candidates.
 
     data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; gain, readnoise float32
     (ny, nx) (e-/DN, DN); nframes int; rej/rej4/rej3 the thresholds for >= 4 / 3 / 2 usable
-    differences (sigma); single_pass bool; nbcand bool (nints, ngroups, ny, nx) output.
+    differences (sigma); mode 0: single pass, 1: iterative, 2: no primary detection (already
+    done by sigma clipping); nbcand bool (nints, ngroups, ny, nx) output.
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
@@ -112,12 +117,12 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, single_pas
             sig = np.sqrt(abs(med) + rn2 / nframes)
             if sig == 0.0:
                 sig = np.nan
-            if single_pass:
+            if mode == 0:
                 for j in range(nints * nd):
                     d = diffs[j]
                     if not np.isnan(d) and abs(d - med) / sig > rej:
                         gdq[j // nd, j % nd + 1, y, x] |= _JUMP
-            else:
+            elif mode == 1:
                 for j in range(nints * nd):
                     absd[j] = abs(diffs[j])
                 for _it in range(nints * nd):
@@ -181,11 +186,35 @@ def flag_neighbors_kernel(gdq, nbcand):
                     gdq[i, k, y, x] = q
 
 
+def _sigma_clip_jumps(data, gdq, gain, threshold, only_use_ints):
+    """Many-integration mode: a difference is a jump when astropy's sigma clipping (median
+    centre, standard deviation, ``threshold`` sigma, 5 iterations) rejects it among the same
+    difference of all integrations (``only_use_ints``) or among all differences."""
+    from astropy.stats import sigma_clip
+
+    e = data.astype(np.float32) * gain[None, None]
+    e[(gdq & (_DNU | _SAT)) != 0] = np.nan
+    diffs = np.diff(e, axis=1)
+    finite = np.isfinite(diffs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # NaN differences are masked on purpose
+        clipped = sigma_clip(diffs, sigma=threshold, axis=0 if only_use_ints else (0, 1),
+                             masked=True)
+    ok = (gdq[:, 1:] & (_SAT | _DNU)) == 0
+    gdq[:, 1:] |= (np.ma.getmaskarray(clipped) & finite & ok).astype(np.uint8) * _JUMP
+    nints, ngroups = gdq.shape[:2]
+    for i in range(nints):
+        for g in range(ngroups):
+            if np.all((gdq[i, g] & (_JUMP | _DNU)) != 0):
+                plane = gdq[i, g]
+                plane[plane == _JUMP] = 0
+
+
 def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: float = 4.0,
          three_group_rejection_threshold: float = 6.0, four_group_rejection_threshold: float = 5.0,
          flag_4_neighbors: bool = True, max_jump_to_flag_neighbors: float = 1000.0,
          min_jump_to_flag_neighbors: float = 10.0, min_diffs_single_pass: int = 10,
-         minimum_groups: int = 3):
+         minimum_groups: int = 3, minimum_sigclip_groups: int = 100, only_use_ints: bool = True):
     """Detect jumps.
 
     data float32 (nints, ngroups, ny, nx) DN (not modified); gdq uint8 same shape (JUMP_DET
@@ -199,13 +228,20 @@ def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: 
     pdq[bad_gain] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
     flagged = [int(np.sum([np.all(gdq[i, g] & _DNU) for g in range(ngroups)])) for i in range(nints)]
     min_usable_groups = ngroups - max(flagged)
-    if min_usable_groups < minimum_groups:
+    total_groups = nints * ngroups - sum(flagged)
+    sigclip = (nints >= minimum_sigclip_groups if only_use_ints
+               else total_groups >= minimum_sigclip_groups)
+    if min_usable_groups < minimum_groups and not sigclip:
         return gdq, pdq, "COMPLETE"
-    single = (min_usable_groups - 1) >= min_diffs_single_pass
+    if sigclip:
+        _sigma_clip_jumps(data, gdq, gain, float(rejection_threshold), bool(only_use_ints))
+        mode = 2
+    else:
+        mode = 0 if (min_usable_groups - 1) >= min_diffs_single_pass else 1
     nbcand = np.zeros(gdq.shape, np.bool_)
     jump_kernel(data, gdq, gain, readnoise, int(nframes), float(rejection_threshold),
                 float(four_group_rejection_threshold), float(three_group_rejection_threshold),
-                bool(single), bool(flag_4_neighbors), float(min_jump_to_flag_neighbors),
+                int(mode), bool(flag_4_neighbors), float(min_jump_to_flag_neighbors),
                 float(max_jump_to_flag_neighbors), nbcand)
     flag_neighbors_kernel(gdq, nbcand)
     return gdq, pdq, "COMPLETE"
