@@ -235,7 +235,8 @@ class Detector:
     superbias : float32 DN, bias level of a zero-charge read.
     saturation : float32 DN (integers), raw level at which a pixel saturates (bias included).
     gain : float32 e-/DN.
-    readnoise : float32 DN, noise of one read (one frame).
+    readnoise : float32 DN, noise of one read (one frame); the READNOISE reference file
+        holds sqrt(2) times this (CDS noise, the JWST convention).
     dark_rate : float32 DN/s (0 on reference pixels; large on hot pixels).
     lin_a2, lin_a3 : float32, non-linearity: linear = s + a2 s^2 + a3 s^3 (s = recorded
         signal above bias, DN).
@@ -671,7 +672,8 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
     (calwebb_detector1 has no superbias step for MIRI); a 'superbias' entry is ignored.
 
     Arrays: MASK dq uint32; SATURATION data float32 DN; SUPERBIAS data/err float32 DN;
-    LINEARITY coeffs float32 (4, ny, nx); GAIN float32 e-/DN; READNOISE float32 DN per read.
+    LINEARITY coeffs float32 (4, ny, nx); GAIN float32 e-/DN; READNOISE float32 DN, the
+    correlated-double-sampling noise ``sqrt(2) * Detector.readnoise`` (JWST convention).
 
     Returns reftype -> written path.
     """
@@ -698,7 +700,9 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
         elif reftype == "gain":
             m = dm.GainModel(data=det.gain)
         elif reftype == "readnoise":
-            m = dm.ReadnoiseModel(data=det.readnoise)
+            # JWST READNOISE references hold the CDS noise (of a difference of two reads):
+            # stcal's ramp_fit uses readnoise / sqrt(2 * nframes) as the group read noise
+            m = dm.ReadnoiseModel(data=(det.readnoise * np.float32(np.sqrt(2.0))).astype(np.float32))
         else:
             raise ValueError(f"write_references: unsupported reftype {reftype!r}")
         _ref_meta(m, det, reftype, f"Simulated {reftype} for {det.detector} (seed {det.seed})")
