@@ -200,10 +200,10 @@ def test_params_and_skips(nrc):
         run_detector1(sim.uncal, sim.refs, {"nosuchstep": {}})
     with pytest.raises(ValueError, match="bogus"):
         run_detector1(sim.uncal, sim.refs, {"jump": {"bogus": 1}})
-    with pytest.raises(ValueError, match="firstframe"):
-        run_detector1(sim.uncal, sim.refs, {"firstframe": {"skip": True}})
+    with pytest.raises(ValueError, match="persistence"):
+        run_detector1(sim.uncal, sim.refs, {"persistence": {"skip": False}})
     refs = dict(sim.refs, linearity="N/A", dark=None)
-    res = run_detector1(sim.uncal, refs, {"refpix": {"skip": True},
+    res = run_detector1(sim.uncal, refs, {"refpix": {"skip": True}, "firstframe": {"skip": True},
                                           "jump": {"rejection_threshold": 1e9,
                                                    "four_group_rejection_threshold": 1e9,
                                                    "three_group_rejection_threshold": 1e9}})
@@ -212,6 +212,7 @@ def test_params_and_skips(nrc):
     assert res.step_status["dark_current"] == "SKIPPED"
     assert "linearity" not in res.references_used and "dark" not in res.references_used
     assert not (res.rate.dq & JUMP).any()
+    assert "firstframe" not in res.step_status         # a MIRI step: ignored for NIRCam
 
 
 def test_bad_references_and_inputs(nrc, tmp_path):

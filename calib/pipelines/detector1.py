@@ -211,7 +211,10 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     references: reftype -> local path (None or "N/A": not applicable -> steps needing it
     SKIPPED; jump and ramp_fit need gain and readnoise).
     params: {step: {jwst parameter name: value}}, e.g. {"jump": {"rejection_threshold": 5}},
-    {"refpix": {"skip": True}}.
+    {"refpix": {"skip": True}}. Any step of either detector1 flavour may be named (those
+    not in this instrument's pipeline are ignored, as jwst ignores them); requesting
+    skip=False for a step this engine does not implement (persistence, emicorr, reset,
+    rscd) raises ValueError rather than silently skipping it.
 
     Returns a Detector1Result: rate ImageModel (SCI DN/s, ERR, DQ, VAR_POISSON,
     VAR_RNOISE; float32, DQ uint32), rateints CubeModel (None when NINTS == 1), the status
@@ -232,10 +235,10 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                              f"{type(model).__name__}")
         info = _exposure_info(model, path)
         steps = steps_for(info.instrument)
-        for step, values in (params or {}).items():
-            if step not in steps:
-                raise ValueError(f"step {step!r} is not part of calwebb_detector1 for "
-                                 f"{info.instrument}")
+        for step in steps:
+            if step in _NOT_IMPLEMENTED and (params or {}).get(step, {}).get("skip") is False:
+                raise ValueError(f"step {step!r} is not implemented by the calib engine "
+                                 "(requested skip=False); use the jwst engine for this mode")
         data = np.array(model.data, dtype=np.float32)
         if not np.isfinite(data).all():
             raise InputError(f"{path}: SCI contains non-finite values")
