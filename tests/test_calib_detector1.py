@@ -275,6 +275,17 @@ def test_miri_pipeline(miri):
     assert np.all(res2.rate.err[10:20, 10:20] >= res.rate.err[10:20, 10:20])
 
 
+def test_miri_full_frame_refpix(tmp_path):
+    sim = make_miri(tmp_path, ngroups=5, full_frame=True)
+    res = run_detector1(sim.uncal, sim.refs)
+    assert res.step_status["refpix"] == "COMPLETE"
+    z = _zscores(sim, res.rate)
+    assert abs(z.mean()) < 0.05 and 0.9 < z.std() < 1.1
+    noref = run_detector1(sim.uncal, sim.refs, {"refpix": {"skip": True}})
+    zn = _zscores(sim, noref.rate)
+    assert zn.std() > 1.1 * z.std()      # the simulated amplifier drift is removed
+
+
 def test_frame_averaged_groups_and_dark_averaging(tmp_path):
     # SHALLOW4-like: 4 frames averaged per group, 1 dropped; the dark has 1 frame per group
     sim = make_nircam(tmp_path, seed=7, nints=1, ngroups=6, nframes=4, groupgap=1,

@@ -90,6 +90,7 @@ CASES = {
     "four_amp_strip": dict(kind="nrc", seed=3, nints=1, ngroups=5, ny=48, nx=2048, noutputs=4,
                            tframe=0.34061, subarray="SUBGRISM64", full_refs=False),
     "miri_2ints": dict(kind="miri", nints=2),
+    "miri_full_frame_refpix": dict(kind="miri", nints=1, ngroups=5, full_frame=True),
     "charge_migration": dict(kind="nrc", seed=77, nints=2, ngroups=8),
     # FASTAXIS -2: refpix odd/even columns run along DMS rows
     "niriss_transposed": dict(kind="nrc", seed=8, nints=1, ngroups=7, ny=96, nx=160,

@@ -261,22 +261,39 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
                          raw=raw))
 
 
-def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72):
+def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame=False):
     """A MIRI MIRIMAGE SUB64-like exposure (SUBSTRT 1, 779) with full-frame (1024x1032)
-    mask/saturation/gain/readnoise/linearity references and a 4-D MIRI dark."""
+    mask/saturation/gain/readnoise/linearity references and a 4-D MIRI dark.
+    ``full_frame=True``: the whole 1024x1032 detector, whose 4 left and 4 right columns are
+    reference pixels, with a per-group drift of each amplifier and row parity."""
+    if full_frame:
+        ny, nx = 1024, 1032
+    y0, x0 = (0, 0) if full_frame else (778, 0)
     rng = np.random.default_rng(seed)
+    refcols = np.zeros(nx, bool)
+    if full_frame:
+        refcols[:4] = refcols[-4:] = True
     tframe = 0.08552
     tgroup = tframe
     gain = np.full((ny, nx), 5.5, np.float32)
     rn_cds = np.full((ny, nx), 6.0, np.float32)
     bias = (8000.0 + 50.0 * rng.standard_normal((ny, nx))).astype(np.float32)
     rate = (10.0 ** rng.uniform(2.0, 4.0, (ny, nx))).astype(np.float32)   # 100..10000 DN/s
+    if full_frame:
+        tframe = tgroup = 2.77504
+        rate = (10.0 ** rng.uniform(0.0, 2.5, (ny, nx))).astype(np.float32)
+    rate[:, refcols] = 0.0
     data = np.zeros((nints, ngroups, ny, nx))
+    amp = np.arange(nx) % 4
+    rowpar = np.arange(ny) % 2
     for i in range(nints):
         e = np.zeros((ny, nx))
         for g in range(ngroups):
             e = e + rng.poisson(rate * gain * tframe)
             data[i, g] = bias + e / gain + rng.standard_normal((ny, nx)) * rn_cds / np.sqrt(2)
+            if full_frame:
+                drift = rng.normal(0, 5.0, (2, 4))
+                data[i, g] += drift[rowpar[:, None], amp[None, :]]
     data[0, 4:, 30, 30] += 3000.0
     raw = np.clip(np.round(data), 0, 65535).astype(np.uint16)
     m = datamodels.Level1bModel(data=raw)
@@ -297,18 +314,20 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72):
     meta.exposure.noutputs = 4
     meta.observation.date = "2022-07-01"
     meta.observation.time = "00:00:00"
-    _set_sub(meta, 1, 779, nx, ny, "SUB64", fast=1, slow=2)
+    _set_sub(meta, x0 + 1, y0 + 1, nx, ny, "FULL" if full_frame else "SUB64", fast=1, slow=2)
     uncal = str(tmp_path / "jw09999002001_01101_00001_mirimage_uncal.fits")
     m.save(uncal)
     full = (1, 1, 1032, 1024)
 
     def embed(a, fill):
         out = np.full((1024, 1032), fill, dtype=a.dtype)
-        out[778:778 + ny, :nx] = a
+        out[y0:y0 + ny, x0:x0 + nx] = a
         return out
 
     refs = {}
-    mm = datamodels.MaskModel(dq=embed(np.zeros((ny, nx), np.uint32), np.uint32(0)))
+    mdq = np.zeros((ny, nx), np.uint32)
+    mdq[:, refcols] = dqflags.REFERENCE_PIXEL
+    mm = datamodels.MaskModel(dq=embed(mdq, np.uint32(0)))
     _ref_meta(mm, "MIRI", "MIRIMAGE", "mask", full)
     refs["mask"] = str(tmp_path / "miri_mask.fits")
     mm.save(refs["mask"])
@@ -323,9 +342,9 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72):
     _ref_meta(lm, "MIRI", "MIRIMAGE", "linearity", full)
     refs["linearity"] = str(tmp_path / "miri_linearity.fits")
     lm.save(refs["linearity"])
-    dk = np.zeros((2, ngroups + 2, ny, nx), np.float32)
+    dk = np.zeros((1 if full_frame else 2, ngroups + 2, ny, nx), np.float32)
     dm = datamodels.DarkMIRIModel(data=dk, dq=np.zeros(dk.shape, np.uint32), err=np.zeros_like(dk))
-    _ref_meta(dm, "MIRI", "MIRIMAGE", "dark", (1, 779, nx, ny))
+    _ref_meta(dm, "MIRI", "MIRIMAGE", "dark", (x0 + 1, y0 + 1, nx, ny))
     dm.meta.exposure.nframes = 1
     dm.meta.exposure.groupgap = 0
     refs["dark"] = str(tmp_path / "miri_dark.fits")
@@ -339,5 +358,6 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72):
     refs["readnoise"] = str(tmp_path / "miri_readnoise.fits")
     rm.save(refs["readnoise"])
     return Sim(uncal=uncal, refs=refs, truth_rate=rate.astype(np.float64),
-               jumps=[(0, 4, 30, 30)], saturating=[], refpix_mask=np.zeros((ny, nx), bool),
+               jumps=[(0, 4, 30, 30)], saturating=[],
+               refpix_mask=np.broadcast_to(refcols[None, :], (ny, nx)).copy(),
                info=dict(tgroup=tgroup, raw=raw))

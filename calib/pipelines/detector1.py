@@ -7,8 +7,9 @@ pipeline resolves parameters and references once and records every step's status
 Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
 ipc, superbias, refpix, linearity, dark_current, charge_migration (off by default, as in
 jwst), jump, ramp_fit, gain_scale, and for MIRI firstframe (off by default, as in jwst 3.0)
-and lastframe. Always recorded SKIPPED: persistence (NIR; off by default in jwst too),
-emicorr, reset, rscd and refpix (MIRI; jwst skips refpix for MIRI subarrays anyway).
+and lastframe; MIRI refpix for full frame (SKIPPED for MIRI subarrays, as jwst). Always
+recorded SKIPPED: persistence (NIR; off by default in jwst too), emicorr, reset and rscd
+(MIRI).
 """
 from __future__ import annotations
 
@@ -268,7 +269,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
             for step in steps:
                 t0 = time.perf_counter()
                 c = cfg[step]
-                if c["skip"] or step in _NOT_IMPLEMENTED or (info.is_miri and step == "refpix"):
+                if c["skip"] or step in _NOT_IMPLEMENTED:
                     status[step] = "SKIPPED"
                 elif step == "group_scale":
                     data, status[step] = _grs.group_scale(data, info.nframes, info.frame_divisor)
@@ -317,6 +318,10 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                         b = ref_array(m, "data", info, p, step, dtype=np.float32)
                         bdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
                         data, pdq, status[step] = _sb.superbias(data, pdq, b, bdq)
+                elif step == "refpix" and info.is_miri:
+                    data, status[step] = _rp.refpix_miri(
+                        data, pdq, info, odd_even_rows=bool(c["odd_even_rows"]),
+                        siglimit=float(c["siglimit"]))
                 elif step == "refpix":
                     data, status[step] = _rp.refpix(
                         data, pdq, info, odd_even_columns=bool(c["odd_even_columns"]),

@@ -26,7 +26,7 @@ import numpy as np
 
 from calib import dqflags
 
-__all__ = ["refpix", "clipped_mean", "running_median_rows"]
+__all__ = ["refpix", "refpix_miri", "clipped_mean", "running_median_rows"]
 
 _FULL = 2048
 _DNU = np.uint32(dqflags.DO_NOT_USE)
@@ -200,4 +200,53 @@ def refpix(data, pdq, info, *, odd_even_columns: bool = True, use_side_ref_pixel
                         grp -= np.float32(v)
             back = _to_science(grp, fa, sa)
             data[i, g] = back[r0:r0 + ny, c0:c0 + nx]
+    return data, "COMPLETE"
+
+
+def refpix_miri(data, pdq, info, *, odd_even_rows: bool = True, siglimit: float = 3.0):
+    """MIRI full-frame reference pixel correction (jwst documentation "refpix", MIRI).
+
+    The first group is subtracted from every group of its integration; then for each group
+    after the first and each of the 4 amplifiers (amplifier a reads columns a, a+4, ...),
+    the sigma-clipped means of the left (column a) and right (column 1028+a) reference
+    columns, separately for odd and even rows (``odd_even_rows``), ignoring DO_NOT_USE
+    pixels, are averaged and subtracted from that amplifier's columns; the first group is
+    added back. Subarrays are SKIPPED, as jwst does.
+    data float32 (nints, ngroups, 1024, 1032) DN; pdq uint32 (1024, 1032).
+    Returns ``(data, status)``.
+    """
+    if info.is_subarray:
+        return data, "SKIPPED"
+    nints, ngroups, ny, nx = data.shape
+    good = (pdq & _DNU) == 0
+    for i in range(nints):
+        first = data[i, 0].astype(np.float64)
+        data[i] = data[i] - first
+        for g in range(1, ngroups):
+            grp = data[i, g]
+            refs = {}
+            bad = False
+            for a in range(4):
+                for side, col in (("left", a), ("right", 1028 + a)):
+                    if odd_even_rows:
+                        for parity in (0, 1):
+                            sel = good[parity::2, col]
+                            v = _clip(grp[parity::2, col][sel], siglimit)
+                            bad |= v is None
+                            refs[(a, side, parity)] = v
+                    else:
+                        v = _clip(grp[:, col][good[:, col]], siglimit)
+                        bad |= v is None
+                        refs[(a, side)] = v
+            if bad:
+                break
+            for a in range(4):
+                if odd_even_rows:
+                    for parity in (0, 1):
+                        sig = 0.5 * (refs[(a, "left", parity)] + refs[(a, "right", parity)])
+                        grp[parity::2, a::4] -= np.float32(sig)
+                else:
+                    sig = 0.5 * (refs[(a, "left")] + refs[(a, "right")])
+                    grp[:, a::4] -= np.float32(sig)
+        data[i] = data[i] + first
     return data, "COMPLETE"
