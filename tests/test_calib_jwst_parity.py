@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,12 +127,12 @@ class _JwstRuns:
 
     def result(self, name):
         sim, out = self.sims[name]
-        if not (out / "DONE").exists():
-            try:
-                self.proc.wait(timeout=600)
-            except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + 600
+        while not (out / "DONE").exists() and self.proc.poll() is None:
+            if time.monotonic() > deadline:
                 self.proc.kill()
                 pytest.fail("jwst Detector1Pipeline timed out")
+            time.sleep(0.1)
         failed = out / "FAILED"
         if failed.exists() or not (out / "DONE").exists():
             self.log.seek(0)
