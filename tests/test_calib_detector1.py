@@ -13,7 +13,7 @@ import calib
 from calib import dqflags
 from calib.errors import CalibError, InputError, ReferenceFileError
 from calib.pipelines.detector1 import (MIRI_STEPS, NIR_STEPS, Detector1Result, reftypes_for,
-                                       run_detector1, steps_for)
+                                       run_detector1, steps_for, validate_params)
 from calib.products import save_products
 from calib.steps.group_scale import group_scale
 from tests.test_calib_support import make_miri, make_nircam
@@ -213,6 +213,23 @@ def test_params_and_skips(nrc):
     assert "linearity" not in res.references_used and "dark" not in res.references_used
     assert not (res.rate.dq & JUMP).any()
     assert "firstframe" not in res.step_status         # a MIRI step: ignored for NIRCam
+
+
+def test_validate_params():
+    p = validate_params({"jump": {"rejection_threshold": "5", "flag_4_neighbors": "false"},
+                         "refpix": {"skip": "true", "side_smoothing_length": 13}})
+    assert p["jump"]["rejection_threshold"] == 5.0 and p["jump"]["flag_4_neighbors"] is False
+    assert p["refpix"]["skip"] is True and p["refpix"]["side_smoothing_length"] == 13
+    assert p["persistence"]["skip"] and p["emicorr"]["skip"] and not p["dq_init"]["skip"]
+    assert p["firstframe"]["skip"] and p["charge_migration"]["skip"]
+    for bad, word in (({"jump": {"rejection_threshold": "abc"}}, "rejection_threshold"),
+                      ({"refpix": {"side_smoothing_length": 1.5}}, "side_smoothing_length"),
+                      ({"jump": {"flag_4_neighbors": "maybe"}}, "flag_4_neighbors"),
+                      ({"ramp_fit": {"skip": True}}, "ramp_fit"),
+                      ({"rscd": {"skip": False}}, "rscd"),
+                      ({"bogus": {}}, "bogus")):
+        with pytest.raises(ValueError, match=word):
+            validate_params(bad)
 
 
 def test_bad_references_and_inputs(nrc, tmp_path):

@@ -30,7 +30,8 @@ from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _
                          saturation as _sat, superbias as _sb)
 
 __all__ = ["NIR_STEPS", "MIRI_STEPS", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
-           "Detector1Result", "run_detector1", "STEP_PARAMETERS", "CAL_STEP_ATTR"]
+           "Detector1Result", "run_detector1", "validate_params", "STEP_PARAMETERS",
+           "CAL_STEP_ATTR"]
 
 NIR_STEPS: tuple[str, ...] = (
     "group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
@@ -130,19 +131,77 @@ class Detector1Result:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _resolve_params(params: dict | None) -> dict[str, dict]:
-    resolved = {s: dict(p, skip=(s in _SKIPPED_BY_DEFAULT)) for s, p in STEP_PARAMETERS.items()}
-    for step, values in (params or {}).items():
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _coerce(step: str, name: str, value, default):
+    """Check/convert one parameter value against the type of its default (strings as given
+    on a command line, ``--steps.jump.rejection_threshold=5``, are converted)."""
+    where = f"parameter {name!r} of step {step!r}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{where} must be a boolean, got {value!r}")
+    if isinstance(default, int) or isinstance(default, float) or default is None:
+        if default is None and (value is None or (isinstance(value, str)
+                                                   and value.strip().lower() == "none")):
+            return None
+        if isinstance(value, bool):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a number, got {value!r}") from None
+        if not np.isfinite(num):
+            raise ValueError(f"{where} must be finite, got {value!r}")
+        if isinstance(default, int):
+            if num != int(num):
+                raise ValueError(f"{where} must be an integer, got {value!r}")
+            return int(num)
+        return num
+    return value
+
+
+def validate_params(params: dict | None) -> dict[str, dict]:
+    """Check pipeline parameters and return the complete resolved set.
+
+    params: {step: {parameter: value}} with jwst step and parameter names (``skip`` is
+    accepted for every step). Values are checked against the parameter's type and strings
+    are converted ("5", "true"). Returns {step: {parameter: value}} for every step of
+    both detector1 flavours, defaults filled in.
+    Raises ValueError naming the offending step or parameter: unknown step, unknown
+    parameter, wrong type, ``ramp_fit`` skipped, or skip=False for a step this engine does
+    not implement (persistence, emicorr, reset, rscd).
+    """
+    resolved = {s: dict(p, skip=(s in _SKIPPED_BY_DEFAULT or s in _NOT_IMPLEMENTED))
+                for s, p in STEP_PARAMETERS.items()}
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of steps, got {type(params).__name__}")
+    for step, values in params.items():
         if step not in STEP_PARAMETERS:
             raise ValueError(f"unknown calwebb_detector1 step {step!r} in params")
         if not isinstance(values, dict):
             raise ValueError(f"params for step {step!r} must be a dict, got {type(values).__name__}")
         for name, value in values.items():
-            if name != "skip" and name not in STEP_PARAMETERS[step]:
+            if name == "skip":
+                resolved[step]["skip"] = _coerce(step, name, value, False)
+                continue
+            if name not in STEP_PARAMETERS[step]:
                 raise ValueError(f"unknown parameter {name!r} for step {step!r}")
-            resolved[step][name] = value
+            resolved[step][name] = _coerce(step, name, value, STEP_PARAMETERS[step][name])
     if resolved["ramp_fit"]["skip"]:
         raise ValueError("step 'ramp_fit' cannot be skipped: it makes the rate products")
+    for step in sorted(_NOT_IMPLEMENTED):
+        if resolved[step]["skip"] is False:
+            raise ValueError(f"step {step!r} is not implemented by the calib engine "
+                             "(requested skip=False); use the jwst engine for this mode")
     return resolved
 
 
@@ -224,7 +283,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     ReferenceFileError for an unusable reference (naming file and step).
     """
     path = os.fspath(uncal_path)
-    cfg = _resolve_params(params)
+    cfg = validate_params(params)
     references = dict(references or {})
     try:
         model = datamodels.open(path)
@@ -236,10 +295,6 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                              f"{type(model).__name__}")
         info = _exposure_info(model, path)
         steps = steps_for(info.instrument)
-        for step in steps:
-            if step in _NOT_IMPLEMENTED and (params or {}).get(step, {}).get("skip") is False:
-                raise ValueError(f"step {step!r} is not implemented by the calib engine "
-                                 "(requested skip=False); use the jwst engine for this mode")
         data = np.array(model.data, dtype=np.float32)
         if not np.isfinite(data).all():
             raise InputError(f"{path}: SCI contains non-finite values")
