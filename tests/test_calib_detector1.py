@@ -194,6 +194,16 @@ def test_rerun_is_bit_identical_with_1_and_2_threads(nrc):
         numba.set_num_threads(old)
 
 
+def test_concurrent_runs_in_threads(nrc):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim, res = nrc
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: run_detector1(sim.uncal, sim.refs), range(2)))
+    for out in outs:
+        assert _arrays(out) == _arrays(res)
+
+
 def test_params_and_skips(nrc):
     sim, _ = nrc
     with pytest.raises(ValueError, match="nosuchstep"):

@@ -14,6 +14,7 @@ recorded SKIPPED: persistence (NIR; off by default in jwst too), emicorr, reset 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -320,6 +321,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
             return cache[reftype], p
 
         rate = ints = None
+        _KERNEL_LOCK.acquire()
         try:
             for step in steps:
                 t0 = time.perf_counter()
@@ -466,6 +468,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                     raise AssertionError(step)
                 timings[step] = time.perf_counter() - t0
         finally:
+            _KERNEL_LOCK.release()
             for k, m in cache.items():
                 if not k.startswith("_"):
                     m.close()
@@ -487,6 +490,10 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     return Detector1Result(rate=rate_model, rateints=ints_model, step_status=status,
                            references_used=used, timings=timings)
 
+
+# numba's default (workqueue) threading layer must not be entered from two Python threads
+# at once; runs in one process are serialised (processes run in parallel freely)
+_KERNEL_LOCK = threading.Lock()
 
 #: step name -> attribute of meta.cal_step (FITS S_* keyword) where they differ
 CAL_STEP_ATTR = {"dark_current": "dark_sub"}
