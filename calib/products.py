@@ -4,7 +4,9 @@ Every product is written atomically: to a temporary name in the target directory
 then ``os.link``-ed to its final name (which fails if the name exists, so an existing
 product is never overwritten, even by a concurrent writer) and the temporary removed.
 On any error no partial file remains. Provenance is stamped through the datamodel:
-CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>", S_<STEP>, FILENAME.
+CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>" (a file the user gave in place of
+CRDS's choice, ``override_<reftype>``, is recorded by its plain base name, never as
+``crds://``), S_<STEP>, FILENAME.
 """
 from __future__ import annotations
 
@@ -26,12 +28,15 @@ def _stamp(model, result: Detector1Result, provenance: dict, filename: str) -> N
         meta.ref_file.crds.context_used = str(provenance["crds_context"])
     if provenance.get("crds_version") is not None:
         meta.ref_file.crds.sw_version = str(provenance["crds_version"])
+    overridden = set(provenance.get("overrides") or ())
     for reftype, name in (provenance.get("references") or {}).items():
         if name is None:
             continue
         name = str(name)
         if name.upper() == "N/A":
             value = "N/A"
+        elif reftype in overridden:
+            value = os.path.basename(name)
         else:
             base = name[len("crds://"):] if name.startswith("crds://") else os.path.basename(name)
             value = f"crds://{base}"
@@ -79,7 +84,8 @@ def save_products(result: Detector1Result, output_dir, root: str,
     """Write ``<root>_rate.fits`` (and ``<root>_rateints.fits`` when there is a rateints).
 
     provenance = {"crds_context": "jwst_xxxx.pmap", "crds_version": "14.0.3",
-    "cal_version": calib.__version__, "references": {reftype: "name.fits"}}.
+    "cal_version": calib.__version__, "references": {reftype: "name.fits"},
+    "overrides": {reftype, ...} (optional: references not chosen by CRDS)}.
     Returns {"rate": path} plus {"rateints": path} when written. Raises FileExistsError
     (before writing anything) if a target exists; no partial file remains on any error.
     """
