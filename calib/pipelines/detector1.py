@@ -30,7 +30,7 @@ from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _
                          linearity as _lin, ramp_fit as _rf, refpix as _rp,
                          saturation as _sat, superbias as _sb)
 
-__all__ = ["NIR_STEPS", "MIRI_STEPS", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
+__all__ = ["NIR_STEPS", "MIRI_STEPS", "STEP_REFTYPES", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
            "Detector1Result", "run_detector1", "validate_params", "STEP_PARAMETERS",
            "CAL_STEP_ATTR"]
 
@@ -89,6 +89,9 @@ _STEP_REFTYPES = {
     "ramp_fit": ["gain", "readnoise"],
     "gain_scale": ["gain"],
 }
+#: step name -> the CRDS reftypes it reads (public: the archive finds the first step a
+#: changed reference affects)
+STEP_REFTYPES = _STEP_REFTYPES
 
 
 def steps_for(instrument: str) -> tuple[str, ...]:
