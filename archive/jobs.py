@@ -316,6 +316,16 @@ def _fail(settings: Settings, job_id: int, message: str) -> None:
             job.lease_expires_at = None
 
 
+def _remove_other_attempts(work: _Work) -> None:
+    """Once a job is recorded, delete the directories of its other attempts: one whose
+    worker was killed leaves its directory behind, perhaps with a partial temporary file.
+    (A slower attempt still running finds its directory gone, fails to write, and its
+    _record/_fail leave the succeeded job alone.)"""
+    for other in work.output_dir.parent.glob(f"job-{work.job_id}-attempt-*"):
+        if other != work.output_dir:
+            remove_tree_quietly(other)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -367,6 +377,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     if not _record(settings, work, files, dict(getattr(result, "timings", {}) or {}), worker):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
+    _remove_other_attempts(work)
     return "succeeded"
 
 
