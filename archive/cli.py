@@ -174,21 +174,72 @@ def crds_status(as_json: bool = typer.Option(False, "--json")):
                  rows, as_json)
 
 
-@crds_app.command("use")
-def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local cache.")):
-    """Make CONTEXT the context in use for planning and calibration."""
-    from . import crdscache
+@crds_app.command("add")
+def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_1322.pmap."),
+             source: Optional[Path] = typer.Option(None, "--from",
+                                                   help="A CRDS cache (or a directory of mappings and reference "
+                                                        "files) holding the context; default: already synced "
+                                                        "into CRDS_PATH (e.g. by 'crds sync --contexts C')."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Add a CRDS context to the local cache and the catalog; show what it would change.
+
+    Nothing becomes stale until 'archive crds use CONTEXT'.
+    """
+    from .campaigns import switch_context
+    from .crdscache import add_context
     from .db import session_scope
-    from .references import use_context
+    from .references import ContextError, ensure_context
 
     s = settings()
     _ensure_catalog(s)
-    if context not in crdscache.list_contexts(s.crds_path):
-        err.print(f"[red]{context}: not in the CRDS cache {s.crds_path}")
+    try:
+        copied = add_context(s.crds_path, context, source)
+        with session_scope(s.db_url) as db:
+            ensure_context(db, context)
+        report = switch_context(s, context, dry_run=True)
+    except (ContextError, FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]{exc}")
         raise typer.Exit(2)
-    with session_scope(s.db_url) as db:
-        use_context(db, context)
-    console.print(f"context in use: {context}")
+    console.print(f"{context}: in the cache {s.crds_path} ({copied} files copied) and in the catalog")
+    _print_campaign_report(report, as_json, preview=True)
+
+
+def _print_campaign_report(report, as_json: bool, preview: bool = False) -> None:
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(report), indent=1, default=str))
+        return
+    verb = "would make" if preview else "made"
+    console.print(f"{report.from_context} -> {report.to_context}: reftypes that differ: "
+                  + (", ".join(f"{i}: {' '.join(r)}" for i, r in report.changed_reftypes.items()) or "none"))
+    console.print(f"{verb} {report.stale_products} products of {report.stale_exposures} exposures stale "
+                  f"({report.candidates} candidates checked with crds, {report.seconds:.2f} s)"
+                  + (f"; campaign {report.campaign_id} opened" if report.campaign_id else ""))
+    if report.by_change:
+        _print_table("changes driving the remake", ["change", "exposures"],
+                     [[k, v] for k, v in report.by_change.items()], False)
+
+
+@crds_app.command("use")
+def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local cache."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would become stale."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Make CONTEXT the context in use: products whose best references it changes become
+    stale and a campaign is opened for them (only the reftypes that differ are examined)."""
+    from .campaigns import switch_context
+    from .references import ContextError
+
+    s = settings()
+    _ensure_catalog(s)
+    try:
+        report = switch_context(s, context, dry_run=dry_run)
+    except ContextError as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(2)
+    if not dry_run:
+        console.print(f"context in use: {context}")
+    _print_campaign_report(report, as_json, preview=dry_run)
 
 
 # --------------------------------------------------------------------------- reprocess
@@ -223,38 +274,83 @@ def reprocess(ctx: typer.Context,
               program: Optional[str] = typer.Option(None, "--program"),
               instrument: Optional[str] = typer.Option(None, "--instrument"),
               exp_type: Optional[str] = typer.Option(None, "--exp-type"),
-              context: Optional[str] = typer.Option(None, "--context", help="CRDS context (default: in use)."),
+              context: Optional[str] = typer.Option(None, "--context",
+                                                    help="CRDS context (must be the one in use; default: in use)."),
               pipeline: str = typer.Option("calwebb_detector1", "--pipeline"),
+              stale: bool = typer.Option(False, "--stale", help="Only stale products (and lost or expired jobs), "
+                                                                 "as the beat schedule does; failures are not retried."),
+              stale_software: bool = typer.Option(False, "--stale-software",
+                                                  help="First mark stale the products made by another version of "
+                                                       "this software (opens a campaign)."),
               dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, run nothing."),
               as_json: bool = typer.Option(False, "--json")):
     """Plan the jobs the catalog owes and run them (in-process, or through the broker).
 
     Step parameters use the strun convention: --steps.jump.rejection_threshold=5
     """
-    from .dispatch import get_dispatcher
-    from .jobs import plan
+    from .dispatch import plan_and_send
+    from .references import ContextError
 
     s = settings()
     _ensure_catalog(s)
     params = _parse_step_params(ctx.args)
-    p = plan(s, program=program, instrument=instrument, exp_type=exp_type, context=context, pipeline=pipeline,
-             params=params, dry_run=dry_run)
-    summary = (f"plan under {p.context}, software {p.cal_version}: {p.count('new')} new, {p.count('retry')} retry, "
-               f"{p.count('requeue')} requeue, {p.count('pending')} pending, {p.count('current')} current, "
-               f"{p.count('unsupported')} unsupported")
-    if dry_run or not p.job_ids:
-        rows = [[i.exposure, i.pipeline, i.action, i.detail, i.job_id or ""] for i in p.items]
-        _print_table(summary, ["exposure", "pipeline", "action", "detail", "job"], rows, as_json)
-        return
-    dispatcher = get_dispatcher(s)
-    with _progress() as prog:
-        task = prog.add_task("eager" if s.eager else "enqueue", total=len(p.job_ids))
-        outcomes = dispatcher.send(p.job_ids, progress=lambda j, o: prog.advance(task))
+    if stale_software:
+        from .campaigns import mark_software_stale
+
+        rep = mark_software_stale(s, program=program, instrument=instrument, pipeline=pipeline, dry_run=dry_run)
+        err.print(f"software: {rep.stale_products} products of {rep.stale_exposures} exposures "
+                  f"{'would become' if dry_run else 'made'} stale"
+                  + (f" (campaign {rep.campaign_id})" if rep.campaign_id else ""))
+    try:
+        with _progress() as prog:
+            task = prog.add_task("eager" if s.eager else "enqueue", total=None)
+            p, outcomes = plan_and_send(
+                s, progress=lambda j, o: prog.advance(task), program=program, instrument=instrument,
+                exp_type=exp_type, context=context, pipeline=pipeline, params=params, dry_run=dry_run,
+                stale_only=stale, retry_failed=not stale)
+    except ContextError as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(2)
+    counts = ", ".join(f"{p.count(a)} {a}" for a in ("new", "retry", "requeue", "pending", "failed", "current",
+                                                      "unsupported"))
+    summary = f"plan under {p.context}, software {p.cal_version}: {counts}"
     rows = [[i.exposure, i.pipeline, i.action, i.detail, i.job_id or "", outcomes.get(i.job_id, "")]
             for i in p.items]
     _print_table(summary, ["exposure", "pipeline", "action", "detail", "job", "result"], rows, as_json)
     if any(str(o).startswith("failed") for o in outcomes.values()):
         raise typer.Exit(1)
+
+
+@app.command("plan")
+def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="One campaign's remaining work."),
+             stale: bool = typer.Option(False, "--stale", help="Only stale work (what beat would send)."),
+             cores_per_job: int = typer.Option(1, "--cores-per-job", help="Cores one job occupies (numba threads)."),
+             as_json: bool = typer.Option(False, "--json")):
+    """What would be remade before anything runs: products by kind, the reference changes
+    driving it, and the estimated cost in core-seconds from past jobs of the same shape."""
+    from dataclasses import asdict
+
+    from .campaigns import what_if
+
+    s = settings()
+    _ensure_catalog(s)
+    try:
+        w = what_if(s, campaign_id=campaign, stale_only=stale, cores_per_job=cores_per_job)
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}")
+        raise typer.Exit(2)
+    if as_json:
+        print(json.dumps(asdict(w), indent=1, default=str))
+        return
+    cost = (f"{w.est_core_seconds:.0f} core-seconds ({w.est_core_seconds / 3600:.2f} core-hours)"
+            if w.est_core_seconds is not None else "unknown (no past jobs to estimate from)")
+    title = f"campaign {campaign}" if campaign else ("stale work" if stale else "all owed work")
+    console.print(f"[bold]{title}[/]: {w.jobs} exposures to (re)make; estimated cost {cost}; "
+                  f"basis: {', '.join(f'{k} {v}' for k, v in w.basis.items()) or '-'}"
+                  + (f"; {w.unsupported} unsupported" if w.unsupported else ""))
+    _print_table("products to make", ["kind", "exposures"], [[k, v] for k, v in w.by_kind.items()], False)
+    _print_table("why", ["change", "exposures"], [[k, v] for k, v in w.by_change.items()], False)
+    _print_table("first step to redo", ["step", "exposures"], [[k, v] for k, v in w.by_first_step.items()], False)
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -294,26 +390,86 @@ def calibrate(ctx: typer.Context,
 
 
 # --------------------------------------------------------------------------- status
-@app.command()
-def status(as_json: bool = typer.Option(False, "--json")):
-    """Counts of exposures, jobs by status, products and rejections."""
+def _status_tables(s, campaign: Optional[int]):
     from sqlalchemy import func, select
 
+    from .campaigns import campaign_status
     from .db import session_scope
-    from .models import Exposure, IngestRejection, Job, Product
+    from .models import Campaign, Exposure, IngestRejection, Product
+
+    st = campaign_status(s, campaign)
+    rows = []
+    if campaign is None:
+        with session_scope(s.db_url) as db:
+            rows += [["exposures", db.scalar(select(func.count()).select_from(Exposure))],
+                     ["rejected files", db.scalar(select(func.count()).select_from(IngestRejection))],
+                     ["products current", db.scalar(select(func.count()).select_from(Product)
+                                                    .where(Product.is_current.is_(True)))],
+                     ["products current but stale", db.scalar(select(func.count()).select_from(Product).where(
+                         Product.is_current.is_(True), Product.stale_campaign_id.is_not(None)))],
+                     ["products superseded", db.scalar(select(func.count()).select_from(Product)
+                                                       .where(Product.is_current.is_(False)))],
+                     ["campaigns open", db.scalar(select(func.count()).select_from(Campaign)
+                                                  .where(Campaign.status == "open"))]]
+    else:
+        rows.append(["campaign state", st.state])
+    for k in ("queued", "running", "succeeded", "failed", "never_run"):
+        rows.append([f"jobs {k.replace('_', ' ')}", st.counts.get(k, 0)])
+    rows.append(["throughput (jobs/hour, last 10 min)", f"{st.throughput_per_hour:.1f}" if st.throughput_per_hour else "-"])
+    rows.append(["ETA", f"{st.eta_seconds:.0f} s" if st.eta_seconds is not None else "-"])
+    return st, rows
+
+
+@app.command()
+def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
+           watch: bool = typer.Option(False, "--watch", help="Refresh every --interval seconds until the "
+                                                              "campaign is done (Ctrl-C to stop)."),
+           interval: float = typer.Option(2.0, "--interval"),
+           as_json: bool = typer.Option(False, "--json")):
+    """Queued / running / succeeded / failed / never-run job counts, throughput, ETA and the
+    last errors (of one campaign, or of the whole archive)."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
 
     s = settings()
     _ensure_catalog(s)
-    with session_scope(s.db_url) as db:
-        rows = [["exposures", db.scalar(select(func.count()).select_from(Exposure))],
-                ["rejected files", db.scalar(select(func.count()).select_from(IngestRejection))]]
-        for st, n in db.execute(select(Job.status, func.count()).group_by(Job.status).order_by(Job.status)):
-            rows.append([f"jobs {st}", n])
-        rows.append(["products current",
-                     db.scalar(select(func.count()).select_from(Product).where(Product.is_current.is_(True)))])
-        rows.append(["products superseded",
-                     db.scalar(select(func.count()).select_from(Product).where(Product.is_current.is_(False)))])
-    _print_table("archive status", ["what", "count"], rows, as_json)
+    try:
+        st, rows = _status_tables(s, campaign)
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}")
+        raise typer.Exit(2)
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps({"status": asdict(st), "rows": rows}, indent=1, default=str))
+        return
+
+    def render(st, rows):
+        t = Table(title=f"campaign {campaign}" if campaign else "archive status")
+        t.add_column("what")
+        t.add_column("count")
+        for r in rows:
+            t.add_row(str(r[0]), str(r[1]))
+        e = Table(title="last errors")
+        for c in ("job", "exposure", "error"):
+            e.add_column(c)
+        for j, f, m in st.last_errors:
+            e.add_row(str(j), f, m)
+        return Group(t, e) if st.last_errors else t
+
+    if not watch:
+        console.print(render(st, rows))
+        return
+    with Live(render(st, rows), console=console, refresh_per_second=4) as live:
+        try:
+            while not (campaign and st.state == "done"):
+                time.sleep(interval)
+                st, rows = _status_tables(s, campaign)
+                live.update(render(st, rows))
+        except KeyboardInterrupt:
+            pass
 
 
 # --------------------------------------------------------------------------- provenance / sql
@@ -356,6 +512,20 @@ def provenance(name: str = typer.Argument(..., help="A product (file name or pat
         for r in p["references"]:
             t.add_row(r["reftype"], r["name"], r["sha256"] or "")
         console.print(t)
+        if p.get("stale"):
+            st = p["stale"]
+            console.print(f"[yellow]stale[/] since campaign {st['campaign']} ({st['reason']}): "
+                          + "; ".join(f"{c.get('reftype', c.get('software'))} {c['old']} -> {c['new']}"
+                                      for c in st["changes"] or []) + f"; redo from {st['first_step']}")
+        if p.get("comparison_with_superseded"):
+            c = Table("extension", "pixels", "changed", "median |new-old|/ERR", "p99 |new-old|/ERR",
+                      "DQ gained", "DQ lost", title=f"compared with {p['supersedes']}")
+            for r in p["comparison_with_superseded"]:
+                fmt = (lambda v: "" if v is None else f"{v:.4g}")
+                c.add_row(r["extension"], str(r["n_pixels"]), f"{r['frac_changed']:.4%}", fmt(r["median_dev_over_err"]),
+                          fmt(r["p99_dev_over_err"]), json.dumps(r["dq_gained"]) if r["dq_gained"] else "",
+                          json.dumps(r["dq_lost"]) if r["dq_lost"] else "")
+            console.print(c)
 
 
 @app.command()

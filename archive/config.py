@@ -13,6 +13,8 @@ crds_path              ``CRDS_PATH``                            ``<data_dir>/crd
 crds_context           ``CRDS_CONTEXT``                         the context marked in use in the catalog
 lease_seconds          ``ARCHIVE_LEASE_SECONDS``                ``3600``
 beat_interval_seconds  ``ARCHIVE_BEAT_INTERVAL``                ``3600``
+requeue_after_seconds  ``ARCHIVE_REQUEUE_AFTER``                ``21600`` (a queued job not started
+                                                                after this is sent again)
 queue                  ``ARCHIVE_QUEUE``                        ``archive`` (the Celery queue)
 =====================  =======================================  ==============================
 """
@@ -35,6 +37,7 @@ class Settings:
     crds_context: str | None = None
     lease_seconds: int = 3600
     beat_interval_seconds: int = 3600
+    requeue_after_seconds: int = 21600
     queue: str = "archive"
     extra: dict = field(default_factory=dict)
 
@@ -107,6 +110,7 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         crds_context=pick("CRDS_CONTEXT", "crds_context") or None,
         lease_seconds=int(pick("ARCHIVE_LEASE_SECONDS", "lease_seconds", 3600)),
         beat_interval_seconds=int(pick("ARCHIVE_BEAT_INTERVAL", "beat_interval_seconds", 3600)),
+        requeue_after_seconds=int(pick("ARCHIVE_REQUEUE_AFTER", "requeue_after_seconds", 21600)),
         queue=pick("ARCHIVE_QUEUE", "queue", "archive"),
         extra={k: v for k, v in cfg.items()},
     )

@@ -295,6 +295,85 @@ def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> lis
     return pmaps
 
 
+def _mapping_names(text: str) -> set[str]:
+    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:imap|rmap))['\"]", text))
+
+
+def _reference_names(text: str) -> set[str]:
+    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:fits|asdf|json|yaml))['\"]", text))
+
+
+def add_context(crds_path: str | Path, context: str, source: str | Path | None = None) -> int:
+    """Put ``context`` and its whole closure into the local cache.
+
+    ``source`` is another CRDS cache (``mappings/jwst`` and ``references/jwst`` inside) or a
+    flat directory of mapping and reference files; None means the context must already be
+    in the cache (synced by ``crds sync --contexts CONTEXT`` or written here). Reference
+    files the mappings name are copied when the source has them. Existing files are never
+    replaced: a CRDS name always stands for one content.
+
+    Returns
+    -------
+    int : number of files copied.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the context or a mapping of its closure is missing.
+    ValueError
+        If a file of the same name but different content is already in the cache.
+    """
+    import filecmp
+
+    crds_path = Path(crds_path)
+    _ensure_layout(crds_path)
+    dest = _mapping_dir(crds_path)
+    copied = 0
+    if source is not None:
+        source = Path(source)
+        src_maps = source / "mappings" / OBSERVATORY if (source / "mappings" / OBSERVATORY).is_dir() else source
+        todo, seen = [context], set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            src = src_maps / name
+            if not src.is_file():
+                raise FileNotFoundError(f"{name} (closure of {context}): not in {src_maps}")
+            target = dest / name
+            if target.exists():
+                if not filecmp.cmp(src, target, shallow=False):
+                    raise ValueError(f"{target} exists with other content than {src}: a CRDS name is one content")
+            else:
+                shutil.copy2(src, target)
+                copied += 1
+            text = src.read_text()
+            todo.extend(_mapping_names(text) - seen)
+            if name.endswith(".rmap"):
+                instr = name.split("_")[1]
+                for ref in _reference_names(text):
+                    hits = [p for p in (source / "references" / OBSERVATORY).rglob(ref)] \
+                        if (source / "references").is_dir() else []
+                    hits += [p for p in [source / ref] if p.is_file()]
+                    target_ref = crds_path / "references" / OBSERVATORY / instr / ref
+                    if hits and not target_ref.exists():
+                        target_ref.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(hits[0], target_ref)
+                        copied += 1
+    if not (dest / context).is_file():
+        raise FileNotFoundError(f"{context}: not in the CRDS cache {crds_path} (give --from a cache that has it, "
+                                f"or run 'crds sync --contexts {context}' with CRDS_PATH={crds_path})")
+    configure(crds_path)
+    import crds
+
+    try:
+        crds.get_cached_mapping(context)
+    except Exception as exc:
+        raise FileNotFoundError(f"{context}: its closure is incomplete in {crds_path}: {exc}") from exc
+    return copied
+
+
 def _ref_properties(path: Path) -> dict[str, str]:
     from astropy.io import fits
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from calib import __version__ as CAL_VER
@@ -35,6 +35,9 @@ from .references import compute_bestrefs, context_in_use, ensure_context, ensure
 from .storage import remove_tree_quietly, sha256_file
 
 log = logging.getLogger(__name__)
+
+#: where a remake for new software starts: the first step of calwebb_detector1
+SOFTWARE_FIRST_STEP = "group_scale"
 
 SOFTWARE = ("jwst-archive", "numpy", "numba", "astropy", "crds", "stdatamodels", "sqlalchemy", "celery")
 
@@ -84,7 +87,7 @@ class PlanItem:
 
     exposure: str
     pipeline: str
-    action: str  # new | retry | requeue | pending | current | unsupported
+    action: str  # new | retry | requeue | pending | failed | current | unsupported
     detail: str = ""
     job_id: int | None = None
 
@@ -98,92 +101,159 @@ class Plan:
 
     @property
     def job_ids(self) -> list[int]:
-        """Jobs to dispatch: new, revived and still queued ones."""
-        return [i.job_id for i in self.items if i.action in ("new", "retry", "requeue", "pending") and i.job_id]
+        """Jobs to send: new, retried and re-queued ones."""
+        return [i.job_id for i in self.items if i.action in ("new", "retry", "requeue") and i.job_id]
 
     def count(self, action: str) -> int:
         return sum(1 for i in self.items if i.action == action)
 
 
-def _current_product_job(session: Session, exposure_id: int, pipeline: str, context_id: int,
-                         phash: str) -> Job | None:
-    return session.execute(
-        select(Job).join(Product, Product.job_id == Job.id).where(
-            Product.exposure_id == exposure_id, Product.is_current.is_(True), Job.pipeline == pipeline,
-            Job.context_id == context_id, Job.cal_version == CAL_VER, Job.param_hash == phash,
-            Job.status == "succeeded",
-        ).limit(1)
-    ).scalar_one_or_none()
+def _select_exposures(q, program, instrument, exp_type):
+    if program:
+        q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
+    if instrument:
+        q = q.where(Exposure.instrume == instrument.upper())
+    if exp_type:
+        q = q.where(Exposure.exp_type == exp_type.upper())
+    return q
+
+
+def _pinned_context(settings: Settings, context: str | None) -> None:
+    """Bring the catalog's context in use in line with ``CRDS_CONTEXT`` (opening a
+    campaign for what the change makes stale); refuse ``--context`` for another one."""
+    from .campaigns import switch_context
+    from .models import CrdsContext
+    from .references import ContextError
+
+    with session_scope(settings.db_url) as s:
+        row = s.execute(select(CrdsContext).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
+        in_use = row.name if row else None
+    if context and in_use and context != in_use:
+        raise ContextError(f"{context} is not the context in use ({in_use}): run 'archive crds use {context}' "
+                           f"first, which also marks what it makes stale")
+    wanted = context or settings.crds_context
+    if wanted and wanted != in_use:
+        switch_context(settings, wanted, reason=f"CRDS context {in_use} -> {wanted} (pinned by configuration)")
 
 
 def plan(settings: Settings, *, program: str | None = None, instrument: str | None = None,
          exp_type: str | None = None, context: str | None = None,
          pipeline: str | None = "calwebb_detector1", params: dict | None = None,
-         dry_run: bool = False, campaign_id: int | None = None) -> Plan:
+         dry_run: bool = False, campaign_id: int | None = None, stale_only: bool = False,
+         retry_failed: bool = True, broker_epoch: str | None = None) -> Plan:
     """Decide, from the catalog, which jobs are owed, and (unless ``dry_run``) create them.
 
-    An exposure whose stage-1 pipeline no engine runs yet is listed as ``unsupported``
-    with the pipeline it needs. A failed job is revived (``retry``); a running job whose
-    lease has expired is put back in the queue (``requeue``).
+    An exposure is *current* when it has a current product of this pipeline made with
+    these parameters that no campaign has marked stale (a new context marks stale exactly
+    the products whose references it changes; new software only when the operator says so:
+    :mod:`archive.campaigns`). Otherwise it is owed a job under the context in use:
+
+    - ``new``: no job yet (its campaign is the one that made its product stale);
+    - ``retry``: its job failed (only with ``retry_failed``; the beat schedule does not
+      retry failures, which would fail again until someone fixes the input);
+    - ``requeue``: running with an expired lease, or queued but lost: sent under another
+      broker epoch (the broker restarted), never sent, or sent longer ago than
+      ``requeue_after_seconds``; with ``broker_epoch`` None (eager execution) every queued
+      job is sent;
+    - ``pending``: queued in the broker or running under a live lease: nothing to do;
+    - ``failed``: failed and not retried; ``unsupported``: no engine runs its pipeline.
+
+    ``stale_only`` limits the plan to exposures with a stale product or an unfinished
+    job (what ``archive reprocess --stale`` and the beat schedule do). Jobs to send are
+    stamped with ``broker_epoch`` and the time.
 
     Raises
     ------
     archive.references.ContextError
-        If no CRDS context is configured or in use.
+        If no CRDS context is configured or in use, or ``context`` is not the one in use.
     """
+    from .campaigns import close_finished
+    from .models import CrdsContext
+
     params = params or {}
     phash = param_hash(params)
     now = _now()
+    requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
+    _pinned_context(settings, context)
     with session_scope(settings.db_url) as s:
-        ctx = ensure_context(s, context) if context else context_in_use(settings, s)
+        ctx = s.execute(select(CrdsContext).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
+        if ctx is None:
+            ctx = context_in_use(settings, s)
         result = Plan(context=ctx.name, cal_version=CAL_VER, param_hash=phash)
-        q = select(Exposure).order_by(Exposure.filename)
-        if program:
-            q = q.where(Exposure.program == program.lstrip("0").rjust(5, "0"))
-        if instrument:
-            q = q.where(Exposure.instrume == instrument.upper())
-        if exp_type:
-            q = q.where(Exposure.exp_type == exp_type.upper())
+        # current products by exposure: fresh (not stale) and made this way
+        current: dict[int, int] = {}
+        stale: dict[int, int] = {}
+        cq = (select(Product.exposure_id, Product.stale_campaign_id, Job.id, Job.param_hash, Job.pipeline)
+              .join(Job, Job.id == Product.job_id).where(Product.is_current.is_(True), Job.status == "succeeded"))
+        for eid, stale_cid, jid, jhash, jpipe in s.execute(cq):
+            if stale_cid is not None:
+                stale[eid] = stale_cid
+            elif jhash == phash:
+                current.setdefault(eid, jid)
+        open_jobs: dict[int, Job] = {}
+        for job in s.execute(select(Job).where(Job.context_id == ctx.id, Job.cal_version == CAL_VER,
+                                               Job.param_hash == phash, Job.status != "succeeded")
+                             .order_by(Job.id)).scalars():
+            open_jobs[job.exposure_id] = job  # the latest one wins
+        q = _select_exposures(select(Exposure).order_by(Exposure.filename), program, instrument, exp_type)
+        if stale_only:
+            ids = set(stale) | set(open_jobs)
+            if not ids:
+                return result
+            q = q.where(Exposure.id.in_(sorted(ids))) if len(ids) < 30000 else q
         for exp in s.execute(q).scalars():
+            if stale_only and exp.id not in stale and exp.id not in open_jobs:
+                continue
             needed = exp.stage1_pipeline
-            if pipeline and needed != pipeline:
+            if (pipeline and needed != pipeline) or engine_for(needed) is None:
                 if engine_for(needed) is None:
                     result.items.append(PlanItem(exp.filename, needed, "unsupported",
                                                  f"{exp.exp_type} needs {needed}: not supported yet"))
                 continue
-            if engine_for(needed) is None:
-                result.items.append(PlanItem(exp.filename, needed, "unsupported",
-                                             f"{exp.exp_type} needs {needed}: not supported yet"))
+            if exp.id in current and exp.id not in stale:
+                result.items.append(PlanItem(exp.filename, needed, "current", f"job {current[exp.id]}",
+                                             current[exp.id]))
                 continue
-            done = _current_product_job(s, exp.id, needed, ctx.id, phash)
-            if done is not None:
-                result.items.append(PlanItem(exp.filename, needed, "current", f"job {done.id}", done.id))
-                continue
-            job = s.execute(
-                select(Job).where(Job.exposure_id == exp.id, Job.pipeline == needed, Job.context_id == ctx.id,
-                                  Job.cal_version == CAL_VER, Job.param_hash == phash,
-                                  Job.status != "succeeded").order_by(Job.id.desc()).limit(1)
-            ).scalar_one_or_none()
-            if job is not None:
+            owner = campaign_id or stale.get(exp.id)
+            job = open_jobs.get(exp.id)
+            if job is not None and job.pipeline == needed:
+                send = False
                 if job.status == "failed":
-                    action, detail = "retry", f"failed before: {(job.error or '')[:80]}"
-                    if not dry_run:
-                        job.status, job.error = "queued", None
-                elif job.status == "running" and (_aware(job.lease_expires_at) or now) <= now:
-                    action, detail = "requeue", f"lease of {job.worker} expired"
-                    if not dry_run:
-                        job.status = "queued"
-                else:
-                    action, detail = "pending", job.status
-                if campaign_id and not dry_run:
-                    job.campaign_id = campaign_id
+                    if retry_failed:
+                        action, detail, send = "retry", f"failed before: {(job.error or '')[:80]}", True
+                        if not dry_run:
+                            job.status, job.error = "queued", None
+                    else:
+                        action, detail = "failed", (job.error or "")[:80]
+                elif job.status == "running":
+                    if (_aware(job.lease_expires_at) or now) <= now:
+                        action, detail, send = "requeue", f"lease of {job.worker} expired", True
+                        if not dry_run:
+                            job.status = "queued"
+                    else:
+                        action, detail = "pending", f"running on {job.worker}"
+                else:  # queued
+                    if broker_epoch is None or job.broker_epoch is None:
+                        action, detail, send = "requeue", "queued, not in a broker", True
+                    elif job.broker_epoch != broker_epoch:
+                        action, detail, send = "requeue", "the broker restarted since it was sent", True
+                    elif (_aware(job.enqueued_at) or now) < requeue_before:
+                        action, detail, send = "requeue", "sent long ago and not started", True
+                    else:
+                        action, detail = "pending", "queued"
+                if send and not dry_run:
+                    job.enqueued_at, job.broker_epoch = now, broker_epoch
+                    if owner and job.campaign_id is None:
+                        job.campaign_id = owner
                 result.items.append(PlanItem(exp.filename, needed, action, detail, job.id))
                 continue
-            item = PlanItem(exp.filename, needed, "new")
+            item = PlanItem(exp.filename, needed, "new",
+                            f"stale (campaign {stale[exp.id]})" if exp.id in stale else "never processed")
             if not dry_run:
                 job = Job(pipeline=needed, engine=engine_for(needed), exposure_id=exp.id, context_id=ctx.id,
-                          campaign_id=campaign_id, cal_version=CAL_VER, software_versions=software_versions(),
-                          parameters=params, param_hash=phash, status="queued")
+                          campaign_id=owner, cal_version=CAL_VER, software_versions=software_versions(),
+                          parameters=params, param_hash=phash, status="queued", enqueued_at=now,
+                          broker_epoch=broker_epoch)
                 s.add(job)
                 s.flush()
                 s.add(JobInput(job_id=job.id, exposure_id=exp.id, sha256=exp.sha256))
@@ -191,7 +261,17 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
             result.items.append(item)
         if dry_run:
             s.rollback()
+        else:
+            close_finished(s)
     return result
+
+
+def unsend(settings: Settings, job_ids: list[int]) -> None:
+    """Forget that jobs were sent (the broker refused them), so the next plan sends them."""
+    with session_scope(settings.db_url) as s:
+        for start in range(0, len(job_ids), 5000):
+            s.execute(update(Job).where(Job.id.in_(job_ids[start:start + 5000]), Job.status == "queued")
+                      .values(broker_epoch=None, enqueued_at=None))
 
 
 # --------------------------------------------------------------------------- execution
@@ -378,6 +458,12 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)
+    try:  # the comparison with the superseded product is a report: it never fails the job
+        from .campaigns import compare_with_superseded
+
+        compare_with_superseded(settings, job_id)
+    except Exception:
+        log.exception("job %s: comparison with the superseded product failed", job_id)
     return "succeeded"
 
 
@@ -390,6 +476,6 @@ def job_summary(settings: Settings) -> dict[str, int]:
 
 
 __all__ = [
-    "Plan", "PlanItem", "PermanentJobError", "plan", "execute_job", "software_versions", "param_hash",
+    "Plan", "PlanItem", "PermanentJobError", "plan", "unsend", "execute_job", "software_versions", "param_hash",
     "product_root", "job_summary", "worker_name",
 ]

@@ -167,7 +167,8 @@ class BestRef(Base):
 
 
 class Campaign(Base):
-    """A bulk reprocessing request: why, what was selected, and its counts."""
+    """A bulk reprocessing request: why (a new context, new software, an operator), what it
+    made stale, and its state (open until every job it owes has succeeded)."""
 
     __tablename__ = "campaigns"
 
@@ -176,7 +177,35 @@ class Campaign(Base):
     reason: Mapped[str] = mapped_column(Text)
     selection: Mapped[dict] = mapped_column(JSON)
     context_id: Mapped[int | None] = mapped_column(ForeignKey("crds_contexts.id"))
+    """The context the campaign's jobs run under (the new one, for a context change)."""
     n_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    """context | software | manual"""
+    from_context_id: Mapped[int | None] = mapped_column(Integer)
+    """The context in use before a context change (no FK constraint: see migration 0003)."""
+    cal_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    """Counts: {"stale": n, "by_change": {"nircam dark a.fits -> b.fits": n}, ...}."""
+
+
+class CampaignExposure(Base):
+    """An exposure a campaign remakes: which reftypes changed and where the pipeline must
+    start again (the first step that reads a changed reference)."""
+
+    __tablename__ = "campaign_exposures"
+    __table_args__ = (UniqueConstraint("campaign_id", "exposure_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    exposure_id: Mapped[int] = mapped_column(ForeignKey("exposures.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
+    """The product made stale."""
+    changes: Mapped[list] = mapped_column(JSON)
+    """[{"reftype": "dark", "old": "a.fits", "new": "b.fits"}, ...] or, for new software,
+    [{"software": "jwst-archive", "old": "0.1.0", "new": "0.2.0"}]."""
+    first_step: Mapped[str | None] = mapped_column(String(32))
 
 
 class Job(Base):
@@ -187,7 +216,8 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status", "status"), Index("ix_jobs_exposure_pipeline", "exposure_id", "pipeline"))
+    __table_args__ = (Index("ix_jobs_status", "status"), Index("ix_jobs_exposure_pipeline", "exposure_id", "pipeline"),
+                      Index("ix_jobs_campaign_id", "campaign_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(32))
@@ -210,6 +240,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     output_dir: Mapped[str | None] = mapped_column(Text)
     step_timings: Mapped[dict | None] = mapped_column(JSON)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    """The broker's identity when the job was last sent (Redis run_id): a different one now
+    means the broker restarted and lost the message."""
 
 
 class JobInput(Base):
@@ -240,6 +274,33 @@ class Product(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
+    stale_campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The campaign that made this product stale (NULL: not stale). No FK: see migration 0003."""
+
+
+class ProductComparison(Base):
+    """A new product against the one it supersedes, for one extension (SCI, ERR, DQ ...).
+
+    ``frac_changed``: fraction of pixels whose value differs; ``median_dev_over_err`` and
+    ``p99_dev_over_err``: median and 99th percentile of |new - old| / ERR_new over pixels
+    with finite values and ERR > 0 (SCI only); ``dq_gained`` / ``dq_lost``: per DQ flag
+    name, the number of pixels that gained or lost it (DQ only).
+    """
+
+    __tablename__ = "product_comparisons"
+    __table_args__ = (UniqueConstraint("product_id", "extension"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    previous_product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    extension: Mapped[str] = mapped_column(String(16))
+    n_pixels: Mapped[int] = mapped_column(BigInteger)
+    frac_changed: Mapped[float] = mapped_column(Float)
+    median_dev_over_err: Mapped[float | None] = mapped_column(Float)
+    p99_dev_over_err: Mapped[float | None] = mapped_column(Float)
+    dq_gained: Mapped[dict | None] = mapped_column(JSON)
+    dq_lost: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ProductReference(Base):

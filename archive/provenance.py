@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import create_engine, or_, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from .config import Settings
@@ -18,11 +18,14 @@ from .db import session_scope
 from .models import (
     Association,
     AssociationMember,
+    Campaign,
+    CampaignExposure,
     CrdsContext,
     Exposure,
     Job,
     JobInput,
     Product,
+    ProductComparison,
     ProductReference,
     ReferenceFile,
 )
@@ -51,6 +54,20 @@ def _product_lineage(s, product: Product) -> dict:
     ).all():
         refs.append({"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256, "path": rf.path})
     superseded = s.get(Product, product.supersedes_id) if product.supersedes_id else None
+    comparisons = [
+        {"extension": c.extension, "n_pixels": c.n_pixels, "frac_changed": c.frac_changed,
+         "median_dev_over_err": c.median_dev_over_err, "p99_dev_over_err": c.p99_dev_over_err,
+         "dq_gained": c.dq_gained, "dq_lost": c.dq_lost}
+        for c in s.execute(select(ProductComparison).where(ProductComparison.product_id == product.id)
+                           .order_by(ProductComparison.id)).scalars()]
+    stale = None
+    if product.stale_campaign_id is not None:
+        camp = s.get(Campaign, product.stale_campaign_id)
+        ce = s.execute(select(CampaignExposure).where(CampaignExposure.campaign_id == product.stale_campaign_id,
+                                                      CampaignExposure.exposure_id == product.exposure_id)
+                       ).scalar_one_or_none()
+        stale = {"campaign": product.stale_campaign_id, "reason": camp.reason if camp else None,
+                 "changes": ce.changes if ce else None, "first_step": ce.first_step if ce else None}
     return {
         "product": product.filename,
         "path": product.path,
@@ -59,6 +76,8 @@ def _product_lineage(s, product: Product) -> dict:
         "is_current": bool(product.is_current),
         "created_at": _iso(product.created_at),
         "supersedes": superseded.path if superseded else None,
+        "stale": stale,
+        "comparison_with_superseded": comparisons,
         "inputs": inputs,
         "job": {
             "id": job.id, "pipeline": job.pipeline, "engine": job.engine, "status": job.status,
@@ -91,9 +110,10 @@ def lineage(settings: Settings, name: str) -> dict:
     """
     base = Path(name).name
     with session_scope(settings.db_url) as s:
-        products = s.execute(
-            select(Product).where(or_(Product.path == name, Product.filename == base)).order_by(Product.id)
-        ).scalars().all()
+        # a path names one product; a file name names every version of it (oldest first)
+        products = s.execute(select(Product).where(Product.path == str(Path(name).resolve()))).scalars().all() \
+            or s.execute(select(Product).where(Product.path == name)).scalars().all() \
+            or s.execute(select(Product).where(Product.filename == base).order_by(Product.id)).scalars().all()
         if products:
             out = [_product_lineage(s, p) for p in products]
             return {"kind": "product", "products": out}

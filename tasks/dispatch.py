@@ -8,11 +8,29 @@ from archive.jobs import PermanentJobError
 class CeleryDispatcher:
     """Sends jobs through Celery: eager in-process, or to the broker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app=None) -> None:
         from .app import make_app
 
         self.settings = settings
-        self.app = make_app(settings)
+        self.app = app or make_app(settings)
+
+    def epoch(self) -> str | None:
+        """The broker's identity: Redis' run_id (new at every server start), so the planner
+        can tell that a restarted broker lost what was sent before. None when eager; for
+        other brokers a constant (lost messages are then re-sent after
+        ``requeue_after_seconds``)."""
+        if self.settings.eager:
+            return None
+        url = self.settings.broker_url or ""
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=5)
+            try:
+                return "redis:" + str(client.info("server")["run_id"])
+            finally:
+                client.close()
+        return "static"
 
     def send(self, job_ids: list[int], progress=None) -> dict[int, str]:
         from . import jobs as _  # noqa: F401 - registers the tasks on the app

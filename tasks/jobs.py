@@ -29,9 +29,12 @@ def run_job(self, job_id: int) -> str:
 
 @shared_task(bind=True, name="tasks.jobs.plan_and_enqueue")
 def plan_and_enqueue(self) -> int:
-    """Beat task: plan what the catalog owes under the context in use and enqueue it."""
+    """Beat task: send the stale work the catalog owes under the context in use (and jobs a
+    lost worker or a restarted broker dropped); failures are not retried automatically."""
+    from archive.dispatch import plan_and_send
+
+    from .dispatch import CeleryDispatcher
+
     settings = _settings(self)
-    plan = jobs.plan(settings)
-    for job_id in plan.job_ids:
-        run_job.delay(job_id)
+    plan, _ = plan_and_send(settings, CeleryDispatcher(settings, app=self.app), stale_only=True, retry_failed=False)
     return len(plan.job_ids)
