@@ -1,0 +1,402 @@
+"""Faults with real processes: `archive worker` subprocesses through the real Redis, the
+catalog on a fresh PostgreSQL database per test.
+
+(a) a worker killed with SIGKILL in the middle of jobs (first only its pool child, which
+    makes Celery reject the message back to the queue; then the whole process group,
+    which leaves the message unacknowledged): the planner re-enqueues the jobs whose
+    lease expired, a second worker finishes them, every job succeeds once and no partial
+    or unrecorded file remains;
+(b) two workers and 50 jobs, every message sent twice: no job is done twice;
+(c) a reference file corrupted on disk: its jobs fail once, naming the file, the others
+    succeed.
+
+Each test uses its own Celery queue and removes its Redis keys afterwards; the worker
+processes run in their own sessions and their process groups are killed in a finally.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from archive.db import session_scope
+from archive.dispatch import get_dispatcher
+from archive.ingest import ingest
+from archive.jobs import plan
+from archive.models import Exposure, Job, Product
+from archive.pools import pool_rows
+from archive.references import compute_bestrefs, context_in_use, use_context
+from archive.simulation import simulate_pool
+
+from .conftest import REDIS_URL, need_server, shared
+from .test_end_to_end import write_pool
+
+N_EXPOSURES = 50
+DETECTORS = ("nrca1", "nrcb1")  # two detectors: two sets of reference files
+SUFFIXES = ["rate", "rateints"]  # NINTS 2: both products per job
+
+
+@pytest.fixture(scope="module")
+def exposures(tmp_path_factory):
+    """50 small NIRCam SUB160 exposures (NGROUPS 6, NINTS 2) on two detectors, from the
+    rows of the real pool_003, and the CRDS cache that calibrates them."""
+    root = tmp_path_factory.mktemp("faults")
+    base = pool_rows(shared("pools", "pool_003_image_nircam.csv"))
+    rows = []
+    for i in range(N_EXPOSURES):
+        r = dict(base[i % len(base)])
+        r.update(SUBARRAY="sub160", DETECTOR=DETECTORS[i % 2], FILENAME=f"jw_{i + 1:05d}_uncal.fits")
+        rows.append(r)
+    pool = root / "pool.csv"
+    write_pool(pool, rows)
+    result = simulate_pool(pool, root / "incoming", root / "crds", seed=11, ngroups=6, nints=2)
+    return pool, result, root / "crds"
+
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        need_server("Redis at 127.0.0.1:6379", exc)
+    return REDIS_URL
+
+
+def _purge_queue(url: str, queue: str) -> None:
+    """Remove every Redis key of ``queue`` and its unacknowledged messages (kombu keeps
+    those in the shared ``unacked`` hash until the visibility timeout)."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    for key in list(r.scan_iter(match=f"*{queue}*")):
+        r.delete(key)
+    r.zrem("_kombu.binding_deadlines", queue)
+    for member in list(r.smembers("_kombu.binding.celery.pidbox")):  # a killed worker's remote-control queue
+        if queue.encode() in member:
+            r.srem("_kombu.binding.celery.pidbox", member)
+    for tag, raw in list(r.hscan_iter("unacked")):
+        try:
+            _, _, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if routing_key == queue:
+            r.hdel("unacked", tag)
+            r.zrem("unacked_index", tag)
+
+
+class Archive:
+    """One test's archive: data directory, catalog, queue, and the workers it started."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, redis_url: str, crds_path: Path, monkeypatch,
+                 lease_seconds: int = 3600):
+        from archive.config import load_settings
+        from archive.db import upgrade
+
+        self.tmp = tmp_path
+        self.redis_url = redis_url
+        self.queue = f"archive-faults-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "ARCHIVE_DATA_DIR": str(tmp_path / "data"), "ARCHIVE_DB_URL": pg_url,
+                    "ARCHIVE_BROKER_URL": redis_url, "CRDS_PATH": str(crds_path), "ARCHIVE_QUEUE": self.queue,
+                    "ARCHIVE_LEASE_SECONDS": str(lease_seconds), "NUMBA_NUM_THREADS": "1"}
+        self.env.pop("CRDS_CONTEXT", None)
+        self.env.pop("ARCHIVE_CONFIG", None)
+        monkeypatch.delenv("CRDS_CONTEXT", raising=False)
+        monkeypatch.delenv("ARCHIVE_CONFIG", raising=False)
+        for k, v in self.env.items():
+            if k.startswith("ARCHIVE_") or k == "CRDS_PATH":
+                monkeypatch.setenv(k, v)
+        self.settings = load_settings()
+        upgrade(self.settings.db_url)
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def ingest(self, pool: Path, files: list[Path], context: str) -> None:
+        assert ingest(self.settings, files, pool_path=pool).ok
+        with session_scope(self.settings.db_url) as db:
+            use_context(db, context)
+
+    def worker(self, name: str, pool: str = "solo") -> subprocess.Popen:
+        log_path = self.tmp / f"worker-{name}.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "archive.cli", "worker", f"--pool={pool}", "--concurrency=1",
+                 f"--hostname={name}-{self.queue}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((proc, log_path))
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in self.procs if p.exists())
+
+    def check_alive(self, *procs: subprocess.Popen) -> None:
+        for proc in procs:
+            assert proc.poll() is None, f"worker {proc.pid} exited {proc.returncode}\n{self.logs()}"
+
+    def jobs(self) -> dict[int, Job]:
+        with session_scope(self.settings.db_url) as db:
+            rows = db.execute(select(Job).order_by(Job.id)).scalars().all()
+            db.expunge_all()
+        return {j.id: j for j in rows}
+
+    def products(self) -> list[Product]:
+        with session_scope(self.settings.db_url) as db:
+            rows = db.execute(select(Product).order_by(Product.id)).scalars().all()
+            db.expunge_all()
+        return rows
+
+    def wait(self, predicate, timeout: float, what: str, procs=(), poll: float = 0.2, tick=None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = self.jobs()
+            if predicate(jobs):
+                return jobs
+            self.check_alive(*procs)
+            if tick:
+                tick()
+            time.sleep(poll)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}: "
+                    f"{ {j.id: (j.status, j.attempts) for j in self.jobs().values()} }\n{self.logs()}")
+
+    def close(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group: a pool child may outlive its parent
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+        _purge_queue(self.redis_url, self.queue)
+
+    def assert_storage_matches_catalog(self) -> None:
+        """Every file under the products tree is a catalogued product with its checksum;
+        no temporary file, no directory of an attempt that recorded nothing."""
+        from archive.storage import sha256_file
+
+        products = self.products()
+        catalogued = {Path(p.path): p for p in products}
+        on_disk = {p for p in self.settings.products_dir.rglob("*") if p.is_file()}
+        assert on_disk == set(catalogued), (sorted(map(str, on_disk - set(catalogued))),
+                                            sorted(map(str, set(catalogued) - on_disk)))
+        for path, prod in catalogued.items():
+            assert sha256_file(path) == prod.sha256, path
+        attempt_dirs = {p for p in self.settings.products_dir.rglob("job-*-attempt-*") if p.is_dir()}
+        assert attempt_dirs == {p.parent for p in catalogued}, sorted(map(str, attempt_dirs))
+
+
+@pytest.fixture
+def make_archive(tmp_path, pg_url, redis_url, monkeypatch):
+    made: list[Archive] = []
+
+    def make(crds_path: Path, **kw) -> Archive:
+        a = Archive(tmp_path, pg_url, redis_url, crds_path, monkeypatch, **kw)
+        made.append(a)
+        return a
+
+    yield make
+    for a in made:
+        a.close()
+
+
+def _assert_each_job_succeeded_once(archive: Archive, job_ids: list[int]) -> dict[int, Job]:
+    jobs = archive.jobs()
+    assert sorted(jobs) == sorted(job_ids)
+    assert {j.status for j in jobs.values()} == {"succeeded"}, {j.id: (j.status, j.error) for j in jobs.values()}
+    products = archive.products()
+    by_job: dict[int, list[str]] = {}
+    for p in products:
+        by_job.setdefault(p.job_id, []).append(p.suffix)
+    assert {j: sorted(s) for j, s in by_job.items()} == {j: SUFFIXES for j in job_ids}  # once, not twice
+    assert len(products) == len(SUFFIXES) * len(job_ids)
+    assert all(p.is_current for p in products)
+    for j in jobs.values():
+        assert j.attempts >= 1 and j.worker and j.finished_at and j.lease_expires_at is None
+        assert {Path(p.path).parent for p in products if p.job_id == j.id} == {Path(j.output_dir)}
+    archive.assert_storage_matches_catalog()
+    return jobs
+
+
+def _timeline(jobs: dict[int, Job]) -> str:
+    """Job id, attempts, worker pid, start and finish in seconds from the first start."""
+    t0 = min(_aware(j.started_at) for j in jobs.values() if j.started_at)
+    return "\n".join(f"job {j.id} {j.status} attempts={j.attempts} pid={j.worker and _worker_pid(j)} "
+                     f"start={(_aware(j.started_at) - t0).total_seconds():.1f} "
+                     f"end={(_aware(j.finished_at) - t0).total_seconds() if j.finished_at else -1:.1f}"
+                     for j in jobs.values() if j.started_at)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _worker_pid(job: Job) -> int:
+    return int(job.worker.rsplit(":", 1)[1])
+
+
+def test_killed_worker_costs_time_not_correctness(exposures, make_archive):
+    """SIGKILL of a pool child (Celery rejects the message back: it is redelivered), then
+    of a whole worker (its message stays unacknowledged): the planner re-enqueues the
+    jobs whose lease expired and a second worker completes every job exactly once."""
+    pool, result, crds_path = exposures
+    lease = 20  # above a job's run time (about 4 s; 15 s for a worker's first job)
+    a = make_archive(crds_path, lease_seconds=lease)
+    a.ingest(pool, result.files[:8], result.context)
+    p = plan(a.settings)
+    assert len(p.job_ids) == 8
+    dispatcher = get_dispatcher(a.settings)
+    first = a.worker("first", pool="prefork")
+    dispatcher.send(p.job_ids)
+
+    def running_in_new_process(exclude: set[int]):
+        def pred(jobs):
+            return any(j.status == "running" and j.output_dir and os.path.isdir(j.output_dir)
+                       and _worker_pid(j) not in exclude for j in jobs.values())
+        return pred
+
+    # 1. kill the pool child in the middle of a job: Celery rejects the message back to
+    #    the queue; the redelivered copy finds the job leased and leaves it alone
+    jobs = a.wait(running_in_new_process(set()), 180, "a job running on the first worker", [first])
+    victim1 = next(j for j in jobs.values() if j.status == "running")
+    child = _worker_pid(victim1)
+    assert child != first.pid  # the prefork pool's child process
+    time.sleep(0.5)
+    os.kill(child, signal.SIGKILL)
+
+    # 2. kill the whole first worker (parent and new child) in the middle of another job
+    jobs = a.wait(running_in_new_process({child}), 180, "a job running on the respawned child", [first])
+    victim2 = next(j for j in jobs.values() if j.status == "running" and _worker_pid(j) != child)
+    time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    killed = {victim1.id, victim2.id}
+    assert {j.id for j in a.jobs().values() if j.status == "running"} == killed
+
+    # 3. a second worker; the planner (what beat runs) re-enqueues jobs whose lease expired
+    second = a.worker("second")
+    requeued: list[int] = []
+
+    def planner_tick():
+        now = datetime.now(timezone.utc)
+        expired = {j.id for j in a.jobs().values() if j.status == "running" and _aware(j.lease_expires_at) <= now}
+        if not expired:
+            return
+        again = plan(a.settings)
+        ids = [i.job_id for i in again.items if i.action == "requeue" and i.job_id in expired]
+        if ids:
+            requeued.extend(ids)
+            dispatcher.send(ids)
+
+    jobs = a.wait(lambda js: all(j.status == "succeeded" for j in js.values()), 300, "every job to succeed",
+                  [second], poll=1.0, tick=planner_tick)
+    assert killed <= set(requeued)  # re-enqueued once their lease expired
+    print(_timeline(a.jobs()))
+    jobs = _assert_each_job_succeeded_once(a, p.job_ids)
+    for j in jobs.values():
+        assert j.attempts >= (2 if j.id in killed else 1), (j.id, j.attempts)
+    assert all(str(second.pid) in jobs[k].worker for k in killed)
+    assert plan(a.settings, dry_run=True).count("current") == 8  # nothing owed
+
+
+def test_two_workers_never_complete_a_job_twice(exposures, make_archive):
+    """50 jobs, each message sent twice (as an at-least-once broker may), two workers:
+    each job runs once, one product per suffix, both workers took part."""
+    pool, result, crds_path = exposures
+    a = make_archive(crds_path)
+    a.ingest(pool, result.files, result.context)
+    p = plan(a.settings)
+    assert len(p.job_ids) == N_EXPOSURES
+    workers = [a.worker("one"), a.worker("two")]
+    dispatcher = get_dispatcher(a.settings)
+    dispatcher.send(p.job_ids)
+    dispatcher.send(p.job_ids)  # duplicates
+    a.wait(lambda js: all(j.status == "succeeded" for j in js.values()), 600, "50 jobs", workers, poll=1.0)
+    # the duplicate messages are consumed (and skipped) too
+    import redis
+
+    r = redis.Redis.from_url(a.redis_url)
+    deadline = time.monotonic() + 60
+    while r.llen(a.queue) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert r.llen(a.queue) == 0
+    time.sleep(1.0)
+    print(_timeline(a.jobs()))
+    jobs = _assert_each_job_succeeded_once(a, p.job_ids)
+    assert all(j.attempts == 1 for j in jobs.values()), {j.id: j.attempts for j in jobs.values() if j.attempts != 1}
+    pids = {_worker_pid(j) for j in jobs.values()}
+    assert pids == {w.pid for w in workers}, pids  # both workers did some of the work
+
+
+def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_path):
+    """A reference file whose bytes no longer match the catalog's checksum: the jobs that
+    use it fail permanently (not retried) with a message naming the file; the jobs on the
+    other detector succeed."""
+    from calib.pipelines.detector1 import reftypes_for
+
+    pool, result, crds_path = exposures
+    # this test's own cache: links to the shared files, a real copy of the one it corrupts
+    cache = tmp_path / "crds"
+    shutil.copytree(crds_path, cache, copy_function=os.symlink)
+    files = result.files[:6]  # three per detector
+    victim_name = result.references[files[1].name]["gain"]
+    assert victim_name != result.references[files[0].name]["gain"]
+    victim = next(cache.rglob(victim_name))
+    victim.unlink()
+    shutil.copyfile(next(crds_path.rglob(victim_name)), victim)
+
+    a = make_archive(cache)
+    a.ingest(pool, files, result.context)
+    # the catalog learns the references' checksums (as any earlier job would have)
+    s = a.settings
+    with session_scope(s.db_url) as db:
+        ctx = context_in_use(s, db)
+        for exp in db.execute(select(Exposure)).scalars():
+            compute_bestrefs(s, db, exp, ctx, reftypes_for(exp.instrume, exp.exp_type))
+    size = victim.stat().st_size
+    with open(victim, "r+b") as fh:  # flip bytes in the data, size unchanged
+        fh.seek(size - 1000)
+        chunk = fh.read(8)
+        fh.seek(size - 1000)
+        fh.write(bytes(b ^ 0xFF for b in chunk))
+
+    p = plan(s)
+    assert len(p.job_ids) == 6
+    worker = a.worker("refs")
+    get_dispatcher(s).send(p.job_ids)
+    jobs = a.wait(lambda js: all(j.status in ("succeeded", "failed") for j in js.values()), 300,
+                  "every job to finish", [worker], poll=0.5)
+    time.sleep(3)  # a retry, if one were (wrongly) scheduled, would show within the backoff
+    jobs = a.jobs()
+    print(_timeline(jobs))
+    with session_scope(s.db_url) as db:
+        det = {e.id: e.detector.lower() for e in db.execute(select(Exposure)).scalars()}
+        victim_det = det[next(j.exposure_id for j in jobs.values() if j.status == "failed")]
+    failed = {j.id for j in jobs.values() if j.status == "failed"}
+    assert failed == {j.id for j in jobs.values() if det[j.exposure_id] == victim_det}
+    assert len(failed) == 3
+    for jid in failed:
+        job = jobs[jid]
+        assert victim_name in job.error and "sha256" in job.error, job.error
+        assert job.attempts == 1  # a PermanentJobError is not retried
+        assert not Path(job.output_dir).exists()
+    log = (tmp_path / "worker-refs.log").read_text()
+    assert "Retry in" not in log, log[-3000:]
+    assert sum(1 for j in jobs.values() if j.status == "succeeded") == 3
+    products = a.products()
+    assert {p.job_id for p in products} == set(jobs) - failed
+    assert len(products) == len(SUFFIXES) * 3
+    a.assert_storage_matches_catalog()
