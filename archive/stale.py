@@ -68,8 +68,9 @@ class RmapSelector:
     ``best(header)`` takes the FITS keywords of an exposure (primary and SCI header, as
     stored in ``exposures.header``) and returns the file name or "N/A". The keywords are
     translated to the rmap's parkeys (META.*) with crds's own JWST keyword table, and
-    answers are memoised on the parkey values, so exposures alike in every selection
-    keyword cost one crds lookup.
+    answers are memoised on the parkey values (dates by USEAFTER interval, see
+    ``_useafter_dates``), so exposures alike in every selection keyword cost one crds
+    lookup.
 
     Raises
     ------
@@ -78,6 +79,7 @@ class RmapSelector:
     """
 
     _fits_to_meta: dict[str, str | None] = {}
+    DATE_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
 
     def __init__(self, context: str, instrument: str, reftype: str) -> None:
         import crds
@@ -91,7 +93,32 @@ class RmapSelector:
             self.rmap = None
         self.parkeys = tuple(self.rmap.get_required_parkeys()) if self.rmap is not None else ()
         self._memo: dict[tuple, str] = {}
+        self._seen: set[str] = set()
+        self._relevant: dict[str, str] = {}  # FITS keyword -> parkey, for this rmap's parkeys
+        self._useafter = self._useafter_dates()
         self.calls = 0
+
+    def _useafter_dates(self) -> list[str] | None:
+        """Every USEAFTER date of a Match/UseAfter rmap, sorted ("YYYY-MM-DD HH:MM:SS").
+
+        Two exposures alike in every non-date parkey whose DATE-OBS/TIME-OBS fall between
+        the same two consecutive dates get the same answer from every UseAfter table of
+        the rmap, so crds is asked once per such interval rather than once per exposure.
+        None (ask per exposure) for any other selector structure.
+        """
+        if self.rmap is None or not all(k in self.parkeys for k in self.DATE_KEYS):
+            return None
+        try:
+            _, sel = crdscache._parse_mapping(crdscache._mapping_dir(crdscache._cache_path()) / self.rmap.name)
+        except Exception:
+            return None
+        dates: set[str] = set()
+        for value in sel.values():
+            if isinstance(value, dict):
+                dates.update(str(d) for d in value)
+            elif not isinstance(value, str):
+                return None
+        return sorted(dates)
 
     @classmethod
     def _meta(cls, key: str) -> str | None:
@@ -105,20 +132,30 @@ class RmapSelector:
     def best(self, header: dict) -> str:
         if self.rmap is None:
             return "N/A"
+        new_keys = header.keys() - self._seen
+        for key in new_keys:
+            meta = key.upper() if key.upper().startswith("META.") else self._meta(key)
+            if meta in self.parkeys:
+                self._relevant[key] = meta
+        self._seen.update(new_keys)
         values: dict[str, str] = {}
-        for key, value in header.items():
-            if key.upper().startswith("META."):
-                meta = key.upper()
-            else:
-                meta = self._meta(key)
-            if meta in self.parkeys and meta not in values:
-                values[meta] = str(value)
-        key = tuple(values.get(p, "UNDEFINED") for p in self.parkeys)
+        for key, meta in self._relevant.items():
+            if key in header and meta not in values:
+                values[meta] = str(header[key])
+        full = tuple(values.get(p, "UNDEFINED") for p in self.parkeys)
+        if self._useafter is not None:
+            from bisect import bisect_right
+
+            when = f"{values.get(self.DATE_KEYS[0], '')} {values.get(self.DATE_KEYS[1], '')}".strip()
+            key = tuple(v for p, v in zip(self.parkeys, full) if p not in self.DATE_KEYS) + \
+                (bisect_right(self._useafter, when),)
+        else:
+            key = full
         got = self._memo.get(key)
         if got is None:
             self.calls += 1
             try:
-                got = str(self.rmap.get_best_ref(dict(zip(self.parkeys, key))))
+                got = str(self.rmap.get_best_ref(dict(zip(self.parkeys, full))))
             except Exception as exc:
                 got = f"NOT FOUND {exc}"
             self._memo[key] = got

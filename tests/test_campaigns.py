@@ -196,3 +196,46 @@ def test_reprocess_context_must_be_in_use(env):
     s, result = env
     r = _cli(s, "reprocess", "--context", "jwst_sim_9999.pmap", "--dry-run")
     assert r.exit_code == 2
+
+
+def test_rmap_selector_agrees_with_crds_on_a_real_context(tmp_path):
+    """Our memoised selection (by parkeys, dates by USEAFTER interval) gives what
+    crds.getrecommendations gives, on the real jwst_0541 context and real NIRCam and FGS
+    headers, for dates on, just before and just after the rmaps' USEAFTER boundaries."""
+    cache = tmp_path / "crds"
+    crdscache.install_real_context(cache, shared("crds", "mappings"))
+    crdscache.configure(cache)
+    headers = []
+    for name in ("jw01075001001_03105_00009_nrca2_uncal.fits", "jw01075001001_03105_00009_nrca4_uncal.fits"):
+        f = shared("headers", name)
+        h = dict(fits.getheader(f))
+        h.update(fits.getheader(f, 1))
+        headers.append({k: v for k, v in h.items() if k not in ("", "COMMENT", "HISTORY")})
+    reftypes = ["mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise"]
+    selectors = {rt: RmapSelector("jwst_0541.pmap", "nircam", rt) for rt in reftypes}
+    boundaries = sorted({d for sel in selectors.values() for d in (sel._useafter or [])})
+    assert len(boundaries) > 3  # a real context: several USEAFTER dates
+    picks = boundaries[:: max(1, len(boundaries) // 4)][:4]
+    cases = []
+    for b in picks:
+        day, clock = b.split(" ")
+        cases += [(day, clock), (day, "23:59:59.999")]
+        prev = f"{int(day[:4]) - 1}{day[4:]}"
+        cases.append((prev, clock))
+    asked = 0
+    for h in headers:
+        for day, clock in cases:
+            hh = dict(h, **{"DATE-OBS": day, "TIME-OBS": clock})
+            want, got = {}, {}
+            for rt in reftypes:  # before the first USEAFTER crds finds no match: both must say so
+                try:
+                    want[rt] = crdscache.bestrefs(hh, "jwst_0541.pmap", [rt])[rt]
+                except crdscache.BestrefsError:
+                    want[rt] = "no match"
+                try:
+                    got[rt] = selectors[rt].best(hh)
+                except crdscache.BestrefsError:
+                    got[rt] = "no match"
+            assert got == want, (day, clock)
+            asked += 1
+    assert sum(sel.calls for sel in selectors.values()) < asked * len(reftypes)  # the memo was used
