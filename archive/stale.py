@@ -122,12 +122,32 @@ class RmapSelector:
 
     @classmethod
     def _meta(cls, key: str) -> str | None:
-        if key not in cls._fits_to_meta:
+        """The META.* parkey of FITS keyword ``key`` in the JWST data model schema crds uses
+        (what ``crds.jwst.locate.cached_dm_find_fits_keyword`` answers, collected for every
+        keyword in one walk of the schema instead of one walk per keyword)."""
+        if not cls._fits_to_meta:
             from crds.jwst import locate
+            from stdatamodels.schema import walk_schema
 
-            found = locate.cached_dm_find_fits_keyword(key)
-            cls._fits_to_meta[key] = found[0].upper() if len(found) == 1 else None
-        return cls._fits_to_meta[key]
+            locate.get_datamodels()
+            found: dict[str, list[str]] = defaultdict(list)
+
+            def collect(subschema, path, combiner, ctx, recurse):
+                if len(path) and path[0] == "extra_fits":
+                    return True
+                kw = subschema.get("fits_keyword") if isinstance(subschema, dict) else None
+                if kw:
+                    found[str(kw).upper()].append(".".join(path).upper())
+
+            walk_schema(locate.MODEL.schema, collect, None)
+            cls._fits_to_meta.update({k: v[0] if len(v) == 1 else None for k, v in found.items()})
+            cls._fits_to_meta[""] = None  # walked
+        return cls._fits_to_meta.get(key.upper())
+
+    def fits_keywords(self) -> list[str]:
+        """Every FITS keyword that feeds one of this rmap's parkeys (from the schema)."""
+        self._meta("DETECTOR")  # make sure the schema table is built
+        return sorted(k for k, m in self._fits_to_meta.items() if k and m in self.parkeys)
 
     def best(self, header: dict) -> str:
         if self.rmap is None:
@@ -251,6 +271,7 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
                 products[eid].append(pid)
             exp_ids = sorted(products)
             result.candidates += len(exp_ids)
+            keys: list[str] | None = None
             for start in range(0, len(exp_ids), CHUNK):
                 chunk = exp_ids[start:start + CHUNK]
                 pids = [p for e in chunk for p in products[e]]
@@ -260,9 +281,13 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
                         .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
                         .where(ProductReference.product_id.in_(pids), ProductReference.reftype == reftype)):
                     old_names[pid] = name
-                for eid, header in session.execute(select(Exposure.id, Exposure.header).where(Exposure.id.in_(chunk))):
+                if keys is None:  # only the keywords the rmap reads (and FILENAME for messages)
+                    keys = selector.fits_keywords() + ["FILENAME"]
+                cols = [Exposure.header[k] for k in keys]  # JSON elements, decoded by the driver
+                for eid, *values in session.execute(select(Exposure.id, *cols).where(Exposure.id.in_(chunk))):
+                    header = {k: v for k, v in zip(keys, values) if v is not None}
                     old = next((old_names[p] for p in products[eid] if p in old_names), "N/A")
-                    new = selector.best(header or {})
+                    new = selector.best(header)
                     if new == old:
                         continue
                     item = found.get(eid)
