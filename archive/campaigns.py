@@ -50,19 +50,18 @@ def _in_use(session: Session) -> CrdsContext | None:
 
 
 def _mark(session: Session, campaign: Campaign, items) -> int:
-    """Insert campaign_exposures rows and flag the products stale; returns products flagged."""
-    n = 0
+    """Insert campaign_exposures rows and flag stale the current products of those
+    exposures (one set-based UPDATE); returns the number of products flagged."""
     rows = [{"campaign_id": campaign.id, "exposure_id": it.exposure_id,
              "product_id": it.product_ids[0] if it.product_ids else None,
              "changes": it.changes, "first_step": it.first_step} for it in items]
     for start in range(0, len(rows), CHUNK):
         session.execute(CampaignExposure.__table__.insert(), rows[start:start + CHUNK])
-    pids = [p for it in items for p in it.product_ids]
-    for start in range(0, len(pids), CHUNK):
-        chunk = pids[start:start + CHUNK]
-        session.execute(update(Product).where(Product.id.in_(chunk)).values(stale_campaign_id=campaign.id))
-        n += len(chunk)
-    return n
+    members = select(CampaignExposure.exposure_id).where(CampaignExposure.campaign_id == campaign.id)
+    res = session.execute(update(Product).where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                                                Product.exposure_id.in_(members))
+                          .values(stale_campaign_id=campaign.id).execution_options(synchronize_session=False))
+    return res.rowcount
 
 
 def switch_context(settings: Settings, name: str, *, dry_run: bool = False, reason: str | None = None) -> CampaignReport:

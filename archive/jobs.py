@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from calib import __version__ as CAL_VER
@@ -118,9 +119,10 @@ def _select_exposures(q, program, instrument, exp_type):
     return q
 
 
-def _pinned_context(settings: Settings, context: str | None) -> None:
+def _pinned_context(settings: Settings, context: str | None, dry_run: bool) -> None:
     """Bring the catalog's context in use in line with ``CRDS_CONTEXT`` (opening a
-    campaign for what the change makes stale); refuse ``--context`` for another one."""
+    campaign for what the change makes stale; not in a dry run, which plans under the
+    context in use); refuse ``--context`` for another one."""
     from .campaigns import switch_context
     from .models import CrdsContext
     from .references import ContextError
@@ -132,7 +134,7 @@ def _pinned_context(settings: Settings, context: str | None) -> None:
         raise ContextError(f"{context} is not the context in use ({in_use}): run 'archive crds use {context}' "
                            f"first, which also marks what it makes stale")
     wanted = context or settings.crds_context
-    if wanted and wanted != in_use:
+    if wanted and wanted != in_use and not (dry_run and in_use):
         switch_context(settings, wanted, reason=f"CRDS context {in_use} -> {wanted} (pinned by configuration)")
 
 
@@ -174,7 +176,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
     phash = param_hash(params)
     now = _now()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
-    _pinned_context(settings, context)
+    _pinned_context(settings, context, dry_run)
     with session_scope(settings.db_url) as s:
         ctx = s.execute(select(CrdsContext).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
         if ctx is None:
@@ -294,7 +296,23 @@ class _Work:
 
 
 def _claim(settings: Settings, job_id: int, worker: str) -> _Work | None:
-    """Lease the job and load everything the calibration needs; None if nothing to do."""
+    """Lease the job and load everything the calibration needs; None if nothing to do.
+
+    Workers that meet a reference file (or an exposure's best references) for the first
+    time at the same moment both insert its row; the loser's transaction fails on the
+    unique constraint and is tried again, and then finds the winner's row.
+    """
+    for tries_left in range(2, -1, -1):
+        try:
+            return _claim_once(settings, job_id, worker)
+        except IntegrityError:
+            if not tries_left:
+                raise
+            log.info("job %s: catalog rows inserted concurrently by another worker; claiming again", job_id)
+    return None  # not reached
+
+
+def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
     from calib.pipelines.detector1 import reftypes_for
 
     now = _now()

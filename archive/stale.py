@@ -254,7 +254,13 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
         for reftype in sorted(reftypes & used):
             selector = RmapSelector(new_ctx, instr, reftype)
             files = _changed_tuple_files(old_ctx, new_ctx, instr, reftype)
-            q = (select(Product.id, Product.exposure_id)
+            keys = selector.fits_keywords() + ["FILENAME"]  # only what the rmap reads
+            # one set-based query: candidate products, the reference each was made with
+            # (NULL: none recorded, i.e. N/A), and the exposure's selection keywords as
+            # JSON elements decoded by the driver
+            pref = ProductReference.__table__.alias("pref")
+            rfile = ReferenceFile.__table__.alias("rfile")
+            q = (select(Product.id, Product.exposure_id, rfile.c.name, *[Exposure.header[k] for k in keys])
                  .join(Exposure, Exposure.id == Product.exposure_id)
                  .join(Job, Job.id == Product.job_id)
                  .where(Exposure.instrume == instr.upper(), Product.is_current.is_(True),
@@ -262,40 +268,34 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
             if files is not None:
                 if not files:
                     continue
-                q = (q.join(ProductReference, (ProductReference.product_id == Product.id)
-                            & (ProductReference.reftype == reftype))
-                     .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
-                     .where(ReferenceFile.name.in_(sorted(files))))
-            products: dict[int, list[int]] = defaultdict(list)
-            for pid, eid in session.execute(q):
-                products[eid].append(pid)
-            exp_ids = sorted(products)
-            result.candidates += len(exp_ids)
-            keys: list[str] | None = None
-            for start in range(0, len(exp_ids), CHUNK):
-                chunk = exp_ids[start:start + CHUNK]
-                pids = [p for e in chunk for p in products[e]]
-                old_names: dict[int, str] = {}
-                for pid, name in session.execute(
-                        select(ProductReference.product_id, ReferenceFile.name)
-                        .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
-                        .where(ProductReference.product_id.in_(pids), ProductReference.reftype == reftype)):
-                    old_names[pid] = name
-                if keys is None:  # only the keywords the rmap reads (and FILENAME for messages)
-                    keys = selector.fits_keywords() + ["FILENAME"]
-                cols = [Exposure.header[k] for k in keys]  # JSON elements, decoded by the driver
-                for eid, *values in session.execute(select(Exposure.id, *cols).where(Exposure.id.in_(chunk))):
-                    header = {k: v for k, v in zip(keys, values) if v is not None}
-                    old = next((old_names[p] for p in products[eid] if p in old_names), "N/A")
-                    new = selector.best(header)
-                    if new == old:
-                        continue
-                    item = found.get(eid)
-                    if item is None:
-                        item = found[eid] = StaleExposure(eid, sorted(products[eid]), [], None)
-                    item.changes.append({"instrument": instr, "reftype": reftype, "old": old, "new": new})
+                q = (q.join(pref, (pref.c.product_id == Product.id) & (pref.c.reftype == reftype))
+                     .join(rfile, rfile.c.id == pref.c.reference_file_id)
+                     .where(rfile.c.name.in_(sorted(files))))
+            else:
+                q = (q.outerjoin(pref, (pref.c.product_id == Product.id) & (pref.c.reftype == reftype))
+                     .outerjoin(rfile, rfile.c.id == pref.c.reference_file_id))
+            seen: set[int] = set()
+            for pid, eid, old, *values in session.execute(q):
+                item = found.get(eid)
+                if eid in seen:  # another product of the same exposure (rateints)
+                    if item is not None and item.changes[-1]["reftype"] == reftype and pid not in item.product_ids:
+                        item.product_ids.append(pid)
+                    continue
+                seen.add(eid)
+                header = {k: v for k, v in zip(keys, values) if v is not None}
+                old = old or "N/A"
+                new = selector.best(header)
+                if new == old:
+                    continue
+                if item is None:
+                    item = found[eid] = StaleExposure(eid, [], [], None)
+                if pid not in item.product_ids:
+                    item.product_ids.append(pid)
+                item.changes.append({"instrument": instr, "reftype": reftype, "old": old, "new": new})
+            result.candidates += len(seen)
             result.crds_calls += selector.calls
     for item in found.values():
+        item.product_ids.sort()
         instr = item.changes[0]["instrument"]
         item.first_step = first_step(instr, [c["reftype"] for c in item.changes])
     result.exposures = [found[e] for e in sorted(found)]
