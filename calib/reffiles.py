@@ -19,7 +19,8 @@ from stdatamodels.jwst import datamodels
 
 from calib.errors import ReferenceFileError
 
-__all__ = ["ExposureInfo", "REFERENCE_MODELS", "open_reference", "subarray_of", "ref_array"]
+__all__ = ["ExposureInfo", "REFERENCE_MODELS", "open_reference", "subarray_of", "ref_array",
+           "ReferenceCache", "REFERENCE_CACHE", "file_key"]
 
 #: reftype -> stdatamodels class used to open it
 REFERENCE_MODELS = {
@@ -154,3 +155,84 @@ def ref_array(model, attr: str, info: ExposureInfo, path: str, step: str, *,
     if not allow_nan and np.issubdtype(out.dtype, np.floating) and np.isnan(out).any():
         raise ReferenceFileError(f"{step}: reference file {path!r} has NaN in {attr.upper()}")
     return out
+
+
+class ReferenceCache:
+    """A bounded, thread-safe cache of prepared reference arrays for long-lived workers.
+
+    Keys are built by the caller and must identify the content: they start with the
+    reference file's path, modification time (ns) and size (see :func:`file_key`), so an
+    edited or replaced file is read again. Values are numpy arrays (or tuples/scalars) made
+    read-only before they are stored, so no step can modify a cached array in place.
+    Least recently used entries are evicted once the stored arrays exceed ``max_bytes``;
+    ``max_bytes=0`` disables caching. The default instance, :data:`REFERENCE_CACHE`, is
+    sized by the environment variable ``CALIB_REFCACHE_MB`` (default 1024 MB).
+    """
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+        import threading
+
+        self.max_bytes = int(max_bytes)
+        self._data: "OrderedDict[tuple, tuple[object, int]]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _freeze(value):
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+            return value, value.nbytes
+        if isinstance(value, tuple):
+            total = 0
+            for v in value:
+                if isinstance(v, np.ndarray):
+                    v.setflags(write=False)
+                    total += v.nbytes
+            return value, total
+        return value, 64
+
+    def get(self, key: tuple, compute):
+        """Return the cached value of ``key``, computing (and storing) it on a miss."""
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return hit[0]
+            self.misses += 1
+        value, size = self._freeze(compute())
+        if self.max_bytes <= 0 or size > self.max_bytes:
+            return value
+        with self._lock:
+            if key not in self._data:
+                self._data[key] = (value, size)
+                self._bytes += size
+            while self._bytes > self.max_bytes and self._data:
+                _, (_, s) = self._data.popitem(last=False)
+                self._bytes -= s
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+def file_key(path: str) -> tuple | None:
+    """(path, mtime_ns, size) of a reference file, or None when it cannot be stat-ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+#: process-wide cache of prepared reference arrays (see :class:`ReferenceCache`)
+REFERENCE_CACHE = ReferenceCache(int(float(os.environ.get("CALIB_REFCACHE_MB", "1024")) * 2**20))

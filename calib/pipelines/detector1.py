@@ -23,7 +23,8 @@ from stdatamodels.jwst import datamodels
 
 from calib import __version__
 from calib.errors import InputError, ReferenceFileError
-from calib.reffiles import ExposureInfo, open_reference, ref_array
+from calib.reffiles import (REFERENCE_CACHE, ExposureInfo, file_key, open_reference,
+                            ref_array, subarray_of)
 from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _ff,
                          charge_migration as _cm, gain_scale as _gs, group_scale as _grs,
                          ipc as _ipc, jump as _jump,
@@ -313,6 +314,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
         used: dict[str, str] = {}
         timings: dict[str, float] = {}
         cache: dict[str, object] = {}
+        window = (info.xstart, info.ystart, info.xsize, info.ysize)
 
         def ref(reftype, step):
             p = _ref_path(references, reftype)
@@ -322,6 +324,19 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                 cache[reftype] = open_reference(p, reftype, step, info.instrument)
             used[reftype] = p
             return cache[reftype], p
+
+        def prepared(reftype, step, what, compute):
+            """compute(model, path) through REFERENCE_CACHE (None: reference not given)."""
+            p = _ref_path(references, reftype)
+            if p is None:
+                return None
+            fk = file_key(p)
+            if fk is None:               # not a local file: open it (raises
+                m, _ = ref(reftype, step)  # ReferenceFileError naming file and step)
+                return compute(m, p)
+            used[reftype] = p
+            key = (*fk, reftype, info.instrument, window, *what)
+            return REFERENCE_CACHE.get(key, lambda: compute(ref(reftype, step)[0], p))
 
         rate = ints = None
         _KERNEL_LOCK.acquire()
@@ -334,33 +349,30 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                 elif step == "group_scale":
                     data, status[step] = _grs.group_scale(data, info.nframes, info.frame_divisor)
                 elif step == "dq_init":
-                    m, p = ref("mask", step)
-                    if m is None:
+                    mask = prepared("mask", step, ("dq",), lambda m, p: ref_array(
+                        m, "dq", info, p, step, dtype=np.uint32))
+                    if mask is None:
                         status[step] = "SKIPPED"
                     else:
-                        mask = ref_array(m, "dq", info, p, step, dtype=np.uint32)
                         gdq, pdq, status[step] = _dqi.dq_init(gdq, pdq, mask)
                 elif step == "saturation":
-                    m, p = ref("saturation", step)
-                    if m is None:
+                    sat = prepared("saturation", step, ("threshold",), lambda m, p:
+                                   _sat.prepare_threshold(
+                                       ref_array(m, "data", info, p, step, dtype=np.float32),
+                                       ref_array(m, "dq", info, p, step, dtype=np.uint32)))
+                    if sat is None:
                         status[step] = "SKIPPED"
                     else:
-                        thr = ref_array(m, "data", info, p, step, dtype=np.float32)
-                        sdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
                         bias = None
                         if not info.is_miri:
-                            bm, bp = ref("superbias", step)
-                            if bm is not None:
-                                bias = ref_array(bm, "data", info, bp, step, dtype=np.float32)
+                            bias = prepared("superbias", step, ("data",), lambda m, p: ref_array(
+                                m, "data", info, p, step, dtype=np.float32))
                         gdq, pdq, status[step] = _sat.saturation(
-                            data, gdq, pdq, thr, sdq, info.nframes, bias=bias,
+                            data, gdq, pdq, None, None, info.nframes, bias=bias,
                             n_pix_grow_sat=int(c["n_pix_grow_sat"]),
-                            use_readpatt=bool(c["use_readpatt"]))
+                            use_readpatt=bool(c["use_readpatt"]), prepared=sat)
                 elif step == "ipc":
-                    m, p = ref("ipc", step)
-                    if m is None:
-                        status[step] = "SKIPPED"
-                    else:
+                    def ipc_kernel(m, p):
                         k = np.asarray(m.data) if m.data is not None else None
                         if k is None or k.ndim not in (2, 4) or k.size == 0:
                             raise ReferenceFileError(f"{step}: reference file {p!r} SCI must be a "
@@ -369,14 +381,21 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                             k = ref_array(m, "data", info, p, step, dtype=np.float32)
                         if not np.isfinite(k).all():
                             raise ReferenceFileError(f"{step}: reference file {p!r} has NaN in SCI")
-                        data, status[step] = _ipc.ipc(data, k, info)
-                elif step == "superbias":
-                    m, p = ref("superbias", step)
-                    if m is None:
+                        return np.array(k, dtype=np.float32)
+
+                    k = prepared("ipc", step, ("kernel",), ipc_kernel)
+                    if k is None:
                         status[step] = "SKIPPED"
                     else:
-                        b = ref_array(m, "data", info, p, step, dtype=np.float32)
-                        bdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        data, status[step] = _ipc.ipc(data, k, info)
+                elif step == "superbias":
+                    b = prepared("superbias", step, ("data",), lambda m, p: ref_array(
+                        m, "data", info, p, step, dtype=np.float32))
+                    if b is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        bdq = prepared("superbias", step, ("dq",), lambda m, p: ref_array(
+                            m, "dq", info, p, step, dtype=np.uint32))
                         data, pdq, status[step] = _sb.superbias(data, pdq, b, bdq)
                 elif step == "refpix" and info.is_miri:
                     data, status[step] = _rp.refpix_miri(
@@ -392,22 +411,24 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                     fn = _ff.firstframe if step == "firstframe" else _ff.lastframe
                     gdq, status[step] = fn(gdq)
                 elif step == "linearity":
-                    m, p = ref("linearity", step)
-                    if m is None:
-                        status[step] = "SKIPPED"
-                    else:
+                    def lin_coeffs(m, p):
                         coeffs = ref_array(m, "coeffs", info, p, step, dtype=np.float32)
                         if coeffs.ndim != 3 or coeffs.shape[0] < 2:
                             raise ReferenceFileError(f"{step}: reference file {p!r} COEFFS must "
                                                      f"be (ncoeffs>=2, ny, nx), got {coeffs.shape}")
                         ldq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
-                        data, pdq, status[step] = _lin.linearity(data, gdq, pdq, coeffs, ldq)
-                elif step == "dark_current":
-                    m, p = ref("dark", step)
-                    if m is None:
+                        return _lin.prepare_coefficients(coeffs, ldq)
+
+                    lin = prepared("linearity", step, ("coeffs",), lin_coeffs)
+                    if lin is None:
                         status[step] = "SKIPPED"
                     else:
-                        dark = ref_array(m, "data", info, p, step, dtype=np.float32)
+                        data, pdq, status[step] = _lin.linearity(data, gdq, pdq, None, None,
+                                                                 prepared=lin)
+                elif step == "dark_current":
+                    def dark_prep(m, p):
+                        dark = subarray_of(np.asarray(m.data) if m.data is not None else None,
+                                           m, info, p, step, "DATA")
                         ddq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
                         if dark.ndim not in (3, 4):
                             raise ReferenceFileError(f"{step}: reference file {p!r} SCI must be "
@@ -417,53 +438,64 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                         if dn is None or dg is None:
                             raise ReferenceFileError(f"{step}: reference file {p!r} lacks "
                                                      "NFRAMES/GROUPGAP")
-                        data, pdq, status[step] = _dark.dark_current(
-                            data, pdq, dark, ddq, nframes=info.nframes, groupgap=info.groupgap,
-                            dark_nframes=int(dn), dark_groupgap=int(dg))
-                        avg = c["average_dark_current"]
+                        matched, ddq = _dark.prepare_dark(
+                            dark, ddq, ngroups=info.ngroups, nframes=info.nframes,
+                            groupgap=info.groupgap, dark_nframes=int(dn), dark_groupgap=int(dg))
+                        avg = None
+                        adc = getattr(m, "average_dark_current", None)
+                        if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
+                            try:
+                                avg = ref_array(m, "average_dark_current", info, p, step,
+                                                dtype=np.float32)
+                            except ReferenceFileError:
+                                avg = None
                         if avg is None:
-                            adc = getattr(m, "average_dark_current", None)
-                            if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
-                                try:
-                                    avg = ref_array(m, "average_dark_current", info, p, step,
-                                                    dtype=np.float32)
-                                except ReferenceFileError:
-                                    avg = None
-                            if avg is None:
-                                avg = m.meta.exposure.average_dark_current
-                        cache["_avg_dark"] = avg
+                            avg = m.meta.exposure.average_dark_current
+                        return matched, ddq, avg
+
+                    drk = prepared("dark", step, ("matched", info.ngroups, info.nframes,
+                                                  info.groupgap), dark_prep)
+                    if drk is None:
+                        status[step] = "SKIPPED"
+                    else:
+                        matched, ddq, ref_avg = drk
+                        data, pdq, status[step] = _dark.dark_current(
+                            data, pdq, None, None, nframes=info.nframes, groupgap=info.groupgap,
+                            dark_nframes=None, dark_groupgap=None, prepared=(matched, ddq))
+                        avg = c["average_dark_current"]
+                        cache["_avg_dark"] = ref_avg if avg is None else avg
                 elif step == "charge_migration":
                     gdq, status[step] = _cm.charge_migration(
                         data, gdq, signal_threshold=float(c["signal_threshold"]))
                 elif step == "jump":
-                    gm, gp = ref("gain", step)
-                    rm, rp = ref("readnoise", step)
-                    if gm is None or rm is None:
+                    gain = prepared("gain", step, ("data",), lambda m, p: ref_array(
+                        m, "data", info, p, step, dtype=np.float32))
+                    rn = prepared("readnoise", step, ("data",), lambda m, p: ref_array(
+                        m, "data", info, p, step, dtype=np.float32))
+                    if gain is None or rn is None:
                         status[step] = "SKIPPED"
                     else:
-                        gain = ref_array(gm, "data", info, gp, step, dtype=np.float32)
-                        rn = ref_array(rm, "data", info, rp, step, dtype=np.float32)
                         kw = {k: c[k] for k in STEP_PARAMETERS["jump"]}
                         gdq, pdq, status[step] = _jump.jump(data, gdq, pdq, gain, rn,
                                                             info.nframes, **kw)
                 elif step == "ramp_fit":
-                    gm, gp = ref("gain", step)
-                    rm, rp = ref("readnoise", step)
-                    if gm is None or rm is None:
+                    gain = prepared("gain", step, ("data",), lambda m, p: ref_array(
+                        m, "data", info, p, step, dtype=np.float32))
+                    rn = prepared("readnoise", step, ("data",), lambda m, p: ref_array(
+                        m, "data", info, p, step, dtype=np.float32))
+                    if gain is None or rn is None:
                         raise ReferenceFileError("ramp_fit: gain and readnoise references are "
                                                  "required (got "
                                                  f"gain={references.get('gain')!r}, "
                                                  f"readnoise={references.get('readnoise')!r})")
-                    gain = ref_array(gm, "data", info, gp, step, dtype=np.float32)
-                    rn = ref_array(rm, "data", info, rp, step, dtype=np.float32)
                     adc = cache.get("_avg_dark")
                     rate, ints, status[step] = _rf.ramp_fit(
                         data, gdq, pdq, gain, rn, nframes=info.nframes,
                         group_time=info.group_time, dark_current=adc,
                         suppress_one_group=bool(c["suppress_one_group"]))
                 elif step == "gain_scale":
-                    gm, gp = ref("gain", step)
-                    factor = None if gm is None else gm.meta.exposure.gain_factor
+                    factor = prepared("gain", step, ("gain_factor",),
+                                      lambda m, p: m.meta.exposure.gain_factor)
                     _, status[step] = _gs.gain_scale(rate, factor)
                     if ints is not None and factor is not None:
                         _gs.gain_scale(ints, factor)

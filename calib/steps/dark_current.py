@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["dark_current", "dark_subtract_kernel", "match_dark"]
+__all__ = ["dark_current", "dark_subtract_kernel", "match_dark", "prepare_dark"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -24,11 +24,11 @@ def dark_subtract_kernel(data, dark):
     """data float32 (nints, ngroups, ny, nx) DN, in place; dark float32 (ndint, ngroups, ny, nx)."""
     nints, ngroups, ny, nx = data.shape
     nd = dark.shape[0]
-    for y in numba.prange(ny):
-        for x in range(nx):
-            for i in range(nints):
-                di = i if i < nd else nd - 1
-                for g in range(ngroups):
+    for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        for i in range(nints):
+            di = i if i < nd else nd - 1
+            for g in range(ngroups):
+                for x in range(nx):
                     data[i, g, y, x] -= dark[di, g, y, x]
 
 
@@ -43,7 +43,7 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
 
     Returns float32 (ndint, ngroups, ny, nx), or None when the dark cannot be matched.
     """
-    d = np.array(dark, dtype=np.float32)
+    d = np.array(dark, dtype=np.float32)     # a private copy: NaN are replaced below
     if d.ndim == 3:
         d = d[None]
     d_ngroups = d.shape[1]
@@ -69,21 +69,37 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
     return out
 
 
-def dark_current(data, pdq, dark, dark_dq, *, nframes, groupgap, dark_nframes, dark_groupgap):
-    """Subtract the dark (DN) from ``data`` in place.
+def prepare_dark(dark, dark_dq, *, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
+    """The dark matched to the science readout and its PIXELDQ contribution.
 
-    dark float32 (ngroups_dark, ny, nx) or (nints_dark, ngroups_dark, ny, nx), DN, cut to
-    the subarray; dark_dq uint32 (ny, nx) or 4-D. Returns ``(data, pdq, status)``.
+    Returns ``(matched, ddq)``: matched float32 (ndint, ngroups, ny, nx) DN (NaN -> 0), or
+    None when the dark cannot be matched (step SKIPPED); ddq uint32 (ny, nx). Depends only
+    on the reference and the readout (NGROUPS, NFRAMES, GROUPGAP), so it can be cached.
     """
-    ngroups = data.shape[1]
     matched = match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap)
-    if matched is None:
-        return data, pdq, "SKIPPED"
     ddq = np.asarray(dark_dq, dtype=np.uint32)
     if ddq.ndim == 4:
         ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
     elif ddq.ndim == 3:
         ddq = ddq[0]
+    return matched, np.ascontiguousarray(ddq)
+
+
+def dark_current(data, pdq, dark, dark_dq, *, nframes, groupgap, dark_nframes, dark_groupgap,
+                 prepared=None):
+    """Subtract the dark (DN) from ``data`` in place.
+
+    dark float32 (ngroups_dark, ny, nx) or (nints_dark, ngroups_dark, ny, nx), DN, cut to
+    the subarray; dark_dq uint32 (ny, nx) or 4-D; or ``prepared`` = the result of
+    :func:`prepare_dark` (then dark/dark_dq are not read). Returns ``(data, pdq, status)``.
+    """
+    if prepared is None:
+        prepared = prepare_dark(dark, dark_dq, ngroups=data.shape[1], nframes=nframes,
+                                groupgap=groupgap, dark_nframes=dark_nframes,
+                                dark_groupgap=dark_groupgap)
+    matched, ddq = prepared
+    if matched is None:
+        return data, pdq, "SKIPPED"
     pdq |= ddq
     dark_subtract_kernel(data, matched)
     return data, pdq, "COMPLETE"

@@ -17,13 +17,13 @@ __all__ = ["dq_init", "dq_init_kernel"]
 def dq_init_kernel(gdq, pdq, mask):
     """gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx); in place."""
     nints, ngroups, ny, nx = gdq.shape
-    for y in numba.prange(ny):
+    for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
         for x in range(nx):
-            m = mask[y, x]
-            pdq[y, x] |= m
-            if m & 1:
-                for i in range(nints):
-                    for g in range(ngroups):
+            pdq[y, x] |= mask[y, x]
+        for i in range(nints):
+            for g in range(ngroups):
+                for x in range(nx):
+                    if mask[y, x] & 1:
                         gdq[i, g, y, x] |= np.uint8(1)
 
 

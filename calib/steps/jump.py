@@ -44,43 +44,68 @@ _DNU = np.uint8(dqflags.DO_NOT_USE)
 _JUMP = np.uint8(dqflags.JUMP_DET)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _nanmedian(a):
-    vals = a[~np.isnan(a)]
-    n = vals.size
-    if n == 0:
-        return np.nan
-    s = np.sort(vals)
-    if n % 2 == 1:
-        return s[n // 2]
-    return 0.5 * (s[n // 2 - 1] + s[n // 2])
+#: columns per work item of the per-pixel kernels: a (nints, ngroups, XBLOCK) block of the
+#: ramp is copied to contiguous scratch memory first (the ramp's groups are far apart)
+XBLOCK = 128
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _iter_median(absd):
-    """jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| (NaN = unusable)."""
-    n = 0
-    mx = -np.inf
-    for v in absd:
+def _median_of(a, n, buf):
+    """Median of the non-NaN values among a[:n] (NaN if none), using scratch ``buf``.
+
+    The value equals numpy's nanmedian: the middle element (or the mean of the two middle
+    elements) of the sorted values; small sets are sorted by insertion, no allocation.
+    """
+    m = 0
+    for j in range(n):
+        v = a[j]
         if not np.isnan(v):
-            n += 1
+            buf[m] = v
+            m += 1
+    if m == 0:
+        return np.nan
+    if m <= 32:
+        for j in range(1, m):
+            v = buf[j]
+            k = j - 1
+            while k >= 0 and buf[k] > v:
+                buf[k + 1] = buf[k]
+                k -= 1
+            buf[k + 1] = v
+        s = buf
+    else:
+        s = np.sort(buf[:m])
+    if m % 2 == 1:
+        return s[m // 2]
+    return 0.5 * (s[m // 2 - 1] + s[m // 2])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _iter_median(absd, n, tmp, buf):
+    """jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| absd[:n]
+    (NaN = unusable); tmp and buf are scratch arrays of length >= n."""
+    cnt = 0
+    mx = -np.inf
+    for j in range(n):
+        v = absd[j]
+        if not np.isnan(v):
+            cnt += 1
             if v > mx:
                 mx = v
-    if n < 2:
+    if cnt < 2:
         return np.nan
-    if n == 2:
+    if cnt == 2:
         mn = np.inf
-        for v in absd:
+        for j in range(n):
+            v = absd[j]
             if not np.isnan(v) and v < mn:
                 mn = v
         return mn
-    if n >= 4:
-        tmp = absd.copy()
-        for k in range(tmp.size):
-            if tmp[k] == mx:
-                tmp[k] = np.nan
-        return _nanmedian(tmp)
-    return _nanmedian(absd)
+    if cnt >= 4:
+        for j in range(n):
+            tmp[j] = np.nan if absd[j] == mx else absd[j]
+        return _median_of(tmp, n, buf)
+    return _median_of(absd, n, buf)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -92,50 +117,67 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
     (ny, nx) (e-/DN, DN); nframes int; rej/rej4/rej3 the thresholds for >= 4 / 3 / 2 usable
     differences (sigma); mode 0: single pass, 1: iterative, 2: no primary detection (already
     done by sigma clipping); nbcand bool (nints, ngroups, ny, nx) output.
+    Work items are blocks of XBLOCK columns of one row; every pixel's result depends on
+    that pixel only, so results do not depend on the number of threads.
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
-    for y in numba.prange(ny):
-        diffs = np.empty(nints * nd, np.float64)
-        absd = np.empty(nints * nd, np.float64)
-        ratio = np.empty(nints * nd, np.float64)
-        for x in range(nx):
+    nt = nints * nd
+    nxb = (nx + XBLOCK - 1) // XBLOCK
+    for blk in numba.prange(ny * nxb):
+        y = blk // nxb
+        x0 = (blk % nxb) * XBLOCK
+        w = min(nx, x0 + XBLOCK) - x0
+        bd = np.empty((nints, ngroups, w), np.float32)
+        bq = np.empty((nints, ngroups, w), np.uint8)
+        for i in range(nints):
+            for k in range(ngroups):
+                for xx in range(w):
+                    bd[i, k, xx] = data[i, k, y, x0 + xx]
+                    bq[i, k, xx] = gdq[i, k, y, x0 + xx]
+        diffs = np.empty(nt, np.float64)
+        absd = np.empty(nt, np.float64)
+        ratio = np.empty(nt, np.float64)
+        tmp = np.empty(nt, np.float64)
+        buf = np.empty(nt, np.float64)
+        for xx in range(w):
+            x = x0 + xx
             g = gain[y, x]
             rn_e = readnoise[y, x] * g
             rn2 = np.float64(rn_e) * np.float64(rn_e)
             for i in range(nints):
                 for k in range(nd):
-                    q0 = gdq[i, k, y, x]
-                    q1 = gdq[i, k + 1, y, x]
+                    q0 = bq[i, k, xx]
+                    q1 = bq[i, k + 1, xx]
                     if (q0 & (_DNU | _SAT)) != 0 or (q1 & (_DNU | _SAT)) != 0:
                         diffs[i * nd + k] = np.nan
                     else:
-                        a = np.float32(data[i, k, y, x] * g)
-                        b = np.float32(data[i, k + 1, y, x] * g)
+                        a = np.float32(bd[i, k, xx] * g)
+                        b = np.float32(bd[i, k + 1, xx] * g)
                         diffs[i * nd + k] = np.float32(b - a)
-            med = _nanmedian(diffs)
+            med = _median_of(diffs, nt, buf)
             sig = np.sqrt(abs(med) + rn2 / nframes)
             if sig == 0.0:
                 sig = np.nan
             if mode == 0:
-                for j in range(nints * nd):
+                for j in range(nt):
                     d = diffs[j]
                     if not np.isnan(d) and abs(d - med) / sig > rej:
-                        gdq[j // nd, j % nd + 1, y, x] |= _JUMP
+                        bq[j // nd, j % nd + 1, xx] |= _JUMP
             elif mode == 1:
-                for j in range(nints * nd):
+                for j in range(nt):
                     absd[j] = abs(diffs[j])
-                for _it in range(nints * nd):
+                for _it in range(nt):
                     usable = 0
-                    for j in range(nints * nd):
+                    for j in range(nt):
                         if not np.isnan(absd[j]):
                             usable += 1
-                    m = _iter_median(absd)
+                    m = _iter_median(absd, nt, tmp, buf)
                     s = np.sqrt(abs(m) + rn2 / nframes)
                     if s == 0.0:
                         s = np.nan
                     mx = np.nan
-                    for j in range(nints * nd):
+                    for j in range(nt):
                         r = abs(absd[j] - m) / s
                         ratio[j] = r
                         if not np.isnan(r) and (np.isnan(mx) or r > mx):
@@ -146,17 +188,22 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                           or (usable == 2 and mx > rej3))
                     if not cr:
                         break
-                    for j in range(nints * nd):
+                    for j in range(nt):
                         if ratio[j] == mx:
-                            gdq[j // nd, j % nd + 1, y, x] |= _JUMP
+                            bq[j // nd, j % nd + 1, xx] |= _JUMP
                             absd[j] = np.nan
             if flag4:
-                for j in range(nints * nd):
+                for j in range(nt):
                     i = j // nd
                     k = j % nd + 1
                     r = abs(diffs[j] - med) / sig
-                    if (gdq[i, k, y, x] & _JUMP) != 0 and r < max_nb and r > min_nb:
+                    if (bq[i, k, xx] & _JUMP) != 0 and r < max_nb and r > min_nb:
                         nbcand[i, k, y, x] = True
+        if mode != 2:
+            for i in range(nints):
+                for k in range(ngroups):
+                    for xx in range(w):
+                        gdq[i, k, y, x0 + xx] = bq[i, k, xx]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -164,10 +211,10 @@ def flag_neighbors_kernel(gdq, nbcand):
     """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate and the group
     is neither SATURATED nor DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""
     nints, ngroups, ny, nx = gdq.shape
-    for y in numba.prange(ny):
-        for x in range(nx):
-            for i in range(nints):
-                for k in range(ngroups):
+    for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        for i in range(nints):
+            for k in range(ngroups):
+                for x in range(nx):
                     q = gdq[i, k, y, x]
                     if (q & (_SAT | _DNU)) == 0:
                         hit = nbcand[i, k, y, x]

@@ -27,10 +27,10 @@ def linearity_kernel(data, gdq, coeffs):
     coeffs float32 (ncoeffs, ny, nx)."""
     nints, ngroups, ny, nx = data.shape
     nc = coeffs.shape[0]
-    for y in numba.prange(ny):
-        for x in range(nx):
-            for i in range(nints):
-                for g in range(ngroups):
+    for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        for i in range(nints):
+            for g in range(ngroups):
+                for x in range(nx):
                     if gdq[i, g, y, x] & _SAT:
                         continue
                     v = data[i, g, y, x]
@@ -42,11 +42,18 @@ def linearity_kernel(data, gdq, coeffs):
                     data[i, g, y, x] = r
 
 
-def prepare_coefficients(coeffs, lin_dq, pdq):
-    """Return (coeffs float32 (ncoeffs, ny, nx), pdq uint32) with bad pixels made benign."""
+def prepare_coefficients(coeffs, lin_dq, pdq=None):
+    """Make bad pixels' polynomials benign.
+
+    coeffs float (ncoeffs, ny, nx); lin_dq uint32 (ny, nx) the LINEARITY reference DQ.
+    Returns ``(c, pdq)``: c float32 (ncoeffs, ny, nx) contiguous; pdq uint32 (ny, nx) =
+    the given ``pdq`` | lin_dq | NO_LIN_CORR where a coefficient is NaN or the linear
+    coefficient is 0 (with ``pdq=None``: just the flags this reference adds, so that the
+    result depends only on the reference and can be cached).
+    """
     c = np.array(coeffs, dtype=np.float32)
     ldq = np.asarray(lin_dq, dtype=np.uint32)
-    pdq = pdq | ldq
+    add = ldq.copy()
     nlc = np.uint32(dqflags.NO_LIN_CORR)
     benign = np.zeros(c.shape[0], np.float32)
     benign[1] = 1.0
@@ -54,16 +61,23 @@ def prepare_coefficients(coeffs, lin_dq, pdq):
     c[:, flagged] = benign[:, None]
     nan = np.isnan(c).any(axis=0)
     c[:, nan] = benign[:, None]
-    pdq[nan] |= nlc
+    add[nan] |= nlc
     zero = c[1] == 0
     c[:, zero] = benign[:, None]
-    pdq[zero] |= nlc
-    return np.ascontiguousarray(c), pdq
+    add[zero] |= nlc
+    return np.ascontiguousarray(c), (add if pdq is None else pdq | add)
 
 
-def linearity(data, gdq, pdq, coeffs, lin_dq):
-    """Correct ``data`` in place. Returns ``(data, pdq, "COMPLETE")``."""
-    c, new_pdq = prepare_coefficients(coeffs, lin_dq, pdq)
+def linearity(data, gdq, pdq, coeffs, lin_dq, *, prepared=None):
+    """Correct ``data`` in place. Returns ``(data, pdq, "COMPLETE")``.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32 (ny, nx);
+    coeffs/lin_dq from the LINEARITY reference cut to the subarray, or ``prepared`` =
+    ``prepare_coefficients(coeffs, lin_dq)`` (then coeffs/lin_dq are not read).
+    """
+    if prepared is None:
+        prepared = prepare_coefficients(coeffs, lin_dq)
+    c, add = prepared
     linearity_kernel(data, gdq, c)
-    pdq[...] = new_pdq
+    pdq |= add
     return data, pdq, "COMPLETE"

@@ -52,6 +52,8 @@ _U_PERS = np.uint32(dqflags.PERSISTENCE)
 _U_NGV = np.uint32(dqflags.NO_GAIN_VALUE)
 _CHLO = np.uint8(dqflags.group["CHARGELOSS"])
 LARGE_VARIANCE_THRESHOLD = 1.0e6
+#: columns per work item of ols_kernel (see calib.steps.jump.XBLOCK)
+XBLOCK = 128
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -72,9 +74,20 @@ def snr_power(snr):
 
 @numba.njit(cache=True, error_model="numpy")
 def _median_sorted_prefix(vals, n):
+    """Median of vals[:n] (NaN-free); sorts vals[:n] in place (insertion sort when short)."""
     if n == 0:
         return np.nan
-    s = np.sort(vals[:n])
+    if n <= 32:
+        for j in range(1, n):
+            v = vals[j]
+            k = j - 1
+            while k >= 0 and vals[k] > v:
+                vals[k + 1] = vals[k]
+                k -= 1
+            vals[k + 1] = v
+        s = vals
+    else:
+        s = np.sort(vals[:n])
     if n == 1:
         return s[0]
     if n == 2:
@@ -101,8 +114,22 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
     """
     nints, ngroups, ny, nx = data.shape
     tg = group_time
-    for y in numba.prange(ny):
-        gq = np.empty(ngroups, np.uint8)
+    nxb = (nx + XBLOCK - 1) // XBLOCK
+    for blk in numba.prange(ny * nxb):
+        # one work item: XBLOCK columns of row y, copied to contiguous scratch (the groups
+        # of a pixel are far apart in the ramp)
+        y = blk // nxb
+        x0 = (blk % nxb) * XBLOCK
+        w = min(nx, x0 + XBLOCK) - x0
+        bd = np.empty((nints, ngroups, w), np.float32)
+        bq = np.empty((nints, ngroups, w), np.uint8)
+        for i in range(nints):
+            for k in range(ngroups):
+                for xx in range(w):
+                    bd[i, k, xx] = data[i, k, y, x0 + xx]
+                    bq[i, k, xx] = gdq[i, k, y, x0 + xx]
+        idq = np.empty(nints, np.uint32)
+        tmp = np.empty(max(ngroups - 1, 1), np.float64)
         d = np.empty(ngroups, np.float64)
         loc = np.empty(ngroups, np.float64)
         seg_s = np.empty(ngroups, np.int64)
@@ -113,7 +140,8 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         cnt_dnu_sat = np.zeros(nints, np.int64)
         int_vr = np.zeros(nints, np.float64)
         og = np.empty(ngroups, np.uint8)
-        for x in range(nx):
+        for xx in range(w):
+            x = x0 + xx
             g = np.float64(gain[y, x])
             rn = np.float64(rnoise_e[y, x])
             dc = np.float64(dcurrent[y, x])
@@ -121,14 +149,13 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
             if not (g > 0.0):
                 pix |= _U_DNU | _U_NGV
             rate_dq = pix
-            idq = np.empty(nints, np.uint32)
             for i in range(nints):
                 idq[i] = pix
             # gather, suppress one-good-group ramps, stats
             for i in range(nints):
                 ngood_np = 0
                 for k in range(ngroups):
-                    q = gdq[i, k, y, x]
+                    q = bq[i, k, xx]
                     allq[i, k] = q
                     if (q & _NPERS) == 0:
                         ngood_np += 1
@@ -151,7 +178,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                         alld[i, k] = np.nan
                         cnt_sat[i] += 1
                     else:
-                        alld[i, k] = data[i, k, y, x]
+                        alld[i, k] = bd[i, k, xx]
                 if jump_det:
                     idq[i] |= _U_JUMP
                     rate_dq |= _U_JUMP
@@ -169,7 +196,6 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                     loc0 = loc[0]
                     all_nan = True
                     nfin = 0
-                    tmp = np.empty(ngroups - 1, np.float64)
                     for k in range(ngroups - 1):
                         if allq[i, k + 1] & _JUMP:
                             v = np.nan
@@ -389,7 +415,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                         continue
                     any_cl = True
                     for k in range(ngroups):
-                        q = gdq[i, k, y, x]
+                        q = bq[i, k, xx]
                         if q & _CHLO:
                             q = q ^ (_DNU | _CHLO)
                         og[k] = q & _NPERS

@@ -30,7 +30,7 @@ import numpy as np
 
 from calib import dqflags
 
-__all__ = ["saturation", "saturation_kernel", "ATOD_LIMIT"]
+__all__ = ["saturation", "saturation_kernel", "prepare_threshold", "ATOD_LIMIT"]
 
 ATOD_LIMIT = 65535.0
 
@@ -41,16 +41,32 @@ _ADF = np.uint8(dqflags.AD_FLOOR)
 
 @numba.njit(cache=True, parallel=True)
 def _grow(src, dst, flag, n):
-    """dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True."""
+    """dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True.
+
+    Rows with no True source within n rows are skipped (saturation is rare)."""
     ny, nx = src.shape
+    rowany = np.zeros(ny, np.bool_)
+    for y in numba.prange(ny):
+        for x in range(nx):
+            if src[y, x]:
+                rowany[y] = True
+                break
     for y in numba.prange(ny):
         y0 = max(0, y - n)
         y1 = min(ny, y + n + 1)
+        near = False
+        for yy in range(y0, y1):
+            if rowany[yy]:
+                near = True
+        if not near:
+            continue
         for x in range(nx):
             x0 = max(0, x - n)
             x1 = min(nx, x + n + 1)
             hit = False
             for yy in range(y0, y1):
+                if not rowany[yy]:
+                    continue
                 for xx in range(x0, x1):
                     if src[yy, xx]:
                         hit = True
@@ -61,7 +77,7 @@ def _grow(src, dst, flag, n):
                 dst[y, x] |= flag
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def saturation_kernel(data, gdq, thresh, no_check, bias, dilution, n_grow,
                       grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
     """Flag saturation in ``gdq`` in place.
@@ -129,22 +145,37 @@ def saturation_kernel(data, gdq, thresh, no_check, bias, dilution, n_grow,
                             dq2[y, x] |= _DNU
 
 
-def saturation(data, gdq, pdq, sat_thresh, sat_dq, nframes: int, *, bias=None,
-               n_pix_grow_sat: int = 1, use_readpatt: bool = True):
-    """Flag saturation.
+def prepare_threshold(sat_thresh, sat_dq):
+    """Per-pixel thresholds from the SATURATION reference (cut to the subarray).
 
-    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32 (ny, nx);
-    sat_thresh float (ny, nx) DN and sat_dq uint32 (ny, nx) from the SATURATION reference
-    cut to the subarray; bias float (ny, nx) DN from SUPERBIAS or None.
-    Returns ``(gdq, pdq, "COMPLETE")``.
+    sat_thresh float (ny, nx) DN; sat_dq uint32 (ny, nx). Returns ``(thresh, no_check,
+    sdq)``: thresh float32 (ny, nx) DN, 65536 where not checked (NO_SAT_CHECK or NaN);
+    no_check bool (ny, nx); sdq uint32 (ny, nx), the reference DQ plus NO_SAT_CHECK where
+    the threshold is NaN. Depends only on the reference, so it can be cached.
     """
-    ngroups = data.shape[1]
     thresh = np.array(sat_thresh, dtype=np.float32)
     sdq = np.array(sat_dq, dtype=np.uint32)
     nan = np.isnan(thresh)
     sdq[nan] |= np.uint32(dqflags.NO_SAT_CHECK)
     no_check = ((sdq & np.uint32(dqflags.NO_SAT_CHECK)) != 0) | nan
     thresh[no_check] = ATOD_LIMIT + 1
+    return thresh, no_check, sdq
+
+
+def saturation(data, gdq, pdq, sat_thresh, sat_dq, nframes: int, *, bias=None,
+               n_pix_grow_sat: int = 1, use_readpatt: bool = True, prepared=None):
+    """Flag saturation.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32 (ny, nx);
+    sat_thresh float (ny, nx) DN and sat_dq uint32 (ny, nx) from the SATURATION reference
+    cut to the subarray; bias float (ny, nx) DN from SUPERBIAS or None; prepared: the
+    result of :func:`prepare_threshold` for these two arrays (then they are not read).
+    Returns ``(gdq, pdq, "COMPLETE")``.
+    """
+    ngroups = data.shape[1]
+    if prepared is None:
+        prepared = prepare_threshold(sat_thresh, sat_dq)
+    thresh, no_check, sdq = prepared
     read_pattern = [[x + 1 + g * nframes for x in range(nframes)] for g in range(ngroups)]
     dilution = np.array([np.mean(rp) / rp[-1] for rp in read_pattern], dtype=np.float64)
     if ngroups > 2:

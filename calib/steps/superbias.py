@@ -15,14 +15,15 @@ __all__ = ["superbias", "superbias_kernel"]
 def superbias_kernel(data, bias):
     """data float32 (nints, ngroups, ny, nx) DN, bias float32 (ny, nx) DN; in place."""
     nints, ngroups, ny, nx = data.shape
-    for y in numba.prange(ny):
+    for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        row = np.empty(nx, np.float32)
         for x in range(nx):
             b = bias[y, x]
-            if np.isnan(b):
-                b = np.float32(0.0)
-            for i in range(nints):
-                for g in range(ngroups):
-                    data[i, g, y, x] -= b
+            row[x] = np.float32(0.0) if np.isnan(b) else b
+        for i in range(nints):
+            for g in range(ngroups):
+                for x in range(nx):
+                    data[i, g, y, x] -= row[x]
 
 
 def superbias(data, pdq, bias, bias_dq):
