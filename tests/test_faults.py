@@ -400,3 +400,39 @@ def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_pa
     assert {p.job_id for p in products} == set(jobs) - failed
     assert len(products) == len(SUFFIXES) * 3
     a.assert_storage_matches_catalog()
+
+
+_CLAIM = """
+import sys, time
+from archive.config import load_settings
+from archive import jobs
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+work = getattr(jobs, sys.argv[3])(load_settings(), int(sys.argv[1]), "claimer-" + sys.argv[1])
+print("claimed" if work else "none")
+"""
+
+
+def test_first_claims_at_once_share_reference_rows(exposures, make_archive):
+    """Two workers claiming, at the same moment, the first jobs that use the same reference
+    files on a fresh catalog: both insert the reference rows; the loser retries its claim
+    instead of failing with a unique violation (and leaving its job queued, unrecorded)."""
+    from archive.models import BestRef, ReferenceFile
+
+    pool, result, crds_path = exposures
+    a = make_archive(crds_path)
+    a.ingest(pool, [result.files[0], result.files[2]], result.context)  # same detector: same references
+    p = plan(a.settings)
+    assert len(p.job_ids) == 2
+    start = time.time() + 4  # both processes import first, then claim together
+    procs = [subprocess.Popen([sys.executable, "-c", _CLAIM, str(jid), str(start), "_claim"], env=a.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for jid in p.job_ids]
+    outs = [proc.communicate(timeout=120)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert all(out.strip().endswith("claimed") for out in outs), outs
+    jobs = a.jobs()
+    assert all(j.status == "running" and j.attempts == 1 for j in jobs.values())
+    with session_scope(a.settings.db_url) as db:
+        names = db.execute(select(ReferenceFile.name)).scalars().all()
+        best = db.execute(select(BestRef.exposure_id, BestRef.reftype)).all()
+    assert sorted(names) == sorted(set(result.references[result.files[0].name].values()))
+    assert len(best) == len(set(best)) and len({e for e, _ in best}) == 2
