@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -70,9 +71,10 @@ class Exposure(Base):
     time_obs: Mapped[str | None] = mapped_column(String(32))
     targname: Mapped[str | None] = mapped_column(String(64))
     stage1_pipeline: Mapped[str] = mapped_column(String(32))
-    header: Mapped[dict] = mapped_column(JSON)
+    header: Mapped[dict] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     """Primary and SCI header keywords (string/number values): enough to recompute best
-    references and pools without opening the file."""
+    references and pools without opening the file. JSONB on PostgreSQL, so selecting a few
+    keywords of many exposures does not re-parse each whole header."""
     pool_columns: Mapped[dict | None] = mapped_column(JSON)
     """Planning columns only a pool supplies (ASN_CANDIDATE ...), from ``ingest --pool``."""
     pool_name: Mapped[str | None] = mapped_column(String(128))

@@ -214,6 +214,17 @@ def _changed_tuple_files(old_ctx: str, new_ctx: str, instrument: str, reftype: s
     return files
 
 
+def _keyword_column(keyword: str):
+    """A FITS keyword of the stored header as a SELECT column: the catalog's own string
+    column when it has one (same value, no JSON work), else the header's JSON element."""
+    from .ingest import HEADER_COLUMNS, INT_COLUMNS
+
+    for column, kw in HEADER_COLUMNS.items():
+        if kw == keyword and column not in INT_COLUMNS and column != "expstart":
+            return getattr(Exposure, column)
+    return Exposure.header[keyword]
+
+
 def first_step(instrument: str, reftypes) -> str | None:
     """The first calwebb_detector1 step (jwst order) that reads one of ``reftypes``."""
     from calib.pipelines.detector1 import STEP_REFTYPES, steps_for
@@ -260,7 +271,7 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
             # JSON elements decoded by the driver
             pref = ProductReference.__table__.alias("pref")
             rfile = ReferenceFile.__table__.alias("rfile")
-            q = (select(Product.id, Product.exposure_id, rfile.c.name, *[Exposure.header[k] for k in keys])
+            q = (select(Product.id, Product.exposure_id, rfile.c.name, *[_keyword_column(k) for k in keys])
                  .join(Exposure, Exposure.id == Product.exposure_id)
                  .join(Job, Job.id == Product.job_id)
                  .where(Exposure.instrume == instr.upper(), Product.is_current.is_(True),

@@ -10,6 +10,8 @@ product comparisons.
 - campaign_exposures: for each exposure a campaign remakes, which reftypes changed (old and
   new file) and the first pipeline step that reads one.
 - product_comparisons: a new product against the one it supersedes, per extension.
+- exposures.header becomes JSONB on PostgreSQL (extracting a few keywords from many
+  headers no longer re-parses each one); SQLite keeps JSON text.
 
 Columns added to existing tables carry no foreign-key constraint, because SQLite cannot
 add one without rebuilding the table (which the provenance views depend on); the new
@@ -29,6 +31,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE exposures ALTER COLUMN header TYPE jsonb USING header::jsonb")
     op.add_column("campaigns", sa.Column("kind", sa.String(16), nullable=False, server_default="manual"))
     op.add_column("campaigns", sa.Column("from_context_id", sa.Integer(), nullable=True))
     op.add_column("campaigns", sa.Column("cal_version", sa.String(32), nullable=True))
@@ -75,6 +79,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE exposures ALTER COLUMN header TYPE json USING header::json")
     op.drop_index("ix_product_comparisons_product_id", "product_comparisons")
     op.drop_table("product_comparisons")
     op.drop_index("ix_campaign_exposures_exposure_id", "campaign_exposures")
