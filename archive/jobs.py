@@ -450,7 +450,11 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     from calib.products import save_products
 
     worker = worker or worker_name()
-    work = _claim(settings, job_id, worker)
+    try:
+        work = _claim(settings, job_id, worker)
+    except PermanentJobError as exc:  # e.g. a reference file missing from the cache: say so in the catalog
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        raise
     if work is None:
         return "skipped"
     try:
