@@ -436,3 +436,22 @@ def test_first_claims_at_once_share_reference_rows(exposures, make_archive):
         best = db.execute(select(BestRef.exposure_id, BestRef.reftype)).all()
     assert sorted(names) == sorted(set(result.references[result.files[0].name].values()))
     assert len(best) == len(set(best)) and len({e for e, _ in best}) == 2
+
+
+def test_reference_missing_from_cache_fails_the_job(exposures, make_archive, tmp_path):
+    """A best reference that is not in the CRDS cache: the job is marked failed with a
+    message naming the file (not left queued with no error), and not retried."""
+    from archive.jobs import PermanentJobError, execute_job
+
+    pool, result, crds_path = exposures
+    cache = tmp_path / "crds"
+    shutil.copytree(crds_path, cache, copy_function=os.symlink)
+    missing = result.references[result.files[0].name]["linearity"]
+    next(cache.rglob(missing)).unlink()
+    a = make_archive(cache)
+    a.ingest(pool, result.files[:1], result.context)
+    (job_id,) = plan(a.settings).job_ids
+    with pytest.raises(PermanentJobError, match=missing):
+        execute_job(a.settings, job_id)
+    job = a.jobs()[job_id]
+    assert job.status == "failed" and missing in job.error, (job.status, job.error)
