@@ -114,6 +114,158 @@ def _clip(vals, siglimit):
     return None if np.isnan(m) else m
 
 
+@numba.njit(cache=True)
+def _running_median_rows_serial(block, ok, length):
+    """Serial twin of :func:`running_median_rows` (same values), for use inside prange."""
+    nrows, ncols = block.shape
+    half = length // 2
+    out = np.empty(nrows, np.float64)
+    buf = np.empty(length * ncols, np.float64)
+    for r in range(nrows):
+        k = 0
+        for w in range(r - half, r + half + 1):
+            if w < 0:
+                ww = -w
+            elif w >= nrows:
+                ww = 2 * (nrows - 1) - w
+            else:
+                ww = w
+            for c in range(ncols):
+                if ok[ww, c]:
+                    buf[k] = block[ww, c]
+                    k += 1
+        if k == 0:
+            out[r] = np.nan
+        else:
+            out[r] = np.median(buf[:k])
+    return out
+
+
+@numba.njit(cache=True)
+def _det_value(plane, srow, scol, R, C):
+    sr = srow[R]
+    sc = scol[C]
+    if sr < 0 or sc < 0:
+        return np.float32(0.0)
+    return plane[sr, sc]
+
+
+@numba.njit(cache=True)
+def _ref_mean(plane, good, srow, scol, rs, re_, c0, c1, step, siglimit, buf):
+    """Clipped mean of the usable detector pixels rows rs:re_, columns c0:c1:step (row-major
+    order, as numpy's boolean indexing gives them); NaN when there are none."""
+    n = 0
+    for R in range(rs, re_):
+        for C in range(c0, c1, step):
+            if good[R, C]:
+                buf[n] = np.float64(_det_value(plane, srow, scol, R, C))
+                n += 1
+    return clipped_mean(buf[:n], siglimit, siglimit)
+
+
+@numba.njit(cache=True)
+def _top_bottom(a, b):
+    if np.isnan(a) and np.isnan(b):
+        return np.nan
+    if np.isnan(a):
+        return b
+    if np.isnan(b):
+        return a
+    return 0.5 * (a + b)
+
+
+@numba.njit(cache=True, parallel=True)
+def _amplifier_kernel(data, good, srow, scol, r0, c0, fa, sa, odd_even, use_side, length,
+                      side_gain, siglimit):
+    """Per-amplifier (+ side) correction of every group (planes in parallel, each plane
+    computed serially, so results do not depend on the thread count)."""
+    nints, ngroups, ny, nx = data.shape
+    for p in numba.prange(nints * ngroups):
+        plane = data[p // ngroups, p % ngroups]
+        buf = np.empty(8 * 512, np.float64)
+        off = np.zeros(_FULL, np.float32)
+        use_off = np.zeros(_FULL, np.bool_)
+        for amp in range(4):
+            cs = amp * 512
+            ce = cs + 512
+            if odd_even:
+                vo = _top_bottom(_ref_mean(plane, good, srow, scol, 2044, 2048, cs, ce, 2, siglimit, buf),
+                                 _ref_mean(plane, good, srow, scol, 0, 4, cs, ce, 2, siglimit, buf))
+                ve = _top_bottom(_ref_mean(plane, good, srow, scol, 2044, 2048, cs + 1, ce, 2, siglimit, buf),
+                                 _ref_mean(plane, good, srow, scol, 0, 4, cs + 1, ce, 2, siglimit, buf))
+                if not np.isnan(vo) and not np.isnan(ve):
+                    for C in range(cs, ce, 2):
+                        off[C] = np.float32(vo)
+                        off[C + 1] = np.float32(ve)
+                        use_off[C] = True
+                        use_off[C + 1] = True
+            else:
+                v = _top_bottom(_ref_mean(plane, good, srow, scol, 2044, 2048, cs, ce, 1, siglimit, buf),
+                                _ref_mean(plane, good, srow, scol, 0, 4, cs, ce, 1, siglimit, buf))
+                if not np.isnan(v):
+                    for C in range(cs, ce):
+                        off[C] = np.float32(v)
+                        use_off[C] = True
+        side = np.zeros(_FULL, np.float64)
+        if use_side:
+            lb = np.empty((_FULL, 4), np.float64)
+            rb = np.empty((_FULL, 4), np.float64)
+            gl = np.empty((_FULL, 4), np.bool_)
+            gr = np.empty((_FULL, 4), np.bool_)
+            for R in range(_FULL):
+                for c in range(4):
+                    v = _det_value(plane, srow, scol, R, c)
+                    if use_off[c]:
+                        v = v - off[c]
+                    lb[R, c] = np.float64(v)
+                    gl[R, c] = good[R, c]
+                    C = _FULL - 4 + c
+                    v = _det_value(plane, srow, scol, R, C)
+                    if use_off[C]:
+                        v = v - off[C]
+                    rb[R, c] = np.float64(v)
+                    gr[R, c] = good[R, C]
+            left = _running_median_rows_serial(lb, gl, length)
+            right = _running_median_rows_serial(rb, gr, length)
+            for R in range(_FULL):
+                le = left[R]
+                ri = right[R]
+                if np.isnan(le):
+                    cm = 0.0 if np.isnan(ri) else ri
+                else:
+                    cm = le if np.isnan(ri) else 0.5 * (le + ri)
+                side[R] = side_gain * cm
+        for y in range(ny):
+            R = r0 + y if sa > 0 else _FULL - 1 - (r0 + y)
+            sr = side[R]
+            for x in range(nx):
+                C = c0 + x if fa > 0 else _FULL - 1 - (c0 + x)
+                v = plane[y, x]
+                if use_off[C]:
+                    v = v - off[C]
+                if use_side:
+                    v = np.float32(np.float64(v) - sr)
+                plane[y, x] = v
+
+
+def _refpix_amplifiers(data, good, r0, c0, fa, sa, odd_even_columns, use_side_ref_pixels,
+                       side_smoothing_length, side_gain, siglimit):
+    """The per-amplifier (+ side) method for FASTAXIS +-1 without building the full frame:
+    only the reference rows/columns are read (in detector orientation, so the clipped means
+    see the same values in the same order), and one pass corrects the subarray. Same
+    arithmetic as the general path in :func:`refpix`; planes are processed in parallel."""
+    ny, nx = data.shape[-2:]
+    idx = np.arange(_FULL)
+    srow = (idx if sa > 0 else _FULL - 1 - idx) - r0     # det row -> science row
+    scol = (idx if fa > 0 else _FULL - 1 - idx) - c0     # det col -> science col
+    srow = np.where((srow >= 0) & (srow < ny), srow, -1).astype(np.int64)
+    scol = np.where((scol >= 0) & (scol < nx), scol, -1).astype(np.int64)
+    length = side_smoothing_length + (1 - side_smoothing_length % 2)
+    _amplifier_kernel(data, np.ascontiguousarray(good), srow, scol, int(r0), int(c0), int(fa),
+                      int(sa), bool(odd_even_columns), bool(use_side_ref_pixels), int(length),
+                      float(side_gain), float(siglimit))
+
+
 def refpix(data, pdq, info, *, odd_even_columns: bool = True, use_side_ref_pixels: bool = True,
            side_smoothing_length: int = 11, side_gain: float = 1.0, siglimit: float = 3.0):
     """Correct near-IR ``data`` in place with the reference pixels.
@@ -146,6 +298,11 @@ def refpix(data, pdq, info, *, odd_even_columns: bool = True, use_side_ref_pixel
         cols = np.arange(_FULL)
         even_mask = refmask & (cols[None, :] % 2 == 0)
         odd_mask = refmask & (cols[None, :] % 2 == 1)
+
+    if fullframe_method and abs(fa) == 1:
+        _refpix_amplifiers(data, good, r0, c0, fa, sa, odd_even_columns, use_side_ref_pixels,
+                           side_smoothing_length, side_gain, siglimit)
+        return data, "COMPLETE"
 
     for i in range(nints):
         for g in range(ngroups):
