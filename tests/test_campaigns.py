@@ -111,6 +111,16 @@ def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path
     stale = {(v[0], v[1]) for v in _products(s).values() if v[5] is not None}
     assert stale == {(target, "rate"), (target, "rateints")}
 
+    # the README's stale-products query
+    from archive.provenance import readonly_query
+
+    cols, rows = readonly_query(s, """SELECT p.filename, c.reason, ce.changes, ce.first_step FROM products p
+             JOIN campaign_exposures ce ON ce.campaign_id = p.stale_campaign_id AND ce.exposure_id = p.exposure_id
+             JOIN campaigns c ON c.id = ce.campaign_id WHERE p.is_current""")
+    root = target[: -len("_uncal.fits")]
+    assert sorted((r[0], r[3]) for r in rows) == [(f"{root}_rate.fits", "dark_current"),
+                                                  (f"{root}_rateints.fits", "dark_current")]
+
     # the what-if view names the change and estimates a cost from the jobs already run
     r = _cli(s, "plan", "--campaign", cid, "--json")
     assert r.exit_code == 0, r.output
