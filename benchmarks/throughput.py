@@ -281,6 +281,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the phases' data directories and worker logs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    # a SIGTERM (e.g. from timeout) unwinds through the finally blocks: workers stopped,
+    # database dropped, Redis keys removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import redis
 

@@ -253,7 +253,7 @@ def test_killed_worker_costs_time_not_correctness(exposures, make_archive):
     of a whole worker (its message stays unacknowledged): the planner re-enqueues the
     jobs whose lease expired and a second worker completes every job exactly once."""
     pool, result, crds_path = exposures
-    lease = 20  # above a job's run time (about 4 s; 15 s for a worker's first job)
+    lease = 20  # above a job's run time (seconds; a worker's first job pays its warm-up too)
     a = make_archive(crds_path, lease_seconds=lease)
     a.ingest(pool, result.files[:8], result.context)
     p = plan(a.settings)
