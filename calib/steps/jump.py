@@ -50,6 +50,30 @@ XBLOCK = 128
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _small_median(v, m):
+    """Median of v[:m] (no NaN, m >= 1) by ranks: the element of rank k (ties broken by
+    position) is the k-th of the sorted values, so the result equals the median of the
+    sorted array; branch-free O(m^2), faster than sorting for the few differences of a
+    ramp."""
+    half = m // 2
+    lo = 0.0
+    hi = 0.0
+    for i in range(m):
+        vi = v[i]
+        r = 0
+        for j in range(m):
+            vj = v[j]
+            r += (vj < vi) | ((vj == vi) & (j < i))
+        if r == half:
+            hi = vi
+        elif r == half - 1:
+            lo = vi
+    if m % 2 == 1:
+        return hi
+    return 0.5 * (lo + hi)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _median_of(a, n, buf):
     """Median of the non-NaN values among a[:n] (NaN if none), using scratch ``buf``.
 
@@ -64,6 +88,8 @@ def _median_of(a, n, buf):
             m += 1
     if m == 0:
         return np.nan
+    if m <= 16:
+        return _small_median(buf, m)
     if m <= 32:
         for j in range(1, m):
             v = buf[j]
@@ -155,6 +181,17 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                         a = np.float32(bd[i, k, xx] * g)
                         b = np.float32(bd[i, k + 1, xx] * g)
                         diffs[i * nd + k] = np.float32(b - a)
+            if mode == 2:
+                # primary detection already done: the median is needed only to decide
+                # neighbour flagging around this pixel's jumps (often none)
+                need = False
+                if flag4:
+                    for j in range(nt):
+                        if (bq[j // nd, j % nd + 1, xx] & _JUMP) != 0:
+                            need = True
+                            break
+                if not need:
+                    continue
             med = _median_of(diffs, nt, buf)
             sig = np.sqrt(abs(med) + rn2 / nframes)
             if sig == 0.0:
@@ -196,9 +233,10 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                 for j in range(nt):
                     i = j // nd
                     k = j % nd + 1
-                    r = abs(diffs[j] - med) / sig
-                    if (bq[i, k, xx] & _JUMP) != 0 and r < max_nb and r > min_nb:
-                        nbcand[i, k, y, x] = True
+                    if (bq[i, k, xx] & _JUMP) != 0:
+                        r = abs(diffs[j] - med) / sig
+                        if r < max_nb and r > min_nb:
+                            nbcand[i, k, y, x] = True
         if mode != 2:
             for i in range(nints):
                 for k in range(ngroups):
@@ -239,17 +277,25 @@ def _sigma_clip_jumps(data, gdq, gain, threshold, only_use_ints):
     difference of all integrations (``only_use_ints``) or among all differences."""
     from astropy.stats import sigma_clip
 
-    e = data.astype(np.float32) * gain[None, None]
-    e[(gdq & (_DNU | _SAT)) != 0] = np.nan
-    diffs = np.diff(e, axis=1)
-    finite = np.isfinite(diffs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # NaN differences are masked on purpose
-        clipped = sigma_clip(diffs, sigma=threshold, axis=0 if only_use_ints else (0, 1),
-                             masked=True)
-    ok = (gdq[:, 1:] & (_SAT | _DNU)) == 0
-    gdq[:, 1:] |= (np.ma.getmaskarray(clipped) & finite & ok).astype(np.uint8) * _JUMP
-    nints, ngroups = gdq.shape[:2]
+    # every (group, pixel) or pixel is clipped on its own: work on blocks of rows to bound
+    # the memory astropy needs (several copies of the differences), same results
+    nints, ngroups, ny, nx = data.shape
+    rows = max(1, int(2**22 // max(1, nints * ngroups * nx)))
+    for y0 in range(0, ny, rows):
+        ys = slice(y0, min(ny, y0 + rows))
+        q = gdq[:, :, ys]
+        e = data[:, :, ys].astype(np.float32) * gain[None, None, ys]
+        e[(q & (_DNU | _SAT)) != 0] = np.nan
+        diffs = np.diff(e, axis=1)
+        del e
+        finite = np.isfinite(diffs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # NaN differences are masked on purpose
+            clipped = sigma_clip(diffs, sigma=threshold, axis=0 if only_use_ints else (0, 1),
+                                 masked=True)
+        ok = (q[:, 1:] & (_SAT | _DNU)) == 0
+        q[:, 1:] |= (np.ma.getmaskarray(clipped) & finite & ok).astype(np.uint8) * _JUMP
+        del clipped, diffs, finite, ok
     for i in range(nints):
         for g in range(ngroups):
             if np.all((gdq[i, g] & (_JUMP | _DNU)) != 0):

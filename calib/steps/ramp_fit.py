@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.steps.jump import _small_median
 
 __all__ = ["ramp_fit", "ols_kernel", "snr_power"]
 
@@ -77,6 +78,8 @@ def _median_sorted_prefix(vals, n):
     """Median of vals[:n] (NaN-free); sorts vals[:n] in place (insertion sort when short)."""
     if n == 0:
         return np.nan
+    if n <= 16:
+        return _small_median(vals, n)
     if n <= 32:
         for j in range(1, n):
             v = vals[j]

@@ -30,7 +30,8 @@ import numpy as np
 
 from calib import dqflags
 
-__all__ = ["saturation", "saturation_kernel", "prepare_threshold", "ATOD_LIMIT"]
+__all__ = ["saturation", "saturation_kernel", "saturation_kernel_ints", "prepare_threshold",
+           "ATOD_LIMIT"]
 
 ATOD_LIMIT = 65535.0
 
@@ -52,6 +53,44 @@ def _grow(src, dst, flag, n):
                 rowany[y] = True
                 break
     for y in numba.prange(ny):
+        y0 = max(0, y - n)
+        y1 = min(ny, y + n + 1)
+        near = False
+        for yy in range(y0, y1):
+            if rowany[yy]:
+                near = True
+        if not near:
+            continue
+        for x in range(nx):
+            x0 = max(0, x - n)
+            x1 = min(nx, x + n + 1)
+            hit = False
+            for yy in range(y0, y1):
+                if not rowany[yy]:
+                    continue
+                for xx in range(x0, x1):
+                    if src[yy, xx]:
+                        hit = True
+                        break
+                if hit:
+                    break
+            if hit:
+                dst[y, x] |= flag
+
+
+@numba.njit(cache=True)
+def _grow_serial(src, dst, flag, n):
+    """Serial twin of _grow: dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True.
+
+    Rows with no True source within n rows are skipped (saturation is rare)."""
+    ny, nx = src.shape
+    rowany = np.zeros(ny, np.bool_)
+    for y in range(ny):
+        for x in range(nx):
+            if src[y, x]:
+                rowany[y] = True
+                break
+    for y in range(ny):
         y0 = max(0, y - n)
         y1 = min(ny, y + n + 1)
         near = False
@@ -145,6 +184,78 @@ def saturation_kernel(data, gdq, thresh, no_check, bias, dilution, n_grow,
                             dq2[y, x] |= _DNU
 
 
+@numba.njit(cache=True)
+def _saturate_one(data, gdq, i, thresh, no_check, bias, dilution, n_grow,
+                  grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
+    """Integration ``i`` of :func:`saturation_kernel`, serially (same logic and results)."""
+    nints, ngroups, ny, nx = data.shape
+    crossed = np.zeros((ny, nx), dtype=np.bool_)
+    for g in range(ngroups):
+        plane = data[i, g]
+        dq = gdq[i, g]
+        for y in range(ny):
+            for x in range(nx):
+                v = plane[y, x]
+                if v >= thresh[y, x]:
+                    crossed[y, x] = True
+                if crossed[y, x]:
+                    dq[y, x] |= _SAT
+                if v <= 0.0:
+                    dq[y, x] |= _ADF | _DNU
+        if n_grow > 0:
+            onlysat = np.zeros((ny, nx), dtype=np.bool_)
+            for y in range(ny):
+                for x in range(nx):
+                    onlysat[y, x] = (dq[y, x] & _SAT) != 0
+            _grow_serial(onlysat, dq, _SAT, n_grow)
+    if use_readpatt:
+        for g in range(ngroups - 2, -1, -1):
+            if dilution[g] == 1.0:
+                continue
+            plane = data[i, g]
+            thisdq = gdq[i, g]
+            nextdq = gdq[i, g + 1]
+            newflag = np.zeros((ny, nx), dtype=np.bool_)
+            for y in range(ny):
+                for x in range(nx):
+                    dil = 1.0 if no_check[y, x] else dilution[g]
+                    if (plane[y, x] >= thresh[y, x] * dil
+                            and (thisdq[y, x] & (_SAT | _DNU)) == 0
+                            and (nextdq[y, x] & _SAT) != 0):
+                        newflag[y, x] = True
+            for y in range(ny):
+                for x in range(nx):
+                    if newflag[y, x]:
+                        thisdq[y, x] |= _DNU
+            if n_grow > 0:
+                _grow_serial(newflag, thisdq, _DNU, n_grow)
+        if ngroups > 2:
+            dq2 = gdq[i, 1]
+            dq3 = gdq[i, 2]
+            d0 = data[i, 0]
+            d1 = data[i, 1]
+            for y in range(ny):
+                for x in range(nx):
+                    b = bias[y, x]
+                    t = thresh[y, x]
+                    c1 = ((d0[y, x] - b) / grp2_mean0) * grp2_last2 + b < t
+                    c2 = (d1[y, x] - d0[y, x]) > (t - d0[y, x]) / grp2_len1
+                    c3 = (dq3[y, x] & _SAT) != 0 and (dq2[y, x] & _SAT) == 0
+                    if c1 and c2 and c3:
+                        dq2[y, x] |= _DNU
+
+
+@numba.njit(cache=True, parallel=True)
+def saturation_kernel_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
+                           grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
+    """As :func:`saturation_kernel`, with integrations in parallel (each one serial): for
+    many-integration exposures of small frames, where per-row parallelism costs more in
+    thread start-ups than it gains. Same results."""
+    for i in numba.prange(data.shape[0]):
+        _saturate_one(data, gdq, i, thresh, no_check, bias, dilution, n_grow,
+                      grp2_mean0, grp2_last2, grp2_len1, use_readpatt)
+
+
 def prepare_threshold(sat_thresh, sat_dq):
     """Per-pixel thresholds from the SATURATION reference (cut to the subarray).
 
@@ -183,7 +294,9 @@ def saturation(data, gdq, pdq, sat_thresh, sat_dq, nframes: int, *, bias=None,
     else:
         m0, l2, n1 = 1.0, 1.0, 1.0
     b = np.zeros(thresh.shape, np.float32) if bias is None else np.asarray(bias, np.float32)
-    saturation_kernel(data, gdq, thresh, no_check, np.ascontiguousarray(b), dilution,
-                      int(n_pix_grow_sat), m0, l2, n1, bool(use_readpatt))
+    # small frames with many integrations: integrations in parallel; else rows in parallel
+    kern = saturation_kernel_ints if data.shape[0] >= 8 else saturation_kernel
+    kern(data, gdq, thresh, no_check, np.ascontiguousarray(b), dilution,
+         int(n_pix_grow_sat), m0, l2, n1, bool(use_readpatt))
     pdq |= sdq
     return gdq, pdq, "COMPLETE"
