@@ -300,8 +300,9 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                              f"{type(model).__name__}")
         info = _exposure_info(model, path)
         steps = steps_for(info.instrument)
-        data = np.array(model.data, dtype=np.float32)
-        if not np.isfinite(data).all():
+        raw = model.data
+        data = np.array(raw, dtype=np.float32)
+        if np.asarray(raw).dtype.kind == "f" and not np.isfinite(data).all():  # ints are finite
             raise InputError(f"{path}: SCI contains non-finite values")
         gdq = np.zeros(data.shape, np.uint8)
         pdq = np.zeros(data.shape[-2:], np.uint32)
@@ -336,7 +337,13 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                 return compute(m, p)
             used[reftype] = p
             key = (*fk, reftype, info.instrument, window, *what)
-            return REFERENCE_CACHE.get(key, lambda: compute(ref(reftype, step)[0], p))
+
+            def load():
+                out = compute(ref(reftype, step)[0], p)
+                if reftype in _BIG_REFTYPES:   # prepared once: release the file's arrays now
+                    cache.pop(reftype).close()
+                return out
+            return REFERENCE_CACHE.get(key, load)
 
         rate = ints = None
         _KERNEL_LOCK.acquire()
@@ -525,6 +532,10 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     return Detector1Result(rate=rate_model, rateints=ints_model, step_status=status,
                            references_used=used, timings=timings)
 
+
+# reference types read by one step only, whose (large) arrays are released as soon as the
+# step's prepared arrays exist (lower peak memory on a cold cache)
+_BIG_REFTYPES = {"dark", "linearity"}
 
 # numba's default (workqueue) threading layer must not be entered from two Python threads
 # at once; runs in one process are serialised (processes run in parallel freely)
