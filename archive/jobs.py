@@ -23,11 +23,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from calib import __version__ as CAL_VER
 
+from . import crdscache
 from .config import Settings
 from .db import session_scope
 from .models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
@@ -45,6 +46,11 @@ SOFTWARE = ("jwst-archive", "numpy", "numba", "astropy", "crds", "stdatamodels",
 
 class PermanentJobError(RuntimeError):
     """A job failure that retrying cannot fix (bad input, bad reference file)."""
+
+
+#: faults worth retrying with backoff: the catalog, the broker or the disk was unreachable
+#: or full (sqlalchemy's OperationalError/InterfaceError cover lost database connections)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
 
 
 def software_versions() -> dict[str, str]:
@@ -224,7 +230,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
                     if retry_failed:
                         action, detail, send = "retry", f"failed before: {(job.error or '')[:80]}", True
                         if not dry_run:
-                            job.status, job.error = "queued", None
+                            job.status, job.error, job.retryable = "queued", None, None
                     else:
                         action, detail = "failed", (job.error or "")[:80]
                 elif job.status == "running":
@@ -323,6 +329,8 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
             return None
         if job.status == "succeeded":
             return None
+        if job.status == "failed" and job.retryable is False:
+            return None  # a duplicate message of a job that failed for good; the planner revives it
         if job.status == "running" and (_aware(job.lease_expires_at) or now) > now and job.worker != worker:
             return None  # leased by a live worker
         exp = s.get(Exposure, job.exposure_id)
@@ -336,7 +344,10 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
 
         ctx = s.get(CrdsContext, job.context_id)
         reftypes = reftypes_for(exp.instrume, exp.exp_type)
-        best = compute_bestrefs(settings, s, exp, ctx, reftypes)
+        try:
+            best = compute_bestrefs(settings, s, exp, ctx, reftypes)
+        except crdscache.BestrefsError as exc:  # crds cannot select for this header: retrying cannot help
+            raise PermanentJobError(f"{exp.filename}: best references under {ctx.name}: {exc}") from exc
         refs: dict[str, str | None] = {}
         names: dict[str, str] = {}
         sums: dict[str, str] = {}
@@ -404,11 +415,17 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
     return True
 
 
-def _fail(settings: Settings, job_id: int, message: str) -> None:
+def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None) -> None:
+    """Mark a job failed. ``while_claiming``: the worker whose claim failed (its lease was
+    rolled back, so the attempt is counted here)."""
     with session_scope(settings.db_url) as s:
         job = s.get(Job, job_id)
         if job is not None and job.status != "succeeded":
+            if while_claiming:
+                job.attempts += 1
+                job.worker = while_claiming
             job.status = "failed"
+            job.retryable = retryable
             job.error = message[:4000]
             job.finished_at = _now()
             job.lease_expires_at = None
@@ -453,8 +470,13 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     try:
         work = _claim(settings, job_id, worker)
     except PermanentJobError as exc:  # e.g. a reference file missing from the cache: say so in the catalog
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, while_claiming=worker)
         raise
+    except TRANSIENT:
+        raise  # the catalog or the disk is unreachable: the task layer retries
+    except Exception as exc:  # anything else while claiming is a fault of this job's data: record it
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, while_claiming=worker)
+        raise PermanentJobError(f"job {job_id}: {type(exc).__name__}: {exc}") from exc
     if work is None:
         return "skipped"
     try:
@@ -470,11 +492,11 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         files = {k: Path(v) for k, v in files.items() if v}
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False)
         raise PermanentJobError(str(exc)) from exc
     except BaseException as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True)
         raise
     if not _record(settings, work, files, dict(getattr(result, "timings", {}) or {}), worker):
         remove_tree_quietly(work.output_dir)

@@ -242,6 +242,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     output_dir: Mapped[str | None] = mapped_column(Text)
     step_timings: Mapped[dict | None] = mapped_column(JSON)
+    retryable: Mapped[bool | None] = mapped_column(Boolean)
+    """For a failed job: True after a transient fault (the task layer retries), False after
+    bad input or a bad reference (a duplicate message does nothing; the planner revives it
+    only when asked)."""
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     broker_epoch: Mapped[str | None] = mapped_column(String(64))
     """The broker's identity when the job was last sent (Redis run_id): a different one now

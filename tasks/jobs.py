@@ -6,12 +6,11 @@ backoff; a PermanentJobError (bad input, bad reference file) fails at once.
 from __future__ import annotations
 
 from celery import shared_task
-from sqlalchemy.exc import OperationalError
 
 from archive import jobs
 from archive.config import load_settings
 
-TRANSIENT = (OperationalError, ConnectionError, TimeoutError, OSError)
+TRANSIENT = jobs.TRANSIENT
 
 
 def _settings(task):

@@ -249,3 +249,35 @@ def test_rmap_selector_agrees_with_crds_on_a_real_context(tmp_path):
             assert got == want, (day, clock)
             asked += 1
     assert sum(sel.calls for sel in selectors.values()) < asked * len(reftypes)  # the memo was used
+
+
+def test_permanent_failure_is_recorded_once_and_not_redone(env):
+    """crds cannot select for a header: the job fails at once naming the exposure, a
+    duplicate message does nothing, beat-style planning leaves it failed, an explicit
+    reprocess revives it."""
+    from archive.jobs import PermanentJobError, execute_job
+    from archive.models import BestRef
+
+    s, result = env
+    victim = result.files[1].name
+    with session_scope(s.db_url) as db:
+        exp = db.execute(select(Exposure).where(Exposure.filename == victim)).scalar_one()
+        exp.header = dict(exp.header, DETECTOR="NRCZ9")  # no rule in the context matches it
+        db.execute(BestRef.__table__.delete().where(BestRef.exposure_id == exp.id))
+        db.execute(update(Job).where(Job.exposure_id == exp.id).values(cal_version="0.0.1"))
+    from archive.campaigns import mark_software_stale
+
+    assert mark_software_stale(s).stale_exposures == 1
+    p = plan(s, stale_only=True, retry_failed=False)
+    assert [(i.exposure, i.action) for i in p.items] == [(victim, "new")]
+    job_id = p.job_ids[0]
+    with pytest.raises(PermanentJobError, match=victim):
+        execute_job(s, job_id)
+    assert execute_job(s, job_id) == "skipped"  # a duplicate message
+    with session_scope(s.db_url) as db:
+        job = db.get(Job, job_id)
+        assert (job.status, job.retryable, job.attempts) == ("failed", False, 1)
+        assert victim in job.error and "best references" in job.error
+    assert [i.action for i in plan(s, stale_only=True, retry_failed=False).items] == ["failed"]
+    again = plan(s, dry_run=True)
+    assert [(i.exposure, i.action) for i in again.items if i.action != "current"] == [(victim, "retry")]

@@ -4,6 +4,7 @@ product comparisons.
 - campaigns: kind (context | software | manual), from_context_id, cal_version, status,
   closed_at, summary.
 - products.stale_campaign_id: set when a campaign makes the product stale (NULL: fresh).
+- jobs.retryable: whether a failed job's fault was transient (retried) or permanent.
 - jobs.enqueued_at, jobs.broker_epoch: when the job was last handed to the broker and the
   broker's identity then (Redis run_id), so the planner can re-send work a restarted
   broker lost without flooding a healthy queue with duplicates.
@@ -43,6 +44,7 @@ def upgrade() -> None:
     op.add_column("products", sa.Column("stale_campaign_id", sa.Integer(), nullable=True))
     op.create_index("ix_products_stale_campaign_id", "products", ["stale_campaign_id"])
 
+    op.add_column("jobs", sa.Column("retryable", sa.Boolean(), nullable=True))
     op.add_column("jobs", sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("jobs", sa.Column("broker_epoch", sa.String(64), nullable=True))
     op.create_index("ix_jobs_campaign_id", "jobs", ["campaign_id"])
@@ -90,6 +92,7 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as b:
         b.drop_column("broker_epoch")
         b.drop_column("enqueued_at")
+        b.drop_column("retryable")
     op.drop_index("ix_products_stale_campaign_id", "products")
     with op.batch_alter_table("products") as b:
         b.drop_column("stale_campaign_id")
