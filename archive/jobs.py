@@ -415,11 +415,15 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
     return True
 
 
-def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None) -> None:
+def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None,
+          owner: str | None = None) -> None:
     """Mark a job failed. ``while_claiming``: the worker whose claim failed (its lease was
-    rolled back, so the attempt is counted here)."""
+    rolled back, so the attempt is counted here). ``owner``: the worker whose attempt
+    failed; if another worker has taken the lease over since, its attempt decides."""
     with session_scope(settings.db_url) as s:
-        job = s.get(Job, job_id)
+        job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
+        if owner and job is not None and job.status == "running" and job.worker != owner:
+            return
         if job is not None and job.status != "succeeded":
             if while_claiming:
                 job.attempts += 1
@@ -492,11 +496,11 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         files = {k: Path(v) for k, v in files.items() if v}
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker)
         raise PermanentJobError(str(exc)) from exc
     except BaseException as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
         raise
     if not _record(settings, work, files, dict(getattr(result, "timings", {}) or {}), worker):
         remove_tree_quietly(work.output_dir)
