@@ -24,7 +24,7 @@ from . import crdscache
 from .config import Settings
 from .db import session_scope
 from .models import (Campaign, CampaignExposure, CrdsContext, Exposure, Job, Product, ProductComparison)
-from .references import ContextError, ensure_context, use_context
+from .references import ContextError, use_context
 from .stale import CHUNK, compute_stale_set
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from calib import __version__ as CAL_VER
 
@@ -33,7 +32,7 @@ from .config import Settings
 from .db import session_scope
 from .models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
 from .pipelines import engine_for
-from .references import compute_bestrefs, context_in_use, ensure_context, ensure_reference
+from .references import compute_bestrefs, context_in_use, ensure_reference
 from .storage import remove_tree_quietly, sha256_file
 
 log = logging.getLogger(__name__)

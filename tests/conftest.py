@@ -56,6 +56,18 @@ def pg_url():
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def redis_url():
+    """The real Redis at 127.0.0.1:6379 (ARCHIVE_TEST_REDIS), checked reachable."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        need_server("Redis at 127.0.0.1:6379", exc)
+    return REDIS_URL
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path):
     """Each catalog test runs twice: on SQLite and on the real PostgreSQL."""

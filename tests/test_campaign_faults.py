@@ -32,7 +32,7 @@ from archive.storage import sha256_file
 
 from .conftest import shared
 from .test_end_to_end import write_pool
-from .test_faults import make_archive, redis_url  # noqa: F401 - fixtures
+from .test_faults import make_archive  # noqa: F401 - fixture
 
 N = 8
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "",

@@ -38,7 +38,7 @@ from archive.pools import pool_rows
 from archive.references import compute_bestrefs, context_in_use, use_context
 from archive.simulation import simulate_pool
 
-from .conftest import REDIS_URL, need_server, shared
+from .conftest import shared
 from .test_end_to_end import write_pool
 
 N_EXPOSURES = 50
@@ -61,17 +61,6 @@ def exposures(tmp_path_factory):
     write_pool(pool, rows)
     result = simulate_pool(pool, root / "incoming", root / "crds", seed=11, ngroups=6, nints=2)
     return pool, result, root / "crds"
-
-
-@pytest.fixture
-def redis_url():
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        need_server("Redis at 127.0.0.1:6379", exc)
-    return REDIS_URL
 
 
 def _purge_queue(url: str, queue: str) -> None:

@@ -8,7 +8,6 @@ import sys
 import time
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from archive.db import session_scope
@@ -18,19 +17,7 @@ from archive.jobs import plan
 from archive.models import Job, Product
 from archive.references import use_context
 
-from .conftest import REDIS_URL, need_server
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
-
-
-@pytest.fixture
-def redis_url():
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        need_server("Redis at 127.0.0.1:6379", exc)
-    return REDIS_URL
 
 
 def _worker(env: dict, log_path) -> subprocess.Popen:
