@@ -3,8 +3,9 @@
 In a fresh data directory (SQLite catalog, Celery tasks run in-process) it does what an
 operator does: simulate raw exposures from a real pool (shipped in ``archive/data``), ingest
 them together with a real FGS exposure and a deliberately truncated file, choose the CRDS
-context, generate associations, plan and run calwebb_detector1, and finish with a summary
-table and a provenance query in SQL.
+context, generate associations, plan and run calwebb_detector1; then a new CRDS context
+re-delivers one detector's dark: only that exposure is remade and compared with the
+product it supersedes. It finishes with a summary table and a provenance query in SQL.
 """
 from __future__ import annotations
 
@@ -31,6 +32,54 @@ ORDER BY product, reftype
 
 def _data(*parts: str) -> Path:
     return Path(str(resources.files("archive").joinpath("data", *parts)))
+
+
+def _new_context_campaign(s, sim, console: Console) -> dict:
+    """A new context with one detector's dark re-delivered: stale set, campaign, remake,
+    comparison (what ``archive crds add/use``, ``plan`` and ``reprocess --stale`` do)."""
+    import numpy as np
+    from astropy.io import fits
+    from sqlalchemy import select
+
+    from . import crdscache
+    from .campaigns import campaign_status, switch_context, what_if
+    from .db import session_scope
+    from .dispatch import get_dispatcher, plan_and_send
+    from .models import Exposure, Product, ProductComparison
+
+    first = sim.files[0].name
+    crdscache.configure(s.crds_path)
+    old_dark = sim.references[first]["dark"]
+    det = fits.getheader(sim.files[0])["DETECTOR"]
+    new_dark = s.data_dir / f"{Path(old_dark).stem}_redelivered.fits"
+    with fits.open(crdscache.locate(old_dark)) as hdul:  # a dark 0.2 DN/frame higher
+        hdul["SCI"].data = hdul["SCI"].data + np.float32(0.2) * np.arange(
+            hdul["SCI"].data.shape[0], dtype=np.float32)[:, None, None]
+        hdul.writeto(new_dark)
+    ctx = crdscache.derive_context(s.crds_path, sim.context, {("nircam", "dark", det): new_dark})
+    console.print(f"[bold]7. a new CRDS context[/] {ctx}: the {det} dark re-delivered "
+                  f"(archive crds add / crds use / plan / reprocess --stale)")
+    report = switch_context(s, ctx)
+    console.print(f"   reftypes that differ: {report.changed_reftypes}; {report.candidates} candidates checked with "
+                  f"crds; {report.stale_exposures} exposure stale: {report.by_change}")
+    w = what_if(s, campaign_id=report.campaign_id)
+    cost = f"{w.est_core_seconds:.1f}" if w.est_core_seconds is not None else "unknown"
+    console.print(f"   plan: {w.jobs} to remake, first step {w.by_first_step}, est. {cost} core-seconds")
+    _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False)
+    st = campaign_status(s, report.campaign_id)
+    console.print(f"   campaign {report.campaign_id}: {st.counts['succeeded']} succeeded, "
+                  f"{st.counts['failed']} failed; {st.state}")
+    with session_scope(s.db_url) as db:
+        rows = db.execute(
+            select(ProductComparison).join(Product, Product.id == ProductComparison.product_id)
+            .join(Exposure, Exposure.id == Product.exposure_id)
+            .where(Exposure.filename == first, Product.suffix == "rate", Product.is_current.is_(True))).scalars()
+        for c in rows:
+            if c.extension == "SCI":
+                console.print(f"   {first} rate vs the product it supersedes: SCI {c.frac_changed:.1%} of pixels "
+                              f"changed, median |new-old|/ERR {c.median_dev_over_err:.3f}, "
+                              f"99th percentile {c.p99_dev_over_err:.3f}")
+    return {j: o for j, o in outcomes.items() if o != "succeeded"}
 
 
 def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Console | None = None) -> int:
@@ -92,20 +141,25 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     for j, o in failed.items():
         console.print(f"   [red]job {j}: {o}")
 
-    console.print("[bold]7. summary[/]")
+    failed.update(_new_context_campaign(s, sim, console))
+
+    console.print("[bold]8. summary[/]")
     cols, rows = readonly_query(s, """
         SELECT e.filename AS exposure, e.exp_type, e.detector, e.stage1_pipeline AS pipeline,
-               COALESCE(j.status, 'not run') AS job, p.filename AS product
+               COALESCE(j.status, (SELECT j2.status FROM jobs j2 WHERE j2.exposure_id = e.id
+                                   ORDER BY j2.id DESC LIMIT 1), 'not run') AS job,
+               p.filename AS product, c.name AS context
         FROM exposures e
-        LEFT JOIN jobs j ON j.exposure_id = e.id
-        LEFT JOIN products p ON p.job_id = j.id AND p.is_current
-        ORDER BY e.filename, p.filename""")
+        LEFT JOIN products p ON p.exposure_id = e.id AND p.is_current AND p.suffix = 'rate'
+        LEFT JOIN jobs j ON j.id = p.job_id
+        LEFT JOIN crds_contexts c ON c.id = j.context_id
+        ORDER BY e.filename""")
     t = Table(*cols, title="catalog")
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
 
-    console.print("[bold]8. archive sql[/] (provenance view):" + PROVENANCE_SQL)
+    console.print("[bold]9. archive sql[/] (provenance view):" + PROVENANCE_SQL)
     cols, rows = readonly_query(s, PROVENANCE_SQL)
     t = Table(*cols, title="which reference made which product")
     for r in rows:

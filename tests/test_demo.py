@@ -1,0 +1,30 @@
+"""The README's first command: ``archive demo`` on the embedded default (no servers)."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from sqlalchemy import func, select
+
+
+def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
+    from archive.db import session_scope
+    from archive.demo import run_demo
+    from archive.models import Campaign, Exposure, IngestRejection, Job, Product, ProductComparison
+
+    for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG", "CRDS_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    out = io.StringIO()
+    assert run_demo(tmp_path, console=Console(file=out, width=200)) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "calwebb_guider: not supported yet" in text and "which reference made which product" in text
+    url = f"sqlite:///{tmp_path / 'data' / 'catalog.sqlite'}"
+    with session_scope(url) as db:
+        assert db.scalar(select(func.count()).select_from(Exposure)) == 5  # 4 simulated + the real FGS
+        assert db.scalar(select(func.count()).select_from(IngestRejection)) == 1  # the truncated file
+        assert db.execute(select(Job.status)).scalars().all() == ["succeeded"] * 5  # 4 + the campaign's one
+        camp = db.execute(select(Campaign)).scalar_one()
+        assert (camp.kind, camp.status) == ("context", "done")
+        assert db.scalar(select(func.count()).select_from(Product).where(Product.is_current.is_(True))) == 4
+        sci = db.execute(select(ProductComparison).where(ProductComparison.extension == "SCI")).scalar_one()
+        assert sci.frac_changed > 0.5 and sci.median_dev_over_err > 0
