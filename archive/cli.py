@@ -200,7 +200,8 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
     except (ContextError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]{exc}")
         raise typer.Exit(2)
-    console.print(f"{context}: in the cache {s.crds_path} ({copied} files copied) and in the catalog")
+    (err if as_json else console).print(f"{context}: in the cache {s.crds_path} ({copied} files copied) "
+                                        f"and in the catalog")
     _print_campaign_report(report, as_json, preview=True)
 
 

@@ -295,12 +295,19 @@ def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> lis
     return pmaps
 
 
+def _selector_text(text: str) -> str:
+    """The selector part of a mapping's text (its header names other mappings too:
+    ``derived_from``, which are not part of the closure)."""
+    m = re.search(r"^selector\s*=", text, flags=re.M)
+    return text[m.start():] if m else ""
+
+
 def _mapping_names(text: str) -> set[str]:
-    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:imap|rmap))['\"]", text))
+    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:imap|rmap))['\"]", _selector_text(text)))
 
 
 def _reference_names(text: str) -> set[str]:
-    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:fits|asdf|json|yaml))['\"]", text))
+    return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:fits|asdf|json|yaml))['\"]", _selector_text(text)))
 
 
 def add_context(crds_path: str | Path, context: str, source: str | Path | None = None) -> int:

@@ -281,3 +281,25 @@ def test_permanent_failure_is_recorded_once_and_not_redone(env):
     assert [i.action for i in plan(s, stale_only=True, retry_failed=False).items] == ["failed"]
     again = plan(s, dry_run=True)
     assert [(i.exposure, i.action) for i in again.items if i.action != "current"] == [(victim, "retry")]
+
+
+def test_add_context_copies_its_closure_once(tmp_path):
+    """``archive crds add C --from DIR``: the context and every mapping it names go into the
+    cache; again, nothing is copied; a different file under a name already there is refused."""
+    import crds
+
+    src = shared("crds", "mappings")
+    cache = tmp_path / "crds"
+    n = crdscache.add_context(cache, "jwst_0541.pmap", src)
+    assert n == len(list(src.glob("*map")))  # the whole closure: 1 pmap, 6 imaps, 117 rmaps
+    assert crds.get_cached_mapping("jwst_0541.pmap").name == "jwst_0541.pmap"
+    assert crdscache.add_context(cache, "jwst_0541.pmap", src) == 0
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    rmap = other / "jwst_nircam_dark_0031.rmap" if (other / "jwst_nircam_dark_0031.rmap").exists() \
+        else sorted(other.glob("jwst_nircam_*.rmap"))[0]
+    rmap.write_text(rmap.read_text() + "\n# edited\n")
+    with pytest.raises(ValueError, match="other content"):
+        crdscache.add_context(cache, "jwst_0541.pmap", other)
+    with pytest.raises(FileNotFoundError):
+        crdscache.add_context(cache, "jwst_9999.pmap", src)
