@@ -74,6 +74,34 @@ def _small_median(v, m):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _median_sorted_prefix(vals, n):
+    """Median of vals[:n] (NaN-free); sorts vals[:n] in place (insertion sort when short)."""
+    if n == 0:
+        return np.nan
+    if n <= 16:
+        return _small_median(vals, n)
+    if n <= 32:
+        for j in range(1, n):
+            v = vals[j]
+            k = j - 1
+            while k >= 0 and vals[k] > v:
+                vals[k + 1] = vals[k]
+                k -= 1
+            vals[k + 1] = v
+        s = vals
+    else:
+        s = np.sort(vals[:n])
+    if n == 1:
+        return s[0]
+    if n == 2:
+        return (s[0] + s[1]) / 2.0
+    m = n >> 1
+    if n & 1:
+        return s[m]
+    return (s[m] + s[m - 1]) / 2.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _median_of(a, n, buf):
     """Median of the non-NaN values among a[:n] (NaN if none), using scratch ``buf``.
 
@@ -86,24 +114,7 @@ def _median_of(a, n, buf):
         if not np.isnan(v):
             buf[m] = v
             m += 1
-    if m == 0:
-        return np.nan
-    if m <= 16:
-        return _small_median(buf, m)
-    if m <= 32:
-        for j in range(1, m):
-            v = buf[j]
-            k = j - 1
-            while k >= 0 and buf[k] > v:
-                buf[k + 1] = buf[k]
-                k -= 1
-            buf[k + 1] = v
-        s = buf
-    else:
-        s = np.sort(buf[:m])
-    if m % 2 == 1:
-        return s[m // 2]
-    return 0.5 * (s[m // 2 - 1] + s[m // 2])
+    return _median_sorted_prefix(buf, m)
 
 
 @numba.njit(cache=True, error_model="numpy")

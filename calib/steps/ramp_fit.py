@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from calib import dqflags
-from calib.steps.jump import _small_median
+from calib.steps.jump import _median_sorted_prefix
 
 __all__ = ["ramp_fit", "ols_kernel", "snr_power"]
 
@@ -73,34 +73,6 @@ def snr_power(snr):
     return 10.0
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _median_sorted_prefix(vals, n):
-    """Median of vals[:n] (NaN-free); sorts vals[:n] in place (insertion sort when short)."""
-    if n == 0:
-        return np.nan
-    if n <= 16:
-        return _small_median(vals, n)
-    if n <= 32:
-        for j in range(1, n):
-            v = vals[j]
-            k = j - 1
-            while k >= 0 and vals[k] > v:
-                vals[k + 1] = vals[k]
-                k -= 1
-            vals[k + 1] = v
-        s = vals
-    else:
-        s = np.sort(vals[:n])
-    if n == 1:
-        return s[0]
-    if n == 2:
-        return (s[0] + s[1]) / 2.0
-    m = n >> 1
-    if n & 1:
-        return s[m]
-    return (s[m] + s[m - 1]) / 2.0
-
-
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g, chargeloss,
                r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err):
@@ -133,7 +105,6 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                     bq[i, k, xx] = gdq[i, k, y, x0 + xx]
         idq = np.empty(nints, np.uint32)
         tmp = np.empty(max(ngroups - 1, 1), np.float64)
-        d = np.empty(ngroups, np.float64)
         loc = np.empty(ngroups, np.float64)
         seg_s = np.empty(ngroups, np.int64)
         seg_l = np.empty(ngroups, np.int64)
