@@ -137,8 +137,6 @@ class _JwstRuns:
         if failed.exists() or not (out / "DONE").exists():
             self.log.seek(0)
             tail = (failed.read_text() if failed.exists() else self.log.read())[-4000:]
-            if "crds" in tail.lower():
-                pytest.skip(f"jwst could not run without CRDS: {tail}")
             raise AssertionError(f"jwst Detector1Pipeline failed:\n{tail}")
         stem = Path(sim.uncal).name.replace("_uncal.fits", "")
         return sim, out / f"{stem}_rate.fits", out / f"{stem}_rateints.fits"
