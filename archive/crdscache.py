@@ -16,7 +16,8 @@ mappings ``jwst_sim_<instr>_<reftype>_NNNN.rmap``. crds accepts these names (it 
 instrument and filekind from the mapping headers once the files are in the cache).
 
 A synthetic context provides the detector-level reftypes of :data:`SYNTHETIC_PARKEYS`
-(dark, superbias, readnoise, mask, linearity, gain, saturation, ipc) and lists every other
+(dark, superbias, readnoise, mask, linearity, gain, saturation, ipc, and MIRI's
+reset and rscd) and lists every other
 jwst reftype (flat, photom, distortion, ...) and the calwebb step-parameter reftypes
 (``pars-*``) as "N/A": jwst steps needing those are skipped under it, not failed.
 
@@ -48,6 +49,8 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     "gain": ("META.INSTRUMENT.DETECTOR", "META.SUBARRAY.NAME"),
     "saturation": ("META.INSTRUMENT.DETECTOR",),
     "ipc": ("META.INSTRUMENT.DETECTOR",),
+    "reset": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
+    "rscd": ("META.INSTRUMENT.DETECTOR",),
 }
 #: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
 #: it does not provide as "N/A" so that steps needing them are skipped, not failed
@@ -672,7 +675,8 @@ def bestrefs(header: dict, context: str, reftypes: list[str]) -> dict[str, str]:
 
     Returns
     -------
-    dict : reftype -> file name, or ``"N/A"`` where the context says not applicable.
+    dict : reftype -> file name, or ``"N/A"`` where the context says not applicable or
+        does not define the reftype.
 
     Raises
     ------
@@ -695,7 +699,10 @@ def bestrefs(header: dict, context: str, reftypes: list[str]) -> dict[str, str]:
             raise BestrefsError(f"{fname}: CRDS gave no answer for {rt} under {context}")
         sval = str(val)
         if sval.upper().startswith("NOT FOUND"):
-            if "N/A" in sval.upper():
+            # "N/A": not applicable; "Unknown reference type": the context has no such
+            # reftype at all (e.g. emicorr in contexts before it was delivered), so no
+            # reference applies either
+            if "N/A" in sval.upper() or "UNKNOWN REFERENCE TYPE" in sval.upper():
                 out[rt] = "N/A"
                 continue
             raise BestrefsError(f"{fname}: {rt} under {context}: {sval}")

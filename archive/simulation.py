@@ -23,12 +23,15 @@ FGS_TEMPLATE = HEADERS_DIR / "fgs_acq1_guider1.fits"
 
 #: reference types written for each instrument (MIRI has no superbias step)
 REFTYPES = {
-    "NIRCAM": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
-    "NIRISS": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
-    "NIRSPEC": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
-    "FGS": ("dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"),
-    "MIRI": ("dark", "gain", "linearity", "mask", "readnoise", "saturation"),
+    "NIRCAM": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "NIRISS": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "NIRSPEC": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "FGS": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
+    "MIRI": ("dark", "gain", "linearity", "mask", "readnoise", "reset", "rscd", "saturation"),
 }
+
+# reftypes written per (subarray, readout pattern) rather than once per detector
+_PER_READOUT = ("dark", "reset")
 
 # Instruments without a real template get the NIRCam template with these keywords changed
 # (None removes a NIRCam-only keyword). MIRI, NIRISS and NIRSpec headers are therefore
@@ -248,7 +251,7 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         det = sim.make_detector(instr, detname, seed)
         ref_dir = crds_path / "references" / "jwst" / instr.lower()
         full_names = {rt: _refname(instr, rt, detname, f"s{seed}")
-                      for rt in REFTYPES[instr] if rt != "dark"}
+                      for rt in REFTYPES[instr] if rt not in _PER_READOUT}
         written = sim.write_references(det, ref_dir, full_names)
         ref_paths.extend(written.values())
         # one dark per (subarray, readpatt), deep enough for every exposure using it
@@ -256,12 +259,16 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         for i in idxs:
             key = (plans[i]["SUBARRAY"], plans[i]["READPATT"])
             dark_groups[key] = max(dark_groups.get(key, 0), plans[i]["NGROUPS"])
-        darks = {}
+        darks, resets = {}, {}
         for (sub, patt), ng in dark_groups.items():
             spec = sim.ExposureSpec(instr, detname, sub, patt, ng, 1)
             name = _refname(instr, "dark", detname, sub, patt, f"g{ng}", f"s{seed}")
             darks[(sub, patt)] = sim.write_dark(det, spec, ng, ref_dir / name)
             ref_paths.append(darks[(sub, patt)])
+            if "reset" in REFTYPES[instr]:
+                name = _refname(instr, "reset", detname, sub, patt, f"s{seed}")
+                resets[(sub, patt)] = sim.write_reset(det, spec, ref_dir / name)
+                ref_paths.append(resets[(sub, patt)])
         for i in idxs:
             kw = plans[i]
             spec = sim.ExposureSpec(instr, detname, kw["SUBARRAY"], kw["READPATT"], kw["NGROUPS"], kw["NINTS"])
@@ -273,6 +280,8 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             truths[kw["FILENAME"]] = truth.save(out_dir / "truth" / f"{root}_truth.npz")
             refs = {rt: p.name for rt, p in written.items()}
             refs["dark"] = darks[(kw["SUBARRAY"], kw["READPATT"])].name
+            if resets:
+                refs["reset"] = resets[(kw["SUBARRAY"], kw["READPATT"])].name
             used[kw["FILENAME"]] = refs
         del det
     context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)

@@ -32,6 +32,9 @@ REFERENCE_MODELS = {
     "dark": datamodels.DarkModel,
     "gain": datamodels.GainModel,
     "readnoise": datamodels.ReadnoiseModel,
+    "emicorr": datamodels.EmiModel,
+    "reset": datamodels.ResetModel,
+    "rscd": datamodels.RSCDModel,
 }
 
 
@@ -58,6 +61,8 @@ class ExposureInfo:
     slowaxis: int            # SLOWAXIS
     noutputs: int | None     # NOUTPUTS
     subarray: str            # SUBARRAY name
+    readpatt: str = ""       # READPATT
+    integration_start: int = 1  # INTSTART (1-indexed first integration in a segment file)
 
     @property
     def is_miri(self) -> bool:

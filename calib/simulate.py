@@ -51,6 +51,17 @@ FULL_SHAPE = {"NIRCAM": (2048, 2048), "NIRISS": (2048, 2048), "NIRSPEC": (2048, 
               "FGS": (2048, 2048), "MIRI": (1024, 1032)}
 NREF_NIR = 4      # reference pixels on every side of a near-IR detector
 NREF_MIRI = 4     # reference columns at each side of a MIRI detector
+#: inter-pixel capacitance: fraction of a pixel's signal seen by each of its 4 neighbours
+#: (near-IR H2RGs measure ~0.5-0.6 %); 0 means no IPC is simulated and no IPC reference
+IPC_ALPHA = {"NIRCAM": 0.005, "NIRISS": 0.005, "NIRSPEC": 0.005, "FGS": 0.005, "MIRI": 0.0}
+#: MIRI reset anomaly: integrations and groups with an offset (RESET reference NINTS/NGROUPS)
+RESET_NINTS, RESET_NGROUPS = 2, 4
+#: RSCD_GROUP_SKIP rows of the synthetic RSCD reference: (SUBARRAY, READPATT, GROUP_SKIP1,
+#: GROUP_SKIP); the counts are illustrative (the real jwst_miri_rscd files are not shipped)
+RSCD_GROUP_SKIP = tuple((sub, patt, 1, 3) for sub in ("FULL", "BRIGHTSKY", "SUB256", "SUB128",
+                                                       "SUB64", "MASK1065", "MASK1140",
+                                                       "MASK1550", "MASKLYOT", "SLITLESSPRISM")
+                        for patt in ("FAST", "FASTR1", "SLOW", "SLOWR1"))
 
 #: subarray name -> (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2), 1-based, DMS orientation.
 #: Values from the JWST SIAF / JDox subarray tables; where a start position differs
@@ -270,6 +281,31 @@ class Detector:
             return x % 4
         return np.minimum(x // 512, 3)
 
+    @property
+    def ipc_alpha(self) -> float:
+        """IPC coupling to each of the 4 nearest neighbours (:data:`IPC_ALPHA`)."""
+        return IPC_ALPHA[self.instrument]
+
+    def ipc_kernel(self) -> np.ndarray:
+        """IPC reference kernel, float32 (3, 3): the first-order inverse of the simulated
+        coupling (centre 1 + 4a', neighbours -a', a' = alpha / (1 - 4 alpha)); the jwst ipc
+        step convolves each group with it. Residual error O(alpha^2) (~3e-5)."""
+        a = self.ipc_alpha / (1.0 - 4.0 * self.ipc_alpha)
+        return np.array([[0.0, -a, 0.0], [-a, 1.0 + 4.0 * a, -a], [0.0, -a, 0.0]], np.float32)
+
+    def reset_anomaly(self) -> np.ndarray | None:
+        """MIRI reset anomaly, float32 (RESET_NINTS, RESET_NGROUPS, ny, nx) DN added to the raw
+        ramp (None for near-IR): a per-pixel amplitude of ~30 DN decaying as exp(-g / 1.2)
+        over the first groups, 0.6 times as large after the first integration (integrations
+        beyond RESET_NINTS repeat the last). Deterministic in (detector, seed)."""
+        if self.instrument != "MIRI":
+            return None
+        rng = np.random.default_rng(derive_seed("reset", self.instrument, self.detector, self.seed))
+        amp = (30.0 * (1.0 + 0.2 * rng.standard_normal(self.shape))).astype(np.float32)
+        decay = (np.exp(-np.arange(RESET_NGROUPS) / 1.2)[None, :]
+                 * np.where(np.arange(RESET_NINTS) == 0, 1.0, 0.6)[:, None]).astype(np.float32)
+        return decay[:, :, None, None] * amp[None, None]
+
     def dq(self) -> np.ndarray:
         """MASK DQ (uint32): DEAD|DO_NOT_USE, HOT, REFERENCE_PIXEL.
 
@@ -388,6 +424,18 @@ def apply_linearity(counts: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     out = np.zeros_like(x)
     for c in coeffs[::-1]:
         out = out * x + c
+    return out
+
+
+def _couple(q: np.ndarray, alpha: float, refpix: np.ndarray) -> np.ndarray:
+    """Charge q (ny, nx) seen through IPC: (1 - 4 alpha) q + alpha x (sum of the 4 nearest
+    neighbours inside the window); reference pixels (no photodiode) stay 0."""
+    out = (1.0 - 4.0 * alpha) * q
+    out[1:, :] += alpha * q[:-1, :]
+    out[:-1, :] += alpha * q[1:, :]
+    out[:, 1:] += alpha * q[:, :-1]
+    out[:, :-1] += alpha * q[:, 1:]
+    out[refpix] = 0.0
     return out
 
 
@@ -573,6 +621,10 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
     a2 = np.ascontiguousarray(det.lin_a2[rows, cols])
     a3 = np.ascontiguousarray(det.lin_a3[rows, cols])
     amp = det.amp_index()[cols]
+    alpha = det.ipc_alpha
+    reset = det.reset_anomaly()
+    if reset is not None:
+        reset = np.ascontiguousarray(reset[:, :, rows, cols])
     e_per_frame = (rate + dark) * gain.astype(np.float64) * ro.tframe       # electrons per frame (mean)
     nfr, ngap = ro.nframes, ro.groupgap
     frames_per_int = spec.ngroups * (nfr + ngap) - ngap    # frames up to the last group read
@@ -609,6 +661,8 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
                     add_cr(f0 + j, f0 + j + 1)
                 acc += q
             avg_q = acc / nfr
+            if alpha > 0.0:          # IPC: the voltage of each pixel sees its neighbours' charge
+                avg_q = _couple(avg_q, alpha, refpix)
             if ngap and g < spec.ngroups - 1:
                 q += rng.poisson(e_per_frame * ngap) if noise else e_per_frame * ngap
                 if noise:
@@ -620,6 +674,8 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
             else:
                 offset_col = np.zeros(nx)
                 read = np.zeros((ny, nx), np.float32)
+            if reset is not None and g < reset.shape[1]:      # MIRI reset anomaly, DN
+                read = read + reset[min(i, reset.shape[0] - 1), g]
             _finish_group(avg_q, gain, a2, a3, bias, offset_col, read, sat, ramp[i, g], saturated[i, g])
     # first group affected by each cosmic ray: the group whose frames include or follow it
     cr_group = np.minimum(cr_frame // (nfr + ngap) + ((cr_frame % (nfr + ngap)) >= nfr), spec.ngroups - 1)
@@ -647,6 +703,8 @@ def _ref_meta(model, det: Detector, reftype: str, description: str, subarray: st
     model.meta.pedigree = "DUMMY"
     model.meta.description = description
     model.meta.telescope = "JWST"
+    if reftype.lower() in ("rscd", "ipc"):   # models without subarray keywords
+        return
     x1, y1, xs, ys = geometry or (1, 1, det.shape[1], det.shape[0])
     model.meta.subarray.name = subarray
     model.meta.subarray.xstart = x1
@@ -668,12 +726,17 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
     """Write the full-frame reference files of a detector (GENERIC subarray).
 
     ``names`` maps reftype ('mask', 'saturation', 'superbias', 'linearity', 'gain',
-    'readnoise') to a file name; only those reftypes are written. MIRI gets no superbias
-    (calwebb_detector1 has no superbias step for MIRI); a 'superbias' entry is ignored.
+    'readnoise', 'ipc', and for MIRI 'rscd') to a file name; only those reftypes are written. MIRI
+    gets no superbias (calwebb_detector1 has no superbias step for MIRI); a 'superbias'
+    entry is ignored, as are 'rscd' for near-IR detectors and 'ipc' for detectors without
+    simulated IPC (:data:`IPC_ALPHA` 0). RESET references are per
+    subarray and readout pattern, like darks: :func:`write_reset`.
 
     Arrays: MASK dq uint32; SATURATION data float32 DN; SUPERBIAS data/err float32 DN;
     LINEARITY coeffs float32 (4, ny, nx); GAIN float32 e-/DN; READNOISE float32 DN, the
     correlated-double-sampling noise ``sqrt(2) * Detector.readnoise`` (JWST convention).
+    RSCD (RSCDModel): the RSCD_GROUP_SKIP table :data:`RSCD_GROUP_SKIP`. IPC (IPCModel):
+    SCI float32 (3, 3) kernel :meth:`Detector.ipc_kernel`.
 
     Returns reftype -> written path.
     """
@@ -687,6 +750,9 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
     for reftype, name in names.items():
         reftype = reftype.lower()
         if reftype == "superbias" and det.instrument == "MIRI":
+            continue
+        if (reftype == "rscd" and det.instrument != "MIRI") or (reftype == "ipc"
+                                                               and det.ipc_alpha == 0.0):
             continue
         if reftype == "mask":
             m = dm.MaskModel(dq=dq, dq_def=_dq_def())
@@ -703,6 +769,13 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
             # JWST READNOISE references hold the CDS noise (of a difference of two reads):
             # stcal's ramp_fit uses readnoise / sqrt(2 * nframes) as the group read noise
             m = dm.ReadnoiseModel(data=(det.readnoise * np.float32(np.sqrt(2.0))).astype(np.float32))
+        elif reftype == "ipc":
+            m = dm.IPCModel(data=det.ipc_kernel())
+        elif reftype == "rscd":
+            m = dm.RSCDModel()
+            m.rscd_group_skip_table = np.array(
+                list(RSCD_GROUP_SKIP), dtype=[("subarray", "S17"), ("readpatt", "S12"),
+                                        ("group_skip1", "<i4"), ("group_skip", "<i4")])
         else:
             raise ValueError(f"write_references: unsupported reftype {reftype!r}")
         _ref_meta(m, det, reftype, f"Simulated {reftype} for {det.detector} (seed {det.seed})")
@@ -749,6 +822,36 @@ def write_dark(det: Detector, spec: ExposureSpec, ngroups: int, path: str | Path
     m.meta.exposure.groupgap = ro.groupgap
     m.meta.exposure.ngroups = ngroups
     m.meta.exposure.nints = 1
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m.save(path, overwrite=True)
+    m.close()
+    return path
+
+
+def write_reset(det: Detector, spec: ExposureSpec, path: str | Path) -> Path:
+    """Write a MIRI RESET reference for the exposure's subarray and readout pattern.
+
+    ResetModel: SCI/ERR float32 (RESET_NINTS, RESET_NGROUPS, ny, nx) DN, the anomaly
+    :meth:`Detector.reset_anomaly` adds to simulated ramps, cut to the subarray (jwst's reset
+    step subtracts the reference without cutting it, so RESET files are per subarray);
+    DQ uint32 (ny, nx) zero; NINTS/NGROUPS/READPATT keywords.
+    Raises ValueError for a near-IR detector.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    table = det.reset_anomaly()
+    if table is None:
+        raise ValueError(f"write_reset: {det.instrument} has no reset anomaly (MIRI only)")
+    rows, cols = window(det, spec)
+    table = np.ascontiguousarray(table[:, :, rows, cols])
+    ro = spec.readout()
+    m = dm.ResetModel(data=table, err=np.zeros_like(table),
+                      dq=np.zeros(table.shape[-2:], np.uint32), dq_def=_dq_def())
+    _ref_meta(m, det, "reset", f"Simulated reset anomaly for {det.detector} {spec.subarray} "
+              f"{ro.readpatt}", subarray=spec.subarray, geometry=spec.geometry())
+    m.meta.exposure.readpatt = ro.readpatt
+    m.meta.exposure.nints, m.meta.exposure.ngroups = table.shape[:2]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     m.save(path, overwrite=True)
@@ -838,4 +941,127 @@ def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: st
     model.meta.filename = path.name
     model.save(path, overwrite=True)
     model.close()
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# MIRI EMICORR reference (electromagnetic interference waveforms)
+
+#: MIRI readout clocks (10 us pixel-clock ticks) per subarray case of an EMICORR reference:
+#: (ROWCLOCKS, FRAMECLOCKS), FRAMECLOCKS = ny * ROWCLOCKS + (1024 - ny) * 7. Full frame is
+#: split by read speed (FULL_FAST, FULL_SLOW), as jwst's emicorr looks it up.
+MIRI_EMI_CLOCKS: dict[str, tuple[int, int]] = {
+    "FULL_FAST": (271, 277504), "FULL_SLOW": (2333, 2388992), "BRIGHTSKY": (162, 86528),
+    "SUB256": (96, 29952), "SUB128": (44, 11904), "SUB64": (28, 8512),
+    "MASK1065": (82, 23968), "MASK1140": (82, 23968), "MASK1550": (82, 23968),
+    "MASKLYOT": (90, 32400), "SLITLESSPRISM": (28, 15904),
+}
+MIRI_DETECTORS = ("MIRIMAGE", "MIRIFULONG", "MIRIFUSHORT")
+
+#: EMI frequency name -> Hz (the names and values used by the jwst EMICORR files: 390.625 Hz
+#: in most subarrays, ~218.5 Hz, and ~10 Hz in full frame)
+EMI_FREQUENCIES: dict[str, float] = {"Hz390": 390.625, "Hz218a": 218.52055, "Hz10": 10.039216}
+
+
+def emi_waveform(frequency: float, nbins: int | None = None, amplitude: float = 1.0,
+                 seed: int = 0) -> np.ndarray:
+    """One period of a synthetic EMI waveform, float32 (nbins,) DN, peak |value| = amplitude.
+
+    A fundamental plus 2nd and 3rd harmonics (relative amplitudes 0.35 and 0.12, phases from
+    ``seed``), zero mean. ``nbins`` defaults to ``min(period / 2, 500)`` samples, ``period =
+    1 / (frequency * 10 us)`` pixel-clock ticks, as the jwst on-the-fly reference waves.
+    """
+    if not (frequency > 0):
+        raise ValueError(f"emi_waveform: frequency must be > 0 Hz, got {frequency!r}")
+    if nbins is None:
+        nbins = min(int((1.0 / frequency) / 10.0e-6 / 2.0), 500)
+    if nbins < 4:
+        raise ValueError(f"emi_waveform: need at least 4 samples per period, got {nbins}")
+    rng = np.random.default_rng(derive_seed("emi", frequency, seed))
+    p = 2.0 * np.pi * np.arange(nbins) / nbins
+    ph = rng.uniform(0.0, 2.0 * np.pi, 2)
+    w = np.sin(p) + 0.35 * np.sin(2 * p + ph[0]) + 0.12 * np.sin(3 * p + ph[1])
+    w -= w.mean()
+    return (amplitude * w / np.abs(w).max()).astype(np.float32)
+
+
+def write_emicorr_reference(path: str | Path, frequencies: dict | None = None,
+                            subarray_cases: dict | None = None, *, amplitude: float = 1.0,
+                            seed: int = 0, useafter: str = USEAFTER,
+                            description: str = "Simulated MIRI EMI reference waves") -> Path:
+    """Write a MIRI EMICORR reference file (stdatamodels ``EmiModel``, the real CRDS format:
+    an ASDF tree with ``frequencies`` and ``subarray_cases``; use a ``.asdf`` path).
+
+    Parameters
+    ----------
+    path : output file.
+    frequencies : name -> Hz, or name -> (Hz, waveform 1-D array DN). Default
+        :data:`EMI_FREQUENCIES` plus ``Hz10_slow_<DETECTOR>`` (10.039216 Hz) for each MIRI
+        detector, with :func:`emi_waveform` waves of peak ``amplitude`` DN.
+    subarray_cases : case name (SUBARRAY, or FULL_FAST / FULL_SLOW) -> list of frequency
+        names, used for FAST and, for every detector, SLOW reads; or -> a complete case dict
+        ``{"rowclocks", "frameclocks", "freqs": {"FAST": [...], "SLOW": {DET: [...]}}}``.
+        Rowclocks/frameclocks of a list-form case come from :data:`MIRI_EMI_CLOCKS`.
+        Default: Hz390 for every MIRI subarray (SUB64, SUB128, ..., FAST and SLOW), Hz10 for
+        FULL_FAST and Hz10_slow_<DETECTOR> for FULL_SLOW.
+
+    Returns the written path. Raises ValueError for a case with unknown clocks or a listed
+    frequency that is not defined.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    if frequencies is None:
+        frequencies = dict(EMI_FREQUENCIES)
+        for det in MIRI_DETECTORS:
+            frequencies[f"Hz10_slow_{det}"] = EMI_FREQUENCIES["Hz10"]
+    freq_tree = {}
+    for name, val in frequencies.items():
+        if isinstance(val, (tuple, list)):
+            hz, wave = float(val[0]), np.asarray(val[1], np.float32)
+        else:
+            hz = float(val)
+            wave = emi_waveform(hz, amplitude=amplitude, seed=seed)
+        freq_tree[str(name)] = {"frequency": hz, "phase_amplitudes": wave}
+    if subarray_cases is None:
+        subarray_cases = {s: ["Hz390"] for s in MIRI_EMI_CLOCKS if not s.startswith("FULL")}
+        subarray_cases["FULL_FAST"] = {"FAST": ["Hz10"]}
+        subarray_cases["FULL_SLOW"] = {"SLOW": {d: [f"Hz10_slow_{d}"] for d in MIRI_DETECTORS}}
+    cases = {}
+    for sub, spec in subarray_cases.items():
+        if isinstance(spec, dict) and "freqs" in spec:
+            case = {"rowclocks": int(spec["rowclocks"]), "frameclocks": int(spec["frameclocks"]),
+                    "freqs": spec["freqs"]}
+        else:
+            if sub not in MIRI_EMI_CLOCKS:
+                raise ValueError(f"write_emicorr_reference: no MIRI clocks known for {sub!r}; "
+                                 "give rowclocks/frameclocks in a full case dict")
+            rc, fc = MIRI_EMI_CLOCKS[sub]
+            freqs = (dict(spec) if isinstance(spec, dict)
+                     else {"FAST": list(spec), "SLOW": {d: list(spec) for d in MIRI_DETECTORS}})
+            case = {"rowclocks": rc, "frameclocks": fc, "freqs": freqs}
+        listed = list(case["freqs"].get("FAST", []))
+        for lst in (case["freqs"].get("SLOW") or {}).values():
+            listed += list(lst)
+        missing = [n for n in listed if n not in freq_tree]
+        if missing:
+            raise ValueError(f"write_emicorr_reference: case {sub!r} lists undefined "
+                             f"frequencies {missing}")
+        cases[str(sub)] = case
+    m = dm.EmiModel()
+    m.frequencies = freq_tree
+    m.subarray_cases = cases
+    m.meta.instrument.name = "MIRI"
+    m.meta.reftype = "EMICORR"
+    m.meta.useafter = useafter
+    m.meta.author = AUTHOR
+    m.meta.pedigree = "DUMMY"
+    m.meta.description = description
+    m.meta.telescope = "JWST"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".fits":
+        m.save(path, overwrite=True)
+    else:
+        m.save(path)          # ASDF (the CRDS format); replaces an existing file
+    m.close()
     return path

@@ -46,7 +46,9 @@ def test_interface_lists():
     assert NIR_STEPS[0] == "group_scale" and NIR_STEPS[-1] == "gain_scale"
     assert reftypes_for("NIRCAM", "NRC_IMAGE") == ["mask", "saturation", "ipc", "superbias",
                                                    "linearity", "dark", "gain", "readnoise"]
-    assert "superbias" not in reftypes_for("MIRI", "MIR_IMAGE")
+    assert reftypes_for("MIRI", "MIR_IMAGE") == ["mask", "emicorr", "saturation", "ipc", "reset",
+                                                 "linearity", "rscd", "dark", "gain",
+                                                 "readnoise"]
     with pytest.raises(InputError):
         steps_for("HST")
 
@@ -236,7 +238,7 @@ def test_validate_params():
                       ({"refpix": {"side_smoothing_length": 1.5}}, "side_smoothing_length"),
                       ({"jump": {"flag_4_neighbors": "maybe"}}, "flag_4_neighbors"),
                       ({"ramp_fit": {"skip": True}}, "ramp_fit"),
-                      ({"rscd": {"skip": False}}, "rscd"),
+                      ({"persistence": {"skip": False}}, "persistence"),
                       ({"bogus": {}}, "bogus")):
         with pytest.raises(ValueError, match=word):
             validate_params(bad)
@@ -286,9 +288,9 @@ def test_bad_references_and_inputs(nrc, tmp_path):
 def test_miri_pipeline(miri):
     sim, res = miri
     assert list(res.step_status) == list(MIRI_STEPS)
-    for step in ("emicorr", "reset", "rscd", "refpix", "group_scale", "gain_scale", "firstframe"):
+    for step in ("emicorr", "refpix", "group_scale", "gain_scale", "firstframe"):
         assert res.step_status[step] == "SKIPPED"
-    for step in ("dq_init", "saturation", "lastframe", "linearity",
+    for step in ("dq_init", "saturation", "lastframe", "reset", "linearity", "rscd",
                  "dark_current", "jump", "ramp_fit"):
         assert res.step_status[step] == "COMPLETE"
     assert res.rateints is None          # NINTS == 1

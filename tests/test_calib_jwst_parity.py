@@ -26,6 +26,9 @@ from calib.pipelines.detector1 import CAL_STEP_ATTR, run_detector1  # noqa: E402
 from tests.test_calib_support import make_miri, make_nircam  # noqa: E402
 
 SHARED_MAPPINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crds" / "mappings"
+_REAL_REFS = SHARED_MAPPINGS.parent / "references"
+REAL_NRS1_SUB512 = {"dark": str(_REAL_REFS / "jwst_nirspec_dark_0046.fits"),
+                    "superbias": str(_REAL_REFS / "jwst_nirspec_superbias_0075.fits")}
 CM_THRESHOLD = 1500.0     # low charge_migration threshold so that the step does something
 
 _JWST_SCRIPT = textwrap.dedent(
@@ -65,8 +68,8 @@ _JWST_SCRIPT = textwrap.dedent(
                 "refpix": {"override_refpix": "N/A", "override_sirskernel": "N/A"},
                 "ipc": {"override_ipc": r["ipc"]} if "ipc" in r else {"skip": True},
                 "emicorr": {"skip": True},
-                "reset": {"skip": True},
-                "rscd": {"override_rscd": "N/A"},
+                "reset": {"override_reset": r.get("reset", "N/A")},
+                "rscd": {"override_rscd": r.get("rscd", "N/A")},
                 "charge_migration": {"skip": not case["charge_migration"],
                                      "signal_threshold": cfg["cm_threshold"]},
             }
@@ -84,14 +87,28 @@ _JWST_SCRIPT = textwrap.dedent(
 )
 
 CASES = {
-    "rapid_2ints": dict(kind="nrc", seed=2024, ipc_alpha=0.006),
+    # NIRCam imaging subarray, 3 integrations (rateints), IPC
+    "nircam_sub160_3ints": dict(kind="nrc", seed=2024, nints=3, ipc_alpha=0.006),
+    # NIRSpec NRS1 SUB512 (32 x 512, no reference pixels) with the real NRS1 SUB512 dark and
+    # superbias from CRDS
+    "nirspec_nrs1_sub512": dict(kind="nrc", seed=21, nints=2, ngroups=10, ny=32, nx=512,
+                                xstart=1025, ystart=957, subarray="SUB512",
+                                readpatt="NRSRAPID", tframe=0.22616, instrument="NIRSPEC",
+                                full_refs=False, real_refs=REAL_NRS1_SUB512),
+    # FGS GUIDER1 at the detector corner (transposed axes, reference pixels on two sides)
+    "fgs_guider1": dict(kind="nrc", seed=31, nints=2, ngroups=6, ny=128, nx=128,
+                        subarray="SUB128LLCRNR", readpatt="FGSRAPID", tframe=0.0664,
+                        instrument="FGS", full_refs=False),
     "shallow4_frame_averaged": dict(kind="nrc", seed=11, nints=1, ngroups=6, nframes=4,
                                     groupgap=1, readpatt="SHALLOW4", full_refs=False),
     # full-width strip read through 4 outputs: per-amplifier + side reference pixels
     "four_amp_strip": dict(kind="nrc", seed=3, nints=1, ngroups=5, ny=48, nx=2048, noutputs=4,
                            tframe=0.34061, subarray="SUBGRISM64", full_refs=False),
-    "miri_2ints": dict(kind="miri", nints=2),
-    "miri_full_frame_refpix": dict(kind="miri", nints=1, ngroups=5, full_frame=True),
+    # reset anomaly + RESET reference, RSCD flagging lowered for pixels saturating early
+    "miri_2ints": dict(kind="miri", nints=2, bright=True),
+    # ipc over the light-sensitive columns only (MIRI: 4 reference columns at each side)
+    "miri_full_frame_refpix": dict(kind="miri", nints=1, ngroups=5, full_frame=True,
+                                   ipc_alpha=0.01),
     "charge_migration": dict(kind="nrc", seed=77, nints=2, ngroups=8),
     # FASTAXIS -2: refpix odd/even columns run along DMS rows
     "niriss_transposed": dict(kind="nrc", seed=8, nints=1, ngroups=7, ny=96, nx=160,
@@ -177,11 +194,17 @@ def test_rate_parity_with_jwst(jwst_runs, case):
         assert frac >= 0.999, f"rate parity {frac:.5f} over {n} good pixels"
         np.testing.assert_array_equal(ours.rate.dq, j.dq)
         for ext in ("err", "var_poisson", "var_rnoise"):
+            # the criterion: within 1e-3 relative for >= 99.9 % of good pixels
+            # (near-zero rates give near-zero VAR_POISSON whose relative error is large)
             a, b = getattr(ours.rate, ext), getattr(j, ext)
             fin = np.isfinite(b) & ((j.dq & 1) == 0)
-            np.testing.assert_allclose(a[fin], b[fin], rtol=1e-4, atol=1e-6)
+            close = np.isclose(a[fin], b[fin], rtol=1e-3, atol=1e-6)
+            assert close.mean() >= 0.999, f"{ext}: {close.mean():.5f} within 1e-3"
+            assert np.isclose(a[fin], b[fin], rtol=1e-4, atol=1e-6).mean() >= 0.999
         for step, st in ours.step_status.items():
             assert getattr(j.meta.cal_step, CAL_STEP_ATTR.get(step, step)) == st, step
+        if ours.step_status.get("rscd") == "COMPLETE":     # INT1SKIP, INT2SKIP, INT1SATG, ...
+            assert ours.rate.meta.rscd.instance == j.meta.rscd.instance
     with datamodels.open(ints_path) as j:
         if ours.rateints is not None:
             frac, n = _agreement(ours.rateints.data, j.data, j.err, j.dq)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
 from calib import dqflags
@@ -65,13 +66,19 @@ def _ref_meta(m, instrument, detector, reftype, sub, readpatt=None):
 def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nframes=1,
                 groupgap=0, tframe=0.27864, readpatt="RAPID", with_refpix=True,
                 dark_nframes=1, sat_jump=True, full_refs=True, xstart=1, ystart=1, noutputs=1,
-                subarray="SUB160", ipc_alpha=0.0, instrument="NIRCAM"):
+                subarray="SUB160", ipc_alpha=0.0, instrument="NIRCAM", real_refs=None):
     """A NIRCam NRCA2 subarray (default SUB160-sized at the detector corner, SUBSTRT 1,1),
     whose pixels in the 4-pixel full-frame border are reference pixels, and its reference
     files. ``instrument="NIRISS"`` makes the same exposure on NIRISS (detector NIS,
-    FASTAXIS -2, SLOWAXIS -1: detector columns run along DMS rows). Returns a Sim."""
-    det = "NRCA2" if instrument == "NIRCAM" else "NIS"
-    fast, slow = (1, -2) if instrument == "NIRCAM" else (-2, -1)
+    FASTAXIS -2, SLOWAXIS -1: detector columns run along DMS rows), ``"NIRSPEC"`` on NRS1
+    (FASTAXIS 2, SLOWAXIS 1), ``"FGS"`` on GUIDER1 (FASTAXIS -2, SLOWAXIS -1), as in real
+    headers. ``real_refs`` {reftype: path} replaces those synthetic references by real
+    ones (a real superbias also becomes the simulated bias). Returns a Sim."""
+    det, (fast, slow), exp_type = {
+        "NIRCAM": ("NRCA2", (1, -2), "NRC_IMAGE"), "NIRISS": ("NIS", (-2, -1), "NIS_IMAGE"),
+        "NIRSPEC": ("NRS1", (2, 1), "NRS_IMAGE"), "FGS": ("GUIDER1", (-2, -1), "FGS_IMAGE"),
+    }[instrument]
+    real_refs = dict(real_refs or {})
     rng = np.random.default_rng(seed)
     tgroup = tframe * (nframes + groupgap)
     gain = (2.0 + 0.1 * rng.standard_normal((ny, nx))).astype(np.float32)
@@ -80,6 +87,9 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     gain_ref[13, 30 if nx > 34 else 9] = 0.0
     rn_cds = (9.0 + 0.5 * rng.standard_normal((ny, nx))).astype(np.float32)   # DN, CDS
     bias = (BIAS_DN + 80.0 * rng.standard_normal((ny, nx))).astype(np.float32)
+    if "superbias" in real_refs:
+        real_bias = fits.getdata(real_refs["superbias"], "SCI").astype(np.float32)
+        bias = np.where(np.isfinite(real_bias), real_bias, np.float32(BIAS_DN))
     dark_rate = np.float32(0.02) + np.float32(0.01) * rng.random((ny, nx), dtype=np.float32)  # DN/s
     rate = (10.0 ** rng.uniform(0.0, 3.0, (ny, nx))).astype(np.float32)   # 1 .. 1000 DN/s
     refmask = np.zeros((ny, nx), bool)
@@ -147,10 +157,13 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
         meta.instrument.filter = "F210M"
         meta.instrument.pupil = "CLEAR"
         meta.exposure.type = "NRC_IMAGE"
-    else:
+    elif instrument == "NIRISS":
         meta.instrument.filter = "CLEAR"
         meta.instrument.pupil = "F150W"
-        meta.exposure.type = "NIS_IMAGE"
+    elif instrument == "NIRSPEC":
+        meta.instrument.filter = "F110W"
+        meta.instrument.grating = "MIRROR"
+    meta.exposure.type = exp_type
     meta.exposure.readpatt = readpatt
     meta.exposure.nints = nints
     meta.exposure.ngroups = ngroups
@@ -255,15 +268,24 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
     refs["readnoise"] = str(tmp_path / "nrca2_readnoise.fits")
     rm.save(refs["readnoise"])
 
+    refs.update(real_refs)
     return Sim(uncal=uncal, refs=refs, truth_rate=rate.astype(np.float64), jumps=jumps,
                saturating=saturating, refpix_mask=refmask, bad_pixels=bad,
                info=dict(tgroup=tgroup, gain=gain, rn=rn_cds, bias=bias, dark_rate=dark_rate,
                          raw=raw))
 
 
-def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame=False):
+def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame=False,
+              reset_rscd=True, rscd_skip=(1, 2), bright=False, ipc_alpha=0.0):
     """A MIRI MIRIMAGE SUB64-like exposure (SUBSTRT 1, 779) with full-frame (1024x1032)
     mask/saturation/gain/readnoise/linearity references and a 4-D MIRI dark.
+    ``reset_rscd``: the ramp carries a reset anomaly (2 integrations x 3 groups, ~40 DN,
+    decaying) and RESET (subarray-sized, as jwst needs) and RSCD references are written;
+    the RSCD table's row for this SUBARRAY/FASTR1 has GROUP_SKIP1, GROUP_SKIP = rscd_skip.
+    ``bright``: three pixels on row 12 saturate in group 3, group 4 and group 1 (SUB64
+    timing), so that rscd lowers its skip count for the first two (listed in saturating).
+    ``ipc_alpha`` > 0: an IPC reference (3x3 first-order deconvolution kernel) is written;
+    the ramp itself has no coupling (for parity runs only).
     ``full_frame=True``: the whole 1024x1032 detector, whose 4 left and 4 right columns are
     reference pixels, with a per-group drift of each amplifier and row parity."""
     if full_frame:
@@ -283,6 +305,11 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame
         tframe = tgroup = 2.77504
         rate = (10.0 ** rng.uniform(0.0, 2.5, (ny, nx))).astype(np.float32)
     rate[:, refcols] = 0.0
+    saturating = []
+    if bright:      # DN per group 20000, 15000, 60000 above an 8000 DN bias, 60000 DN limit
+        for x, r in ((12, 2.0e4), (20, 1.5e4), (28, 6.0e4)):
+            rate[12, x] = r / tframe
+            saturating.append((12, x))
     data = np.zeros((nints, ngroups, ny, nx))
     amp = np.arange(nx) % 4
     rowpar = np.arange(ny) % 2
@@ -295,6 +322,13 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame
                 drift = rng.normal(0, 5.0, (2, 4))
                 data[i, g] += drift[rowpar[:, None], amp[None, :]]
     data[0, 4:, 30, 30] += 3000.0
+    if reset_rscd:       # reset anomaly: own random stream, the rest of the ramp unchanged
+        rr = np.random.default_rng(seed + 7)
+        reset_tab = (40.0 * (1 + 0.2 * rr.standard_normal((2, 3, ny, nx)))
+                     * np.array([1.0, 0.5, 0.2])[None, :, None, None]
+                     * np.array([1.0, 0.6])[:, None, None, None]).astype(np.float32)
+        for i in range(nints):
+            data[i, :3] += reset_tab[min(i, 1), :min(3, ngroups)]
     raw = np.clip(np.round(data), 0, 65535).astype(np.uint16)
     m = datamodels.Level1bModel(data=raw)
     meta = m.meta
@@ -357,7 +391,30 @@ def make_miri(tmp_path, *, seed=99, nints=1, ngroups=8, ny=64, nx=72, full_frame
     _ref_meta(rm, "MIRI", "MIRIMAGE", "readnoise", full)
     refs["readnoise"] = str(tmp_path / "miri_readnoise.fits")
     rm.save(refs["readnoise"])
+    if ipc_alpha > 0:
+        a = ipc_alpha / (1 - 4 * ipc_alpha)
+        im = datamodels.IPCModel(data=np.array([[0, -a, 0], [-a, 1 + 4 * a, -a], [0, -a, 0]],
+                                               np.float32))
+        _ref_meta(im, "MIRI", "MIRIMAGE", "ipc", full)
+        refs["ipc"] = str(tmp_path / "miri_ipc.fits")
+        im.save(refs["ipc"])
+    if reset_rscd:
+        rs = datamodels.ResetModel(data=reset_tab, err=np.zeros_like(reset_tab),
+                                   dq=np.zeros((ny, nx), np.uint32))
+        _ref_meta(rs, "MIRI", "MIRIMAGE", "reset", (x0 + 1, y0 + 1, nx, ny), readpatt="FASTR1")
+        rs.meta.exposure.nints, rs.meta.exposure.ngroups = 2, 3
+        refs["reset"] = str(tmp_path / "miri_reset.fits")
+        rs.save(refs["reset"])
+        rc = datamodels.RSCDModel()
+        _ref_meta(rc, "MIRI", "MIRIMAGE", "rscd", full)
+        rc.rscd_group_skip_table = np.array(
+            [("FULL" if full_frame else "SUB64", "FASTR1", *rscd_skip),
+             ("SUB128", "FASTR1", 3, 4)],
+            dtype=[("subarray", "S17"), ("readpatt", "S12"), ("group_skip1", "<i4"),
+                   ("group_skip", "<i4")])
+        refs["rscd"] = str(tmp_path / "miri_rscd.fits")
+        rc.save(refs["rscd"])
     return Sim(uncal=uncal, refs=refs, truth_rate=rate.astype(np.float64),
-               jumps=[(0, 4, 30, 30)], saturating=[],
+               jumps=[(0, 4, 30, 30)], saturating=saturating,
                refpix_mask=np.broadcast_to(refcols[None, :], (ny, nx)).copy(),
                info=dict(tgroup=tgroup, raw=raw))

@@ -12,7 +12,8 @@ from archive import crdscache, simulation
 
 SHARED = Path("/work/shared/data")
 NRCA2 = SHARED / "headers" / "jw01075001001_03105_00009_nrca2_uncal.fits"
-DETECTOR1_REFTYPES = ["dark", "gain", "linearity", "mask", "readnoise", "saturation", "superbias"]
+DETECTOR1_REFTYPES = ["dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation",
+                      "superbias"]
 
 
 @pytest.fixture(scope="module")

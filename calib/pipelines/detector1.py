@@ -6,10 +6,11 @@ pipeline resolves parameters and references once and records every step's status
 
 Implemented (COMPLETE when their reference is given): group_scale, dq_init, saturation,
 ipc, superbias, refpix, linearity, dark_current, charge_migration (off by default, as in
-jwst), jump, ramp_fit, gain_scale, and for MIRI firstframe (off by default, as in jwst 3.0)
-and lastframe; MIRI refpix for full frame (SKIPPED for MIRI subarrays, as jwst). Always
-recorded SKIPPED: persistence (NIR; off by default in jwst too), emicorr, reset and rscd
-(MIRI).
+jwst), jump, ramp_fit, gain_scale, and for MIRI emicorr (off by default, as in jwst 3.0),
+firstframe (off by default, as in jwst 3.0), lastframe, reset and rscd (run when their
+references are given: the real jwst_0541 context has RESET N/A for MIRI, so reset is
+SKIPPED there, as in jwst); MIRI refpix for full frame (SKIPPED for MIRI subarrays, as
+jwst). Always recorded SKIPPED: persistence (NIR; off by default in jwst too).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _
                          charge_migration as _cm, gain_scale as _gs, group_scale as _grs,
                          ipc as _ipc, jump as _jump,
                          linearity as _lin, ramp_fit as _rf, refpix as _rp,
-                         saturation as _sat, superbias as _sb)
+                         reset as _reset, rscd as _rscd, saturation as _sat,
+                         superbias as _sb)
 
 __all__ = ["NIR_STEPS", "MIRI_STEPS", "STEP_REFTYPES", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
            "Detector1Result", "run_detector1", "validate_params", "STEP_PARAMETERS",
@@ -40,7 +42,7 @@ NIR_STEPS: tuple[str, ...] = (
     "persistence", "dark_current", "charge_migration", "jump", "ramp_fit", "gain_scale",
 )
 MIRI_STEPS: tuple[str, ...] = (
-    "group_scale", "dq_init", "emicorr", "saturation", "firstframe", "lastframe", "reset",
+    "group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset",
     "linearity", "rscd", "dark_current", "refpix", "jump", "ramp_fit", "gain_scale",
 )
 NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
@@ -49,7 +51,8 @@ NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
 STEP_PARAMETERS: dict[str, dict[str, object]] = {
     "group_scale": {},
     "dq_init": {},
-    "emicorr": {},
+    "emicorr": {"algorithm": "joint", "nints_to_phase": None, "nbins": None,
+                "scale_reference": True, "use_n_cycles": 3, "fit_ints_separately": False},
     "saturation": {"n_pix_grow_sat": 1, "use_readpatt": True},
     "firstframe": {},
     "lastframe": {},
@@ -74,17 +77,20 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
 }
 
 # steps this engine does not implement; always recorded SKIPPED
-_NOT_IMPLEMENTED = {"persistence", "emicorr", "reset", "rscd"}
+_NOT_IMPLEMENTED = {"persistence"}
 # jwst 3.0 defaults skip=True (firstframe is deprecated there: the rscd step flags the
 # initial MIRI groups instead); enable with {"firstframe": {"skip": False}}
-_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe"}
+_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe", "emicorr"}
 
 _STEP_REFTYPES = {
     "dq_init": ["mask"],
+    "emicorr": ["emicorr"],
     "saturation": ["saturation"],
     "ipc": ["ipc"],
     "superbias": ["superbias"],
+    "reset": ["reset"],
     "linearity": ["linearity"],
+    "rscd": ["rscd"],
     "dark_current": ["dark"],
     "jump": ["gain", "readnoise"],
     "ramp_fit": ["gain", "readnoise"],
@@ -112,8 +118,9 @@ def reftypes_for(instrument: str, exp_type: str) -> list[str]:
     """CRDS reftypes (lower case) this engine reads for the exposure, in first-use order.
 
     e.g. ``["mask", "saturation", "ipc", "superbias", "linearity", "dark", "gain",
-    "readnoise"]`` for NIR; MIRI has no ipc or superbias here. ``exp_type`` is accepted for
-    interface stability (all detector1 exposure types use the same set here).
+    "readnoise"]`` for NIR; MIRI has no superbias and adds emicorr, reset and rscd.
+    ``exp_type`` is accepted for interface stability (all detector1 exposure types use the
+    same set here).
     """
     out: list[str] = []
     for step in steps_for(instrument):
@@ -181,7 +188,7 @@ def validate_params(params: dict | None) -> dict[str, dict]:
     both detector1 flavours, defaults filled in.
     Raises ValueError naming the offending step or parameter: unknown step, unknown
     parameter, wrong type, ``ramp_fit`` skipped, or skip=False for a step this engine does
-    not implement (persistence, emicorr, reset, rscd).
+    not implement (persistence).
     """
     resolved = {s: dict(p, skip=(s in _SKIPPED_BY_DEFAULT or s in _NOT_IMPLEMENTED))
                 for s, p in STEP_PARAMETERS.items()}
@@ -254,7 +261,8 @@ def _exposure_info(model, path: str) -> ExposureInfo:
         fastaxis=int(sub.fastaxis) if sub.fastaxis is not None else 1,
         slowaxis=int(sub.slowaxis) if sub.slowaxis is not None else 2,
         noutputs=None if ex.noutputs is None else int(ex.noutputs),
-        subarray=str(sub.name or ""),
+        subarray=str(sub.name or ""), readpatt=readpatt,
+        integration_start=(1 if ex.integration_start is None else int(ex.integration_start)),
     )
 
 
@@ -278,8 +286,8 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     params: {step: {jwst parameter name: value}}, e.g. {"jump": {"rejection_threshold": 5}},
     {"refpix": {"skip": True}}. Any step of either detector1 flavour may be named (those
     not in this instrument's pipeline are ignored, as jwst ignores them); requesting
-    skip=False for a step this engine does not implement (persistence, emicorr, reset,
-    rscd) raises ValueError rather than silently skipping it.
+    skip=False for a step this engine does not implement (persistence) raises ValueError
+    rather than silently skipping it.
 
     Returns a Detector1Result: rate ImageModel (SCI DN/s, ERR, DQ, VAR_POISSON,
     VAR_RNOISE; float32, DQ uint32), rateints CubeModel (None when NINTS == 1), the status
@@ -362,6 +370,26 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                         status[step] = "SKIPPED"
                     else:
                         gdq, pdq, status[step] = _dqi.dq_init(gdq, pdq, mask)
+                elif step == "emicorr":
+                    from calib.steps import emicorr as _emi   # MIRI only, off by default
+                    ex = model.meta.exposure
+                    emi_key = (info.subarray, str(ex.readpatt or "").upper(), info.detector)
+                    sel = prepared("emicorr", step, ("select", *emi_key), lambda m, p:
+                                   _emi.select_frequencies(m, *emi_key, path=p, step=step))
+                    alg = str(c["algorithm"]).lower()
+                    if alg not in _emi.ALGORITHMS:
+                        raise ValueError(f"parameter 'algorithm' of step 'emicorr' must be one "
+                                         f"of {_emi.ALGORITHMS}, got {c['algorithm']!r}")
+                    data, status[step] = _emi.emicorr(
+                        data, pdq, sel, readpatt=str(ex.readpatt or ""),
+                        nsamples=None if ex.nsamples is None else int(ex.nsamples),
+                        xstart=info.xstart, xsize=info.xsize, algorithm=alg,
+                        nints_to_phase=(None if c["nints_to_phase"] is None
+                                        else int(c["nints_to_phase"])),
+                        nbins=None if c["nbins"] is None else int(c["nbins"]),
+                        scale_reference=bool(c["scale_reference"]),
+                        use_n_cycles=int(c["use_n_cycles"]),
+                        fit_ints_separately=bool(c["fit_ints_separately"]), path=path)
                 elif step == "saturation":
                     sat = prepared("saturation", step, ("threshold",), lambda m, p:
                                    _sat.prepare_threshold(
@@ -414,6 +442,37 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                         use_side_ref_pixels=bool(c["use_side_ref_pixels"]),
                         side_smoothing_length=int(c["side_smoothing_length"]),
                         side_gain=float(c["side_gain"]), siglimit=float(c["siglimit"]))
+                elif step == "reset":
+                    def reset_prep(m, p):
+                        table = subarray_of(np.asarray(m.data) if m.data is not None else None,
+                                            m, info, p, step, "SCI")
+                        rdq = ref_array(m, "dq", info, p, step, dtype=np.uint32)
+                        return _reset.prepare_reset(table, rdq, m.meta.exposure.nints,
+                                                    m.meta.exposure.ngroups, p)
+
+                    rst = prepared("reset", step, ("table",), reset_prep)
+                    if rst is None or not info.detector.upper().startswith("MIR"):
+                        status[step] = "SKIPPED"
+                    else:
+                        data, pdq, status[step] = _reset.reset(
+                            data, pdq, rst, integration_start=info.integration_start)
+                elif step == "rscd":
+                    def rscd_prep(m, p):
+                        return _rscd.rscd_parameters(m.rscd_group_skip_table, info.subarray,
+                                                     info.readpatt, p)
+
+                    # the reference is small: prepared() keeps only the looked-up counts
+                    pars = prepared("rscd", step, ("group_skip", info.subarray, info.readpatt),
+                                    rscd_prep)
+                    if pars is None or not info.detector.upper().startswith("MIR"):
+                        status[step] = "SKIPPED"
+                    else:
+                        nints_exp = model.meta.exposure.nints
+                        gdq, pdq, status[step], kws = _rscd.rscd(
+                            gdq, pdq, pars, exposure_nints=int(nints_exp or info.nints),
+                            integration_start=info.integration_start)
+                        for k, v in kws.items():
+                            setattr(model.meta.rscd, k, v)
                 elif step in ("firstframe", "lastframe"):
                     fn = _ff.firstframe if step == "firstframe" else _ff.lastframe
                     gdq, status[step] = fn(gdq)

@@ -18,6 +18,10 @@ SLOWAXIS, as jwst's reffile_utils does; pixels outside the subarray are zero, th
   and not DO_NOT_USE in PIXELDQ) in even and in odd detector columns are subtracted from the
   even / odd columns. A subarray without reference pixels is left unchanged, which jwst
   records as COMPLETE, and so do we.
+* NIRSpec subarrays that reach no detector edge (SUB512, SUB512S, SUB32: jwst's
+  "edgeless" subarrays): as jwst, the first and last 4 DMS columns of the subarray (the
+  detector rows nearest the subarray's top and bottom) serve as reference pixels for the
+  1-output method, although they are light-sensitive; PIXELDQ is not changed.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ __all__ = ["refpix", "refpix_miri", "clipped_mean", "running_median_rows"]
 _FULL = 2048
 _DNU = np.uint32(dqflags.DO_NOT_USE)
 _REF = np.uint32(dqflags.REFERENCE_PIXEL)
+#: NIRSpec subarrays without reference pixels whose edge columns jwst uses as such
+NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
 
 
 @numba.njit(cache=True)
@@ -286,6 +292,9 @@ def refpix(data, pdq, info, *, odd_even_columns: bool = True, use_side_ref_pixel
         full_dq[4:-4, :4] = border
         full_dq[4:-4, -4:] = border
     full_dq[r0:r0 + ny, c0:c0 + nx] = pdq
+    if info.is_subarray and info.subarray in NRS_EDGELESS_SUBARRAYS:
+        full_dq[r0:r0 + ny, c0:c0 + 4] |= _REF
+        full_dq[r0:r0 + ny, c0 + nx - 4:c0 + nx] |= _REF
     det_dq = np.ascontiguousarray(_to_detector(full_dq, fa, sa))
     good = (det_dq & _DNU) == 0
     fullframe_method = (not info.is_subarray) or info.noutputs == 4
