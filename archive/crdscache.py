@@ -17,7 +17,7 @@ instrument and filekind from the mapping headers once the files are in the cache
 
 A synthetic context provides the detector-level reftypes of :data:`SYNTHETIC_PARKEYS`
 (dark, superbias, readnoise, mask, linearity, gain, saturation, ipc, and MIRI's
-reset and rscd) and lists every other
+reset, rscd and emicorr (an ASDF file)) and lists every other
 jwst reftype (flat, photom, distortion, ...) and the calwebb step-parameter reftypes
 (``pars-*``) as "N/A": jwst steps needing those are skipped under it, not failed.
 
@@ -51,6 +51,7 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     "ipc": ("META.INSTRUMENT.DETECTOR",),
     "reset": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
     "rscd": ("META.INSTRUMENT.DETECTOR",),
+    "emicorr": ("META.INSTRUMENT.DETECTOR",),
 }
 #: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
 #: it does not provide as "N/A" so that steps needing them are skipped, not failed
@@ -384,10 +385,29 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
     return copied
 
 
+#: FITS keyword -> datamodel meta path, to read the properties of ASDF references (EMICORR)
+_ASDF_META = {"INSTRUME": "instrument.name", "REFTYPE": "reftype", "USEAFTER": "useafter",
+              "DETECTOR": "instrument.detector", "READPATT": "exposure.readpatt",
+              "SUBARRAY": "subarray.name", "EXP_TYPE": "exposure.type",
+              "FILTER": "instrument.filter", "BAND": "instrument.band"}
+
+
 def _ref_properties(path: Path) -> dict[str, str]:
     from astropy.io import fits
 
-    hdr = fits.getheader(path, 0)
+    if Path(path).suffix == ".asdf":
+        import asdf
+
+        with asdf.open(path, lazy_load=True, memmap=False) as af:
+            meta = af.tree.get("meta", {})
+            hdr = {}
+            for key, dotted in _ASDF_META.items():
+                node = meta
+                for part in dotted.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                hdr[key] = "" if node is None else node
+    else:
+        hdr = fits.getheader(path, 0)
     props = {k: str(hdr.get(k, "")).strip() for k in ("INSTRUME", "REFTYPE", "USEAFTER", *_PARKEY_TO_FITS.values())}
     if not props["INSTRUME"] or not props["REFTYPE"]:
         raise ValueError(f"{path}: not a CRDS reference file (INSTRUME/REFTYPE missing)")

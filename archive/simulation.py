@@ -27,7 +27,8 @@ REFTYPES = {
     "NIRISS": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
     "NIRSPEC": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
     "FGS": ("dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation", "superbias"),
-    "MIRI": ("dark", "gain", "linearity", "mask", "readnoise", "reset", "rscd", "saturation"),
+    "MIRI": ("dark", "emicorr", "gain", "linearity", "mask", "readnoise", "reset", "rscd",
+             "saturation"),
 }
 
 # reftypes written per (subarray, readout pattern) rather than once per detector
@@ -251,8 +252,11 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         det = sim.make_detector(instr, detname, seed)
         ref_dir = crds_path / "references" / "jwst" / instr.lower()
         full_names = {rt: _refname(instr, rt, detname, f"s{seed}")
-                      for rt in REFTYPES[instr] if rt not in _PER_READOUT}
+                      for rt in REFTYPES[instr] if rt not in _PER_READOUT + ("emicorr",)}
         written = sim.write_references(det, ref_dir, full_names)
+        if "emicorr" in REFTYPES[instr]:    # an ASDF file (EmiModel); the ramps have no EMI
+            name = _refname(instr, "emicorr", f"s{seed}").replace(".fits", ".asdf")
+            written["emicorr"] = sim.write_emicorr_reference(ref_dir / name)
         ref_paths.extend(written.values())
         # one dark per (subarray, readpatt), deep enough for every exposure using it
         dark_groups: dict[tuple[str, str], int] = {}
