@@ -71,6 +71,6 @@ def test_job_runs_on_a_real_worker_through_redis(tmp_path, pg_url, redis_url, si
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-        import redis
+        from tests.test_faults import _purge_queue
 
-        redis.Redis.from_url(redis_url).delete(queue)
+        _purge_queue(redis_url, queue)     # the queue, its bindings and unacked messages
