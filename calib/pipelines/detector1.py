@@ -10,7 +10,8 @@ jwst), jump, ramp_fit, gain_scale, and for MIRI emicorr (off by default, as in j
 firstframe (off by default, as in jwst 3.0), lastframe, reset and rscd (run when their
 references are given: the real jwst_0541 context has RESET N/A for MIRI, so reset is
 SKIPPED there, as in jwst); MIRI refpix for full frame (SKIPPED for MIRI subarrays, as
-jwst). Always recorded SKIPPED: persistence (NIR; off by default in jwst too).
+jwst). Always recorded SKIPPED: persistence, picture_frame and clean_flicker_noise (off
+by default in jwst 3.0 for the modes this engine runs).
 """
 from __future__ import annotations
 
@@ -37,13 +38,16 @@ __all__ = ["NIR_STEPS", "MIRI_STEPS", "STEP_REFTYPES", "NIR_INSTRUMENTS", "steps
            "Detector1Result", "run_detector1", "validate_params", "STEP_PARAMETERS",
            "CAL_STEP_ATTR"]
 
+# the order of jwst 3.0's Detector1Pipeline.process (persistence now runs after jump)
 NIR_STEPS: tuple[str, ...] = (
     "group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
-    "persistence", "dark_current", "charge_migration", "jump", "ramp_fit", "gain_scale",
+    "dark_current", "charge_migration", "jump", "picture_frame", "clean_flicker_noise",
+    "persistence", "ramp_fit", "gain_scale",
 )
 MIRI_STEPS: tuple[str, ...] = (
     "group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset",
-    "linearity", "rscd", "dark_current", "refpix", "jump", "ramp_fit", "gain_scale",
+    "linearity", "rscd", "dark_current", "refpix", "charge_migration", "jump", "picture_frame",
+    "clean_flicker_noise", "persistence", "ramp_fit", "gain_scale",
 )
 NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
 
@@ -65,6 +69,8 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
     "linearity": {},
     "rscd": {},
     "persistence": {},
+    "picture_frame": {},
+    "clean_flicker_noise": {},
     "dark_current": {"average_dark_current": None},
     "charge_migration": {"signal_threshold": 25000.0},
     "jump": {"rejection_threshold": 4.0, "three_group_rejection_threshold": 6.0,
@@ -77,10 +83,11 @@ STEP_PARAMETERS: dict[str, dict[str, object]] = {
 }
 
 # steps this engine does not implement; always recorded SKIPPED
-_NOT_IMPLEMENTED = {"persistence"}
+_NOT_IMPLEMENTED = {"persistence", "picture_frame", "clean_flicker_noise"}
 # jwst 3.0 defaults skip=True (firstframe is deprecated there: the rscd step flags the
 # initial MIRI groups instead); enable with {"firstframe": {"skip": False}}
-_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe", "emicorr"}
+_SKIPPED_BY_DEFAULT = {"persistence", "charge_migration", "firstframe", "emicorr",
+                       "picture_frame", "clean_flicker_noise"}
 
 _STEP_REFTYPES = {
     "dq_init": ["mask"],
@@ -188,7 +195,7 @@ def validate_params(params: dict | None) -> dict[str, dict]:
     both detector1 flavours, defaults filled in.
     Raises ValueError naming the offending step or parameter: unknown step, unknown
     parameter, wrong type, ``ramp_fit`` skipped, or skip=False for a step this engine does
-    not implement (persistence).
+    not implement (persistence, picture_frame, clean_flicker_noise).
     """
     resolved = {s: dict(p, skip=(s in _SKIPPED_BY_DEFAULT or s in _NOT_IMPLEMENTED))
                 for s, p in STEP_PARAMETERS.items()}
@@ -286,8 +293,8 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
     params: {step: {jwst parameter name: value}}, e.g. {"jump": {"rejection_threshold": 5}},
     {"refpix": {"skip": True}}. Any step of either detector1 flavour may be named (those
     not in this instrument's pipeline are ignored, as jwst ignores them); requesting
-    skip=False for a step this engine does not implement (persistence) raises ValueError
-    rather than silently skipping it.
+    skip=False for a step this engine does not implement (persistence, picture_frame,
+    clean_flicker_noise) raises ValueError rather than silently skipping it.
 
     Returns a Detector1Result: rate ImageModel (SCI DN/s, ERR, DQ, VAR_POISSON,
     VAR_RNOISE; float32, DQ uint32), rateints CubeModel (None when NINTS == 1), the status
