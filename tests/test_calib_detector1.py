@@ -235,6 +235,10 @@ def test_validate_params():
     assert p["refpix"]["skip"] is True and p["refpix"]["side_smoothing_length"] == 13
     assert p["persistence"]["skip"] and p["emicorr"]["skip"] and not p["dq_init"]["skip"]
     assert p["firstframe"]["skip"] and p["charge_migration"]["skip"]
+    # jwst allows None for emicorr's use_n_cycles (use all integrations), not for others
+    assert validate_params({"emicorr": {"use_n_cycles": "None"}})["emicorr"]["use_n_cycles"] is None
+    with pytest.raises(ValueError, match="rejection_threshold"):
+        validate_params({"jump": {"rejection_threshold": None}})
     for bad, word in (({"jump": {"rejection_threshold": "abc"}}, "rejection_threshold"),
                       ({"refpix": {"side_smoothing_length": 1.5}}, "side_smoothing_length"),
                       ({"jump": {"flag_4_neighbors": "maybe"}}, "flag_4_neighbors"),

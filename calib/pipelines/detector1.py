@@ -152,6 +152,8 @@ class Detector1Result:
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+#: (step, parameter) pairs whose jwst value may also be None although the default is not
+_NULLABLE = {("emicorr", "use_n_cycles")}
 
 
 def _coerce(step: str, name: str, value, default):
@@ -167,8 +169,8 @@ def _coerce(step: str, name: str, value, default):
             return bool(value)
         raise ValueError(f"{where} must be a boolean, got {value!r}")
     if isinstance(default, int) or isinstance(default, float) or default is None:
-        if default is None and (value is None or (isinstance(value, str)
-                                                   and value.strip().lower() == "none")):
+        is_none = value is None or (isinstance(value, str) and value.strip().lower() == "none")
+        if is_none and (default is None or (step, name) in _NULLABLE):
             return None
         if isinstance(value, bool):
             raise ValueError(f"{where} must be a number, got {value!r}")
@@ -395,7 +397,8 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                                         else int(c["nints_to_phase"])),
                         nbins=None if c["nbins"] is None else int(c["nbins"]),
                         scale_reference=bool(c["scale_reference"]),
-                        use_n_cycles=int(c["use_n_cycles"]),
+                        use_n_cycles=(None if c["use_n_cycles"] is None
+                                      else int(c["use_n_cycles"])),
                         fit_ints_separately=bool(c["fit_ints_separately"]), path=path)
                 elif step == "saturation":
                     sat = prepared("saturation", step, ("threshold",), lambda m, p:
