@@ -162,6 +162,46 @@ def ref_array(model, attr: str, info: ExposureInfo, path: str, step: str, *,
     return out
 
 
+class _SparseArray:
+    """A read-only integer or boolean array kept as its non-zero elements (see
+    ReferenceCache._pack); ``unpack`` rebuilds an equal read-only array."""
+
+    __slots__ = ("shape", "dtype", "index", "values")
+    #: packed only when at most this fraction of the elements is non-zero
+    MAX_FRACTION = 1 / 16
+
+    def __init__(self, shape, dtype, index, values):
+        self.shape, self.dtype, self.index, self.values = shape, dtype, index, values
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes + self.values.nbytes
+
+    @classmethod
+    def pack(cls, a):
+        if (not isinstance(a, np.ndarray) or a.dtype.kind not in "uib" or a.size < 4096
+                or not a.flags.c_contiguous):
+            return a
+        flat = a.reshape(-1)
+        nz = np.flatnonzero(flat)
+        if nz.size > a.size * cls.MAX_FRACTION:
+            return a
+        index = nz.astype(np.uint32 if a.size < 2**32 else np.int64)
+        values = flat[nz]
+        index.setflags(write=False)
+        values.setflags(write=False)
+        return cls(a.shape, a.dtype, index, values)
+
+    @staticmethod
+    def unpack(v):
+        if not isinstance(v, _SparseArray):
+            return v
+        out = np.zeros(v.shape, v.dtype)
+        out.reshape(-1)[v.index] = v.values
+        out.setflags(write=False)
+        return out
+
+
 class ReferenceCache:
     """A bounded, thread-safe cache of prepared reference arrays for long-lived workers.
 
@@ -170,8 +210,10 @@ class ReferenceCache:
     edited or replaced file is read again. Values are numpy arrays (or tuples/scalars) made
     read-only before they are stored, so no step can modify a cached array in place.
     Least recently used entries are evicted once the stored arrays exceed ``max_bytes``;
-    ``max_bytes=0`` disables caching. The default instance, :data:`REFERENCE_CACHE`, is
-    sized by the environment variable ``CALIB_REFCACHE_MB`` (default 1024 MB).
+    ``max_bytes=0`` disables caching. Mostly-zero integer and boolean arrays (DQ, flags)
+    are stored as their non-zero elements and rebuilt on each hit (a fresh read-only
+    array, equal to the one computed; a few ms for a full-frame DQ array). The default
+    instance, :data:`REFERENCE_CACHE`, is sized by the environment variable ``CALIB_REFCACHE_MB`` (default 1024 MB).
     """
 
     def __init__(self, max_bytes: int):
@@ -199,6 +241,32 @@ class ReferenceCache:
             return value, total
         return value, 64
 
+    @staticmethod
+    def _pack(value):
+        """The form a value is stored in: mostly-zero integer/boolean arrays (DQ arrays,
+        flags: typically < 2 % non-zero) as their non-zero elements, a fifth of the cache's
+        bytes for a NIRCam detector otherwise; everything else as it is."""
+        if isinstance(value, tuple):
+            return tuple(_SparseArray.pack(v) for v in value)
+        return _SparseArray.pack(value)
+
+    @staticmethod
+    def _unpack(stored):
+        if isinstance(stored, tuple):
+            return tuple(_SparseArray.unpack(v) for v in stored)
+        return _SparseArray.unpack(stored)
+
+    @staticmethod
+    def _stored_bytes(stored) -> int:
+        items = stored if isinstance(stored, tuple) else (stored,)
+        total = 0
+        for v in items:
+            if isinstance(v, _SparseArray):
+                total += v.nbytes
+            elif isinstance(v, np.ndarray):
+                total += v.nbytes
+        return total if total else 64
+
     def get(self, key: tuple, compute):
         """Return the cached value of ``key``, computing (and storing) it on a miss."""
         with self._lock:
@@ -206,14 +274,18 @@ class ReferenceCache:
             if hit is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
-                return hit[0]
-            self.misses += 1
+            else:
+                self.misses += 1
+        if hit is not None:
+            return self._unpack(hit[0])
         value, size = self._freeze(compute())
         if self.max_bytes <= 0 or size > self.max_bytes:
             return value
+        stored = self._pack(value)
+        size = self._stored_bytes(stored)
         with self._lock:
             if key not in self._data:
-                self._data[key] = (value, size)
+                self._data[key] = (stored, size)
                 self._bytes += size
             while self._bytes > self.max_bytes and self._data:
                 _, (_, s) = self._data.popitem(last=False)
@@ -241,3 +313,26 @@ def file_key(path: str) -> tuple | None:
 
 #: process-wide cache of prepared reference arrays (see :class:`ReferenceCache`)
 REFERENCE_CACHE = ReferenceCache(int(float(os.environ.get("CALIB_REFCACHE_MB", "1024")) * 2**20))
+
+
+def _return_freed_arrays_to_os(threshold_kb: int) -> bool:
+    """Make glibc serve allocations of >= ``threshold_kb`` KiB (numpy arrays) from their own
+    memory maps, which go back to the system when freed. By default glibc raises this
+    threshold (up to 32 MiB) after the first large free, after which the full-frame arrays
+    a calibration allocates and frees (16 MiB each) stay in the heap: a worker's resident
+    memory then keeps ~150 MB it does not use and its peak grows by as much. Set by
+    ``CALIB_MMAP_THRESHOLD_KB`` (default 1024; 0 leaves glibc's policy). Returns whether
+    the setting was applied (False off glibc)."""
+    if threshold_kb <= 0:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold = -3          # glibc's M_MMAP_THRESHOLD
+        return bool(libc.mallopt(m_mmap_threshold, int(threshold_kb) * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
+_return_freed_arrays_to_os(int(float(os.environ.get("CALIB_MMAP_THRESHOLD_KB", "1024"))))

@@ -328,6 +328,21 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                 gdq |= np.asarray(model.groupdq, np.uint8)
             if model.pixeldq is not None and model.pixeldq.shape == pdq.shape:
                 pdq |= np.asarray(model.pixeldq, np.uint32)
+        # the raw SCI is not needed after conversion: drop it now (half the size of the
+        # float32 ramp) rather than when the model closes. Both the model and the HDU
+        # list datamodels.open read it with refer to the array.
+        from astropy.io import fits
+
+        del raw
+        try:
+            del model.data
+        except Exception:  # noqa: BLE001 - only a memory saving
+            pass
+        for file_ref in getattr(model, "_file_references", ()):
+            hdul = getattr(file_ref, "_file", None)
+            for hdu in (hdul if isinstance(hdul, fits.HDUList) else ()):
+                if hdu.name == "SCI" and "data" in vars(hdu):
+                    del hdu.data
         status: dict[str, str] = {}
         used: dict[str, str] = {}
         timings: dict[str, float] = {}
@@ -568,7 +583,8 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                     rate, ints, status[step] = _rf.ramp_fit(
                         data, gdq, pdq, gain, rn, nframes=info.nframes,
                         group_time=info.group_time, dark_current=adc,
-                        suppress_one_group=bool(c["suppress_one_group"]))
+                        suppress_one_group=bool(c["suppress_one_group"]),
+                        rateints=info.nints > 1)   # no rateints product for NINTS 1
                 elif step == "gain_scale":
                     factor = prepared("gain", step, ("gain_factor",),
                                       lambda m, p: m.meta.exposure.gain_factor)

@@ -43,6 +43,31 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
 
     Returns float32 (ndint, ngroups, ny, nx), or None when the dark cannot be matched.
     """
+    dk = np.asarray(dark)
+    if dk.ndim == 3:
+        dk = dk[None]
+    d_ngroups = dk.shape[1]
+    sci_total = ngroups * nframes + (ngroups - 1) * groupgap
+    drk_total = d_ngroups * dark_nframes + (d_ngroups - 1) * dark_groupgap
+    if dark_nframes > nframes or dark_groupgap > groupgap:
+        return None
+    if sci_total <= drk_total:
+        # no extrapolation: only the frames used are converted, group by group (the same
+        # values as converting the whole dark first, without a copy of all of it)
+        out = np.empty((dk.shape[0], ngroups) + dk.shape[2:], np.float32)
+        start = 0
+        for g in range(ngroups):
+            end = start + nframes
+            if nframes == dark_nframes and groupgap == dark_groupgap:
+                out[:, g] = dk[:, g]
+                plane = out[:, g]
+                plane[np.isnan(plane)] = 0.0
+            else:
+                frames = np.array(dk[:, start:end], dtype=np.float32)
+                frames[np.isnan(frames)] = 0.0
+                out[:, g] = frames[:, 0] if nframes == 1 else frames.mean(axis=1)
+            start = end + groupgap
+        return out
     d = np.array(dark, dtype=np.float32)     # a private copy: NaN are replaced below
     if d.ndim == 3:
         d = d[None]

@@ -27,6 +27,11 @@ flagging (off by default in jwst) and after-jump flagging (off by default) are n
 implemented. With >= ``minimum_sigclip_groups`` (100)
 integrations the jumps are found instead by sigma clipping each difference across the
 integrations (astropy ``sigma_clip``), as jwst does.
+
+Implementation: blocks of XBLOCK columns; the pixels of a block are first screened
+together (:func:`_screen_lanes`: lanes innermost, medians by a sorting network) and only
+those with a flagged group or a detected jump go through the per-pixel search; the
+screening makes exactly the per-pixel code's decision, so results are unchanged.
 """
 from __future__ import annotations
 
@@ -145,15 +150,151 @@ def _iter_median(absd, n, tmp, buf):
     return _median_of(absd, n, buf)
 
 
+#: the lane-wise screening of :func:`_screen_lanes` is used up to this many pooled
+#: differences per pixel (its medians cost O(n^2) per pixel)
+LANE_MAX_DIFFS = 32
+
+
+def sorting_network(n: int):
+    """Comparator pairs (lo, hi) of Batcher's odd-even merge sort for n elements, as two
+    int64 arrays: applying ``v[lo], v[hi] = min, max`` in order sorts any n values. Built
+    for the next power of two; comparators touching positions >= n are dropped (valid: it
+    is the same as padding with +inf, which no comparator moves)."""
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+
+    def merge(lo, m, r):
+        step = r * 2
+        if step < m:
+            merge(lo, m, step)
+            merge(lo + r, m, step)
+            for i in range(lo + r, lo + m - r, step):
+                pairs.append((i, i + r))
+        else:
+            pairs.append((lo, lo + r))
+
+    def sort(lo, m):
+        if m > 1:
+            h = m // 2
+            sort(lo, h)
+            sort(lo + h, h)
+            merge(lo, m, 1)
+
+    sort(0, size)
+    keep = [(i, j) for i, j in pairs if j < n]
+    return (np.array([i for i, _ in keep], np.int64), np.array([j for _, j in keep], np.int64))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lane_sort(v, ca, cb, w):
+    """Sort v[:, xx] (float32 (n, >= w), no NaN) for every lane xx < w with the comparator
+    network (ca, cb) of :func:`sorting_network`; lanes innermost, branch-free."""
+    for c in range(ca.size):
+        i = ca[c]
+        j = cb[c]
+        for xx in range(w):
+            a = v[i, xx]
+            b = v[j, xx]
+            v[i, xx] = a if a < b else b
+            v[j, xx] = b if a < b else a
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sorted_median(v, c, xx):
+    """Median of the c smallest values of the sorted lane v[:, xx], in float64 (NaN when c
+    is 0): the same value as :func:`_median_sorted_prefix` on those values (equal values
+    may be permuted, which can change only the sign of a zero median; callers use the
+    median only through |m| and |x - m|)."""
+    if c == 0:
+        return np.nan
+    h = c >> 1
+    if c & 1:
+        return np.float64(v[h, xx])
+    return 0.5 * (np.float64(v[h - 1, xx]) + np.float64(v[h, xx]))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _screen_lanes(bd, bq, gain, readnoise, y, x0, w, nints, nd, nframes, rej, mode, ca, cb,
+                  done, dl, mxl):
+    """Screen the w pixels of a block (lanes xx, columns x0 + xx of row y) for the common
+    case: every group usable and unflagged (no DO_NOT_USE, SATURATED or JUMP_DET), GAIN > 0
+    and the primary search finds no jump. Such pixels need nothing more (``done[xx]``
+    True): their GROUPDQ stays as it is. All other pixels are left to the per-pixel code.
+
+    The decision is exactly the one the per-pixel code makes (mode 0: single pass; mode 1:
+    first iteration of the iterative search, which stops when it finds nothing): the same
+    float32 differences and float64 medians (found by sorting each lane with the network
+    (ca, cb) instead of by ranks), and the largest ratio taken from the extreme values,
+    which is exact since |x - m| / s is monotonic in x on each side of m.
+    Scratch: dl float32 (nt, >= w), mxl float32 (>= w).
+    """
+    nt = nints * nd
+    for xx in range(w):
+        done[xx] = gain[y, x0 + xx] > 0
+    for i in range(nints):
+        for k in range(nd + 1):
+            for xx in range(w):
+                if (bq[i, k, xx] & (_DNU | _SAT | _JUMP)) != 0:
+                    done[xx] = False
+    for i in range(nints):
+        for k in range(nd):
+            j = i * nd + k
+            for xx in range(w):
+                g = gain[y, x0 + xx]
+                a = np.float32(bd[i, k, xx] * g)
+                b = np.float32(bd[i, k + 1, xx] * g)
+                d = np.float32(b - a)
+                dl[j, xx] = d if mode == 0 else abs(d)
+    if mode == 1:
+        # the largest |d| (all copies) are left out of the median: move them to the end
+        for xx in range(w):
+            mxl[xx] = dl[0, xx]
+        for j in range(1, nt):
+            for xx in range(w):
+                v = dl[j, xx]
+                mxl[xx] = v if v > mxl[xx] else mxl[xx]
+        for j in range(nt):
+            for xx in range(w):
+                v = dl[j, xx]
+                dl[j, xx] = np.float32(np.inf) if v == mxl[xx] else v
+    _lane_sort(dl, ca, cb, w)
+    for xx in range(w):
+        if not done[xx]:
+            continue
+        g = gain[y, x0 + xx]
+        rn_e = readnoise[y, x0 + xx] * g
+        rn2 = np.float64(rn_e) * np.float64(rn_e)
+        if mode == 0:
+            m = _sorted_median(dl, nt, xx)
+            hi = np.float64(dl[nt - 1, xx])
+        else:
+            c = 0
+            for j in range(nt):
+                c += dl[j, xx] != np.inf
+            m = _sorted_median(dl, c, xx)
+            if np.isnan(m):           # all |d| equal: the search stops at once, no jump
+                continue
+            hi = np.float64(mxl[xx])
+        lo = np.float64(dl[0, xx])
+        s = np.sqrt(abs(m) + rn2 / nframes)
+        r = max(abs(hi - m), abs(lo - m)) / s
+        if not (s > 0.0 and r <= rej):
+            done[xx] = False
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
-                flag4, min_nb, max_nb, nbcand):
+                flag4, min_nb, max_nb, nbcand, net_lo, net_hi):
     """Flag primary jumps in ``gdq`` (in place) and mark neighbour-flagging candidates.
 
     data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; gain, readnoise float32
     (ny, nx) (e-/DN, DN); nframes int; rej/rej4/rej3 the thresholds for >= 4 / 3 / 2 usable
     differences (sigma); mode 0: single pass, 1: iterative, 2: no primary detection (already
-    done by sigma clipping); nbcand bool (nints, ngroups, ny, nx) output.
+    done by sigma clipping); nbcand bool (nints, ngroups, ny, nx) output; net_lo/net_hi
+    the :func:`sorting_network` of nints * (ngroups - 1) values (used up to
+    LANE_MAX_DIFFS differences to screen out, many pixels at once, those with no jump).
     Work items are blocks of XBLOCK columns of one row; every pixel's result depends on
     that pixel only, so results do not depend on the number of threads.
     """
@@ -177,7 +318,14 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
         ratio = np.empty(nt, np.float64)
         tmp = np.empty(nt, np.float64)
         buf = np.empty(nt, np.float64)
+        done = np.zeros(w, np.bool_)
+        if mode != 2 and nt <= LANE_MAX_DIFFS and (mode == 0 or nt >= 4):
+            _screen_lanes(bd, bq, gain, readnoise, y, x0, w, nints, nd, nframes, rej, mode,
+                          net_lo, net_hi, done, np.empty((nt, w), np.float32),
+                          np.empty(w, np.float32))
         for xx in range(w):
+            if done[xx]:
+                continue
             x = x0 + xx
             g = gain[y, x]
             rn_e = readnoise[y, x] * g
@@ -346,6 +494,7 @@ def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: 
     jump_kernel(data, gdq, gain, readnoise, int(nframes), float(rejection_threshold),
                 float(four_group_rejection_threshold), float(three_group_rejection_threshold),
                 int(mode), bool(flag_4_neighbors), float(min_jump_to_flag_neighbors),
-                float(max_jump_to_flag_neighbors), nbcand)
+                float(max_jump_to_flag_neighbors), nbcand,
+                *sorting_network(min(nints * (ngroups - 1), LANE_MAX_DIFFS)))
     flag_neighbors_kernel(gdq, nbcand)
     return gdq, pdq, "COMPLETE"

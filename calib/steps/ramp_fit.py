@@ -30,6 +30,12 @@ reimplemented here. Per pixel and integration:
   variances 0 for DO_NOT_USE/SATURATED-invalid results; GAIN <= 0/NaN gives
   NO_GAIN_VALUE | DO_NOT_USE. Variances >= 1e6 are reported as 0.
 Units: data DN, slopes DN/s, variances (DN/s)**2.
+
+Implementation: blocks of XBLOCK columns; pixels without any GROUPDQ flag (one segment per
+integration, the common case) are fitted together, lanes innermost, with the weights of
+the full-ramp segment computed once per exposure (:func:`_clean_lanes`,
+:func:`_clean_fit_lanes`); the others by the general per-pixel code. Both evaluate the same
+expressions in the same order, so the results do not depend on the path.
 """
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ import numba
 import numpy as np
 
 from calib import dqflags
-from calib.steps.jump import _median_sorted_prefix
+from calib.steps.jump import (_lane_sort, _median_sorted_prefix, _sorted_median,
+                              sorting_network)
 
 __all__ = ["ramp_fit", "ols_kernel", "snr_power"]
 
@@ -57,25 +64,258 @@ LARGE_VARIANCE_THRESHOLD = 1.0e6
 XBLOCK = 128
 
 
+#: the weighting exponents P of the Fixsen et al. 2000 table, by index (see _power_index)
+_POWERS = np.array([0.0, 0.4, 1.0, 3.0, 6.0, 10.0], np.float32)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _power_index(snr):
+    """Index into _POWERS of the weighting exponent for a segment signal-to-noise ratio."""
+    if snr < 5.0:
+        return 0
+    if snr < 10.0:
+        return 1
+    if snr < 20.0:
+        return 2
+    if snr < 50.0:
+        return 3
+    if snr < 100.0:
+        return 4
+    return 5
+
+
 @numba.njit(cache=True, error_model="numpy")
 def snr_power(snr):
     """Weighting exponent P for a segment signal-to-noise ratio (Fixsen et al. 2000 table)."""
-    if snr < 5.0:
-        return 0.0
-    if snr < 10.0:
-        return 0.4
-    if snr < 20.0:
-        return 1.0
-    if snr < 50.0:
-        return 3.0
-    if snr < 100.0:
-        return 6.0
-    return 10.0
+    return (0.0, 0.4, 1.0, 3.0, 6.0, 10.0)[_power_index(snr)]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _segment_weights(wcache, wcache_n, pidx, n):
+    """The unnormalised weights ``|(k - (n-1)/2) / ((n-1)/2)|**P`` (float32 power, as a
+    float64) of an n-group segment with exponent ``_POWERS[pidx]``, k = 0..n-1, from the
+    per-thread cache ``wcache[pidx, :n]`` (recomputed when ``wcache_n[pidx] != n``):
+    most segments of an exposure share n and P, so the pow() runs rarely."""
+    if wcache_n[pidx] != n:
+        power = _POWERS[pidx]
+        mid = (n - 1) / 2.0
+        invmid = 1.0 / mid
+        for kk in range(n):
+            w = abs((np.float64(kk) - mid) * invmid)
+            wcache[pidx, kk] = np.float64(np.float32(w) ** power)
+        wcache_n[pidx] = n
+    return wcache[pidx]
+
+
+#: the block-wise median of :func:`_clean_lanes` is used up to this many differences
+LANE_MAX_GROUPS = 64
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _clean_lanes(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, clean, mrate, dl, loc):
+    """For the w pixels (lanes xx) of a block: clean[xx] = no GROUPDQ flag in any group,
+    GAIN > 0 and no DO_NOT_USE/SATURATED in PIXELDQ; for those, mrate[xx] = the sum over
+    integrations of the median first difference / TGROUP (DN/s), computed as the
+    per-pixel code does (float64 differences of group / TGROUP; median by sorting each
+    lane with the network (net_lo, net_hi) of calib.steps.jump.sorting_network, which
+    gives the same value up to the sign of a zero, immaterial in a sum starting at +0).
+    dl: float64 scratch (ngroups - 1, >= w); loc: float64 scratch (>= w)."""
+    nints, ngroups = bd.shape[0], bd.shape[1]
+    nd = ngroups - 1
+    for xx in range(w):
+        clean[xx] = (np.float64(gain[y, x0 + xx]) > 0.0
+                     and (pdq[y, x0 + xx] & (_U_DNU | _U_SAT)) == 0)
+        mrate[xx] = 0.0
+    for i in range(nints):
+        for k in range(ngroups):
+            for xx in range(w):
+                if bq[i, k, xx] != 0:
+                    clean[xx] = False
+    for i in range(nints):
+        for xx in range(w):
+            loc[xx] = np.float64(bd[i, 0, xx]) / tg
+        for k in range(nd):
+            for xx in range(w):
+                nxt = np.float64(bd[i, k + 1, xx]) / tg
+                dl[k, xx] = nxt - loc[xx]
+                loc[xx] = nxt
+        _lane_sort(dl, net_lo, net_hi, w)
+        for xx in range(w):
+            mrate[xx] += _sorted_median(dl, nd, xx)
+
+
+_NSC = 13   # rows of the scratch array of _clean_fit_lanes
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mrate, clean,
+                     sc, pid, want_ints, r_slope, r_dq, r_vp, r_vr, r_err,
+                     i_slope, i_dq, i_vp, i_vr, i_err):
+    """Fit the clean pixels of a block (``clean[xx]``, see :func:`_clean_lanes`; mrate[xx]
+    their summed median rates): one segment of all ngroups groups per integration, so the
+    fit of :func:`_fit_segment` and the combination of ``ols_kernel`` reduce to the
+    expressions below, evaluated for all lanes at once (lanes innermost) in the same
+    order of operations, hence with the same results. wfull float64 (6, ngroups): the
+    full-segment weights per exponent (_segment_weights); sc float64 (_NSC, >= w) and pid
+    int64 (>= w) scratch. Writes the outputs of the clean pixels only."""
+    nints, n = bd.shape[0], bd.shape[1]
+    for xx in range(w):
+        rn = np.float64(rnoise_e[y, x0 + xx])
+        sc[0, xx] = np.float64(gain[y, x0 + xx])
+        sc[1, xx] = rn
+        sc[2, xx] = np.float64(dcurrent[y, x0 + xx])
+        sc[3, xx] = mrate[xx] / np.float32(nints)
+        sc[4, xx] = 1.0 / (rn * rn)
+        sc[10, xx] = 0.0          # sum of 1/VAR_POISSON over integrations
+        sc[11, xx] = 0.0          # sum of 1/VAR_RNOISE
+        sc[12, xx] = 0.0          # sum of slope/VAR_RNOISE
+    for i in range(nints):
+        for xx in range(w):
+            g = sc[0, xx]
+            rn = sc[1, xx]
+            sig = np.float64(bd[i, n - 1, xx]) - np.float64(bd[i, 0, xx])
+            den = rn * rn + sig * g
+            snr = 0.0 if (den <= 0.0 or g == 0.0) else sig * g / np.sqrt(den)
+            pid[xx] = _power_index(0.0 if snr < 0.0 else snr)
+            for r in range(5, 10):
+                sc[r, xx] = 0.0
+        for kk in range(n):
+            xv = np.float64(kk) + 0
+            for xx in range(w):
+                wt = wfull[pid[xx], kk] * sc[4, xx]
+                dv = np.float64(bd[i, kk, xx])
+                if np.isnan(dv):
+                    dv = 0.0
+                xw = xv * wt
+                sc[5, xx] += wt
+                sc[6, xx] += xw
+                sc[7, xx] += xv * xw
+                sc[8, xx] += dv * wt
+                sc[9, xx] += dv * xw
+        for xx in range(w):
+            if not clean[xx]:
+                continue
+            g = sc[0, xx]
+            rn = sc[1, xx]
+            dc = sc[2, xx]
+            median_rate = sc[3, xx]
+            sw = sc[5, xx]
+            sx = sc[6, xx]
+            dd = sw * sc[7, xx] - sx * sx
+            num = sw * sc[9, xx] - sx * sc[8, xx]
+            slope = (num * (1.0 / dd)) / tg
+            pden = tg * g * (n - 1.0)
+            vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+            rnum = rn / tg
+            vr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)   # g > 0 (clean)
+            ve = vp + vr
+            ivr = 1.0 / vr
+            ivp = 1.0 / vp if vp > 0.0 else 0.0
+            ive = 1.0 / ve
+            snum = slope / vr
+            vp_out = 1.0 / ivp if ivp > 0.0 else 0.0
+            if vp_out >= LARGE_VARIANCE_THRESHOLD:
+                vp_out = 0.0
+            vr_out = 1.0 / ivr
+            if vr_out >= LARGE_VARIANCE_THRESHOLD:
+                vr_out = 0.0
+            ve_out = 1.0 / ive
+            if want_ints:
+                x = x0 + xx
+                i_slope[i, y, x] = np.float32(snum * vr_out)
+                i_dq[i, y, x] = pdq[y, x]
+                i_vp[i, y, x] = np.float32(vp_out)
+                i_vr[i, y, x] = np.float32(vr_out)
+                i_err[i, y, x] = np.float32(0.0 if ve_out > LARGE_VARIANCE_THRESHOLD
+                                            else np.sqrt(ve_out))
+            if ivp > 0.0:
+                sc[10, xx] += ivp
+            sc[11, xx] += ivr
+            sc[12, xx] += snum
+    for xx in range(w):
+        if not clean[xx]:
+            continue
+        x = x0 + xx
+        vp = sc[10, xx]
+        if vp > 0.0:
+            vp = 1.0 / vp
+        if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
+            vp = 0.0
+        vr = sc[11, xx]
+        if vr > 0.0:
+            vr = 1.0 / vr
+        if vr >= LARGE_VARIANCE_THRESHOLD:
+            vr = 0.0
+        slope = sc[12, xx]
+        r_err[y, x] = np.float32(np.sqrt(vp + vr))
+        if not np.isnan(slope):
+            slope = slope * vr
+        r_slope[y, x] = np.float32(slope)
+        r_dq[y, x] = pdq[y, x]
+        r_vp[y, x] = np.float32(vp)
+        r_vr[y, x] = np.float32(vr)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fit_segment(alld, i, st, n, g, rn, dc, tg, median_rate, wcache, wcache_n):
+    """Slope (DN/s), VAR_POISSON and VAR_RNOISE ((DN/s)**2) of the segment of n groups of
+    integration i starting at group st (alld float64 (nints, ngroups) DN, NaN counted as
+    0 in the sums); g gain, rn read noise (e- per group), dc dark current, tg TGROUP,
+    median_rate the pixel's median rate (DN/s); wcache/wcache_n see _segment_weights."""
+    if n <= 2:
+        if n == 1:
+            slope = alld[i, st] / tg
+        else:
+            slope = (alld[i, st + 1] - alld[i, st]) / tg
+        pden = tg * g
+        vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+        rnum = rn / tg
+        vr = 12.0 * rnum * rnum / (6.0 * g * g)
+        return slope, vp, vr
+    sig = alld[i, st + n - 1] - alld[i, st]
+    den = rn * rn + sig * g
+    if den <= 0.0 or g == 0.0:
+        snr = 0.0
+    else:
+        snr = sig * g / np.sqrt(den)
+        if snr < 0.0:
+            snr = 0.0
+    wk = _segment_weights(wcache, wcache_n, _power_index(snr), n)
+    invrn2 = 1.0 / (rn * rn)
+    sw = 0.0
+    sx = 0.0
+    sxx = 0.0
+    sy = 0.0
+    sxy = 0.0
+    for kk in range(n):
+        wt = wk[kk] * invrn2
+        xv = np.float64(kk) + st
+        dv = alld[i, st + kk]
+        if np.isnan(dv):
+            dv = 0.0
+        xw = xv * wt
+        sw += wt
+        sx += xw
+        sxx += xv * xw
+        sy += dv * wt
+        sxy += dv * xw
+    dd = sw * sxx - sx * sx
+    num = sw * sxy - sx * sy
+    slope = (num * (1.0 / dd)) / tg
+    pden = tg * g * (n - 1.0)
+    vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
+    if g <= 0.0 or np.isnan(g):
+        vr = 0.0
+    else:
+        rnum = rn / tg
+        vr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
+    return slope, vp, vr
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g, chargeloss,
-               r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err):
+               r_slope, r_dq, r_vp, r_vr, r_err, i_slope, i_dq, i_vp, i_vr, i_err,
+               net_lo, net_hi):
     """Fit all ramps.
 
     Inputs: data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32
@@ -85,10 +325,19 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
     CHARGELOSS, so VAR_RNOISE of the affected integrations is recomputed with the
     CHARGELOSS | DO_NOT_USE groups counted as usable (as stcal does).
     Outputs (filled): r_* (ny, nx) rate slope/DQ/VAR_POISSON/VAR_RNOISE/ERR (float32, DQ
-    uint32), i_* (nints, ny, nx) the same per integration.
+    uint32), i_* (nints, ny, nx) the same per integration, or arrays of shape
+    (nints, 0, 0) when the per-integration results are not wanted. net_lo/net_hi: the
+    calib.steps.jump.sorting_network of ngroups - 1 values (median rates of clean pixels).
     """
     nints, ngroups, ny, nx = data.shape
     tg = group_time
+    want_ints = i_slope.shape[1] != 0
+    # weights of a full-ramp segment for the 6 exponents, shared by all clean pixels
+    wfull = np.empty((_POWERS.size, ngroups), np.float64)
+    wfull_n = np.full(_POWERS.size, -1, np.int64)
+    if ngroups >= 3:
+        for pidx in range(_POWERS.size):
+            _segment_weights(wfull, wfull_n, pidx, ngroups)
     nxb = (nx + XBLOCK - 1) // XBLOCK
     for blk in numba.prange(ny * nxb):
         # one work item: XBLOCK columns of row y, copied to contiguous scratch (the groups
@@ -114,12 +363,28 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         cnt_dnu_sat = np.zeros(nints, np.int64)
         int_vr = np.zeros(nints, np.float64)
         og = np.empty(ngroups, np.uint8)
+        wcache = np.empty((_POWERS.size, ngroups), np.float64)
+        wcache_n = np.full(_POWERS.size, -1, np.int64)
+        # clean pixels (no GROUPDQ flag at all, GAIN > 0, no DO_NOT_USE/SATURATED in
+        # PIXELDQ) have one segment per integration: their median rates are found for
+        # the whole block at once (lanes innermost), then the fit below is direct
+        clean = np.zeros(w, np.bool_)
+        lane_mrate = np.zeros(w, np.float64)
+        if ngroups >= 3 and ngroups - 1 <= LANE_MAX_GROUPS:
+            _clean_lanes(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, clean, lane_mrate,
+                         np.empty((ngroups - 1, w), np.float64), np.empty(w, np.float64))
+            _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull,
+                             lane_mrate, clean, np.empty((_NSC, w), np.float64),
+                             np.empty(w, np.int64), want_ints, r_slope, r_dq, r_vp, r_vr,
+                             r_err, i_slope, i_dq, i_vp, i_vr, i_err)
         for xx in range(w):
             x = x0 + xx
             g = np.float64(gain[y, x])
             rn = np.float64(rnoise_e[y, x])
             dc = np.float64(dcurrent[y, x])
             pix = pdq[y, x]
+            if clean[xx]:
+                continue              # fitted by _clean_fit_lanes
             if not (g > 0.0):
                 pix |= _U_DNU | _U_NGV
             rate_dq = pix
@@ -255,60 +520,8 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                         for s in range(nseg):
                             st = seg_s[s]
                             n = seg_l[s]
-                            if n == 1:
-                                slope = alld[i, st] / tg
-                                pden = tg * g
-                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
-                                rnum = rn / tg
-                                vr = 12.0 * rnum * rnum / (6.0 * g * g)
-                            elif n == 2:
-                                slope = (alld[i, st + 1] - alld[i, st]) / tg
-                                pden = tg * g
-                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
-                                rnum = rn / tg
-                                vr = 12.0 * rnum * rnum / (6.0 * g * g)
-                            else:
-                                sig = alld[i, st + n - 1] - alld[i, st]
-                                den = rn * rn + sig * g
-                                if den <= 0.0 or g == 0.0:
-                                    snr = 0.0
-                                else:
-                                    snr = sig * g / np.sqrt(den)
-                                    if snr < 0.0:
-                                        snr = 0.0
-                                power = np.float32(snr_power(snr))
-                                mid = (n - 1) / 2.0
-                                invmid = 1.0 / mid
-                                invrn2 = 1.0 / (rn * rn)
-                                sw = 0.0
-                                sx = 0.0
-                                sxx = 0.0
-                                sy = 0.0
-                                sxy = 0.0
-                                for kk in range(n):
-                                    xv = np.float64(kk)
-                                    w = abs((xv - mid) * invmid)
-                                    w = np.float64(np.float32(w) ** power) * invrn2
-                                    xv += st
-                                    dv = alld[i, st + kk]
-                                    if np.isnan(dv):
-                                        dv = 0.0
-                                    xw = xv * w
-                                    sw += w
-                                    sx += xw
-                                    sxx += xv * xw
-                                    sy += dv * w
-                                    sxy += dv * xw
-                                dd = sw * sxx - sx * sx
-                                num = sw * sxy - sx * sy
-                                slope = (num * (1.0 / dd)) / tg
-                                pden = tg * g * (n - 1.0)
-                                vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
-                                if g <= 0.0 or np.isnan(g):
-                                    vr = 0.0
-                                else:
-                                    rnum = rn / tg
-                                    vr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
+                            slope, vp, vr = _fit_segment(alld, i, st, n, g, rn, dc, tg,
+                                                         median_rate, wcache, wcache_n)
                             ve = vp + vr
                             ivr += 1.0 / vr
                             if vp > 0.0:
@@ -345,11 +558,12 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                     idq[i] |= _U_SAT
                     set_rate_sat = True
                 int_vr[i] = vr_out
-                i_slope[i, y, x] = np.float32(s_out)
-                i_dq[i, y, x] = idq[i]
-                i_vp[i, y, x] = np.float32(vp_out)
-                i_vr[i, y, x] = np.float32(vr_out)
-                i_err[i, y, x] = np.float32(err_out)
+                if want_ints:
+                    i_slope[i, y, x] = np.float32(s_out)
+                    i_dq[i, y, x] = idq[i]
+                    i_vp[i, y, x] = np.float32(vp_out)
+                    i_vr[i, y, x] = np.float32(vr_out)
+                    i_err[i, y, x] = np.float32(err_out)
             if dnu_cnt == nints:
                 rate_dq |= _U_DNU
             if sat_cnt == nints:
@@ -430,7 +644,8 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                     v = 1.0 / ivr if ivr > 0.0 else np.inf
                     if v >= LARGE_VARIANCE_THRESHOLD:
                         v = 0.0
-                    i_vr[i, y, x] = np.float32(v)
+                    if want_ints:
+                        i_vr[i, y, x] = np.float32(v)
                     evar += ivr
                 if any_cl:
                     if evar > 0.0:
@@ -444,15 +659,33 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
             r_err[y, x] = np.float32(err)
 
 
+@numba.njit(cache=True, parallel=True)
+def _any_flag(gdq, flag):
+    """True when some element of gdq (uint8, any shape, C-contiguous) has a bit of flag."""
+    flat = gdq.reshape(-1)
+    n = flat.size
+    chunk = 1 << 20
+    nch = (n + chunk - 1) // chunk
+    hits = np.zeros(nch, np.bool_)
+    for c in numba.prange(nch):
+        acc = np.uint8(0)
+        for j in range(c * chunk, min(n, (c + 1) * chunk)):
+            acc |= flat[j]
+        hits[c] = (acc & flag) != 0
+    return hits.any()
+
+
 def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float,
-             dark_current=None, suppress_one_group: bool = True):
+             dark_current=None, suppress_one_group: bool = True, rateints: bool = True):
     """Fit slopes.
 
     data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; pdq uint32 (ny, nx);
     gain float (ny, nx) e-/DN; readnoise float (ny, nx) DN (READNOISE reference, CDS noise);
     group_time TGROUP s; dark_current None or float (ny, nx) average dark current.
     Returns ``(rate, rateints, "COMPLETE")`` where rate = dict(data, dq, var_poisson,
-    var_rnoise, err) of (ny, nx) arrays and rateints the same with (nints, ny, nx) arrays;
+    var_rnoise, err) of (ny, nx) arrays and rateints the same with (nints, ny, nx) arrays
+    (None with ``rateints=False``: the per-integration results are then not kept, which
+    saves 5 arrays of (nints, ny, nx) when only the rate product is wanted);
     data/err float32 DN/s, variances float32 (DN/s)**2, dq uint32.
     """
     nints, ngroups, ny, nx = data.shape
@@ -465,11 +698,14 @@ def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float
         suppress_one_group = False
     rate = {k: np.zeros((ny, nx), np.float32) for k in ("data", "var_poisson", "var_rnoise", "err")}
     rate["dq"] = np.zeros((ny, nx), np.uint32)
-    ints = {k: np.zeros((nints, ny, nx), np.float32) for k in ("data", "var_poisson", "var_rnoise", "err")}
-    ints["dq"] = np.zeros((nints, ny, nx), np.uint32)
-    ols_kernel(np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(gdq),
+    shape = (nints, ny, nx) if rateints else (nints, 0, 0)
+    ints = {k: np.zeros(shape, np.float32) for k in ("data", "var_poisson", "var_rnoise", "err")}
+    ints["dq"] = np.zeros(shape, np.uint32)
+    gdq = np.ascontiguousarray(gdq)
+    ols_kernel(np.ascontiguousarray(data, dtype=np.float32), gdq,
                np.ascontiguousarray(pdq, dtype=np.uint32), gain32, rn, dc, float(group_time),
-               bool(suppress_one_group), bool((np.asarray(gdq) & _CHLO).any()),
+               bool(suppress_one_group), bool(_any_flag(gdq, _CHLO)),
                rate["data"], rate["dq"], rate["var_poisson"], rate["var_rnoise"], rate["err"],
-               ints["data"], ints["dq"], ints["var_poisson"], ints["var_rnoise"], ints["err"])
-    return rate, ints, "COMPLETE"
+               ints["data"], ints["dq"], ints["var_poisson"], ints["var_rnoise"], ints["err"],
+               *sorting_network(min(max(ngroups - 1, 0), LANE_MAX_GROUPS)))
+    return rate, (ints if rateints else None), "COMPLETE"
