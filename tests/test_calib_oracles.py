@@ -338,3 +338,23 @@ def test_clipped_mean_matches_scipy_sigmaclip():
         rows = [abs(w) if w < 30 else 58 - w for w in range(r - 5, r + 6)]
         vals = np.concatenate([block[w][ok[w]] for w in rows])
         assert med[r] == pytest.approx(np.median(vals))
+
+
+def test_match_dark_reuses_a_matching_big_endian_dark_in_place():
+    from calib.steps.dark_current import match_dark
+
+    rng = np.random.default_rng(3)
+    dark = rng.normal(0, 1, (1, 6, 8, 9)).astype(">f4")
+    dark[0, 2, 3, 4] = np.nan
+    expect = match_dark(dark.copy(), 5, 4, 1, 4, 1)
+    got = match_dark(dark, 5, 4, 1, 4, 1, reuse_input=True)
+    assert got.dtype == np.float32 and got.dtype.isnative and got.shape == (1, 5, 8, 9)
+    np.testing.assert_array_equal(got, expect)
+    assert np.shares_memory(got, dark) and got[0, 2, 3, 4] == 0.0
+    # a different readout (frames averaged) or a strided view: a new array, input untouched
+    src = rng.normal(0, 1, (1, 12, 8, 9)).astype(np.float32)
+    keep = src.copy()
+    avg = match_dark(src, 3, 4, 0, 1, 0, reuse_input=True)
+    assert not np.shares_memory(avg, src)
+    np.testing.assert_array_equal(src, keep)
+    np.testing.assert_allclose(avg[0, 1], keep[0, 4:8].mean(axis=0), rtol=1e-6)

@@ -372,7 +372,11 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
 
             def load():
                 out = compute(ref(reftype, step)[0], p)
-                if reftype in _BIG_REFTYPES:   # prepared once: release the file's arrays now
+                # prepared values are kept by REFERENCE_CACHE: release the file's arrays now
+                # (a later miss for another value of the same file opens it again); without
+                # the cache only the big ones, read by one step, are released
+                if reftype in cache and (REFERENCE_CACHE.max_bytes > 0
+                                         or reftype in _BIG_REFTYPES):
                     cache.pop(reftype).close()
                 return out
             return REFERENCE_CACHE.get(key, load)
@@ -531,7 +535,8 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
                                                      "NFRAMES/GROUPGAP")
                         matched, ddq = _dark.prepare_dark(
                             dark, ddq, ngroups=info.ngroups, nframes=info.nframes,
-                            groupgap=info.groupgap, dark_nframes=int(dn), dark_groupgap=int(dg))
+                            groupgap=info.groupgap, dark_nframes=int(dn), dark_groupgap=int(dg),
+                            reuse_input=True)   # this model is closed after preparation
                         avg = None
                         adc = getattr(m, "average_dark_current", None)
                         if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
@@ -619,7 +624,7 @@ def run_detector1(uncal_path: str | os.PathLike, references: dict[str, str | Non
 
 
 # reference types read by one step only, whose (large) arrays are released as soon as the
-# step's prepared arrays exist (lower peak memory on a cold cache)
+# step's prepared arrays exist even when REFERENCE_CACHE is disabled
 _BIG_REFTYPES = {"dark", "linearity"}
 
 # numba's default (workqueue) threading layer must not be entered from two Python threads

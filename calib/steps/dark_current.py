@@ -38,10 +38,27 @@ def _extrapolate(arr, n_extra):
     return np.concatenate([arr, new.astype(arr.dtype)])
 
 
-def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
+def _in_place_float32(dk: np.ndarray) -> np.ndarray | None:
+    """``dk`` as native float32 without a copy (byte-swapped in place when the file's order
+    is big-endian), or None when that is not possible."""
+    if (dk.dtype.kind != "f" or dk.dtype.itemsize != 4 or not dk.flags.writeable
+            or not dk.flags.c_contiguous):
+        return None
+    if not dk.dtype.isnative:
+        dk.byteswap(inplace=True)
+        dk = dk.view(dk.dtype.newbyteorder("="))
+    return dk
+
+
+def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap, *,
+               reuse_input=False):
     """Average/copy dark frames (3-D (ngroups_d, ny, nx) or 4-D) to the science group structure.
 
     Returns float32 (ndint, ngroups, ny, nx), or None when the dark cannot be matched.
+    ``reuse_input=True``: when the dark's readout already matches (same NFRAMES/GROUPGAP) and
+    it is a contiguous float32 array, the result is a view of ``dark`` itself, converted in
+    place (native byte order, NaN -> 0): no second full-size array; the caller must not use
+    ``dark`` afterwards (the pipeline passes the array of a reference model it closes next).
     """
     dk = np.asarray(dark)
     if dk.ndim == 3:
@@ -51,6 +68,16 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
     drk_total = d_ngroups * dark_nframes + (d_ngroups - 1) * dark_groupgap
     if dark_nframes > nframes or dark_groupgap > groupgap:
         return None
+    if (reuse_input and sci_total <= drk_total and nframes == dark_nframes
+            and groupgap == dark_groupgap and (dk.shape[0] == 1 or ngroups == dk.shape[1])):
+        own = _in_place_float32(dk)
+        if own is not None:
+            out = own[:, :ngroups]                 # contiguous: one integration or all groups
+            for k in range(out.shape[0]):
+                for g in range(ngroups):
+                    plane = out[k, g]
+                    plane[np.isnan(plane)] = 0.0
+            return out
     if sci_total <= drk_total:
         # no extrapolation: only the frames used are converted, group by group (the same
         # values as converting the whole dark first, without a copy of all of it)
@@ -94,14 +121,17 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
     return out
 
 
-def prepare_dark(dark, dark_dq, *, ngroups, nframes, groupgap, dark_nframes, dark_groupgap):
+def prepare_dark(dark, dark_dq, *, ngroups, nframes, groupgap, dark_nframes, dark_groupgap,
+                 reuse_input=False):
     """The dark matched to the science readout and its PIXELDQ contribution.
 
     Returns ``(matched, ddq)``: matched float32 (ndint, ngroups, ny, nx) DN (NaN -> 0), or
     None when the dark cannot be matched (step SKIPPED); ddq uint32 (ny, nx). Depends only
     on the reference and the readout (NGROUPS, NFRAMES, GROUPGAP), so it can be cached.
+    ``reuse_input``: see :func:`match_dark` (``dark`` may be converted in place).
     """
-    matched = match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap)
+    matched = match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap,
+                         reuse_input=reuse_input)
     ddq = np.asarray(dark_dq, dtype=np.uint32)
     if ddq.ndim == 4:
         ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
