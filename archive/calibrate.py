@@ -105,7 +105,8 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
 
     from calib import __version__ as cal_ver
     from calib.errors import CalibError
-    from calib.pipelines.detector1 import reftypes_for, run_detector1, validate_params
+    from calib.pipelines.detector1 import (reftypes_for, release_unreachable, run_detector1,
+                                           validate_params)
     from calib.products import save_products
 
     from . import crdscache
@@ -147,6 +148,8 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
             prov = {"crds_context": context or "N/A", "crds_version": crds.__version__, "cal_version": cal_ver,
                     "references": names, "overrides": {r for r in overrides if r in reftypes}}
             files_out = save_products(result, out_dir, product_root(path.name), prov)
+            del result
+            release_unreachable()     # the products' arrays, before the next file
             outcomes.append(CalibrateOutcome(path, "succeeded", {k: Path(v) for k, v in files_out.items() if v},
                                              seconds=time.monotonic() - t0))
         except (CalibError, OSError, ValueError, KeyError, crdscache.BestrefsError) as exc:

@@ -466,7 +466,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         re-raised so the task layer can retry it.
     """
     from calib.errors import CalibError
-    from calib.pipelines.detector1 import run_detector1
+    from calib.pipelines.detector1 import release_unreachable, run_detector1
     from calib.products import save_products
 
     worker = worker or worker_name()
@@ -493,6 +493,9 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
                       "references": dict(work.reference_names)}
         files = save_products(result, work.output_dir, product_root(work.filename), provenance)
         files = {k: Path(v) for k, v in files.items() if v}
+        timings = dict(getattr(result, "timings", {}) or {})
+        del result
+        release_unreachable()      # the products' arrays, before the worker's next job
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker)
@@ -501,7 +504,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
         raise
-    if not _record(settings, work, files, dict(getattr(result, "timings", {}) or {}), worker):
+    if not _record(settings, work, files, timings, worker):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)

@@ -337,3 +337,17 @@ def test_group_scale():
     assert st == "SKIPPED" and np.all(out == 1)
     out, st = group_scale(d, 5, 4)
     assert st == "COMPLETE" and np.allclose(out, 0.8)
+
+
+def test_release_unreachable_frees_a_dropped_result(nrc):
+    import weakref
+
+    from calib.pipelines.detector1 import release_unreachable
+
+    sim, _ = nrc
+    res = run_detector1(sim.uncal, sim.refs)
+    rate, ints = weakref.ref(res.rate), weakref.ref(res.rateints)
+    del res
+    release_unreachable()
+    assert rate() is None and ints() is None
+    release_unreachable()               # frozen survivors: cheap, and still correct

@@ -15,6 +15,7 @@ by default in jwst 3.0 for the modes this engine runs).
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from calib.steps import (dark_current as _dark, dq_init as _dqi, firstframe as _
 
 __all__ = ["NIR_STEPS", "MIRI_STEPS", "STEP_REFTYPES", "NIR_INSTRUMENTS", "steps_for", "reftypes_for",
            "Detector1Result", "run_detector1", "validate_params", "STEP_PARAMETERS",
-           "CAL_STEP_ATTR"]
+           "CAL_STEP_ATTR", "release_unreachable"]
 
 # the order of jwst 3.0's Detector1Pipeline.process (persistence now runs after jump)
 NIR_STEPS: tuple[str, ...] = (
@@ -630,6 +631,30 @@ _BIG_REFTYPES = {"dark", "linearity"}
 # numba's default (workqueue) threading layer must not be entered from two Python threads
 # at once; runs in one process are serialised (processes run in parallel freely)
 _KERNEL_LOCK = threading.Lock()
+
+_GC_FROZEN = False
+_GC_LOCK = threading.Lock()
+
+
+def release_unreachable() -> int:
+    """Free the cyclic garbage finished exposures leave behind; call it between exposures.
+
+    stdatamodels' ``DataModel.update`` (used to copy the science header into the rate and
+    rateints models) leaves each product model in a reference cycle, so the arrays of a
+    dropped Detector1Result (hundreds of MB for a full frame or a time series) would wait
+    for Python's cycle collector. The first call collects everything and then freezes the
+    survivors (imports, compiled kernels, caches: ``gc.freeze``), so that later calls scan
+    only objects created since (~1 ms instead of ~0.1 s). Returns the number of objects
+    collected.
+    """
+    global _GC_FROZEN
+    with _GC_LOCK:
+        n = gc.collect()
+        if not _GC_FROZEN:
+            gc.freeze()
+            _GC_FROZEN = True
+    return n
+
 
 #: step name -> attribute of meta.cal_step (FITS S_* keyword) where they differ
 CAL_STEP_ATTR = {"dark_current": "dark_sub"}
