@@ -26,7 +26,14 @@ nothing when fewer than ``minimum_groups`` (3) groups are usable. Snowball and s
 flagging (off by default in jwst) and after-jump flagging (off by default) are not
 implemented. With >= ``minimum_sigclip_groups`` (100)
 integrations the jumps are found instead by sigma clipping each difference across the
-integrations (astropy ``sigma_clip``), as jwst does.
+integrations, as jwst/stcal do with ``astropy.stats.sigma_clip(first_diffs,
+sigma=rejection_threshold, axis=0, masked=True)`` (median centre, standard deviation, at
+most 5 iterations, NaN differences masked); here by :func:`sigclip_jump_kernel`, a numba
+kernel giving the same masks: the bounds are those of astropy's C code
+(``stats/src/compute_bounds.c``), either reproduced operation by operation (Wirth
+selection, sums in the same order, :func:`_sigma_clip_bounds`) or, when no value lies
+near a bound, computed faster with a certified floating-point error bound
+(:func:`_sigma_clip_bounds_fast`).
 
 Implementation: blocks of XBLOCK columns; the pixels of a block are first screened
 together (:func:`_screen_lanes`: lanes innermost, medians by a sorting network) and only
@@ -34,8 +41,6 @@ those with a flagged group or a detected jump go through the per-pixel search; t
 screening makes exactly the per-pixel code's decision, so results are unchanged.
 """
 from __future__ import annotations
-
-import warnings
 
 import numba
 import numpy as np
@@ -52,6 +57,7 @@ _JUMP = np.uint8(dqflags.JUMP_DET)
 #: columns per work item of the per-pixel kernels: a (nints, ngroups, XBLOCK) block of the
 #: ramp is copied to contiguous scratch memory first (the ramp's groups are far apart)
 XBLOCK = 128
+assert XBLOCK % 8 == 0, "bit-packed neighbour candidates need byte-aligned blocks"
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -120,6 +126,36 @@ def _median_of(a, n, buf):
             buf[m] = v
             m += 1
     return _median_sorted_prefix(buf, m)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _median_select(a, n, buf, tmp):
+    """Median of the non-NaN values among a[:n] (NaN if none), the value numpy's nanmedian
+    gives (middle order statistic, or the mean of the two middle ones); a is not
+    modified, buf and tmp are float64 scratch (>= n). Up to 32 values as
+    :func:`_median_of`; more by selection (:func:`_select`, O(n)) instead of a sort."""
+    m = 0
+    for j in range(n):
+        v = a[j]
+        if not np.isnan(v):
+            buf[m] = v
+            m += 1
+    if m <= 32:
+        return _median_sorted_prefix(buf, m)
+    kk = m >> 1
+    up = _select(buf, tmp, m, kk)
+    if m & 1:
+        return up
+    # lower middle: the largest value below ``up`` if at least kk values are below it
+    nbelow = 0
+    mx = -np.inf
+    for j in range(n):
+        x = a[j]
+        below = x < up                  # False for NaN
+        nbelow += below
+        y = x if below else -np.inf
+        mx = y if y > mx else mx
+    return (up + (mx if nbelow >= kk else up)) / 2.0
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -292,7 +328,9 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
     data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; gain, readnoise float32
     (ny, nx) (e-/DN, DN); nframes int; rej/rej4/rej3 the thresholds for >= 4 / 3 / 2 usable
     differences (sigma); mode 0: single pass, 1: iterative, 2: no primary detection (already
-    done by sigma clipping); nbcand bool (nints, ngroups, ny, nx) output; net_lo/net_hi
+    done by sigma clipping); nbcand uint8 (nints, ngroups, ny, (nx + 7) // 8), zeroed,
+    output: bit x & 7 of byte x >> 3 marks pixel x (blocks start at multiples of XBLOCK,
+    a multiple of 8, so no two work items write the same byte); net_lo/net_hi
     the :func:`sorting_network` of nints * (ngroups - 1) values (used up to
     LANE_MAX_DIFFS differences to screen out, many pixels at once, those with no jump).
     Work items are blocks of XBLOCK columns of one row; every pixel's result depends on
@@ -330,6 +368,18 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
             g = gain[y, x]
             rn_e = readnoise[y, x] * g
             rn2 = np.float64(rn_e) * np.float64(rn_e)
+            if mode == 2:
+                # primary detection already done: the median is needed only to decide
+                # neighbour flagging around this pixel's jumps (often none)
+                need = False
+                if flag4:
+                    for i in range(nints):
+                        for k in range(1, ngroups):
+                            need |= (bq[i, k, xx] & _JUMP) != 0
+                        if need:
+                            break
+                if not need:
+                    continue
             for i in range(nints):
                 for k in range(nd):
                     q0 = bq[i, k, xx]
@@ -340,18 +390,7 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                         a = np.float32(bd[i, k, xx] * g)
                         b = np.float32(bd[i, k + 1, xx] * g)
                         diffs[i * nd + k] = np.float32(b - a)
-            if mode == 2:
-                # primary detection already done: the median is needed only to decide
-                # neighbour flagging around this pixel's jumps (often none)
-                need = False
-                if flag4:
-                    for j in range(nt):
-                        if (bq[j // nd, j % nd + 1, xx] & _JUMP) != 0:
-                            need = True
-                            break
-                if not need:
-                    continue
-            med = _median_of(diffs, nt, buf)
+            med = _median_select(diffs, nt, buf, tmp)
             sig = np.sqrt(abs(med) + rn2 / nframes)
             if sig == 0.0:
                 sig = np.nan
@@ -389,13 +428,12 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                             bq[j // nd, j % nd + 1, xx] |= _JUMP
                             absd[j] = np.nan
             if flag4:
-                for j in range(nt):
-                    i = j // nd
-                    k = j % nd + 1
-                    if (bq[i, k, xx] & _JUMP) != 0:
-                        r = abs(diffs[j] - med) / sig
-                        if r < max_nb and r > min_nb:
-                            nbcand[i, k, y, x] = True
+                for i in range(nints):
+                    for k in range(1, ngroups):
+                        if (bq[i, k, xx] & _JUMP) != 0:
+                            r = abs(diffs[i * nd + k - 1] - med) / sig
+                            if r < max_nb and r > min_nb:
+                                nbcand[i, k, y, x >> 3] |= np.uint8(1 << (x & 7))
         if mode != 2:
             for i in range(nints):
                 for k in range(ngroups):
@@ -403,25 +441,43 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                         gdq[i, k, y, x0 + xx] = bq[i, k, xx]
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _bit(bits, i, k, y, x):
+    """Pixel x of the bit-packed candidate plane bits[i, k, y]."""
+    return (bits[i, k, y, x >> 3] >> (x & 7)) & 1 != 0
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def flag_neighbors_kernel(gdq, nbcand):
-    """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate and the group
-    is neither SATURATED nor DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""
+    """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate (nbcand
+    bit-packed as :func:`jump_kernel` writes it) and the group is neither SATURATED nor
+    DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""
     nints, ngroups, ny, nx = gdq.shape
+    nbx = nbcand.shape[3]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
         for i in range(nints):
             for k in range(ngroups):
+                anyc = False
+                for yy in range(max(0, y - 1), min(ny, y + 2)):
+                    for b in range(nbx):
+                        anyc |= nbcand[i, k, yy, b] != 0
+                if not anyc:
+                    for x in range(nx):
+                        q = gdq[i, k, y, x]
+                        if (q & _JUMP) != 0 and (q & (_SAT | _DNU)) != 0:
+                            gdq[i, k, y, x] = q & ~_JUMP
+                    continue
                 for x in range(nx):
                     q = gdq[i, k, y, x]
                     if (q & (_SAT | _DNU)) == 0:
-                        hit = nbcand[i, k, y, x]
-                        if y > 0 and nbcand[i, k, y - 1, x]:
+                        hit = _bit(nbcand, i, k, y, x)
+                        if y > 0 and _bit(nbcand, i, k, y - 1, x):
                             hit = True
-                        if y < ny - 1 and nbcand[i, k, y + 1, x]:
+                        if y < ny - 1 and _bit(nbcand, i, k, y + 1, x):
                             hit = True
-                        if x > 0 and nbcand[i, k, y, x - 1]:
+                        if x > 0 and _bit(nbcand, i, k, y, x - 1):
                             hit = True
-                        if x < nx - 1 and nbcand[i, k, y, x + 1]:
+                        if x < nx - 1 and _bit(nbcand, i, k, y, x + 1):
                             hit = True
                         if hit:
                             q |= _JUMP
@@ -430,36 +486,419 @@ def flag_neighbors_kernel(gdq, nbcand):
                     gdq[i, k, y, x] = q
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _wirth_kth(a, n, k):
+    """k-th smallest (0-based) of a[:n] (float64, no NaN) by N. Wirth's selection
+    ("Algorithms + Data Structures = Programs", 1976; N. Devillard's C version), the
+    routine astropy's ``_fast_sigma_clip`` uses: a[:n] is permuted in place exactly as
+    that routine permutes it, which matters because astropy then sums the buffer in its
+    new order (floating-point sums depend on the order)."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        x = a[k]
+        i = lo
+        j = hi
+        while True:
+            while a[i] < x:
+                i += 1
+            while x < a[j]:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+            if i > j:
+                break
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sigma_clip_bounds(buf, count, sigma, maxiters):
+    """Lower and upper bounds of astropy's ``sigma_clip(..., sigma=sigma, maxiters=maxiters,
+    cenfunc="median", stdfunc="std")`` for one set of values (the axis=... fast path,
+    astropy ``stats/src/compute_bounds.c``), reproduced operation by operation in float64.
+
+    buf float64 (>= count,): the finite values in their original order (consumed: it is
+    permuted and compacted in place); count >= 1; maxiters -1 for no limit. Each
+    iteration: median (Wirth selection; for even counts the upper then the lower middle
+    element, ``0.5 * (a + b)``), mean by a sequential sum over the permuted buffer,
+    population standard deviation by a sequential sum of squared deviations, bounds
+    ``median -/+ sigma * std``; values inside [lo, hi] are kept in order. Stops when no
+    value was rejected, when none would remain (the bounds of that iteration are
+    returned), or after ``maxiters`` iterations. Returns (lo, hi) float64.
+    """
+    it = 0
+    lo = np.nan
+    hi = np.nan
+    while True:
+        if count % 2 == 0:
+            a = _wirth_kth(buf, count, count // 2)
+            b = _wirth_kth(buf, count, count // 2 - 1)
+            med = 0.5 * (a + b)
+        else:
+            med = _wirth_kth(buf, count, (count - 1) // 2)
+        s = 0.0
+        for j in range(count):
+            s += buf[j]
+        mean = s / count
+        v = 0.0
+        for j in range(count):
+            d = buf[j] - mean
+            v += d * d
+        std = np.sqrt(v / count)
+        lo = med - sigma * std
+        hi = med + sigma * std
+        nc = 0
+        for j in range(count):
+            d = buf[j]
+            if d >= lo and d <= hi:
+                buf[nc] = d
+                nc += 1
+        if nc == count or nc == 0:
+            return lo, hi
+        count = nc
+        it += 1
+        if maxiters != -1 and it >= maxiters:
+            return lo, hi
+
+
+#: unit roundoff of float64
+_U = 2.0 ** -53
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _select(a, b, m, k):
+    """k-th smallest (0-based) of a[:m] (float64, no NaN, 0 <= k < m): quickselect with
+    branch-free three-way partitions (median-of-3 pivot); a and b (length >= m) are
+    overwritten. Returns the value, which as an order statistic does not depend on the
+    algorithm."""
+    while True:
+        if m <= 2:
+            if m == 1:
+                return a[0]
+            lo = a[0] if a[0] < a[1] else a[1]
+            hi = a[1] if a[0] < a[1] else a[0]
+            return lo if k == 0 else hi
+        p0 = a[0]
+        p1 = a[m >> 1]
+        p2 = a[m - 1]
+        # median of three
+        if p0 > p1:
+            p0, p1 = p1, p0
+        if p1 > p2:
+            p1 = p2
+        p = p0 if p0 > p1 else p1
+        nl = 0
+        ne = 0
+        for j in range(m):
+            x = a[j]
+            nl += x < p
+            ne += x == p
+        if k < nl:
+            c = 0
+            for j in range(m):
+                x = a[j]
+                b[c] = x
+                c += x < p
+            m = c
+        elif k < nl + ne:
+            return p
+        else:
+            c = 0
+            for j in range(m):
+                x = a[j]
+                b[c] = x
+                c += x > p
+            m = c
+            k -= nl + ne
+        a, b = b, a
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sum4(a, m):
+    """Sum of a[:m] with four accumulators (any summation order is covered by the error
+    bound of :func:`_sigma_clip_bounds_fast`)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= m:
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        j += 4
+    while j < m:
+        s0 += a[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sqdev4(a, m, mean):
+    """Sum of (a[:m] - mean)**2 with four accumulators."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= m:
+        d0 = a[j] - mean
+        d1 = a[j + 1] - mean
+        d2 = a[j + 2] - mean
+        d3 = a[j + 3] - mean
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+        j += 4
+    while j < m:
+        d0 = a[j] - mean
+        s0 += d0 * d0
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _near(a, m, lo, hi, delta):
+    """True when some a[:m] lies within delta of lo or hi."""
+    hit = False
+    for j in range(m):
+        x = a[j]
+        hit |= (abs(x - lo) <= delta) | (abs(x - hi) <= delta)
+    return hit
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sigma_clip_bounds_fast(v, n, sigma, maxiters, t1, t2, t3):
+    """The bounds of :func:`_sigma_clip_bounds` for the finite values v[:n] (float64, in
+    original order, not modified), or ok=False when they cannot be certified.
+
+    Medians are order statistics (any selection algorithm gives astropy's values); the
+    mean and the standard deviation are summed here in another order than astropy's, so
+    they may differ in the last bits. By the error bounds of floating-point summation
+    (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed. 2002, ch. 4: any
+    order, |error| <= (count - 1) u sum|x|), astropy's bounds and these lie within
+    ``delta`` of each other (taken 4x larger than the derivation gives). When no value
+    lies within ``delta`` of a bound, every comparison ``lo <= x <= hi`` (so the kept
+    sets, the number of iterations and the final mask) is the same as astropy's;
+    otherwise (ties, e.g. equal values with zero standard deviation) ok is False and the
+    caller uses the exact replica. t1, t2, t3 float64 scratch (>= n). Returns
+    (lo, hi, ok).
+    """
+    big = 0.0
+    for j in range(n):
+        a = abs(v[j])
+        big = a if a > big else big
+    src = v
+    count = n
+    it = 0
+    sg = abs(sigma)
+    while True:
+        # median: the upper middle order statistic, then for even counts the lower one
+        kk = count // 2
+        for j in range(count):
+            t2[j] = src[j]
+        up = _select(t2, t3, count, kk)
+        if count % 2 == 0:
+            nbelow = 0
+            mx = -np.inf
+            for j in range(count):
+                x = src[j]
+                below = x < up
+                nbelow += below
+                y = x if below else -np.inf
+                mx = y if y > mx else mx
+            med = 0.5 * (up + (mx if nbelow >= kk else up))
+        else:
+            med = up
+        mean = _sum4(src, count) / count
+        std = np.sqrt(_sqdev4(src, count, mean) / count)
+        lo = med - sigma * std
+        hi = med + sigma * std
+        # |astropy - ours|: mean <= e_m, standard deviation <= ds, then the bounds
+        e_m = (count + 2) * _U * big
+        ds = (count + 8) * _U * std * 1.01 + e_m
+        delta = 4.0 * (sg * ds + 4.0 * _U * (abs(med) + 2.0 * sg * (std + ds))) + 1e-300
+        nc = 0
+        hit = False
+        for j in range(count):
+            x = src[j]
+            hit |= (abs(x - lo) <= delta) | (abs(x - hi) <= delta)
+            t1[nc] = x
+            nc += (x >= lo) & (x <= hi)
+        if hit:
+            return lo, hi, False
+        it += 1
+        if nc == count or nc == 0 or (maxiters != -1 and it >= maxiters):
+            # the final mask compares every value with these bounds
+            if count < n and _near(v, n, lo, hi, delta):
+                return lo, hi, False
+            return lo, hi, True
+        src = t1
+        count = nc
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _clip_bounds(v, n, sigma, maxiters, t1, t2, t3):
+    """astropy's sigma-clipping bounds (lo, hi) of the finite values v[:n] (float64,
+    original order, n >= 1, not modified): :func:`_sigma_clip_bounds_fast` when it can
+    certify its result, else the exact replica :func:`_sigma_clip_bounds`. t1, t2, t3
+    float64 scratch (>= n)."""
+    lo, hi, ok = _sigma_clip_bounds_fast(v, n, sigma, maxiters, t1, t2, t3)
+    if ok:
+        return lo, hi
+    for j in range(n):
+        t1[j] = v[j]
+    return _sigma_clip_bounds(t1, n, sigma, maxiters)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sigma_clip_mask(values, sigma, maxiters, out, exact_only=False):
+    """astropy ``sigma_clip(values, sigma=sigma, maxiters=maxiters, axis=-1,
+    masked=True).mask`` (median centre, standard deviation) computed row by row.
+
+    values float32 or float64 (m, n) (any units); out bool (m, n): True where a value is
+    NaN/inf or lies outside that row's final bounds (comparisons in float64, as numpy
+    compares a float32 array with astropy's float64 bounds). A row with no finite value
+    has NaN bounds: only its non-finite values are masked. exact_only: always use the
+    operation-by-operation replica (no certified fast path). Used by the tests against
+    astropy; the jump step uses :func:`sigclip_jump_kernel` (same bounds code).
+    """
+    m, n = values.shape
+    buf = np.empty(n, np.float64)
+    t3 = np.empty(n, np.float64)
+    t1 = np.empty(n, np.float64)
+    t2 = np.empty(n, np.float64)
+    for r in range(m):
+        c = 0
+        for j in range(n):
+            d = np.float64(values[r, j])
+            if np.isfinite(d):
+                buf[c] = d
+                c += 1
+        lo = np.nan
+        hi = np.nan
+        if c > 0:
+            if exact_only:
+                lo, hi = _sigma_clip_bounds(buf, c, sigma, maxiters)
+            else:
+                lo, hi = _clip_bounds(buf, c, sigma, maxiters, t1, t2, t3)
+        for j in range(n):
+            d = np.float64(values[r, j])
+            out[r, j] = (not np.isfinite(d)) or d < lo or d > hi
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def sigclip_jump_kernel(data, gdq, gain, sigma, maxiters, only_use_ints):
+    """Many-integration jump detection by sigma clipping, in place on ``gdq``.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape; gain float32 (ny, nx)
+    e-/DN; sigma the rejection threshold; maxiters 5 (astropy's default, which jwst/stcal
+    keep). Differences in electrons ``d[i, k] = float32(data[i, k+1] * gain) -
+    float32(data[i, k] * gain)`` (float32 arithmetic, as jwst), NaN where either group is
+    DO_NOT_USE or SATURATED. ``only_use_ints``: each difference k of a pixel is clipped
+    among the nints integrations (astropy axis=0); otherwise all nints * (ngroups - 1)
+    differences of a pixel together (axis=(0, 1), integration-major order as astropy's
+    transposed reshape). A finite difference outside the final bounds gets JUMP_DET on its
+    later group (finite implies that group is neither DO_NOT_USE nor SATURATED).
+
+    Work items are XBLOCK columns of one row (and one difference with only_use_ints); each
+    copies its differences to a small (columns, values) scratch array, so there are no
+    exposure-sized temporaries, and every pixel's result depends on that pixel only
+    (independent of the number of threads).
+    """
+    nints, ngroups, ny, nx = data.shape
+    nd = ngroups - 1
+    nxb = (nx + XBLOCK - 1) // XBLOCK
+    nk = nd if only_use_ints else 1
+    nv = nints if only_use_ints else nints * nd
+    for item in numba.prange(nk * ny * nxb):
+        k0 = item // (ny * nxb)
+        y = (item // nxb) % ny
+        x0 = (item % nxb) * XBLOCK
+        w = min(nx, x0 + XBLOCK) - x0
+        col = np.empty((w, nv), np.float32)
+        buf = np.empty(nv, np.float64)
+        t3 = np.empty(nv, np.float64)
+        t1 = np.empty(nv, np.float64)
+        t2 = np.empty(nv, np.float64)
+        ka = k0 if only_use_ints else 0
+        kb = k0 + 1 if only_use_ints else nd
+        for i in range(nints):
+            for k in range(ka, kb):
+                j = i if only_use_ints else i * nd + k
+                for xx in range(w):
+                    x = x0 + xx
+                    g = gain[y, x]
+                    q0 = gdq[i, k, y, x]
+                    q1 = gdq[i, k + 1, y, x]
+                    if (q0 & (_DNU | _SAT)) != 0 or (q1 & (_DNU | _SAT)) != 0:
+                        col[xx, j] = np.nan
+                    else:
+                        a = np.float32(data[i, k, y, x] * g)
+                        b = np.float32(data[i, k + 1, y, x] * g)
+                        col[xx, j] = np.float32(b - a)
+        for xx in range(w):
+            c = 0
+            for j in range(nv):
+                d = np.float64(col[xx, j])
+                if np.isfinite(d):
+                    buf[c] = d
+                    c += 1
+            if c == 0:
+                continue
+            lo, hi = _clip_bounds(buf, c, sigma, maxiters, t1, t2, t3)
+            for j in range(nv):
+                d = np.float64(col[xx, j])
+                if np.isfinite(d) and (d < lo or d > hi):
+                    if only_use_ints:
+                        gdq[j, k0 + 1, y, x0 + xx] |= _JUMP
+                    else:
+                        gdq[j // nd, j % nd + 1, y, x0 + xx] |= _JUMP
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _clear_jump_only_planes(gdq):
+    """jwst/stcal after sigma clipping: in a group where every pixel is JUMP_DET or
+    DO_NOT_USE, pixels whose flag is exactly JUMP_DET are reset to 0 (gdq uint8
+    (nints, ngroups, ny, nx), in place)."""
+    nints, ngroups, ny, nx = gdq.shape
+    for p in numba.prange(nints * ngroups):
+        i = p // ngroups
+        g = p % ngroups
+        allset = True
+        for y in range(ny):
+            for x in range(nx):
+                if (gdq[i, g, y, x] & (_JUMP | _DNU)) == 0:
+                    allset = False
+                    break
+            if not allset:
+                break
+        if allset:
+            for y in range(ny):
+                for x in range(nx):
+                    if gdq[i, g, y, x] == _JUMP:
+                        gdq[i, g, y, x] = 0
+
+
 def _sigma_clip_jumps(data, gdq, gain, threshold, only_use_ints):
     """Many-integration mode: a difference is a jump when astropy's sigma clipping (median
-    centre, standard deviation, ``threshold`` sigma, 5 iterations) rejects it among the same
-    difference of all integrations (``only_use_ints``) or among all differences."""
-    from astropy.stats import sigma_clip
-
-    # every (group, pixel) or pixel is clipped on its own: work on blocks of rows to bound
-    # the memory astropy needs (several copies of the differences), same results
-    nints, ngroups, ny, nx = data.shape
-    rows = max(1, int(2**22 // max(1, nints * ngroups * nx)))
-    for y0 in range(0, ny, rows):
-        ys = slice(y0, min(ny, y0 + rows))
-        q = gdq[:, :, ys]
-        e = data[:, :, ys].astype(np.float32) * gain[None, None, ys]
-        e[(q & (_DNU | _SAT)) != 0] = np.nan
-        diffs = np.diff(e, axis=1)
-        del e
-        finite = np.isfinite(diffs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # NaN differences are masked on purpose
-            clipped = sigma_clip(diffs, sigma=threshold, axis=0 if only_use_ints else (0, 1),
-                                 masked=True)
-        ok = (q[:, 1:] & (_SAT | _DNU)) == 0
-        q[:, 1:] |= (np.ma.getmaskarray(clipped) & finite & ok).astype(np.uint8) * _JUMP
-        del clipped, diffs, finite, ok
-    for i in range(nints):
-        for g in range(ngroups):
-            if np.all((gdq[i, g] & (_JUMP | _DNU)) != 0):
-                plane = gdq[i, g]
-                plane[plane == _JUMP] = 0
+    centre, standard deviation, ``threshold`` sigma, 5 iterations, as jwst/stcal call
+    ``astropy.stats.sigma_clip``) rejects it among the same difference of all integrations
+    (``only_use_ints``) or among all differences of the pixel; computed by
+    :func:`sigclip_jump_kernel` (same masks as astropy), then groups made only of jumps
+    lose them as in jwst."""
+    sigclip_jump_kernel(data, gdq, gain, float(threshold), 5, bool(only_use_ints))
+    _clear_jump_only_planes(gdq)
 
 
 def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: float = 4.0,
@@ -490,7 +929,7 @@ def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: 
         mode = 2
     else:
         mode = 0 if (min_usable_groups - 1) >= min_diffs_single_pass else 1
-    nbcand = np.zeros(gdq.shape, np.bool_)
+    nbcand = np.zeros(gdq.shape[:3] + ((gdq.shape[3] + 7) // 8,), np.uint8)
     jump_kernel(data, gdq, gain, readnoise, int(nframes), float(rejection_threshold),
                 float(four_group_rejection_threshold), float(three_group_rejection_threshold),
                 int(mode), bool(flag_4_neighbors), float(min_jump_to_flag_neighbors),
