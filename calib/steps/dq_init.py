@@ -15,16 +15,24 @@ __all__ = ["dq_init", "dq_init_kernel"]
 
 @numba.njit(cache=True, parallel=True)
 def dq_init_kernel(gdq, pdq, mask):
-    """gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx); in place."""
+    """gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx); in place.
+
+    One pass over the mask per row (rows in parallel): PIXELDQ |= mask, and the columns
+    with DO_NOT_USE are listed, so that only their GROUPDQ elements are visited."""
     nints, ngroups, ny, nx = gdq.shape
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        cols = np.empty(nx, np.int64)
+        nc = 0
         for x in range(nx):
-            pdq[y, x] |= mask[y, x]
+            m = mask[y, x]
+            pdq[y, x] |= m
+            if m & 1:
+                cols[nc] = x
+                nc += 1
         for i in range(nints):
             for g in range(ngroups):
-                for x in range(nx):
-                    if mask[y, x] & 1:
-                        gdq[i, g, y, x] |= np.uint8(1)
+                for j in range(nc):
+                    gdq[i, g, y, cols[j]] |= np.uint8(1)
 
 
 def dq_init(gdq: np.ndarray, pdq: np.ndarray, mask: np.ndarray):

@@ -31,11 +31,15 @@ reimplemented here. Per pixel and integration:
   NO_GAIN_VALUE | DO_NOT_USE. Variances >= 1e6 are reported as 0.
 Units: data DN, slopes DN/s, variances (DN/s)**2.
 
-Implementation: blocks of XBLOCK columns; pixels without any GROUPDQ flag (one segment per
-integration, the common case) are fitted together, lanes innermost, with the weights of
-the full-ramp segment computed once per exposure (:func:`_clean_lanes`,
-:func:`_clean_fit_lanes`); the others by the general per-pixel code. Both evaluate the same
-expressions in the same order, so the results do not depend on the path.
+Implementation: blocks of XBLOCK columns, classified by :func:`_lane_prep`, which also
+finds the median rates of the block's clean and jump-only pixels at once (lanes
+innermost). Pixels without any GROUPDQ flag (one segment per integration, the common
+case) are fitted together, lanes innermost, with the weights of the full-ramp segment
+computed once per exposure (:func:`_clean_fit_lanes`); pixels whose only flags are
+JUMP_DET by a short per-pixel fit without the flag bookkeeping (:func:`_jump_fit_lanes`);
+the others by the general per-pixel code. Segment weights come from a table computed once
+per exposure (:func:`_weight_table`). All paths evaluate the same expressions in the same
+order, so the results do not depend on the path.
 """
 from __future__ import annotations
 
@@ -107,51 +111,81 @@ def _segment_weights(wcache, wcache_n, pidx, n):
     return wcache[pidx]
 
 
-#: the block-wise median of :func:`_clean_lanes` is used up to this many differences
+#: the block-wise median of :func:`_lane_prep` is used up to this many differences
 LANE_MAX_GROUPS = 64
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _clean_lanes(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, clean, mrate, dl, loc):
-    """For the w pixels (lanes xx) of a block: clean[xx] = no GROUPDQ flag in any group,
-    GAIN > 0 and no DO_NOT_USE/SATURATED in PIXELDQ; for those, mrate[xx] = the sum over
-    integrations of the median first difference / TGROUP (DN/s), computed as the
-    per-pixel code does (float64 differences of group / TGROUP; median by sorting each
-    lane with the network (net_lo, net_hi) of calib.steps.jump.sorting_network, which
-    gives the same value up to the sign of a zero, immaterial in a sum starting at +0).
-    dl: float64 scratch (ngroups - 1, >= w); loc: float64 scratch (>= w)."""
+def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl, loc, cnt):
+    """Classify the w pixels (lanes xx) of a block and find their median rates.
+
+    kind[xx] (int8): 1 = clean (no GROUPDQ flag in any group), 2 = jump-only candidate
+    (every GROUPDQ flag is exactly JUMP_DET; :func:`_jump_fit_lanes` checks the rest), both
+    only with GAIN > 0 and no DO_NOT_USE/SATURATED in PIXELDQ; 0 = any other pixel (left
+    to the per-pixel code). For kinds 1 and 2, mrate[xx] = the sum over integrations of
+    the median first difference / TGROUP (DN/s) over the differences whose second group
+    is unflagged, computed as the per-pixel code does (float64 differences of group /
+    TGROUP; median by sorting each lane with the network (net_lo, net_hi) of
+    calib.steps.jump.sorting_network, excluded differences set to +inf so that they sort
+    last; same value up to the sign of a zero, immaterial in a sum starting at +0).
+    dl: float64 scratch (ngroups - 1, >= w); loc: float64 scratch (>= w); cnt: int64
+    scratch (>= w). Returns the number of kind-2 lanes."""
     nints, ngroups = bd.shape[0], bd.shape[1]
     nd = ngroups - 1
-    for xx in range(w):
-        clean[xx] = (np.float64(gain[y, x0 + xx]) > 0.0
-                     and (pdq[y, x0 + xx] & (_U_DNU | _U_SAT)) == 0)
-        mrate[xx] = 0.0
+    orq = np.zeros(w, np.uint8)         # OR of all flags of the lane
     for i in range(nints):
         for k in range(ngroups):
             for xx in range(w):
-                if bq[i, k, xx] != 0:
-                    clean[xx] = False
+                orq[xx] |= bq[i, k, xx]
+    nj = 0
+    for xx in range(w):
+        ok = (np.float64(gain[y, x0 + xx]) > 0.0
+              and (pdq[y, x0 + xx] & (_U_DNU | _U_SAT)) == 0)
+        kind[xx] = 0
+        if ok and orq[xx] == 0:
+            kind[xx] = 1
+        elif ok and orq[xx] == _JUMP:
+            kind[xx] = 2
+            nj += 1
+        mrate[xx] = 0.0
     for i in range(nints):
         for xx in range(w):
             loc[xx] = np.float64(bd[i, 0, xx]) / tg
-        for k in range(nd):
-            for xx in range(w):
-                nxt = np.float64(bd[i, k + 1, xx]) / tg
-                dl[k, xx] = nxt - loc[xx]
-                loc[xx] = nxt
+            cnt[xx] = nd
+        if nj == 0:
+            for k in range(nd):
+                for xx in range(w):
+                    nxt = np.float64(bd[i, k + 1, xx]) / tg
+                    dl[k, xx] = nxt - loc[xx]
+                    loc[xx] = nxt
+        else:
+            for k in range(nd):
+                for xx in range(w):
+                    nxt = np.float64(bd[i, k + 1, xx]) / tg
+                    fl = bq[i, k + 1, xx] != 0
+                    d = nxt - loc[xx]
+                    dl[k, xx] = np.inf if fl else d
+                    cnt[xx] -= fl
+                    loc[xx] = nxt
         _lane_sort(dl, net_lo, net_hi, w)
-        for xx in range(w):
-            mrate[xx] += _sorted_median(dl, nd, xx)
+        if nj == 0:
+            for xx in range(w):
+                mrate[xx] += _sorted_median(dl, nd, xx)
+        else:
+            for xx in range(w):
+                if kind[xx] != 0:
+                    mrate[xx] += _sorted_median(dl, cnt[xx], xx)
+    return nj
 
 
 _NSC = 13   # rows of the scratch array of _clean_fit_lanes
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mrate, clean,
+def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mrate, kind,
                      sc, pid, want_ints, r_slope, r_dq, r_vp, r_vr, r_err,
                      i_slope, i_dq, i_vp, i_vr, i_err):
-    """Fit the clean pixels of a block (``clean[xx]``, see :func:`_clean_lanes`; mrate[xx]
+    """Fit the clean pixels of a block (``kind[xx] == 1``, see :func:`_lane_prep`; mrate[xx]
     their summed median rates): one segment of all ngroups groups per integration, so the
     fit of :func:`_fit_segment` and the combination of ``ols_kernel`` reduce to the
     expressions below, evaluated for all lanes at once (lanes innermost) in the same
@@ -193,7 +227,7 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
                 sc[8, xx] += dv * wt
                 sc[9, xx] += dv * xw
         for xx in range(w):
-            if not clean[xx]:
+            if kind[xx] != 1:
                 continue
             g = sc[0, xx]
             rn = sc[1, xx]
@@ -233,7 +267,7 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
             sc[11, xx] += ivr
             sc[12, xx] += snum
     for xx in range(w):
-        if not clean[xx]:
+        if kind[xx] != 1:
             continue
         x = x0 + xx
         vp = sc[10, xx]
@@ -256,12 +290,173 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
         r_vr[y, x] = np.float32(vr)
 
 
+#: segments of up to this many groups take their weights from the table of _weight_table
+WTAB_MAX_GROUPS = 128
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _fit_segment(alld, i, st, n, g, rn, dc, tg, median_rate, wcache, wcache_n):
+def _weight_table(ngroups):
+    """float64 (6, m + 1, m), m = min(ngroups, WTAB_MAX_GROUPS): [pidx, n, :n] the weights
+    of an n-group segment (3 <= n <= m) with exponent ``_POWERS[pidx]``, as
+    :func:`_segment_weights` computes them (so the values do not depend on which path
+    uses them); other entries 0. Longer segments use the per-thread cache."""
+    m = min(ngroups, WTAB_MAX_GROUPS)
+    wtab = np.zeros((_POWERS.size, m + 1, max(m, 1)), np.float64)
+    wc = np.empty((_POWERS.size, max(m, 1)), np.float64)
+    wn = np.full(_POWERS.size, -1, np.int64)
+    for n in range(3, m + 1):
+        for pidx in range(_POWERS.size):
+            wk = _segment_weights(wc, wn, pidx, n)
+            for kk in range(n):
+                wtab[pidx, n, kk] = wk[kk]
+    return wtab
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, wcache,
+                    wcache_n, mrate, kind, alld, seg_s, seg_l, want_ints,
+                    r_slope, r_dq, r_vp, r_vr, r_err,
+                    i_slope, i_dq, i_vp, i_vr, i_err):
+    """Fit the jump-only pixels of a block (``kind[xx] == 2``, see :func:`_lane_prep`;
+    mrate[xx] their summed median rates), pixel by pixel.
+
+    A candidate with non-finite data or an integration with fewer than 2 unflagged groups
+    is handed back to the per-pixel code (kind[xx] set to 0). For the others, each
+    integration's segments are found as the per-pixel code finds them (a JUMP_DET group
+    ends a segment and is the first point of the next one; one-group segments dropped when
+    a longer one exists), fitted by :func:`_fit_segment` and combined as in
+    ``ols_kernel``, in the same order of operations, hence with the same results; such
+    pixels have no DO_NOT_USE, SATURATED, PERSISTENCE or CHARGELOSS group, so those
+    branches do not apply. Scratch: alld float64 (nints, ngroups); seg_s, seg_l int64
+    (ngroups,); wtab, wcache, wcache_n see :func:`_fit_segment`. Writes the outputs of
+    the pixels it fits only."""
+    nints, n = bd.shape[0], bd.shape[1]
+    median_scale = np.float32(nints)
+    for xx in range(w):
+        if kind[xx] != 2:
+            continue
+        good = True
+        for i in range(nints):
+            c = 0
+            for k in range(n):
+                v = bd[i, k, xx]
+                if not np.isfinite(v):
+                    good = False
+                c += bq[i, k, xx] == 0
+                alld[i, k] = v
+            if c < 2:
+                good = False
+        if not good:
+            kind[xx] = 0                  # per-pixel code
+            continue
+        x = x0 + xx
+        g = np.float64(gain[y, x])
+        rn = np.float64(rnoise_e[y, x])
+        dc = np.float64(dcurrent[y, x])
+        pix = pdq[y, x]
+        median_rate = mrate[xx] / median_scale
+        rate_slope = 0.0
+        rate_ivp = 0.0
+        rate_ivr = 0.0
+        rate_dq = pix
+        for i in range(nints):
+            nseg = 0
+            in_seg = False
+            start = 0
+            maxlen = 0
+            jmp = False
+            for k in range(n):
+                if bq[i, k, xx] == 0:
+                    if not in_seg:
+                        start = k - 1 if (k > 0 and bq[i, k - 1, xx] != 0) else k
+                        in_seg = True
+                else:
+                    jmp = True
+                    if in_seg:
+                        seg_s[nseg] = start
+                        seg_l[nseg] = k - start
+                        maxlen = max(maxlen, k - start)
+                        nseg += 1
+                        in_seg = False
+            if in_seg:
+                seg_s[nseg] = start
+                seg_l[nseg] = n - start
+                maxlen = max(maxlen, n - start)
+                nseg += 1
+            if nseg >= 2:
+                if maxlen < 2:
+                    nseg = 1
+                    seg_l[0] = 1
+                else:
+                    m = 0
+                    for s_ in range(nseg):
+                        if seg_l[s_] != 1:
+                            seg_s[m] = seg_s[s_]
+                            seg_l[m] = seg_l[s_]
+                            m += 1
+                    nseg = m
+            ivr = 0.0
+            ivp = 0.0
+            ive = 0.0
+            snum = 0.0
+            for s_ in range(nseg):
+                slope, vp, vr = _fit_segment(alld, i, seg_s[s_], seg_l[s_], g, rn, dc, tg,
+                                             median_rate, wtab, wcache, wcache_n)
+                ve = vp + vr
+                ivr += 1.0 / vr
+                if vp > 0.0:
+                    ivp += 1.0 / vp
+                ive += 1.0 / ve
+                snum += slope / vr
+            vp_out = 0.0
+            if ivp > 0.0:
+                vp_out = 1.0 / ivp
+            if vp_out >= LARGE_VARIANCE_THRESHOLD:
+                vp_out = 0.0
+            vr_out = 1.0 / ivr
+            if vr_out >= LARGE_VARIANCE_THRESHOLD:
+                vr_out = 0.0
+            if jmp:
+                rate_dq |= _U_JUMP
+            if want_ints:
+                ve_out = 1.0 / ive
+                i_slope[i, y, x] = np.float32(snum * vr_out)
+                i_dq[i, y, x] = pix | _U_JUMP if jmp else pix
+                i_vp[i, y, x] = np.float32(vp_out)
+                i_vr[i, y, x] = np.float32(vr_out)
+                i_err[i, y, x] = np.float32(0.0 if ve_out > LARGE_VARIANCE_THRESHOLD
+                                            else np.sqrt(ve_out))
+            if ivp > 0.0:
+                rate_ivp += ivp
+            rate_ivr += ivr
+            rate_slope += snum
+        vp = rate_ivp
+        if vp > 0.0:
+            vp = 1.0 / vp
+        if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
+            vp = 0.0
+        vr = rate_ivr
+        if vr > 0.0:
+            vr = 1.0 / vr
+        if vr >= LARGE_VARIANCE_THRESHOLD:
+            vr = 0.0
+        r_err[y, x] = np.float32(np.sqrt(vp + vr))
+        slope = rate_slope
+        if not np.isnan(slope):
+            slope = slope * vr
+        r_slope[y, x] = np.float32(slope)
+        r_dq[y, x] = rate_dq
+        r_vp[y, x] = np.float32(vp)
+        r_vr[y, x] = np.float32(vr)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fit_segment(alld, i, st, n, g, rn, dc, tg, median_rate, wtab, wcache, wcache_n):
     """Slope (DN/s), VAR_POISSON and VAR_RNOISE ((DN/s)**2) of the segment of n groups of
     integration i starting at group st (alld float64 (nints, ngroups) DN, NaN counted as
     0 in the sums); g gain, rn read noise (e- per group), dc dark current, tg TGROUP,
-    median_rate the pixel's median rate (DN/s); wcache/wcache_n see _segment_weights."""
+    median_rate the pixel's median rate (DN/s); weights from wtab (:func:`_weight_table`)
+    or, for longer segments, from the per-thread cache wcache/wcache_n (_segment_weights)."""
     if n <= 2:
         if n == 1:
             slope = alld[i, st] / tg
@@ -280,7 +475,11 @@ def _fit_segment(alld, i, st, n, g, rn, dc, tg, median_rate, wcache, wcache_n):
         snr = sig * g / np.sqrt(den)
         if snr < 0.0:
             snr = 0.0
-    wk = _segment_weights(wcache, wcache_n, _power_index(snr), n)
+    pidx = _power_index(snr)
+    if n < wtab.shape[1]:
+        wk = wtab[pidx, n]
+    else:
+        wk = _segment_weights(wcache, wcache_n, pidx, n)
     invrn2 = 1.0 / (rn * rn)
     sw = 0.0
     sx = 0.0
@@ -332,7 +531,9 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
     nints, ngroups, ny, nx = data.shape
     tg = group_time
     want_ints = i_slope.shape[1] != 0
-    # weights of a full-ramp segment for the 6 exponents, shared by all clean pixels
+    # weights of every segment length for the 6 exponents, shared by all pixels
+    wtab = _weight_table(ngroups)
+    # full-ramp segments (clean pixels)
     wfull = np.empty((_POWERS.size, ngroups), np.float64)
     wfull_n = np.full(_POWERS.size, -1, np.int64)
     if ngroups >= 3:
@@ -359,32 +560,39 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         seg_l = np.empty(ngroups, np.int64)
         allq = np.empty((nints, ngroups), np.uint8)
         alld = np.empty((nints, ngroups), np.float64)
+        wcache = np.empty((_POWERS.size, ngroups), np.float64)   # segments > WTAB_MAX_GROUPS
+        wcache_n = np.full(_POWERS.size, -1, np.int64)
         cnt_sat = np.zeros(nints, np.int64)
         cnt_dnu_sat = np.zeros(nints, np.int64)
         int_vr = np.zeros(nints, np.float64)
         og = np.empty(ngroups, np.uint8)
-        wcache = np.empty((_POWERS.size, ngroups), np.float64)
-        wcache_n = np.full(_POWERS.size, -1, np.int64)
         # clean pixels (no GROUPDQ flag at all, GAIN > 0, no DO_NOT_USE/SATURATED in
-        # PIXELDQ) have one segment per integration: their median rates are found for
-        # the whole block at once (lanes innermost), then the fit below is direct
-        clean = np.zeros(w, np.bool_)
+        # PIXELDQ) have one segment per integration, jump-only pixels a few: their median
+        # rates are found for the whole block at once (lanes innermost), then both kinds
+        # are fitted lane-wise; the rest (kind 0) by the per-pixel code below
+        kind = np.zeros(w, np.int8)
         lane_mrate = np.zeros(w, np.float64)
         if ngroups >= 3 and ngroups - 1 <= LANE_MAX_GROUPS:
-            _clean_lanes(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, clean, lane_mrate,
-                         np.empty((ngroups - 1, w), np.float64), np.empty(w, np.float64))
+            njl = _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind,
+                             lane_mrate, np.empty((ngroups - 1, w), np.float64),
+                             np.empty(w, np.float64), np.empty(w, np.int64))
             _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull,
-                             lane_mrate, clean, np.empty((_NSC, w), np.float64),
+                             lane_mrate, kind, np.empty((_NSC, w), np.float64),
                              np.empty(w, np.int64), want_ints, r_slope, r_dq, r_vp, r_vr,
                              r_err, i_slope, i_dq, i_vp, i_vr, i_err)
+            if njl > 0:
+                _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab,
+                                wcache, wcache_n, lane_mrate, kind, alld, seg_s, seg_l, want_ints,
+                                r_slope, r_dq, r_vp, r_vr, r_err,
+                                i_slope, i_dq, i_vp, i_vr, i_err)
         for xx in range(w):
             x = x0 + xx
             g = np.float64(gain[y, x])
             rn = np.float64(rnoise_e[y, x])
             dc = np.float64(dcurrent[y, x])
             pix = pdq[y, x]
-            if clean[xx]:
-                continue              # fitted by _clean_fit_lanes
+            if kind[xx] != 0:
+                continue              # fitted by _clean_fit_lanes / _jump_fit_lanes
             if not (g > 0.0):
                 pix |= _U_DNU | _U_NGV
             rate_dq = pix
@@ -521,7 +729,8 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                             st = seg_s[s]
                             n = seg_l[s]
                             slope, vp, vr = _fit_segment(alld, i, st, n, g, rn, dc, tg,
-                                                         median_rate, wcache, wcache_n)
+                                                         median_rate, wtab, wcache,
+                                                         wcache_n)
                             ve = vp + vr
                             ivr += 1.0 / vr
                             if vp > 0.0:

@@ -22,6 +22,13 @@ it describes), reimplemented here:
 
 GROUPDQ gets SATURATED (not DO_NOT_USE) for saturated groups, exactly as jwst does; ramp
 fitting and jump detection treat SATURATED groups as unusable.
+
+Implementation: up to MASK_MAX_GROUPS groups, :func:`saturation_rows` (rows in parallel,
+three passes per integration): each pixel's SATURATED groups and the groups step 4a flags
+are bit masks, grown by OR-ing the masks of the box, and rows with no saturated pixel
+within n_pix_grow_sat rows skip the growing and the read-pattern tests (which need a
+SATURATED group). The plane-by-plane kernels (:func:`saturation_kernel`) give the same
+results and serve longer ramps.
 """
 from __future__ import annotations
 
@@ -256,6 +263,185 @@ def saturation_kernel_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
                       grp2_mean0, grp2_last2, grp2_len1, use_readpatt)
 
 
+#: ``saturation`` uses the row kernels below up to this many groups (bit masks of groups in
+#: a uint64); beyond, the plane-by-plane kernels above (same results)
+MASK_MAX_GROUPS = 64
+
+
+@numba.njit(cache=True)
+def _rows_flag(data, gdq, i, y, thresh, sm, crossed, acc):
+    """Steps 1 (without growing) and 2 for row y of integration i: SATURATED from the first
+    group at or above the threshold on, AD_FLOOR | DO_NOT_USE at or below 0 DN. Sets
+    sm[y, x] (unsigned integer, >= ngroups bits) to the bit mask of the groups whose
+    GROUPDQ has SATURATED (flags already present included), the sources of the growing.
+    Scratch: crossed uint8 (nx,), acc uint64 (nx,). Returns True when some pixel of the row
+    has a SATURATED group."""
+    ngroups, nx = data.shape[1], data.shape[3]
+    for x in range(nx):
+        crossed[x] = 0
+        acc[x] = 0
+    for g in range(ngroups):
+        for x in range(nx):
+            v = data[i, g, y, x]
+            c = crossed[x] | np.uint8(v >= thresh[y, x])
+            crossed[x] = c
+            q = gdq[i, g, y, x] | (c << np.uint8(1)) | (np.uint8(v <= 0.0) * (_ADF | _DNU))
+            gdq[i, g, y, x] = q
+            acc[x] |= np.uint64((q >> np.uint8(1)) & np.uint8(1)) << np.uint64(g)
+    anyrow = np.uint64(0)
+    for x in range(nx):
+        sm[y, x] = acc[x]
+        anyrow |= acc[x]
+    return anyrow != 0
+
+
+@numba.njit(cache=True)
+def _near(rowany, y, n):
+    """True when some rowany[yy] is True for |yy - y| <= n."""
+    for yy in range(max(0, y - n), min(rowany.size, y + n + 1)):
+        if rowany[yy]:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _box_or(m, rowany, y, x, n):
+    """OR of m[yy, xx] (uint64) over the (2n+1)^2 box around (y, x), clipped at the array
+    edge; rows with rowany False (all zero) are skipped."""
+    ny, nx = m.shape
+    acc = np.uint64(0)
+    for yy in range(max(0, y - n), min(ny, y + n + 1)):
+        if rowany[yy]:
+            for xx in range(max(0, x - n), min(nx, x + n + 1)):
+                acc |= m[yy, xx]
+    return acc
+
+
+@numba.njit(cache=True)
+def _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution, n, sm, rowany,
+                        nf, grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
+    """For row y of integration i, after :func:`_rows_flag` ran on every row: grow the
+    SATURATED flags (step 1: box of n pixels around every source of sm), then the read
+    pattern tests on the final SATURATED flags: nf[y, x] (uint64) = the bit mask of the
+    groups that step 4a flags DO_NOT_USE (grown by :func:`_rows_grow_dnu`), and step 4b.
+    A pixel's final SATURATED flags are the bits of F = OR of sm over its box (n >= 0), so
+    rows with no source within n rows have none and nothing to do. Returns True when some
+    nf[y, x] is not 0."""
+    ngroups, nx = data.shape[1], data.shape[3]
+    for x in range(nx):
+        nf[y, x] = 0
+    if not _near(rowany, y, n):
+        return False
+    anyrow = False
+    for x in range(nx):
+        own = sm[y, x]
+        f = _box_or(sm, rowany, y, x, n) if n > 0 else own
+        add = f & ~own
+        if add != 0:
+            for g in range(ngroups):
+                if (add >> np.uint64(g)) & np.uint64(1):
+                    gdq[i, g, y, x] |= _SAT
+        if not use_readpatt or (f >> np.uint64(1)) == 0:
+            continue                  # no SATURATED group after the first: 4a, 4b false
+        bits = np.uint64(0)
+        for g in range(ngroups - 2, -1, -1):
+            if dilution[g] == 1.0:
+                continue
+            if ((f >> np.uint64(g + 1)) & np.uint64(1)) == 0:
+                continue              # next group not SATURATED
+            if (f >> np.uint64(g)) & np.uint64(1):
+                continue              # this group SATURATED
+            if gdq[i, g, y, x] & _DNU:
+                continue
+            dil = 1.0 if no_check[y, x] else dilution[g]
+            if data[i, g, y, x] >= thresh[y, x] * dil:
+                bits |= np.uint64(1) << np.uint64(g)
+        if bits != 0:
+            nf[y, x] = bits
+            anyrow = True
+        if ngroups > 2:
+            c3 = (((f >> np.uint64(2)) & np.uint64(1)) != 0
+                  and ((f >> np.uint64(1)) & np.uint64(1)) == 0)
+            if c3:
+                b = bias[y, x]
+                t = thresh[y, x]
+                d0 = data[i, 0, y, x]
+                d1 = data[i, 1, y, x]
+                c1 = ((d0 - b) / grp2_mean0) * grp2_last2 + b < t
+                c2 = (d1 - d0) > (t - d0) / grp2_len1
+                if c1 and c2:
+                    gdq[i, 1, y, x] |= _DNU
+    return anyrow
+
+
+@numba.njit(cache=True)
+def _rows_grow_dnu(gdq, i, y, n, nf, nfany):
+    """Step 4a for row y of integration i: DO_NOT_USE on the groups of nf (bit masks from
+    :func:`_rows_grow_readpatt`) over the box of n pixels (n = 0: the pixel itself)."""
+    ngroups, nx = gdq.shape[1], gdq.shape[3]
+    if not _near(nfany, y, n):
+        return
+    for x in range(nx):
+        f = _box_or(nf, nfany, y, x, n)
+        if f != 0:
+            for g in range(ngroups):
+                if (f >> np.uint64(g)) & np.uint64(1):
+                    gdq[i, g, y, x] |= _DNU
+
+
+@numba.njit(cache=True, parallel=True)
+def saturation_rows(data, gdq, thresh, no_check, bias, dilution, n_grow,
+                    grp2_mean0, grp2_last2, grp2_len1, use_readpatt, sm, nf):
+    """As :func:`saturation_kernel` (same arguments, same results; ngroups <= 64), with
+    rows in parallel and three passes per integration instead of several per group: the
+    groups of a pixel are reduced to bit masks (groups flagged SATURATED, groups step 4a
+    flags), which are grown instead of per-group planes. Steps 4a and 4b read only the
+    final SATURATED flags and the group's own DO_NOT_USE, so their order among groups does
+    not matter. sm, nf: scratch (ny, nx) of an unsigned type of >= ngroups bits."""
+    nints, ngroups, ny, nx = data.shape
+    n = max(n_grow, 0)
+    rowany = np.zeros(ny, np.bool_)
+    nfany = np.zeros(ny, np.bool_)
+    for i in range(nints):
+        for y in numba.prange(ny):
+            rowany[y] = _rows_flag(data, gdq, i, y, thresh, sm, np.empty(nx, np.uint8),
+                                   np.empty(nx, np.uint64))
+        for y in numba.prange(ny):
+            nfany[y] = _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution,
+                                           n, sm, rowany, nf, grp2_mean0, grp2_last2,
+                                           grp2_len1, use_readpatt)
+        if use_readpatt:
+            for y in numba.prange(ny):
+                _rows_grow_dnu(gdq, i, y, n, nf, nfany)
+
+
+@numba.njit(cache=True, parallel=True)
+def saturation_rows_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
+                         grp2_mean0, grp2_last2, grp2_len1, use_readpatt, sm, nf):
+    """As :func:`saturation_rows`, with integrations in parallel (each one serial), for
+    many-integration exposures of small frames. Same results. sm, nf: arrays of an
+    unsigned type of >= ngroups bits (only their type is used: each integration allocates
+    its own (ny, nx) scratch)."""
+    nints, ngroups, ny, nx = data.shape
+    n = max(n_grow, 0)
+    for i in numba.prange(nints):
+        sm_i = np.empty((ny, nx), sm.dtype)
+        nf_i = np.empty((ny, nx), nf.dtype)
+        rowany = np.zeros(ny, np.bool_)
+        nfany = np.zeros(ny, np.bool_)
+        crossed = np.empty(nx, np.uint8)
+        acc = np.empty(nx, np.uint64)
+        for y in range(ny):
+            rowany[y] = _rows_flag(data, gdq, i, y, thresh, sm_i, crossed, acc)
+        for y in range(ny):
+            nfany[y] = _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution,
+                                           n, sm_i, rowany, nf_i, grp2_mean0, grp2_last2,
+                                           grp2_len1, use_readpatt)
+        if use_readpatt:
+            for y in range(ny):
+                _rows_grow_dnu(gdq, i, y, n, nf_i, nfany)
+
+
 def prepare_threshold(sat_thresh, sat_dq):
     """Per-pixel thresholds from the SATURATION reference (cut to the subarray).
 
@@ -295,8 +481,16 @@ def saturation(data, gdq, pdq, sat_thresh, sat_dq, nframes: int, *, bias=None,
         m0, l2, n1 = 1.0, 1.0, 1.0
     b = np.zeros(thresh.shape, np.float32) if bias is None else np.asarray(bias, np.float32)
     # small frames with many integrations: integrations in parallel; else rows in parallel
-    kern = saturation_kernel_ints if data.shape[0] >= 8 else saturation_kernel
-    kern(data, gdq, thresh, no_check, np.ascontiguousarray(b), dilution,
-         int(n_pix_grow_sat), m0, l2, n1, bool(use_readpatt))
+    args = (data, gdq, thresh, no_check, np.ascontiguousarray(b), dilution,
+            int(n_pix_grow_sat), m0, l2, n1, bool(use_readpatt))
+    if ngroups <= MASK_MAX_GROUPS:
+        mtype = np.uint16 if ngroups <= 16 else np.uint32 if ngroups <= 32 else np.uint64
+        if data.shape[0] >= 8:
+            saturation_rows_ints(*args, np.empty(1, mtype), np.empty(1, mtype))
+        else:
+            saturation_rows(*args, np.empty(data.shape[2:], mtype),
+                            np.empty(data.shape[2:], mtype))
+    else:
+        (saturation_kernel_ints if data.shape[0] >= 8 else saturation_kernel)(*args)
     pdq |= sdq
     return gdq, pdq, "COMPLETE"
