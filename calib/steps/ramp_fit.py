@@ -294,6 +294,26 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
 WTAB_MAX_GROUPS = 128
 
 
+@numba.njit(cache=True, inline="always")
+def _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen):
+    """The segments of one integration that are fitted (stcal's rule): with several
+    segments, the one-group ones are dropped when a longer one exists; when all are one
+    group long, only the first is kept. Edits seg_s/seg_l (int arrays) in place and returns
+    the new count."""
+    if nseg < 2:
+        return nseg
+    if maxlen < 2:
+        seg_l[0] = 1
+        return 1
+    m = 0
+    for k in range(nseg):
+        if seg_l[k] != 1:
+            seg_s[m] = seg_s[k]
+            seg_l[m] = seg_l[k]
+            m += 1
+    return m
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _weight_table(ngroups):
     """float64 (6, m + 1, m), m = min(ngroups, WTAB_MAX_GROUPS): [pidx, n, :n] the weights
@@ -383,18 +403,7 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
                 seg_l[nseg] = n - start
                 maxlen = max(maxlen, n - start)
                 nseg += 1
-            if nseg >= 2:
-                if maxlen < 2:
-                    nseg = 1
-                    seg_l[0] = 1
-                else:
-                    m = 0
-                    for s_ in range(nseg):
-                        if seg_l[s_] != 1:
-                            seg_s[m] = seg_s[s_]
-                            seg_l[m] = seg_l[s_]
-                            m += 1
-                    nseg = m
+            nseg = _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen)
             ivr = 0.0
             ivp = 0.0
             ive = 0.0
@@ -708,18 +717,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                         seg_l[nseg] = ngroups - start
                         maxlen = max(maxlen, ngroups - start)
                         nseg += 1
-                    if nseg >= 2:
-                        if maxlen < 2:
-                            nseg = 1
-                            seg_l[0] = 1
-                        else:
-                            m = 0
-                            for s in range(nseg):
-                                if seg_l[s] != 1:
-                                    seg_s[m] = seg_s[s]
-                                    seg_l[m] = seg_l[s]
-                                    m += 1
-                            nseg = m
+                    nseg = _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen)
                     if nseg > 0:
                         ivr = 0.0
                         ivp = 0.0
