@@ -295,6 +295,39 @@ WTAB_MAX_GROUPS = 128
 
 
 @numba.njit(cache=True, inline="always")
+def _ramp_segments(flags, n, seg_s, seg_l):
+    """The fitted segments of one integration's ramp: runs of groups whose GROUPDQ (flags,
+    uint8 (n,), PERSISTENCE ignored) is 0, each starting one group earlier when the group
+    before it is a JUMP_DET (the jump lies between the two), then the stcal rule of
+    :func:`_keep_multi_group_segments`. Writes starts/lengths into seg_s/seg_l; returns
+    ``(nseg, any group flagged)``."""
+    nseg = 0
+    in_seg = False
+    start = 0
+    maxlen = 0
+    flagged = False
+    for k in range(n):
+        if (flags[k] & _NPERS) == 0:
+            if not in_seg:
+                start = k - 1 if (k > 0 and (flags[k - 1] & _NPERS) == _JUMP) else k
+                in_seg = True
+        else:
+            flagged = True
+            if in_seg:
+                seg_s[nseg] = start
+                seg_l[nseg] = k - start
+                maxlen = max(maxlen, k - start)
+                nseg += 1
+                in_seg = False
+    if in_seg:
+        seg_s[nseg] = start
+        seg_l[nseg] = n - start
+        maxlen = max(maxlen, n - start)
+        nseg += 1
+    return _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen), flagged
+
+
+@numba.njit(cache=True, inline="always")
 def _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen):
     """The segments of one integration that are fitted (stcal's rule): with several
     segments, the one-group ones are dropped when a longer one exists; when all are one
@@ -380,30 +413,8 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
         rate_ivr = 0.0
         rate_dq = pix
         for i in range(nints):
-            nseg = 0
-            in_seg = False
-            start = 0
-            maxlen = 0
-            jmp = False
-            for k in range(n):
-                if bq[i, k, xx] == 0:
-                    if not in_seg:
-                        start = k - 1 if (k > 0 and bq[i, k - 1, xx] != 0) else k
-                        in_seg = True
-                else:
-                    jmp = True
-                    if in_seg:
-                        seg_s[nseg] = start
-                        seg_l[nseg] = k - start
-                        maxlen = max(maxlen, k - start)
-                        nseg += 1
-                        in_seg = False
-            if in_seg:
-                seg_s[nseg] = start
-                seg_l[nseg] = n - start
-                maxlen = max(maxlen, n - start)
-                nseg += 1
-            nseg = _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen)
+            # a jump-only lane: every flag is JUMP_DET
+            nseg, jmp = _ramp_segments(bq[i, :, xx], n, seg_s, seg_l)
             ivr = 0.0
             ivp = 0.0
             ive = 0.0
@@ -692,32 +703,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                         idq[i] |= _U_SAT
                 else:
                     # segments
-                    nseg = 0
-                    in_seg = False
-                    start = 0
-                    maxlen = 0
-                    for k in range(ngroups):
-                        q = allq[i, k] & _NPERS
-                        if q == 0:
-                            if not in_seg:
-                                if k > 0 and (allq[i, k - 1] & _NPERS) == _JUMP:
-                                    start = k - 1
-                                else:
-                                    start = k
-                                in_seg = True
-                        else:
-                            if in_seg:
-                                seg_s[nseg] = start
-                                seg_l[nseg] = k - start
-                                maxlen = max(maxlen, k - start)
-                                nseg += 1
-                                in_seg = False
-                    if in_seg:
-                        seg_s[nseg] = start
-                        seg_l[nseg] = ngroups - start
-                        maxlen = max(maxlen, ngroups - start)
-                        nseg += 1
-                    nseg = _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen)
+                    nseg, _ = _ramp_segments(allq[i], ngroups, seg_s, seg_l)
                     if nseg > 0:
                         ivr = 0.0
                         ivp = 0.0
