@@ -761,6 +761,24 @@ def _clip_bounds(v, n, sigma, maxiters, t1, t2, t3):
     return _sigma_clip_bounds(t1, n, sigma, maxiters)
 
 
+@numba.njit(cache=True, inline="always")
+def _row_bounds(row, n, buf, sigma, maxiters, t1, t2, t3, exact_only):
+    """astropy sigma_clip's final (lower, upper) bounds over the finite values among
+    row[:n] (copied to buf as float64), or (NaN, NaN) when there are none: the
+    operation-by-operation replica with ``exact_only``, else the certified fast path."""
+    c = 0
+    for j in range(n):
+        d = np.float64(row[j])
+        if np.isfinite(d):
+            buf[c] = d
+            c += 1
+    if c == 0:
+        return np.nan, np.nan
+    if exact_only:
+        return _sigma_clip_bounds(buf, c, sigma, maxiters)
+    return _clip_bounds(buf, c, sigma, maxiters, t1, t2, t3)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def sigma_clip_mask(values, sigma, maxiters, out, exact_only=False):
     """astropy ``sigma_clip(values, sigma=sigma, maxiters=maxiters, axis=-1,
@@ -779,19 +797,7 @@ def sigma_clip_mask(values, sigma, maxiters, out, exact_only=False):
     t1 = np.empty(n, np.float64)
     t2 = np.empty(n, np.float64)
     for r in range(m):
-        c = 0
-        for j in range(n):
-            d = np.float64(values[r, j])
-            if np.isfinite(d):
-                buf[c] = d
-                c += 1
-        lo = np.nan
-        hi = np.nan
-        if c > 0:
-            if exact_only:
-                lo, hi = _sigma_clip_bounds(buf, c, sigma, maxiters)
-            else:
-                lo, hi = _clip_bounds(buf, c, sigma, maxiters, t1, t2, t3)
+        lo, hi = _row_bounds(values[r], n, buf, sigma, maxiters, t1, t2, t3, exact_only)
         for j in range(n):
             d = np.float64(values[r, j])
             out[r, j] = (not np.isfinite(d)) or d < lo or d > hi
@@ -848,15 +854,7 @@ def sigclip_jump_kernel(data, gdq, gain, sigma, maxiters, only_use_ints):
                         b = np.float32(data[i, k + 1, y, x] * g)
                         col[xx, j] = np.float32(b - a)
         for xx in range(w):
-            c = 0
-            for j in range(nv):
-                d = np.float64(col[xx, j])
-                if np.isfinite(d):
-                    buf[c] = d
-                    c += 1
-            if c == 0:
-                continue
-            lo, hi = _clip_bounds(buf, c, sigma, maxiters, t1, t2, t3)
+            lo, hi = _row_bounds(col[xx], nv, buf, sigma, maxiters, t1, t2, t3, False)
             for j in range(nv):
                 d = np.float64(col[xx, j])
                 if np.isfinite(d) and (d < lo or d > hi):
