@@ -158,22 +158,13 @@ def worker_ours(cfg: dict) -> dict:
 
 
 def _crds_offline(crds: Path) -> None:
-    import shutil
-    (crds / "config" / "jwst").mkdir(parents=True, exist_ok=True)
-    (crds / "config" / "jwst" / "server_config").write_text(repr({
-        "observatory": "jwst", "operational_context": "jwst_0541.pmap",
-        "edit_context": "jwst_0541.pmap", "latest_context": "jwst_0541.pmap",
-        "bad_files": "", "bad_files_list": [], "mappings": [],
-        "crds_version": {"str": "14.0.3"}, "force_remote_mode": False,
-        "effective_mode": "local", "last_synced": "2026-01-01",
-        "reference_url": {}, "download_metadata": {}}))
-    (crds / "mappings" / "jwst").mkdir(parents=True, exist_ok=True)
-    if SHARED_MAPPINGS.is_dir():
-        for f in SHARED_MAPPINGS.iterdir():
-            shutil.copy(f, crds / "mappings" / "jwst" / f.name)
-    os.environ["CRDS_PATH"] = str(crds)
-    os.environ["CRDS_SERVER_URL"] = "https://jwst-serverless-mode.stsci.edu"
-    os.environ.pop("CRDS_CONTEXT", None)
+    """The real jwst_0541 context in a scratch cache, offline (jwst gets every reference
+    through override_<reftype>)."""
+    sys.path.insert(0, str(REPO))
+    from archive import crdscache
+
+    crdscache.install_real_context(crds, SHARED_MAPPINGS)
+    crdscache.configure(crds)
 
 
 def worker_jwst(cfg: dict) -> dict:

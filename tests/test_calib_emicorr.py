@@ -25,9 +25,10 @@ from calib.errors import InputError, ReferenceFileError
 from calib.pipelines.detector1 import run_detector1, validate_params
 from calib.simulate import MIRI_EMI_CLOCKS, write_emicorr_reference
 from calib.steps import emicorr as emi
+from tests.conftest import SHARED
 from tests.test_calib_support import make_miri
 
-SHARED_MAPPINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crds" / "mappings"
+SHARED_MAPPINGS = SHARED / "crds" / "mappings"
 EMI_AMP = 20.0        # DN, peak of the injected waveform
 EMI_PHASE = 0.37      # periods, at the first read of the exposure
 ON = {"emicorr": {"skip": False}}
@@ -214,26 +215,13 @@ def test_bad_references_and_skips(emi_case, tmp_path):
 
 _JWST_SCRIPT = textwrap.dedent(
     r'''
-    import json, os, shutil, sys, traceback
+    import json, os, sys, traceback
     import numpy as np
     cfg = json.loads(sys.argv[1])
-    crds = cfg["crds_path"]
-    os.makedirs(os.path.join(crds, "config", "jwst"), exist_ok=True)
-    with open(os.path.join(crds, "config", "jwst", "server_config"), "w") as fh:
-        fh.write(repr({
-            "observatory": "jwst", "operational_context": "jwst_0541.pmap",
-            "edit_context": "jwst_0541.pmap", "latest_context": "jwst_0541.pmap",
-            "bad_files": "", "bad_files_list": [], "mappings": [],
-            "crds_version": {"str": "14.0.3"}, "force_remote_mode": False,
-            "effective_mode": "local", "last_synced": "2026-01-01",
-            "reference_url": {}, "download_metadata": {}}))
-    os.makedirs(os.path.join(crds, "mappings", "jwst"), exist_ok=True)
-    if os.path.isdir(cfg["mappings"]):
-        for f in os.listdir(cfg["mappings"]):
-            shutil.copy(os.path.join(cfg["mappings"], f), os.path.join(crds, "mappings", "jwst", f))
-    os.environ["CRDS_PATH"] = crds
-    os.environ["CRDS_SERVER_URL"] = "https://jwst-serverless-mode.stsci.edu"
-    os.environ["CRDS_MODE"] = "local"
+    from archive import crdscache
+    # the real jwst_0541 context, offline (every reference is given by override_<reftype>)
+    crdscache.install_real_context(cfg["crds_path"], cfg["mappings"])
+    crdscache.configure(cfg["crds_path"])
     from jwst.dq_init import DQInitStep
     from jwst.emicorr import EmiCorrStep
     from jwst.pipeline import Detector1Pipeline
@@ -268,7 +256,6 @@ _JWST_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def jwst_emicorr(emi_case, tmp_path_factory):
-    pytest.importorskip("jwst")
     sim, _, ref, _, _ = emi_case
     base = tmp_path_factory.mktemp("emicorr_jwst")
     nosub = write_emicorr_reference(base / "nosub_emicorr.asdf",

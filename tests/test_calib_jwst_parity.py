@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("jwst")
+from calib.pipelines.detector1 import CAL_STEP_ATTR, run_detector1
+from tests.conftest import SHARED
+from tests.test_calib_support import make_miri, make_nircam
 
-from calib.pipelines.detector1 import CAL_STEP_ATTR, run_detector1  # noqa: E402
-from tests.test_calib_support import make_miri, make_nircam  # noqa: E402
-
-SHARED_MAPPINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crds" / "mappings"
+SHARED_MAPPINGS = SHARED / "crds" / "mappings"
 _REAL_REFS = SHARED_MAPPINGS.parent / "references"
 REAL_NRS1_SUB512 = {"dark": str(_REAL_REFS / "jwst_nirspec_dark_0046.fits"),
                     "superbias": str(_REAL_REFS / "jwst_nirspec_superbias_0075.fits")}
@@ -33,24 +32,12 @@ CM_THRESHOLD = 1500.0     # low charge_migration threshold so that the step does
 
 _JWST_SCRIPT = textwrap.dedent(
     r'''
-    import json, os, shutil, sys, traceback
+    import json, os, sys, traceback
     cfg = json.loads(sys.argv[1])
-    crds = cfg["crds_path"]
-    os.makedirs(os.path.join(crds, "config", "jwst"), exist_ok=True)
-    with open(os.path.join(crds, "config", "jwst", "server_config"), "w") as fh:
-        fh.write(repr({
-            "observatory": "jwst", "operational_context": "jwst_0541.pmap",
-            "edit_context": "jwst_0541.pmap", "latest_context": "jwst_0541.pmap",
-            "bad_files": "", "bad_files_list": [], "mappings": [],
-            "crds_version": {"str": "14.0.3"}, "force_remote_mode": False,
-            "effective_mode": "local", "last_synced": "2026-01-01",
-            "reference_url": {}, "download_metadata": {}}))
-    os.makedirs(os.path.join(crds, "mappings", "jwst"), exist_ok=True)
-    if os.path.isdir(cfg["mappings"]):
-        for f in os.listdir(cfg["mappings"]):
-            shutil.copy(os.path.join(cfg["mappings"], f), os.path.join(crds, "mappings", "jwst", f))
-    os.environ["CRDS_PATH"] = crds
-    os.environ["CRDS_SERVER_URL"] = "https://jwst-serverless-mode.stsci.edu"
+    from archive import crdscache
+    # the real jwst_0541 context, offline (every reference is given by override_<reftype>)
+    crdscache.install_real_context(cfg["crds_path"], cfg["mappings"])
+    crdscache.configure(cfg["crds_path"])
     from jwst.pipeline import Detector1Pipeline
     for case in cfg["cases"]:
         try:
