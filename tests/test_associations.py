@@ -12,8 +12,9 @@ import pytest
 
 from archive import associations as A
 from archive.pools import pool_rows, read_pool
+from tests.conftest import SHARED, shared
 
-POOLS_DIR = Path("/work/shared/data/pools")
+POOLS_DIR = SHARED / "pools"
 POOL_NAMES = [
     "pool_002_image_miri.csv",
     "pool_003_image_nircam.csv",
@@ -21,7 +22,10 @@ POOL_NAMES = [
 ]
 UPPER_COLUMNS = ["INSTRUME", "DETECTOR", "EXP_TYPE", "FILTER", "PUPIL", "SUBARRAY"]
 
-pytestmark = pytest.mark.skipif(not POOLS_DIR.is_dir(), reason="reference pools not available")
+
+@pytest.fixture(autouse=True)
+def _pools_present():
+    shared("pools")          # fails (never skips) without ../shared beside the checkout
 
 # The only normalisation applied to asn_generate's output: jwst writes the repr of a Python
 # lambda into the "constraints" text ("<function ...<lambda> at 0x7f8b5e384180>"); the address

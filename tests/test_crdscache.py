@@ -3,14 +3,12 @@ derived contexts and their differences."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from astropy.io import fits
 
 from archive import crdscache, simulation
-
-SHARED = Path("/work/shared/data")
+from tests.conftest import SHARED
 NRCA2 = SHARED / "headers" / "jw01075001001_03105_00009_nrca2_uncal.fits"
 DETECTOR1_REFTYPES = ["dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation",
                       "superbias"]

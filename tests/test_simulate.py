@@ -1,14 +1,14 @@
 """Tests of the exposure simulator (calib.simulate) and of pool simulation for MIRI."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from calib import simulate as sim
+from tests.conftest import SHARED
 
-POOLS = Path("/work/shared/data/pools")
+POOLS = SHARED / "pools"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
     res = simulation.simulate_pool(pool, tmp_path / "out", tmp_path / "crds", ngroups=ngroups, seed=3)
     uncal = res.files[0]
     assert fits.getheader(uncal)["SUBARRAY"] == subarray.upper()
-    jwst_pipeline = pytest.importorskip("jwst.pipeline")
+    from jwst import pipeline as jwst_pipeline
     crdscache.configure(tmp_path / "crds")
     os.environ["CRDS_CONTEXT"] = res.context
     try:
