@@ -294,6 +294,14 @@ def report(case: str, info: dict, ours: dict, jw: dict | None) -> dict:
     print(f"{'  warm runs only':<20}{warm_j:10.0f}{warm_o:10.0f}{warm_j / warm_o:9.1f}")
     summary["ours_warm_rss_mb"] = ours.get("warm_peak_rss_mb")
     print(f"ours runs (first = warm-up): {', '.join(f'{t:.2f}' for t in summary['ours_all_s'])} s")
+    from statistics import median
+    med_o = float(median(summary["ours_all_s"][1:]))
+    summary["ours_median_s"] = med_o
+    if jw is not None:
+        med_j = float(median([r["total"] for r in jw["runs"][1:]]))
+        summary["median_ratio"] = med_j / med_o
+        print(f"median of the timed runs: jwst {med_j:.3f} s, ours {med_o:.3f} s: "
+              f"{med_j / med_o:.1f}x")
     if jw is not None:
         summary.update(jwst_s=rows["jwst"]["total"], jwst_rss_mb=jw["peak_rss_mb"],
                        jwst_all_s=[r["total"] for r in jw["runs"]],
