@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from . import associations as asn_lib
 from .config import Settings
-from .db import session_scope
-from .models import Association, AssociationMember, Exposure
-from .pipelines import pipelines_for
+from .catalog.db import session_scope
+from .catalog.models import Association, AssociationMember, Exposure
+from .catalog.pipeline_policy import pipelines_for
 
 _SUFFIX = re.compile(r"_(uncal|rate|rateints|cal|calints|crf|i2d)\.fits$")
 

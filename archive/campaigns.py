@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from . import crdscache
 from .config import Settings
-from .db import session_scope
-from .models import (Campaign, CampaignExposure, CrdsContext, Exposure, Job, Product, ProductComparison)
+from .catalog.db import session_scope
+from .catalog.models import (Campaign, CampaignExposure, CrdsContext, Exposure, Job, Product, ProductComparison)
 from .references import ContextError, use_context
 from .stale import CHUNK, compute_stale_set
 

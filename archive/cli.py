@@ -61,7 +61,7 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 
 
 def _ensure_catalog(s: Settings) -> None:
-    from .db import upgrade
+    from .catalog.db import upgrade
 
     for d in (s.data_dir, s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
         d.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def _ensure_catalog(s: Settings) -> None:
 @app.command()
 def init(as_json: bool = typer.Option(False, "--json")):
     """Create the data directory, storage tree and catalog (alembic upgrade head)."""
-    from .db import current_revision
+    from .catalog.db import current_revision
 
     s = settings()
     _ensure_catalog(s)
@@ -151,8 +151,8 @@ def crds_status(as_json: bool = typer.Option(False, "--json")):
     from sqlalchemy import select
 
     from . import crdscache
-    from .db import session_scope
-    from .models import CrdsContext
+    from .catalog.db import session_scope
+    from .catalog.models import CrdsContext
     from .references import context_in_use
 
     s = settings()
@@ -187,7 +187,7 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
     """
     from .campaigns import switch_context
     from .crdscache import add_context
-    from .db import session_scope
+    from .catalog.db import session_scope
     from .references import ContextError, ensure_context
 
     s = settings()
@@ -395,8 +395,8 @@ def _status_tables(s, campaign: Optional[int]):
     from sqlalchemy import func, select
 
     from .campaigns import campaign_status
-    from .db import session_scope
-    from .models import Campaign, Exposure, IngestRejection, Product
+    from .catalog.db import session_scope
+    from .catalog.models import Campaign, Exposure, IngestRejection, Product
 
     st = campaign_status(s, campaign)
     rows = []
@@ -478,7 +478,7 @@ def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
 def provenance(name: str = typer.Argument(..., help="A product (file name or path) or an exposure file name."),
                as_json: bool = typer.Option(False, "--json")):
     """The lineage of a product or exposure: inputs, job, versions, context, references."""
-    from .provenance import NotFound, lineage
+    from .catalog.provenance import NotFound, lineage
 
     s = settings()
     try:
@@ -534,7 +534,7 @@ def sql(query: str = typer.Argument(..., help="A SELECT on the catalog (views: p
                                                "product_reference_provenance)."),
         as_json: bool = typer.Option(False, "--json")):
     """Run a read-only SQL query; the database itself refuses any write."""
-    from .provenance import readonly_query
+    from .catalog.provenance import readonly_query
 
     s = settings()
     try:

@@ -43,9 +43,9 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
 
     from . import crdscache
     from .campaigns import campaign_status, switch_context, what_if
-    from .db import session_scope
+    from .catalog.db import session_scope
     from .dispatch import get_dispatcher, plan_and_send
-    from .models import Exposure, Product, ProductComparison
+    from .catalog.models import Exposure, Product, ProductComparison
 
     first = sim.files[0].name
     crdscache.configure(s.crds_path)
@@ -85,11 +85,11 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
 def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Console | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every planned job succeeded)."""
     from .associate import associate
-    from .db import session_scope, upgrade
+    from .catalog.db import session_scope, upgrade
     from .dispatch import get_dispatcher
     from .ingest import ingest
     from .jobs import plan
-    from .provenance import readonly_query
+    from .catalog.provenance import readonly_query
     from .references import use_context
     from .simulation import simulate_pool
 

@@ -23,9 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .config import Settings
-from .db import session_scope
-from .models import Exposure, IngestRejection
-from .pipelines import pipelines_for
+from .catalog.db import session_scope
+from .catalog.models import Exposure, IngestRejection
+from .catalog.pipeline_policy import pipelines_for
 from .storage import atomic_copy, sha256_file
 
 REQUIRED_KEYWORDS = (

@@ -29,9 +29,9 @@ from calib import __version__ as CAL_VER
 
 from . import crdscache
 from .config import Settings
-from .db import session_scope
-from .models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
-from .pipelines import engine_for
+from .catalog.db import session_scope
+from .catalog.models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
+from .catalog.pipeline_policy import engine_for
 from .references import compute_bestrefs, context_in_use, ensure_reference
 from .storage import remove_tree_quietly, sha256_file
 
@@ -129,7 +129,7 @@ def _pinned_context(settings: Settings, context: str | None, dry_run: bool) -> N
     campaign for what the change makes stale; not in a dry run, which plans under the
     context in use); refuse ``--context`` for another one."""
     from .campaigns import switch_context
-    from .models import CrdsContext
+    from .catalog.models import CrdsContext
     from .references import ContextError
 
     with session_scope(settings.db_url) as s:
@@ -175,7 +175,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
         If no CRDS context is configured or in use, or ``context`` is not the one in use.
     """
     from .campaigns import close_finished
-    from .models import CrdsContext
+    from .catalog.models import CrdsContext
 
     params = params or {}
     phash = param_hash(params)
@@ -339,7 +339,7 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         job.worker = worker
         job.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
         job.error = None
-        from .models import CrdsContext
+        from .catalog.models import CrdsContext
 
         ctx = s.get(CrdsContext, job.context_id)
         reftypes = reftypes_for(exp.instrume, exp.exp_type)

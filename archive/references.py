@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import crdscache
 from .config import Settings
-from .models import BestRef, CrdsContext, Exposure, ReferenceFile
+from .catalog.models import BestRef, CrdsContext, Exposure, ReferenceFile
 from .storage import sha256_file
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import crdscache
-from .models import Exposure, Job, Product, ProductReference, ReferenceFile
+from .catalog.models import Exposure, Job, Product, ProductReference, ReferenceFile
 
 CHUNK = 5000
 

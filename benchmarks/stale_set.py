@@ -41,7 +41,7 @@ def _fresh_pg() -> tuple[str, callable]:
         c.execute(f'CREATE DATABASE "{name}"')
 
     def drop():
-        from archive.db import dispose_engines
+        from archive.catalog.db import dispose_engines
 
         dispose_engines()
         with psycopg.connect(conninfo, autocommit=True) as c:
@@ -65,10 +65,10 @@ def main() -> int:
     from archive import crdscache
     from archive.campaigns import switch_context
     from archive.config import load_settings
-    from archive.db import session_scope, upgrade
+    from archive.catalog.db import session_scope, upgrade
     from archive.ingest import ingest
     from archive.jobs import CAL_VER, param_hash, software_versions
-    from archive.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
+    from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
     from archive.pools import pool_rows
     from archive.references import compute_bestrefs, use_context
     from archive.simulation import simulate_pool
@@ -106,7 +106,7 @@ def main() -> int:
             refs = {}
             for e in templates:
                 best = compute_bestrefs(s, db, e, ctx, reftypes_for(e.instrume, e.exp_type))
-                from archive.models import ReferenceFile
+                from archive.catalog.models import ReferenceFile
 
                 refs[e.id] = {rt: db.execute(select(ReferenceFile.id).where(ReferenceFile.name == n)).scalar_one()
                               for rt, n in best.items() if n != "N/A"}
@@ -151,7 +151,7 @@ def main() -> int:
                 db.execute(Product.__table__.insert(), prods)
                 db.execute(ProductReference.__table__.insert(), prefs)
         if s.db_url.startswith("postgresql"):
-            from archive.db import get_engine
+            from archive.catalog.db import get_engine
 
             with get_engine(s.db_url).connect() as c:
                 c.exec_driver_sql("ANALYZE")

@@ -126,7 +126,7 @@ class Phase:
 
     # ------------------------------------------------------------------ catalog
     def prepare(self, pool: Path, files: list[Path], context: str) -> dict[str, int]:
-        from archive.db import session_scope, upgrade
+        from archive.catalog.db import session_scope, upgrade
         from archive.ingest import ingest
         from archive.jobs import plan
         from archive.references import use_context
@@ -143,8 +143,8 @@ class Phase:
     def jobs(self, ids) -> dict:
         from sqlalchemy import select
 
-        from archive.db import session_scope
-        from archive.models import Job
+        from archive.catalog.db import session_scope
+        from archive.catalog.models import Job
 
         with session_scope(self.settings.db_url) as db:
             rows = db.execute(select(Job.id, Job.status, Job.worker, Job.started_at, Job.finished_at, Job.error)
@@ -187,7 +187,7 @@ class Phase:
     def stop(self) -> None:
         import psycopg
 
-        from archive.db import dispose_engines
+        from archive.catalog.db import dispose_engines
 
         for proc in self.procs:
             if proc.poll() is None:

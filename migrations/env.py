@@ -1,13 +1,13 @@
 """Alembic environment of the archive catalog.
 
-The database URL comes from the Alembic config (set by ``archive.db.upgrade``) or, when
+The database URL comes from the Alembic config (set by ``archive.catalog.db.upgrade``) or, when
 ``alembic`` is run by hand from the repository root, from ``ARCHIVE_DB_URL`` / the archive
 settings.
 """
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from archive.models import Base
+from archive.catalog.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -51,7 +51,7 @@ def pg_url():
         need_server("PostgreSQL at 127.0.0.1:5432", exc)
     url = str(admin.set(database=name).render_as_string(hide_password=False))
     yield url
-    from archive.db import dispose_engines
+    from archive.catalog.db import dispose_engines
 
     dispose_engines()
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -83,7 +83,7 @@ def db_url(request, tmp_path):
 def settings(tmp_path, db_url, monkeypatch):
     """Settings of a fresh archive in tmp_path, catalog migrated to head."""
     from archive.config import load_settings
-    from archive.db import upgrade
+    from archive.catalog.db import upgrade
 
     for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG"):
         monkeypatch.delenv(var, raising=False)

@@ -23,9 +23,9 @@ from sqlalchemy import select, update
 
 from archive import crdscache
 from archive.campaigns import campaign_status, mark_software_stale, switch_context
-from archive.db import session_scope
+from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher, plan_and_send
-from archive.models import Exposure, Job, Product
+from archive.catalog.models import Exposure, Job, Product
 from archive.pools import pool_rows
 from archive.simulation import simulate_pool
 from archive.storage import sha256_file

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from archive import crdscache
 from archive.cli import app
-from archive.db import session_scope
+from archive.catalog.db import session_scope
 from archive.dispatch import plan_and_send
 from archive.ingest import ingest
 from archive.jobs import plan
-from archive.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
+from archive.catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
 from archive.pools import pool_rows
 from archive.references import use_context
 from archive.simulation import simulate_pool
@@ -112,7 +112,7 @@ def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path
     assert stale == {(target, "rate"), (target, "rateints")}
 
     # the README's stale-products query
-    from archive.provenance import readonly_query
+    from archive.catalog.provenance import readonly_query
 
     cols, rows = readonly_query(s, """SELECT p.filename, c.reason, ce.changes, ce.first_step FROM products p
              JOIN campaign_exposures ce ON ce.campaign_id = p.stale_campaign_id AND ce.exposure_id = p.exposure_id
@@ -256,7 +256,7 @@ def test_permanent_failure_is_recorded_once_and_not_redone(env):
     duplicate message does nothing, beat-style planning leaves it failed, an explicit
     reprocess revives it."""
     from archive.jobs import PermanentJobError, execute_job
-    from archive.models import BestRef
+    from archive.catalog.models import BestRef
 
     s, result = env
     victim = result.files[1].name

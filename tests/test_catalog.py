@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
-from archive.db import current_revision, get_engine, upgrade
-from archive.provenance import readonly_query
+from archive.catalog.db import current_revision, get_engine, upgrade
+from archive.catalog.provenance import readonly_query
 
 
 def test_migrations_create_every_table_and_view(settings):
     insp = inspect(get_engine(settings.db_url))
     tables = set(insp.get_table_names())
-    from archive.models import Base
+    from archive.catalog.models import Base
 
     assert set(Base.metadata.tables) <= tables
     assert {"product_provenance", "product_reference_provenance"} <= set(insp.get_view_names())
@@ -25,7 +25,7 @@ def test_models_and_migrations_agree(settings):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from archive.models import Base
+    from archive.catalog.models import Base
 
     with get_engine(settings.db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)

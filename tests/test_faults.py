@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from archive.db import session_scope
+from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
 from archive.ingest import ingest
 from archive.jobs import plan
-from archive.models import Exposure, Job, Product
+from archive.catalog.models import Exposure, Job, Product
 from archive.pools import pool_rows
 from archive.references import compute_bestrefs, context_in_use, use_context
 from archive.simulation import simulate_pool
@@ -91,7 +91,7 @@ class Archive:
     def __init__(self, tmp_path: Path, pg_url: str, redis_url: str, crds_path: Path, monkeypatch,
                  lease_seconds: int = 3600):
         from archive.config import load_settings
-        from archive.db import upgrade
+        from archive.catalog.db import upgrade
 
         self.tmp = tmp_path
         self.redis_url = redis_url
@@ -405,7 +405,7 @@ def test_first_claims_at_once_share_reference_rows(exposures, make_archive):
     """Two workers claiming, at the same moment, the first jobs that use the same reference
     files on a fresh catalog: both insert the reference rows; the loser retries its claim
     instead of failing with a unique violation (and leaving its job queued, unrecorded)."""
-    from archive.models import BestRef, ReferenceFile
+    from archive.catalog.models import BestRef, ReferenceFile
 
     pool, result, crds_path = exposures
     a = make_archive(crds_path)

@@ -7,9 +7,9 @@ import shutil
 from astropy.io import fits
 from sqlalchemy import func, select
 
-from archive.db import session_scope
+from archive.catalog.db import session_scope
 from archive.ingest import ingest, read_raw_header
-from archive.models import Exposure, IngestRejection
+from archive.catalog.models import Exposure, IngestRejection
 
 from .conftest import shared
 

@@ -10,11 +10,11 @@ import uuid
 
 from sqlalchemy import select
 
-from archive.db import session_scope
+from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
 from archive.ingest import ingest
 from archive.jobs import plan
-from archive.models import Job, Product
+from archive.catalog.models import Job, Product
 from archive.references import use_context
 
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
@@ -29,7 +29,7 @@ def _worker(env: dict, log_path) -> subprocess.Popen:
 
 def test_job_runs_on_a_real_worker_through_redis(tmp_path, pg_url, redis_url, simulated, monkeypatch):  # noqa: F811
     from archive.config import load_settings
-    from archive.db import upgrade
+    from archive.catalog.db import upgrade
 
     pool, result, crds_path = simulated
     queue = f"archive-test-{uuid.uuid4().hex[:8]}"

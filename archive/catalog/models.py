@@ -34,6 +34,27 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(dt: datetime | None) -> datetime | None:
+    """Return a catalog time as a timezone-aware UTC datetime.
+
+    SQLite gives back naive datetimes for timezone-aware columns; every catalog time is
+    UTC, so a naive one is marked as such. Aware datetimes and None pass unchanged.
+
+    Parameters
+    ----------
+    dt : datetime or None
+        A time read from the catalog.
+
+    Returns
+    -------
+    datetime or None
+        ``dt`` with ``tzinfo`` UTC when it had none.
+    """
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
 class Base(DeclarativeBase):
     pass
 

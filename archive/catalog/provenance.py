@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from .config import Settings
+from ..config import Settings
 from .db import session_scope
 from .models import (
     Association,
