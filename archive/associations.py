@@ -96,7 +96,7 @@ def pool_from_rows(rows: list[dict[str, str]], *, pool_name: str | None = None):
     ----------
     rows : list of dict[str, str]
         One dict per exposure, column name -> value (names case-insensitive, normally
-        UPPER-CASE as :func:`archive.pools.pool_rows` gives them). A column missing from a
+        UPPER-CASE as :func:`archive.ingest.pools.pool_rows` gives them). A column missing from a
         row, ``None`` or an empty string becomes ``"null"`` (what the reader fills empty cells
         with). Other values are converted with ``str`` and lower-cased, because the pool
         reader lower-cases every value and the jwst rules compare values case-sensitively.
@@ -212,7 +212,7 @@ def generate(pool, version_id: str | None = None, *, rules: str = "all") -> list
     Parameters
     ----------
     pool : jwst.associations.AssociationPool
-        From :func:`archive.pools.read_pool` or :func:`pool_from_rows`. Column names must be
+        From :func:`archive.ingest.pools.read_pool` or :func:`pool_from_rows`. Column names must be
         lower case (as the pool reader makes them). Not modified.
     version_id : str, optional
         Tag put into association and product names (``asn_generate --version-id``).

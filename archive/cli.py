@@ -111,7 +111,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of
                                                help="Pool supplying planning columns (ASN_CANDIDATE ...)."),
            as_json: bool = typer.Option(False, "--json")):
     """Validate, checksum, store and catalogue raw exposures. Exit 1 if any was rejected."""
-    from .ingest import ingest as do_ingest, iter_paths
+    from .ingest.batch import ingest as do_ingest, iter_paths
 
     s = settings()
     _ensure_catalog(s)

@@ -87,7 +87,7 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     from .associate import associate
     from .catalog.db import session_scope, upgrade
     from .dispatch import get_dispatcher
-    from .ingest import ingest
+    from .ingest.batch import ingest
     from .jobs import plan
     from .catalog.provenance import readonly_query
     from .references import use_context

@@ -33,7 +33,7 @@ from .catalog.db import session_scope
 from .catalog.models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
 from .catalog.pipeline_policy import engine_for
 from .references import compute_bestrefs, context_in_use, ensure_reference
-from .storage import remove_tree_quietly, sha256_file
+from .ingest.storage import remove_tree_quietly, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from . import crdscache
 from .config import Settings
 from .catalog.models import BestRef, CrdsContext, Exposure, ReferenceFile
-from .storage import sha256_file
+from .ingest.storage import sha256_file
 
 
 class ContextError(RuntimeError):

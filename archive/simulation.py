@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from archive import crdscache
-from archive.pools import pool_rows
+from archive.ingest.pools import pool_rows
 from calib import simulate as sim
 
 HEADERS_DIR = Path(__file__).parent / "data" / "headers"
@@ -201,7 +201,7 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
 
     Parameters
     ----------
-    pool_path : association pool (see :func:`archive.pools.pool_rows`).
+    pool_path : association pool (see :func:`archive.ingest.pools.pool_rows`).
     out_dir : directory for the uncal files (named by the pool's FILENAME column); truths
         go to ``out_dir/truth/<root>_truth.npz``.
     crds_path : CRDS cache; reference files go to ``references/jwst/<instrument>/`` and a

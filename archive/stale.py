@@ -217,7 +217,7 @@ def _changed_tuple_files(old_ctx: str, new_ctx: str, instrument: str, reftype: s
 def _keyword_column(keyword: str):
     """A FITS keyword of the stored header as a SELECT column: the catalog's own string
     column when it has one (same value, no JSON work), else the header's JSON element."""
-    from .ingest import HEADER_COLUMNS, INT_COLUMNS
+    from .ingest.headers import HEADER_COLUMNS, INT_COLUMNS
 
     for column, kw in HEADER_COLUMNS.items():
         if kw == keyword and column not in INT_COLUMNS and column != "expstart":

@@ -66,10 +66,10 @@ def main() -> int:
     from archive.campaigns import switch_context
     from archive.config import load_settings
     from archive.catalog.db import session_scope, upgrade
-    from archive.ingest import ingest
+    from archive.ingest.batch import ingest
     from archive.jobs import CAL_VER, param_hash, software_versions
     from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
-    from archive.pools import pool_rows
+    from archive.ingest.pools import pool_rows
     from archive.references import compute_bestrefs, use_context
     from archive.simulation import simulate_pool
     from calib.pipelines.detector1 import reftypes_for

@@ -54,7 +54,7 @@ def log(msg: str) -> None:
 
 def simulate(workdir: Path, count: int, subarray: str, ngroups: int, nints: int):
     """``count`` exposures from the rows of the real pool_003, all on NRCA1."""
-    from archive.pools import pool_rows
+    from archive.ingest.pools import pool_rows
     from archive.simulation import simulate_pool
 
     base = pool_rows(POOL)
@@ -127,7 +127,7 @@ class Phase:
     # ------------------------------------------------------------------ catalog
     def prepare(self, pool: Path, files: list[Path], context: str) -> dict[str, int]:
         from archive.catalog.db import session_scope, upgrade
-        from archive.ingest import ingest
+        from archive.ingest.batch import ingest
         from archive.jobs import plan
         from archive.references import use_context
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archive import associations as A
-from archive.pools import pool_rows, read_pool
+from archive.ingest.pools import pool_rows, read_pool
 from tests.conftest import SHARED, shared
 
 POOLS_DIR = SHARED / "pools"

@@ -26,9 +26,9 @@ from archive.campaigns import campaign_status, mark_software_stale, switch_conte
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher, plan_and_send
 from archive.catalog.models import Exposure, Job, Product
-from archive.pools import pool_rows
+from archive.ingest.pools import pool_rows
 from archive.simulation import simulate_pool
-from archive.storage import sha256_file
+from archive.ingest.storage import sha256_file
 
 from .conftest import shared
 from .test_end_to_end import write_pool

@@ -15,14 +15,14 @@ from archive import crdscache
 from archive.cli import app
 from archive.catalog.db import session_scope
 from archive.dispatch import plan_and_send
-from archive.ingest import ingest
+from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
-from archive.pools import pool_rows
+from archive.ingest.pools import pool_rows
 from archive.references import use_context
 from archive.simulation import simulate_pool
 from archive.stale import RmapSelector
-from archive.storage import sha256_file
+from archive.ingest.storage import sha256_file
 from calib.pipelines.detector1 import reftypes_for
 
 from .conftest import shared

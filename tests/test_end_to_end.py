@@ -12,10 +12,10 @@ from archive.associate import associate
 from archive.associations import generate
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
-from archive.ingest import ingest
+from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference, ReferenceFile
-from archive.pools import pool_rows, read_pool
+from archive.ingest.pools import pool_rows, read_pool
 from archive.catalog.provenance import lineage, readonly_query
 from archive.references import use_context
 from archive.simulation import simulate_pool

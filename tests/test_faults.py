@@ -31,10 +31,10 @@ from sqlalchemy import select
 
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
-from archive.ingest import ingest
+from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Exposure, Job, Product
-from archive.pools import pool_rows
+from archive.ingest.pools import pool_rows
 from archive.references import compute_bestrefs, context_in_use, use_context
 from archive.simulation import simulate_pool
 
@@ -175,7 +175,7 @@ class Archive:
     def assert_storage_matches_catalog(self) -> None:
         """Every file under the products tree is a catalogued product with its checksum;
         no temporary file, no directory of an attempt that recorded nothing."""
-        from archive.storage import sha256_file
+        from archive.ingest.storage import sha256_file
 
         products = self.products()
         catalogued = {Path(p.path): p for p in products}

@@ -244,7 +244,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
     from astropy.io import fits
 
     from archive import crdscache, simulation
-    from archive.pools import pool_rows
+    from archive.ingest.pools import pool_rows
 
     # a one-row pool: the pool's first exposure, as a subarray exposure
     row = pool_rows(POOLS / pool_name)[0]
@@ -280,7 +280,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
 def test_exposure_keywords_for_templates_of_each_instrument():
     from archive import simulation
-    from archive.pools import pool_rows
+    from archive.ingest.pools import pool_rows
 
     base = pool_rows(POOLS / "pool_003_image_nircam.csv")[0]
     cases = {

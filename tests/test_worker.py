@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
-from archive.ingest import ingest
+from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Job, Product
 from archive.references import use_context
