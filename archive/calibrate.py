@@ -80,7 +80,7 @@ def split_overrides(params: dict) -> tuple[dict, dict[str, str]]:
 
 
 def _context(settings: Settings) -> str:
-    from .references import cache_operational_context
+    from .crds.references import cache_operational_context
 
     ctx = settings.crds_context or cache_operational_context(settings.crds_path)
     if not ctx:
@@ -109,7 +109,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
                                            validate_params)
     from calib.products import save_products
 
-    from . import crdscache
+    from .crds import cache as crdscache
     from .jobs import product_root
 
     resolve_pipeline(pipeline)

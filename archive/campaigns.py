@@ -20,11 +20,11 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import crdscache
+from .crds import cache as crdscache
 from .config import Settings
 from .catalog.db import session_scope
 from .catalog.models import (Campaign, CampaignExposure, CrdsContext, Exposure, Job, Product, ProductComparison)
-from .references import ContextError, use_context
+from .crds.references import ContextError, use_context
 from .stale import CHUNK, compute_stale_set
 
 log = logging.getLogger(__name__)

@@ -150,10 +150,10 @@ def crds_status(as_json: bool = typer.Option(False, "--json")):
     """List the known contexts and the one in use."""
     from sqlalchemy import select
 
-    from . import crdscache
+    from .crds import cache as crdscache
     from .catalog.db import session_scope
     from .catalog.models import CrdsContext
-    from .references import context_in_use
+    from .crds.references import context_in_use
 
     s = settings()
     _ensure_catalog(s)
@@ -186,9 +186,9 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
     Nothing becomes stale until 'archive crds use CONTEXT'.
     """
     from .campaigns import switch_context
-    from .crdscache import add_context
+    from .crds.cache import add_context
     from .catalog.db import session_scope
-    from .references import ContextError, ensure_context
+    from .crds.references import ContextError, ensure_context
 
     s = settings()
     _ensure_catalog(s)
@@ -229,7 +229,7 @@ def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local 
     """Make CONTEXT the context in use: products whose best references it changes become
     stale and a campaign is opened for them (only the reftypes that differ are examined)."""
     from .campaigns import switch_context
-    from .references import ContextError
+    from .crds.references import ContextError
 
     s = settings()
     _ensure_catalog(s)
@@ -290,7 +290,7 @@ def reprocess(ctx: typer.Context,
     Step parameters use the strun convention: --steps.jump.rejection_threshold=5
     """
     from .dispatch import plan_and_send
-    from .references import ContextError
+    from .crds.references import ContextError
 
     s = settings()
     _ensure_catalog(s)

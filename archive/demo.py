@@ -41,7 +41,7 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
     from astropy.io import fits
     from sqlalchemy import select
 
-    from . import crdscache
+    from .crds import cache as crdscache
     from .campaigns import campaign_status, switch_context, what_if
     from .catalog.db import session_scope
     from .dispatch import get_dispatcher, plan_and_send
@@ -90,7 +90,7 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     from .ingest.batch import ingest
     from .jobs import plan
     from .catalog.provenance import readonly_query
-    from .references import use_context
+    from .crds.references import use_context
     from .simulation import simulate_pool
 
     console = console or Console()

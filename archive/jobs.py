@@ -27,12 +27,12 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from calib import __version__ as CAL_VER
 
-from . import crdscache
+from .crds import cache as crdscache
 from .config import Settings
 from .catalog.db import session_scope
 from .catalog.models import Exposure, Job, JobInput, Product, ProductReference, ReferenceFile
 from .catalog.pipeline_policy import engine_for
-from .references import compute_bestrefs, context_in_use, ensure_reference
+from .crds.references import compute_bestrefs, context_in_use, ensure_reference
 from .ingest.storage import remove_tree_quietly, sha256_file
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _pinned_context(settings: Settings, context: str | None, dry_run: bool) -> N
     context in use); refuse ``--context`` for another one."""
     from .campaigns import switch_context
     from .catalog.models import CrdsContext
-    from .references import ContextError
+    from .crds.references import ContextError
 
     with session_scope(settings.db_url) as s:
         row = s.execute(select(CrdsContext).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
@@ -171,7 +171,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
 
     Raises
     ------
-    archive.references.ContextError
+    archive.crds.references.ContextError
         If no CRDS context is configured or in use, or ``context`` is not the one in use.
     """
     from .campaigns import close_finished

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from archive import crdscache
+from archive.crds import cache as crdscache
 from archive.ingest.pools import pool_rows
 from calib import simulate as sim
 
@@ -205,7 +205,7 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
     out_dir : directory for the uncal files (named by the pool's FILENAME column); truths
         go to ``out_dir/truth/<root>_truth.npz``.
     crds_path : CRDS cache; reference files go to ``references/jwst/<instrument>/`` and a
-        new synthetic context is written (:func:`archive.crdscache.write_synthetic_context`).
+        new synthetic context is written (:func:`archive.crds.cache.write_synthetic_context`).
         The process's crds configuration is pointed at this cache (``configure``).
     limit : simulate only the first ``limit`` rows.
     seed : seed of detectors (reference files) and exposures; same seed -> same bytes.

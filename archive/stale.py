@@ -2,7 +2,7 @@
 
 A context change A -> B can only change an exposure's best reference for the
 (instrument, reftype) pairs whose rmaps differ between A and B; crds compares the
-mappings (:func:`archive.crdscache.context_reftypes_diff`). For those pairs:
+mappings (:func:`archive.crds.cache.context_reftypes_diff`). For those pairs:
 
 1. Candidates are narrowed in SQL. When both rmaps are Match/UseAfter tables with the same
    match tuples, an exposure can only be affected if its winning match tuple changed, so
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import crdscache
+from .crds import cache as crdscache
 from .catalog.models import Exposure, Job, Product, ProductReference, ReferenceFile
 
 CHUNK = 5000

@@ -161,7 +161,7 @@ def _crds_offline(crds: Path) -> None:
     """The real jwst_0541 context in a scratch cache, offline (jwst gets every reference
     through override_<reftype>)."""
     sys.path.insert(0, str(REPO))
-    from archive import crdscache
+    from archive.crds import cache as crdscache
 
     crdscache.install_real_context(crds, SHARED_MAPPINGS)
     crdscache.configure(crds)

@@ -62,7 +62,7 @@ def main() -> int:
     from astropy.io import fits
     from sqlalchemy import func, select
 
-    from archive import crdscache
+    from archive.crds import cache as crdscache
     from archive.campaigns import switch_context
     from archive.config import load_settings
     from archive.catalog.db import session_scope, upgrade
@@ -70,7 +70,7 @@ def main() -> int:
     from archive.jobs import CAL_VER, param_hash, software_versions
     from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
     from archive.ingest.pools import pool_rows
-    from archive.references import compute_bestrefs, use_context
+    from archive.crds.references import compute_bestrefs, use_context
     from archive.simulation import simulate_pool
     from calib.pipelines.detector1 import reftypes_for
 

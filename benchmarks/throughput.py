@@ -129,7 +129,7 @@ class Phase:
         from archive.catalog.db import session_scope, upgrade
         from archive.ingest.batch import ingest
         from archive.jobs import plan
-        from archive.references import use_context
+        from archive.crds.references import use_context
 
         upgrade(self.settings.db_url)
         report = ingest(self.settings, files, pool_path=pool)

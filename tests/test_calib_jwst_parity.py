@@ -34,7 +34,7 @@ _JWST_SCRIPT = textwrap.dedent(
     r'''
     import json, os, sys, traceback
     cfg = json.loads(sys.argv[1])
-    from archive import crdscache
+    from archive.crds import cache as crdscache
     # the real jwst_0541 context, offline (every reference is given by override_<reftype>)
     crdscache.install_real_context(cfg["crds_path"], cfg["mappings"])
     crdscache.configure(cfg["crds_path"])

@@ -21,7 +21,7 @@ import pytest
 from astropy.io import fits
 from sqlalchemy import select, update
 
-from archive import crdscache
+from archive.crds import cache as crdscache
 from archive.campaigns import campaign_status, mark_software_stale, switch_context
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher, plan_and_send

@@ -11,7 +11,7 @@ from astropy.io import fits
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from archive import crdscache
+from archive.crds import cache as crdscache
 from archive.cli import app
 from archive.catalog.db import session_scope
 from archive.dispatch import plan_and_send
@@ -19,7 +19,7 @@ from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
 from archive.ingest.pools import pool_rows
-from archive.references import use_context
+from archive.crds.references import use_context
 from archive.simulation import simulate_pool
 from archive.stale import RmapSelector
 from archive.ingest.storage import sha256_file

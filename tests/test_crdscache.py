@@ -7,7 +7,8 @@ import shutil
 import pytest
 from astropy.io import fits
 
-from archive import crdscache, simulation
+from archive import simulation
+from archive.crds import cache as crdscache
 from tests.conftest import SHARED
 NRCA2 = SHARED / "headers" / "jw01075001001_03105_00009_nrca2_uncal.fits"
 DETECTOR1_REFTYPES = ["dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation",

@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 from sqlalchemy import select
 
-from archive import crdscache
+from archive.crds import cache as crdscache
 from archive.associate import associate
 from archive.associations import generate
 from archive.catalog.db import session_scope
@@ -17,7 +17,7 @@ from archive.jobs import plan
 from archive.catalog.models import Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference, ReferenceFile
 from archive.ingest.pools import pool_rows, read_pool
 from archive.catalog.provenance import lineage, readonly_query
-from archive.references import use_context
+from archive.crds.references import use_context
 from archive.simulation import simulate_pool
 
 from .conftest import shared

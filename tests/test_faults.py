@@ -35,7 +35,7 @@ from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
-from archive.references import compute_bestrefs, context_in_use, use_context
+from archive.crds.references import compute_bestrefs, context_in_use, use_context
 from archive.simulation import simulate_pool
 
 from .conftest import shared

@@ -204,7 +204,8 @@ def test_simulate_pool_miri(tmp_path):
     from astropy.io import fits
     from stdatamodels.jwst import datamodels as dm
 
-    from archive import crdscache, simulation
+    from archive import simulation
+    from archive.crds import cache as crdscache
 
     res = simulation.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out",
                                    tmp_path / "crds", limit=2, ngroups=2, seed=0)
@@ -243,7 +244,8 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
     from astropy.io import fits
 
-    from archive import crdscache, simulation
+    from archive import simulation
+    from archive.crds import cache as crdscache
     from archive.ingest.pools import pool_rows
 
     # a one-row pool: the pool's first exposure, as a subarray exposure

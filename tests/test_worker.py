@@ -15,7 +15,7 @@ from archive.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
 from archive.jobs import plan
 from archive.catalog.models import Job, Product
-from archive.references import use_context
+from archive.crds.references import use_context
 
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
 

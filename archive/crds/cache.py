@@ -166,7 +166,7 @@ def _cache_path() -> Path:
     try:
         return Path(os.environ["CRDS_PATH"])
     except KeyError:
-        raise RuntimeError("CRDS cache not configured: call archive.crdscache.configure() first") from None
+        raise RuntimeError("CRDS cache not configured: call archive.crds.cache.configure() first") from None
 
 
 def _mapping_dir(crds_path: Path) -> Path:
@@ -572,7 +572,7 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
         pmap_sel[instr.upper()] = name
     header = {
         "derived_from": derived_from,
-        "description": "Synthetic context for simulated exposures (archive.crdscache)",
+        "description": "Synthetic context for simulated exposures (archive.crds.cache)",
         "mapping": "PIPELINE",
         "name": context_name,
         "observatory": "JWST",

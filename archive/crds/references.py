@@ -1,6 +1,6 @@
 """CRDS contexts, reference files and best references in the catalog.
 
-Selection itself is the ``crds`` library's (through :mod:`archive.crdscache`, fully
+Selection itself is the ``crds`` library's (through :mod:`archive.crds.cache`, fully
 offline on the local cache); this module records what it said: which contexts exist and
 which is in use, each reference file with its checksum, and the best reference of every
 (exposure, context, reftype).
@@ -14,10 +14,11 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import crdscache
-from .config import Settings
-from .catalog.models import BestRef, CrdsContext, Exposure, ReferenceFile
-from .ingest.storage import sha256_file
+from ..catalog.models import BestRef, CrdsContext, Exposure, ReferenceFile
+from ..catalog.queries import in_use_context
+from ..config import Settings
+from ..ingest.storage import sha256_file
+from . import cache as crdscache
 
 
 class ContextError(RuntimeError):
@@ -68,7 +69,7 @@ def context_in_use(settings: Settings, session: Session) -> CrdsContext:
     """
     if settings.crds_context:
         return ensure_context(session, settings.crds_context)
-    row = session.execute(select(CrdsContext).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
+    row = in_use_context(session)
     if row is not None:
         return row
     name = cache_operational_context(settings.crds_path)
@@ -115,7 +116,7 @@ def compute_bestrefs(settings: Settings, session: Session, exposure: Exposure, c
 
     Raises
     ------
-    crdscache.CrdsLookupError (or the crds library's error)
+    archive.crds.cache.BestrefsError
         When crds cannot select for this header; the message names the file.
     """
     stored = {
