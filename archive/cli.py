@@ -132,7 +132,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of
 def associate(program: Optional[str] = typer.Option(None, "--program"),
               as_json: bool = typer.Option(False, "--json")):
     """Generate Level-2 and Level-3 associations from the catalog with jwst's generator."""
-    from .associate import associate as do_associate
+    from .associations.associate import associate as do_associate
 
     s = settings()
     _ensure_catalog(s)

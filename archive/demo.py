@@ -84,7 +84,7 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
 
 def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Console | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every planned job succeeded)."""
-    from .associate import associate
+    from .associations.associate import associate
     from .catalog.db import session_scope, upgrade
     from .dispatch import get_dispatcher
     from .ingest.batch import ingest

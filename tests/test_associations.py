@@ -1,4 +1,4 @@
-"""Tests for archive.associations against the jwst `asn_generate` command on real pools."""
+"""Tests for archive.associations.generator against the jwst `asn_generate` command on real pools."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archive import associations as A
+from archive.associations import generator as A
 from archive.ingest.pools import pool_rows, read_pool
 from tests.conftest import SHARED, shared
 
@@ -30,7 +30,7 @@ def _pools_present():
 # The only normalisation applied to asn_generate's output: jwst writes the repr of a Python
 # lambda into the "constraints" text ("<function ...<lambda> at 0x7f8b5e384180>"); the address
 # is that of an object in the generating process and differs between any two runs, even of
-# asn_generate itself. archive.associations.generate removes it; so do we here. Nothing else
+# asn_generate itself. archive.associations.generator.generate removes it; so do we here. Nothing else
 # is normalised: with the asn_generate default (no --version-id) there is no timestamp in
 # asn_id/asn_name, asn_pool is the pool file's base name in both, code_version is the same
 # installed jwst.

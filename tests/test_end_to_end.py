@@ -8,8 +8,8 @@ from astropy.io import fits
 from sqlalchemy import select
 
 from archive.crds import cache as crdscache
-from archive.associate import associate
-from archive.associations import generate
+from archive.associations.associate import associate
+from archive.associations.generator import generate
 from archive.catalog.db import session_scope
 from archive.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
