@@ -185,7 +185,7 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
 
     Nothing becomes stale until 'archive crds use CONTEXT'.
     """
-    from .campaigns import switch_context
+    from .reprocessing.campaigns import switch_context
     from .crds.cache import add_context
     from .catalog.db import session_scope
     from .crds.references import ContextError, ensure_context
@@ -228,7 +228,7 @@ def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local 
              as_json: bool = typer.Option(False, "--json")):
     """Make CONTEXT the context in use: products whose best references it changes become
     stale and a campaign is opened for them (only the reftypes that differ are examined)."""
-    from .campaigns import switch_context
+    from .reprocessing.campaigns import switch_context
     from .crds.references import ContextError
 
     s = settings()
@@ -289,14 +289,14 @@ def reprocess(ctx: typer.Context,
 
     Step parameters use the strun convention: --steps.jump.rejection_threshold=5
     """
-    from .dispatch import plan_and_send
+    from .reprocessing.planner import plan_and_send
     from .crds.references import ContextError
 
     s = settings()
     _ensure_catalog(s)
     params = _parse_step_params(ctx.args)
     if stale_software:
-        from .campaigns import mark_software_stale
+        from .reprocessing.campaigns import mark_software_stale
 
         rep = mark_software_stale(s, program=program, instrument=instrument, pipeline=pipeline, dry_run=dry_run)
         err.print(f"software: {rep.stale_products} products of {rep.stale_exposures} exposures "
@@ -331,7 +331,7 @@ def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="On
     driving it, and the estimated cost in core-seconds from past jobs of the same shape."""
     from dataclasses import asdict
 
-    from .campaigns import what_if
+    from .reprocessing.whatif import what_if
 
     s = settings()
     _ensure_catalog(s)
@@ -366,7 +366,7 @@ def calibrate(ctx: typer.Context,
     Step parameters: --steps.jump.rejection_threshold=5, --steps.refpix.skip=true,
     --steps.dark_current.override_dark=PATH (bypass CRDS for one reference).
     """
-    from .calibrate import UsageError, calibrate_files
+    from .execution.calibrate import UsageError, calibrate_files
 
     s = settings()
     # with unknown options allowed, click hands --steps.* that follow the files to FILES
@@ -394,7 +394,7 @@ def calibrate(ctx: typer.Context,
 def _status_tables(s, campaign: Optional[int]):
     from sqlalchemy import func, select
 
-    from .campaigns import campaign_status
+    from .reprocessing.status import campaign_status
     from .catalog.db import session_scope
     from .catalog.models import Campaign, Exposure, IngestRejection, Product
 
@@ -549,7 +549,7 @@ def sql(query: str = typer.Argument(..., help="A SELECT on the catalog (views: p
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context):
     """Start a Celery worker (needs ARCHIVE_BROKER_URL); extra arguments go to celery."""
-    from .dispatch import get_dispatcher
+    from .execution.dispatch import get_dispatcher
 
     s = settings()
     if s.eager:
@@ -562,7 +562,7 @@ def worker(ctx: typer.Context):
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context):
     """Start Celery beat: plans and enqueues owed work every ARCHIVE_BEAT_INTERVAL seconds."""
-    from .dispatch import get_dispatcher
+    from .execution.dispatch import get_dispatcher
 
     s = settings()
     if s.eager:

@@ -42,9 +42,12 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
     from sqlalchemy import select
 
     from .crds import cache as crdscache
-    from .campaigns import campaign_status, switch_context, what_if
+    from .reprocessing.campaigns import switch_context
+    from .reprocessing.status import campaign_status
+    from .reprocessing.whatif import what_if
     from .catalog.db import session_scope
-    from .dispatch import get_dispatcher, plan_and_send
+    from .execution.dispatch import get_dispatcher
+    from .reprocessing.planner import plan_and_send
     from .catalog.models import Exposure, Product, ProductComparison
 
     first = sim.files[0].name
@@ -86,9 +89,9 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     """Run the demo; returns the process exit code (0 when every planned job succeeded)."""
     from .associations.associate import associate
     from .catalog.db import session_scope, upgrade
-    from .dispatch import get_dispatcher
+    from .execution.dispatch import get_dispatcher
     from .ingest.batch import ingest
-    from .jobs import plan
+    from .reprocessing.planner import plan
     from .catalog.provenance import readonly_query
     from .crds.references import use_context
     from .simulation import simulate_pool

@@ -9,7 +9,7 @@ TIME-OBS, so no two exposures share a selection header), one succeeded job and o
 ``_rate`` product each, with the product's references as selected under A. Context B
 replaces the dark of one detector (NRCA1).
 
-Timed: ``archive.campaigns.switch_context(B)``: crds diff of A and B, candidate products
+Timed: ``archive.reprocessing.campaigns.switch_context(B)``: crds diff of A and B, candidate products
 in SQL, crds selection for each candidate, campaign rows and stale flags written.
 
     python benchmarks/stale_set.py                 # 100,000 exposures, fresh PostgreSQL db
@@ -63,11 +63,11 @@ def main() -> int:
     from sqlalchemy import func, select
 
     from archive.crds import cache as crdscache
-    from archive.campaigns import switch_context
+    from archive.reprocessing.campaigns import switch_context
     from archive.config import load_settings
     from archive.catalog.db import session_scope, upgrade
     from archive.ingest.batch import ingest
-    from archive.jobs import CAL_VER, param_hash, software_versions
+    from archive.execution.runner import CAL_VER, param_hash, software_versions
     from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
     from archive.ingest.pools import pool_rows
     from archive.crds.references import compute_bestrefs, use_context

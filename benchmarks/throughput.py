@@ -128,7 +128,7 @@ class Phase:
     def prepare(self, pool: Path, files: list[Path], context: str) -> dict[str, int]:
         from archive.catalog.db import session_scope, upgrade
         from archive.ingest.batch import ingest
-        from archive.jobs import plan
+        from archive.reprocessing.planner import plan
         from archive.crds.references import use_context
 
         upgrade(self.settings.db_url)
@@ -308,7 +308,7 @@ def main(argv=None) -> int:
                 job_of = phase.prepare(pool, files if n_workers == 1 else files[:n_warm + args.exposures],
                                        result.context)
                 phase.start_workers()
-                from archive.dispatch import get_dispatcher
+                from archive.execution.dispatch import get_dispatcher
 
                 dispatcher = get_dispatcher(phase.settings)
 

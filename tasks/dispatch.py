@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from archive.config import Settings
-from archive.jobs import PermanentJobError
+from archive.execution.runner import PermanentJobError
 
 
 class CeleryDispatcher:

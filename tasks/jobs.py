@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that hand a job id to archive.jobs.
+"""Celery tasks: thin wrappers that hand a job id to archive.execution.runner.
 
 Transient faults (database or broker connection, disk I/O) are retried with exponential
 backoff; a PermanentJobError (bad input, bad reference file) fails at once.
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from archive import jobs
+from archive.execution import runner
 from archive.config import load_settings
 
-TRANSIENT = jobs.TRANSIENT
+TRANSIENT = runner.TRANSIENT
 
 
 def _settings(task):
@@ -18,19 +18,19 @@ def _settings(task):
 
 
 @shared_task(bind=True, name="tasks.jobs.run_job", autoretry_for=TRANSIENT,
-             dont_autoretry_for=(jobs.PermanentJobError,), retry_backoff=5, retry_backoff_max=600,
+             dont_autoretry_for=(runner.PermanentJobError,), retry_backoff=5, retry_backoff_max=600,
              retry_jitter=True, max_retries=5, acks_late=True)
 def run_job(self, job_id: int) -> str:
-    """Execute job ``job_id`` (see archive.jobs.execute_job)."""
-    hostname = self.request.hostname or jobs.worker_name()
-    return jobs.execute_job(_settings(self), job_id, worker=f"{hostname}:{__import__('os').getpid()}")
+    """Execute job ``job_id`` (see archive.execution.runner.execute_job)."""
+    hostname = self.request.hostname or runner.worker_name()
+    return runner.execute_job(_settings(self), job_id, worker=f"{hostname}:{__import__('os').getpid()}")
 
 
 @shared_task(bind=True, name="tasks.jobs.plan_and_enqueue")
 def plan_and_enqueue(self) -> int:
     """Beat task: send the stale work the catalog owes under the context in use (and jobs a
     lost worker or a restarted broker dropped); failures are not retried automatically."""
-    from archive.dispatch import plan_and_send
+    from archive.reprocessing.planner import plan_and_send
 
     from .dispatch import CeleryDispatcher
 

@@ -22,9 +22,11 @@ from astropy.io import fits
 from sqlalchemy import select, update
 
 from archive.crds import cache as crdscache
-from archive.campaigns import campaign_status, mark_software_stale, switch_context
 from archive.catalog.db import session_scope
-from archive.dispatch import get_dispatcher, plan_and_send
+from archive.execution.dispatch import get_dispatcher
+from archive.reprocessing.campaigns import mark_software_stale, switch_context
+from archive.reprocessing.planner import plan_and_send
+from archive.reprocessing.status import campaign_status
 from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
 from archive.simulation import simulate_pool

@@ -14,14 +14,13 @@ from typer.testing import CliRunner
 from archive.crds import cache as crdscache
 from archive.cli import app
 from archive.catalog.db import session_scope
-from archive.dispatch import plan_and_send
 from archive.ingest.batch import ingest
-from archive.jobs import plan
 from archive.catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
 from archive.ingest.pools import pool_rows
 from archive.crds.references import use_context
+from archive.reprocessing.planner import plan, plan_and_send
+from archive.reprocessing.stale import RmapSelector
 from archive.simulation import simulate_pool
-from archive.stale import RmapSelector
 from archive.ingest.storage import sha256_file
 from calib.pipelines.detector1 import reftypes_for
 
@@ -189,7 +188,7 @@ def test_software_staleness_only_when_asked(env):
     assert _products(s) and all(v[5] is None for v in _products(s).values())  # dry run marks nothing
     r = _cli(s, "plan", "--stale", "--json")
     assert json.loads(r.output)["jobs"] == 0
-    from archive.campaigns import mark_software_stale
+    from archive.reprocessing.campaigns import mark_software_stale
 
     rep = mark_software_stale(s)
     assert rep.stale_exposures == 1 and rep.campaign_id
@@ -255,7 +254,7 @@ def test_permanent_failure_is_recorded_once_and_not_redone(env):
     """crds cannot select for a header: the job fails at once naming the exposure, a
     duplicate message does nothing, beat-style planning leaves it failed, an explicit
     reprocess revives it."""
-    from archive.jobs import PermanentJobError, execute_job
+    from archive.execution.runner import PermanentJobError, execute_job
     from archive.catalog.models import BestRef
 
     s, result = env
@@ -265,7 +264,7 @@ def test_permanent_failure_is_recorded_once_and_not_redone(env):
         exp.header = dict(exp.header, DETECTOR="NRCZ9")  # no rule in the context matches it
         db.execute(BestRef.__table__.delete().where(BestRef.exposure_id == exp.id))
         db.execute(update(Job).where(Job.exposure_id == exp.id).values(cal_version="0.0.1"))
-    from archive.campaigns import mark_software_stale
+    from archive.reprocessing.campaigns import mark_software_stale
 
     assert mark_software_stale(s).stale_exposures == 1
     p = plan(s, stale_only=True, retry_failed=False)

@@ -11,9 +11,9 @@ from archive.crds import cache as crdscache
 from archive.associations.associate import associate
 from archive.associations.generator import generate
 from archive.catalog.db import session_scope
-from archive.dispatch import get_dispatcher
+from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
-from archive.jobs import plan
+from archive.reprocessing.planner import plan
 from archive.catalog.models import Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference, ReferenceFile
 from archive.ingest.pools import pool_rows, read_pool
 from archive.catalog.provenance import lineage, readonly_query

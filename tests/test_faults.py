@@ -30,9 +30,9 @@ import pytest
 from sqlalchemy import select
 
 from archive.catalog.db import session_scope
-from archive.dispatch import get_dispatcher
+from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
-from archive.jobs import plan
+from archive.reprocessing.planner import plan
 from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
 from archive.crds.references import compute_bestrefs, context_in_use, use_context
@@ -394,9 +394,9 @@ def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_pa
 _CLAIM = """
 import sys, time
 from archive.config import load_settings
-from archive import jobs
+from archive.execution import runner
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-work = getattr(jobs, sys.argv[3])(load_settings(), int(sys.argv[1]), "claimer-" + sys.argv[1])
+work = getattr(runner, sys.argv[3])(load_settings(), int(sys.argv[1]), "claimer-" + sys.argv[1])
 print("claimed" if work else "none")
 """
 
@@ -430,7 +430,7 @@ def test_first_claims_at_once_share_reference_rows(exposures, make_archive):
 def test_reference_missing_from_cache_fails_the_job(exposures, make_archive, tmp_path):
     """A best reference that is not in the CRDS cache: the job is marked failed with a
     message naming the file (not left queued with no error), and not retried."""
-    from archive.jobs import PermanentJobError, execute_job
+    from archive.execution.runner import PermanentJobError, execute_job
 
     pool, result, crds_path = exposures
     cache = tmp_path / "crds"

@@ -11,9 +11,9 @@ import uuid
 from sqlalchemy import select
 
 from archive.catalog.db import session_scope
-from archive.dispatch import get_dispatcher
+from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
-from archive.jobs import plan
+from archive.reprocessing.planner import plan
 from archive.catalog.models import Job, Product
 from archive.crds.references import use_context
 

@@ -4,8 +4,9 @@ The jwst documentation ("Pipeline Stages", jwst.readthedocs.io/en/latest/jwst/pi
 main.html) assigns each EXP_TYPE a stage-1 pipeline (calwebb_detector1 for science
 ramps, calwebb_dark for darks, calwebb_guider for FGS guiding modes) and stage-2/3
 pipelines (calwebb_image2/image3, spec2/spec3, tso3, ami3, coron3). This module is the
-archive's copy of that policy table; which engine can run a pipeline is recorded in
-:data:`SUPPORTED`, so a mode that no engine supports is reported, never dropped.
+archive's copy of that policy table. It lives in the catalog because the catalog records
+its answer (``exposures.stage1_pipeline``, set at ingest) and ingest, associations and the
+planner all read it; which engine can run a pipeline is :mod:`archive.execution.engines`.
 """
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ SPEC_EXP_TYPES = {
     "MIR_LRS-FIXEDSLIT", "MIR_MRS", "NIS_WFSS", "NRC_WFSS", "NRS_FIXEDSLIT", "NRS_IFU",
     "NRS_MSASPEC",
 }
-
-#: pipelines an engine of this archive can run today (engine name -> pipelines)
-SUPPORTED = {"calib": {"calwebb_detector1"}}
-
 
 @dataclass(frozen=True)
 class PipelinePlan:
@@ -62,11 +59,3 @@ def pipelines_for(exp_type: str) -> PipelinePlan:
     if et in SPEC_EXP_TYPES:
         return PipelinePlan("calwebb_detector1", "calwebb_spec2", "calwebb_spec3")
     return PipelinePlan("calwebb_detector1", None, None)
-
-
-def engine_for(pipeline: str) -> str | None:
-    """The engine that runs ``pipeline`` here, or None if no engine supports it yet."""
-    for engine, pipes in SUPPORTED.items():
-        if pipeline in pipes:
-            return engine
-    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from .config import Settings
+from ..config import Settings
 
 GROUP = "jwst_archive.dispatchers"
 
@@ -45,29 +45,3 @@ def get_dispatcher(settings: Settings, name: str = "celery") -> Dispatcher:
         raise RuntimeError(f"no '{name}' dispatcher registered in entry-point group {GROUP}: "
                            "install the package (pip install -e .)")
     return found[0].load()(settings)
-
-
-def plan_and_send(settings: Settings, dispatcher: Dispatcher | None = None, progress=None, **plan_args):
-    """Plan what the catalog owes (:func:`archive.jobs.plan`) and send it.
-
-    Jobs are stamped with the broker's epoch before they are sent; if sending fails they
-    are un-stamped (so the next plan sends them again) and the error is raised.
-
-    Returns
-    -------
-    (Plan, dict)
-        The plan and the dispatcher's outcome per job id.
-    """
-    from .jobs import plan, unsend
-
-    dispatcher = dispatcher or get_dispatcher(settings)
-    epoch = dispatcher.epoch() if hasattr(dispatcher, "epoch") else None
-    p = plan(settings, broker_epoch=epoch, **plan_args)
-    if plan_args.get("dry_run") or not p.job_ids:
-        return p, {}
-    try:
-        outcomes = dispatcher.send(p.job_ids, progress=progress)
-    except BaseException:
-        unsend(settings, p.job_ids)
-        raise
-    return p, outcomes

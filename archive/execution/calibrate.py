@@ -11,10 +11,17 @@ Exit codes follow strun: 0 success, 1 a file failed, 2 bad usage.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from calib import __version__ as cal_ver
+from calib.errors import CalibError
+
+from ..config import Settings
+from ..crds import cache as crdscache
+from ..crds.references import cache_operational_context
+from .runner import product_root
 
 PIPELINE_ALIASES = {
     "calwebb_detector1": "calwebb_detector1",
@@ -80,8 +87,6 @@ def split_overrides(params: dict) -> tuple[dict, dict[str, str]]:
 
 
 def _context(settings: Settings) -> str:
-    from .crds.references import cache_operational_context
-
     ctx = settings.crds_context or cache_operational_context(settings.crds_path)
     if not ctx:
         raise UsageError(f"no CRDS context: set CRDS_CONTEXT or give a cache with config/jwst/server_config "
@@ -98,19 +103,12 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
     UsageError
         For an unknown pipeline, step, parameter or override file (before any work).
     """
-    import time
-
-    import crds
+    import crds  # heavy (crds, astropy, numba kernels): loaded when files are calibrated
     from astropy.io import fits
 
-    from calib import __version__ as cal_ver
-    from calib.errors import CalibError
     from calib.pipelines.detector1 import (reftypes_for, release_unreachable, run_detector1,
                                            validate_params)
     from calib.products import save_products
-
-    from .crds import cache as crdscache
-    from .jobs import product_root
 
     resolve_pipeline(pipeline)
     params, overrides = split_overrides(params)

@@ -22,14 +22,16 @@ exposures.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .crds import cache as crdscache
-from .catalog.models import Exposure, Job, Product, ProductReference, ReferenceFile
+from ..catalog.models import Exposure, Job, Product, ProductReference, ReferenceFile
+from ..crds import cache as crdscache
+from ..ingest.headers import HEADER_COLUMNS, INT_COLUMNS
 
 CHUNK = 5000
 
@@ -164,8 +166,6 @@ class RmapSelector:
                 values[meta] = str(header[key])
         full = tuple(values.get(p, "UNDEFINED") for p in self.parkeys)
         if self._useafter is not None:
-            from bisect import bisect_right
-
             when = f"{values.get(self.DATE_KEYS[0], '')} {values.get(self.DATE_KEYS[1], '')}".strip()
             key = tuple(v for p, v in zip(self.parkeys, full) if p not in self.DATE_KEYS) + \
                 (bisect_right(self._useafter, when),)
@@ -217,8 +217,6 @@ def _changed_tuple_files(old_ctx: str, new_ctx: str, instrument: str, reftype: s
 def _keyword_column(keyword: str):
     """A FITS keyword of the stored header as a SELECT column: the catalog's own string
     column when it has one (same value, no JSON work), else the header's JSON element."""
-    from .ingest.headers import HEADER_COLUMNS, INT_COLUMNS
-
     for column, kw in HEADER_COLUMNS.items():
         if kw == keyword and column not in INT_COLUMNS and column != "expstart":
             return getattr(Exposure, column)

@@ -1,0 +1,171 @@
+"""Campaigns: what a new CRDS context or new software makes stale.
+
+A campaign is opened by :func:`switch_context` (``archive crds use``) or
+:func:`mark_software_stale` (``archive reprocess --stale-software``). It marks the affected
+current products stale (``products.stale_campaign_id``) and records, per exposure, the
+changes that drive the remake and the first pipeline step they touch
+(``campaign_exposures``). The planner (:func:`archive.reprocessing.planner.plan`) then
+owes one job per stale exposure; products the change does not touch stay current,
+untouched. A campaign is closed (:func:`close_finished`) once nothing it owes is left.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from calib import __version__ as cal_ver
+
+from ..catalog.db import session_scope
+from ..catalog.models import Campaign, CampaignExposure, Exposure, Job, Product
+from ..catalog.queries import in_use_context, program_id
+from ..config import Settings
+from ..crds import cache as crdscache
+from ..crds.references import ContextError, use_context
+from .stale import CHUNK, StaleExposure, compute_stale_set
+
+#: where a remake for new software starts: the first step of calwebb_detector1
+SOFTWARE_FIRST_STEP = "group_scale"
+
+
+@dataclass
+class CampaignReport:
+    """What opening a campaign did."""
+
+    campaign_id: int | None
+    from_context: str | None
+    to_context: str
+    changed_reftypes: dict[str, list[str]] = field(default_factory=dict)
+    stale_exposures: int = 0
+    stale_products: int = 0
+    candidates: int = 0
+    by_change: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _mark(session: Session, campaign: Campaign, items) -> int:
+    """Insert campaign_exposures rows and flag stale the current products of those
+    exposures (one set-based UPDATE); returns the number of products flagged."""
+    rows = [{"campaign_id": campaign.id, "exposure_id": it.exposure_id,
+             "product_id": it.product_ids[0] if it.product_ids else None,
+             "changes": it.changes, "first_step": it.first_step} for it in items]
+    for start in range(0, len(rows), CHUNK):
+        session.execute(CampaignExposure.__table__.insert(), rows[start:start + CHUNK])
+    members = select(CampaignExposure.exposure_id).where(CampaignExposure.campaign_id == campaign.id)
+    res = session.execute(update(Product).where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                                                Product.exposure_id.in_(members))
+                          .values(stale_campaign_id=campaign.id).execution_options(synchronize_session=False))
+    return res.rowcount
+
+
+def switch_context(settings: Settings, name: str, *, dry_run: bool = False, reason: str | None = None) -> CampaignReport:
+    """Make ``name`` the context in use; open a campaign for the products it makes stale.
+
+    Only the (instrument, reftype) pairs whose rmaps differ between the old and the new
+    context are examined (see :mod:`archive.reprocessing.stale`). With no context in use before, or no
+    product affected, no campaign is opened. ``dry_run`` computes the report and changes
+    nothing.
+
+    Raises
+    ------
+    ContextError
+        If ``name`` is not a context in the local CRDS cache.
+    crdscache.BestrefsError
+        If crds cannot select for an exposure.
+    """
+    t0 = time.monotonic()
+    crdscache.configure(settings.crds_path)
+    if name not in crdscache.list_contexts(settings.crds_path):
+        raise ContextError(f"{name}: not in the CRDS cache {settings.crds_path} (add it with 'archive crds add')")
+    with session_scope(settings.db_url) as s:
+        old = in_use_context(s)
+        report = CampaignReport(None, old.name if old else None, name)
+        if old is not None and old.name == name:
+            return report
+        if old is not None:
+            stale = compute_stale_set(s, old.name, name)
+            report.changed_reftypes = stale.changed_reftypes
+            report.stale_exposures = len(stale.exposures)
+            report.stale_products = sum(len(e.product_ids) for e in stale.exposures)
+            report.candidates = stale.candidates
+            report.by_change = stale.by_change()
+        if dry_run:
+            s.rollback()
+            report.seconds = time.monotonic() - t0
+            return report
+        new = use_context(s, name)
+        if old is not None and report.stale_exposures:
+            campaign = Campaign(kind="context", reason=reason or f"CRDS context {old.name} -> {name}",
+                                selection={"changed_reftypes": report.changed_reftypes},
+                                context_id=new.id, from_context_id=old.id, status="open",
+                                summary={"stale_exposures": report.stale_exposures,
+                                         "stale_products": report.stale_products, "by_change": report.by_change})
+            s.add(campaign)
+            s.flush()
+            _mark(s, campaign, stale.exposures)
+            report.campaign_id = campaign.id
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def mark_software_stale(settings: Settings, *, program: str | None = None, instrument: str | None = None,
+                        pipeline: str = "calwebb_detector1", dry_run: bool = False) -> CampaignReport:
+    """Open a campaign remaking current products made by another version of this software.
+
+    New software never makes products stale by itself: the operator asks for it
+    (``archive reprocess --stale-software``).
+    """
+    with session_scope(settings.db_url) as s:
+        ctx = in_use_context(s)
+        q = (select(Product.id, Product.exposure_id, Job.cal_version)
+             .join(Job, Job.id == Product.job_id).join(Exposure, Exposure.id == Product.exposure_id)
+             .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                    Job.pipeline == pipeline, Job.cal_version != cal_ver))
+        if program:
+            q = q.where(Exposure.program == program_id(program))
+        if instrument:
+            q = q.where(Exposure.instrume == instrument.upper())
+        by_exp: dict[int, tuple[list[int], str]] = {}
+        for pid, eid, ver in s.execute(q):
+            by_exp.setdefault(eid, ([], ver))[0].append(pid)
+        items = [StaleExposure(eid, sorted(pids), [{"software": "jwst-archive", "old": ver, "new": cal_ver}],
+                               SOFTWARE_FIRST_STEP)
+                 for eid, (pids, ver) in sorted(by_exp.items())]
+        by_change: dict[str, int] = {}
+        for it in items:
+            key = f"jwst-archive {it.changes[0]['old']} -> {cal_ver}"
+            by_change[key] = by_change.get(key, 0) + 1
+        report = CampaignReport(None, ctx.name if ctx else None, ctx.name if ctx else "",
+                                stale_exposures=len(items), stale_products=sum(len(i.product_ids) for i in items),
+                                candidates=len(items), by_change=by_change)
+        if dry_run or not items:
+            s.rollback()
+            return report
+        campaign = Campaign(kind="software", reason=f"software jwst-archive {cal_ver}", cal_version=cal_ver,
+                            selection={"program": program, "instrument": instrument, "pipeline": pipeline},
+                            context_id=ctx.id if ctx else None, status="open",
+                            summary={"stale_exposures": len(items), "stale_products": report.stale_products,
+                                     "by_change": by_change})
+        s.add(campaign)
+        s.flush()
+        _mark(s, campaign, items)
+        report.campaign_id = campaign.id
+    return report
+
+
+def close_finished(session: Session) -> list[int]:
+    """Close open campaigns with no stale current product and no unfinished job left."""
+    closed = []
+    for c in session.execute(select(Campaign).where(Campaign.status == "open")).scalars():
+        stale = session.execute(select(func.count()).select_from(Product).where(
+            Product.stale_campaign_id == c.id, Product.is_current.is_(True))).scalar_one()
+        unfinished = session.execute(select(func.count()).select_from(Job).where(
+            Job.campaign_id == c.id, Job.status != "succeeded")).scalar_one()
+        if stale == 0 and unfinished == 0:
+            c.status = "done"
+            c.closed_at = datetime.now(timezone.utc)
+            closed.append(c.id)
+    return closed
