@@ -4,15 +4,29 @@ from __future__ import annotations
 from archive.config import Settings
 from archive.execution.runner import PermanentJobError
 
+#: the task that runs one job (tasks.jobs.run_job), by its Celery name
+RUN_JOB = "tasks.jobs.run_job"
+
 
 class CeleryDispatcher:
     """Sends jobs through Celery: eager in-process, or to the broker."""
 
     def __init__(self, settings: Settings, app=None) -> None:
+        # here, not at the top: importing tasks.app builds its default app from the
+        # environment, which a dispatcher made for explicit settings must not depend on
         from .app import make_app
 
         self.settings = settings
         self.app = app or make_app(settings)
+
+    def _tasks(self):
+        """The app's task registry, after the app imported its task modules (its ``include``).
+
+        The dispatcher finds the tasks by name through the app, as Celery workers do, so it
+        does not import the task module that itself uses this dispatcher.
+        """
+        self.app.loader.import_default_modules()
+        return self.app.tasks
 
     def epoch(self) -> str | None:
         """The broker's identity: Redis' run_id (new at every server start), so the planner
@@ -33,9 +47,7 @@ class CeleryDispatcher:
         return "static"
 
     def send(self, job_ids: list[int], progress=None) -> dict[int, str]:
-        from . import jobs as _  # noqa: F401 - registers the tasks on the app
-
-        task = self.app.tasks["tasks.jobs.run_job"]
+        task = self._tasks()[RUN_JOB]
         out: dict[int, str] = {}
         for job_id in job_ids:
             if self.settings.eager:
@@ -53,11 +65,9 @@ class CeleryDispatcher:
         return out
 
     def run_worker(self, argv: list[str]) -> None:
-        from . import jobs as _  # noqa: F401
-
+        self._tasks()
         self.app.worker_main(["worker", "--loglevel=INFO", "--prefetch-multiplier=1", *argv])
 
     def run_beat(self, argv: list[str]) -> None:
-        from . import jobs as _  # noqa: F401
-
+        self._tasks()
         self.app.start(["beat", "--loglevel=INFO", *argv])

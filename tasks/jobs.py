@@ -5,10 +5,15 @@ backoff; a PermanentJobError (bad input, bad reference file) fails at once.
 """
 from __future__ import annotations
 
+import os
+
 from celery import shared_task
 
-from archive.execution import runner
 from archive.config import load_settings
+from archive.execution import runner
+from archive.reprocessing.planner import plan_and_send
+
+from .dispatch import RUN_JOB, CeleryDispatcher
 
 TRANSIENT = runner.TRANSIENT
 
@@ -17,23 +22,19 @@ def _settings(task):
     return getattr(task.app, "archive_settings", None) or load_settings()
 
 
-@shared_task(bind=True, name="tasks.jobs.run_job", autoretry_for=TRANSIENT,
+@shared_task(bind=True, name=RUN_JOB, autoretry_for=TRANSIENT,
              dont_autoretry_for=(runner.PermanentJobError,), retry_backoff=5, retry_backoff_max=600,
              retry_jitter=True, max_retries=5, acks_late=True)
 def run_job(self, job_id: int) -> str:
     """Execute job ``job_id`` (see archive.execution.runner.execute_job)."""
     hostname = self.request.hostname or runner.worker_name()
-    return runner.execute_job(_settings(self), job_id, worker=f"{hostname}:{__import__('os').getpid()}")
+    return runner.execute_job(_settings(self), job_id, worker=f"{hostname}:{os.getpid()}")
 
 
 @shared_task(bind=True, name="tasks.jobs.plan_and_enqueue")
 def plan_and_enqueue(self) -> int:
     """Beat task: send the stale work the catalog owes under the context in use (and jobs a
     lost worker or a restarted broker dropped); failures are not retried automatically."""
-    from archive.reprocessing.planner import plan_and_send
-
-    from .dispatch import CeleryDispatcher
-
     settings = _settings(self)
     plan, _ = plan_and_send(settings, CeleryDispatcher(settings, app=self.app), stale_only=True, retry_failed=False)
     return len(plan.job_ids)
