@@ -1,0 +1,4 @@
+"""``python -m archive.cli``: the ``archive`` command."""
+from . import app
+
+app()

@@ -1,0 +1,42 @@
+"""``archive simulate`` and ``archive demo``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, err, print_table, settings
+
+app = typer.Typer()
+
+
+@app.command()
+def simulate(pool: Path = typer.Option(..., "--pool", exists=True, dir_okay=False, help="Association pool (.csv)."),
+             out: Path = typer.Option(..., "--out", help="Directory for the _uncal.fits files."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N pool rows."),
+             seed: int = typer.Option(0, "--seed"),
+             ngroups: Optional[int] = typer.Option(None, "--ngroups", help="Override NGROUPS."),
+             nints: Optional[int] = typer.Option(None, "--nints", help="Override NINTS."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Simulate one raw exposure per pool row and the CRDS cache that describes them."""
+    from ..simulation import simulate_pool
+
+    s = settings()
+    s.crds_path.mkdir(parents=True, exist_ok=True)
+    with err.status(f"simulating {pool.name} ..."):
+        result = simulate_pool(pool, out, s.crds_path, limit=limit, seed=seed, ngroups=ngroups, nints=nints)
+    rows = [[str(f)] for f in result.files]
+    print_table(f"{len(result.files)} exposures simulated; CRDS context {result.context} in {s.crds_path}",
+                ["file"], rows, as_json)
+
+
+@app.command()
+def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Default: a new temporary directory."),
+         limit: int = typer.Option(4, "--limit", help="How many pool rows to simulate."),
+         ngroups: int = typer.Option(5, "--ngroups")):
+    """The main job end to end on the embedded default (SQLite, in-process tasks)."""
+    from ..demo import run_demo
+
+    code = run_demo(workdir, limit=limit, ngroups=ngroups, console=console)
+    raise typer.Exit(code)
