@@ -2,8 +2,8 @@
 """calwebb_detector1 speed: this project's engine (calib) against the jwst package.
 
 Not a test: a measurement. For each case the script simulates one raw exposure and its
-reference files with the project's simulator (``calib.simulate``; header keywords as
-``archive.simulation.exposure_keywords`` makes them from a real NIRCam template), then runs,
+reference files with the project's simulator (``simulation.ramps``; header keywords as
+``simulation.pools.exposure_keywords`` makes them from a real NIRCam template), then runs,
 each in its own subprocess so that peak resident memory is measured separately:
 
 * ours: ``calib.pipelines.detector1.run_detector1`` + ``calib.products.save_products``;
@@ -62,8 +62,8 @@ def prepare(case: str, workdir: Path, seed: int = 1) -> dict:
     if manifest.exists():
         return json.loads(manifest.read_text())
     sys.path.insert(0, str(REPO))
-    from archive.simulation import NIRCAM_TEMPLATE, exposure_keywords
-    from calib import simulate as sim
+    from simulation import ramps as sim
+    from simulation.pools import NIRCAM_TEMPLATE, exposure_keywords
 
     c = CASES[case]
     d.mkdir(parents=True, exist_ok=True)

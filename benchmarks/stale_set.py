@@ -71,7 +71,7 @@ def main() -> int:
     from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
     from archive.ingest.pools import pool_rows
     from archive.crds.references import compute_bestrefs, use_context
-    from archive.simulation import simulate_pool
+    from simulation.pools import simulate_pool
     from calib.pipelines.detector1 import reftypes_for
 
     work = Path(tempfile.mkdtemp(prefix="stale-bench-"))
@@ -82,7 +82,7 @@ def main() -> int:
         db_url = f"sqlite:///{work / 'catalog.sqlite'}"
     try:
         t = time.perf_counter()
-        rows = pool_rows(ROOT / "archive" / "data" / "pools" / "pool_003_image_nircam.csv")
+        rows = pool_rows(ROOT / "simulation" / "data" / "pools" / "pool_003_image_nircam.csv")
         seen, picked = set(), []
         for r in rows:
             if r["DETECTOR"] not in seen:

@@ -45,7 +45,7 @@ from datetime import timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-POOL = REPO / "archive" / "data" / "pools" / "pool_003_image_nircam.csv"
+POOL = REPO / "simulation" / "data" / "pools" / "pool_003_image_nircam.csv"
 
 
 def log(msg: str) -> None:
@@ -55,7 +55,7 @@ def log(msg: str) -> None:
 def simulate(workdir: Path, count: int, subarray: str, ngroups: int, nints: int):
     """``count`` exposures from the rows of the real pool_003, all on NRCA1."""
     from archive.ingest.pools import pool_rows
-    from archive.simulation import simulate_pool
+    from simulation.pools import simulate_pool
 
     base = pool_rows(POOL)
     rows = []

@@ -23,7 +23,7 @@ from stdatamodels.jwst import datamodels
 
 from calib.errors import InputError, ReferenceFileError
 from calib.pipelines.detector1 import run_detector1, validate_params
-from calib.simulate import MIRI_EMI_CLOCKS, write_emicorr_reference
+from simulation.ramps import MIRI_EMI_CLOCKS, write_emicorr_reference
 from calib.steps import emicorr as emi
 from tests.conftest import SHARED
 from tests.test_calib_support import make_miri

@@ -29,7 +29,7 @@ from archive.reprocessing.planner import plan_and_send
 from archive.reprocessing.status import campaign_status
 from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
-from archive.simulation import simulate_pool
+from simulation.pools import simulate_pool
 from archive.ingest.storage import sha256_file
 
 from .conftest import shared

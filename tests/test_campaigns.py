@@ -20,7 +20,7 @@ from archive.ingest.pools import pool_rows
 from archive.crds.references import use_context
 from archive.reprocessing.planner import plan, plan_and_send
 from archive.reprocessing.stale import RmapSelector
-from archive.simulation import simulate_pool
+from simulation.pools import simulate_pool
 from archive.ingest.storage import sha256_file
 from calib.pipelines.detector1 import reftypes_for
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
     from archive.catalog.db import session_scope
-    from archive.demo import run_demo
+    from simulation.demo import run_demo
     from archive.catalog.models import Campaign, Exposure, IngestRejection, Job, Product, ProductComparison
 
     for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG", "CRDS_PATH"):

@@ -18,7 +18,7 @@ from archive.catalog.models import Association, AssociationMember, BestRef, Expo
 from archive.ingest.pools import pool_rows, read_pool
 from archive.catalog.provenance import lineage, readonly_query
 from archive.crds.references import use_context
-from archive.simulation import simulate_pool
+from simulation.pools import simulate_pool
 
 from .conftest import shared
 

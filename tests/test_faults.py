@@ -36,7 +36,7 @@ from archive.reprocessing.planner import plan
 from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
 from archive.crds.references import compute_bestrefs, context_in_use, use_context
-from archive.simulation import simulate_pool
+from simulation.pools import simulate_pool
 
 from .conftest import shared
 from .test_end_to_end import write_pool

@@ -1,11 +1,11 @@
-"""Tests of the exposure simulator (calib.simulate) and of pool simulation for MIRI."""
+"""Tests of the exposure simulator (simulation.ramps) and of pool simulation for MIRI."""
 from __future__ import annotations
 
 
 import numpy as np
 import pytest
 
-from calib import simulate as sim
+from simulation import ramps as sim
 from tests.conftest import SHARED
 
 POOLS = SHARED / "pools"
@@ -204,10 +204,10 @@ def test_simulate_pool_miri(tmp_path):
     from astropy.io import fits
     from stdatamodels.jwst import datamodels as dm
 
-    from archive import simulation
+    from simulation import pools
     from archive.crds import cache as crdscache
 
-    res = simulation.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out",
+    res = pools.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out",
                                    tmp_path / "crds", limit=2, ngroups=2, seed=0)
     assert [p.name for p in res.files] == ["jw_00001_uncal.fits", "jw_00002_uncal.fits"]
     for path in res.files:
@@ -225,7 +225,7 @@ def test_simulate_pool_miri(tmp_path):
         truth = np.load(res.truths[path.name])
         assert truth["rate"].shape == (1024, 1032)
     # same seed -> identical raw pixels
-    res2 = simulation.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out2",
+    res2 = pools.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out2",
                                     tmp_path / "crds2", limit=1, ngroups=2, seed=0)
     a = fits.getdata(res.files[0], "SCI")
     b = fits.getdata(res2.files[0], "SCI")
@@ -244,7 +244,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
     from astropy.io import fits
 
-    from archive import simulation
+    from simulation import pools
     from archive.crds import cache as crdscache
     from archive.ingest.pools import pool_rows
 
@@ -253,7 +253,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
     row.update(SUBARRAY=subarray, READPATT=readpatt, FILENAME="jw_sub_uncal.fits")
     pool = tmp_path / "pool.csv"
     pool.write_text("|".join(row) + "\n" + "|".join(str(v) for v in row.values()) + "\n")
-    res = simulation.simulate_pool(pool, tmp_path / "out", tmp_path / "crds", ngroups=ngroups, seed=3)
+    res = pools.simulate_pool(pool, tmp_path / "out", tmp_path / "crds", ngroups=ngroups, seed=3)
     uncal = res.files[0]
     assert fits.getheader(uncal)["SUBARRAY"] == subarray.upper()
     from jwst import pipeline as jwst_pipeline
@@ -281,7 +281,7 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
 
 def test_exposure_keywords_for_templates_of_each_instrument():
-    from archive import simulation
+    from simulation import pools
     from archive.ingest.pools import pool_rows
 
     base = pool_rows(POOLS / "pool_003_image_nircam.csv")[0]
@@ -294,7 +294,7 @@ def test_exposure_keywords_for_templates_of_each_instrument():
     for i, (instr, (det, sub, exp, patt, geom)) in enumerate(cases.items()):
         row = dict(base, INSTRUME=instr, DETECTOR=det, SUBARRAY=sub, EXP_TYPE=exp, PUPIL="null", MODULE="null", CHANNEL="null",
                    FILENAME=f"jw_{instr}_uncal.fits")
-        kw = simulation.exposure_keywords(row, i, ngroups=3)
+        kw = pools.exposure_keywords(row, i, ngroups=3)
         assert kw["INSTRUME"] == instr.upper() and kw["DETECTOR"] == det.upper()
         assert kw["READPATT"] == patt and kw["NGROUPS"] == 3
         assert (kw["SUBSTRT1"], kw["SUBSTRT2"], kw["SUBSIZE1"], kw["SUBSIZE2"]) == geom
@@ -303,4 +303,4 @@ def test_exposure_keywords_for_templates_of_each_instrument():
         if instr in ("miri", "nirspec"):
             assert kw["MODULE"] is None and kw["CORONMSK"] is None   # NIRCam-only, removed
     with pytest.raises(ValueError, match="unknown NIRCAM subarray"):
-        simulation.exposure_keywords(dict(base, SUBARRAY="sub999"), 0)
+        pools.exposure_keywords(dict(base, SUBARRAY="sub999"), 0)

@@ -7,10 +7,13 @@ config file; ``--data-dir`` overrides the data directory. Tabular commands take
 
 The command modules import the archive's packages inside each command, so that
 ``archive --help`` and argument errors do not pay for loading astropy, SQLAlchemy, crds
-and the numba kernels. Commands of other packages join through the entry-point group
-``jwst_archive.commands`` (each entry point a ``typer.Typer`` whose commands are added
-at the top level): that is how ``simulation`` adds ``simulate`` and ``demo`` without the
-archive importing it.
+and the numba kernels.
+
+Commands of other packages join through the entry-point group ``jwst_archive.commands``:
+each entry point names a ``typer.Typer`` whose commands are added at the top level when
+the command line runs (not when this package is imported, so such a package may itself
+use :mod:`archive.cli.common`). That is how ``simulation`` adds ``simulate`` and
+``demo`` without the archive importing it.
 """
 from __future__ import annotations
 
@@ -18,15 +21,75 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from . import associations, calibrate, catalog, crds, ingest, reprocessing, simulation, workers
+from . import associations, calibrate, catalog, crds, ingest, reprocessing, workers
 from .common import State, err
 
+#: entry-point group of the commands other packages add to ``archive``
 COMMANDS_GROUP = "jwst_archive.commands"
 
-app = typer.Typer(help="A JWST archive: ingest raw exposures, calibrate them, and prove how each product was made.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+def registered_commands(group: str = COMMANDS_GROUP) -> dict[str, click.Command]:
+    """Load the commands other installed packages register for ``archive``.
+
+    Parameters
+    ----------
+    group : str
+        Entry-point group; each entry point names a ``typer.Typer``.
+
+    Returns
+    -------
+    dict
+        Command name -> click command, from the entry points in the order of their names.
+
+    Notes
+    -----
+    An entry point that fails to load is reported on stderr and left out: a broken
+    add-on must not take the archive's own commands down with it.
+    """
+    found: dict[str, click.Command] = {}
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        try:
+            commands = typer.main.get_group(ep.load()).commands
+        except Exception as exc:
+            err.print(f"[yellow]commands {ep.name} ({ep.value}) not loaded: {type(exc).__name__}: {exc}")
+            continue
+        for name, command in commands.items():
+            found.setdefault(name, command)
+    return found
+
+
+class ArchiveGroup(TyperGroup):
+    """The ``archive`` command group: its own commands, then the registered ones.
+
+    The registered commands (:func:`registered_commands`) are added the first time the
+    group lists or looks up a command; they never replace one of the archive's own.
+    """
+
+    _registered_added = False
+
+    def _add_registered(self) -> None:
+        if not self._registered_added:
+            self._registered_added = True
+            for name, command in registered_commands().items():
+                self.commands.setdefault(name, command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """List the command names: the archive's own, then the registered ones."""
+        self._add_registered()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return the command named ``cmd_name``, looking at the registered ones too."""
+        self._add_registered()
+        return super().get_command(ctx, cmd_name)
+
+
+app = typer.Typer(cls=ArchiveGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="A JWST archive: ingest raw exposures, calibrate them, and prove how each product was made.")
 
 
 @app.callback()
@@ -36,32 +99,6 @@ def main(data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="ARC
     State.data_dir = data_dir
 
 
-def add_registered_commands(root: typer.Typer, group: str = COMMANDS_GROUP) -> None:
-    """Add the commands other installed packages register for ``archive``.
-
-    Parameters
-    ----------
-    root : typer.Typer
-        The app to add them to.
-    group : str
-        Entry-point group; each entry point names a ``typer.Typer`` whose commands join
-        ``root`` at the top level, in the order of the entry points' names.
-
-    Notes
-    -----
-    An entry point that fails to load is reported on stderr and left out: a broken
-    add-on must not take the archive's own commands down with it.
-    """
-    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        try:
-            commands = ep.load()
-        except Exception as exc:
-            err.print(f"[yellow]commands {ep.name} ({ep.value}) not loaded: {type(exc).__name__}: {exc}")
-            continue
-        root.add_typer(commands)
-
-
-for _group in (catalog, ingest, associations, reprocessing, calibrate, workers, simulation):
+for _group in (catalog, ingest, associations, reprocessing, calibrate, workers):
     app.add_typer(_group.app)
-add_registered_commands(app)
 app.add_typer(crds.app, name="crds")

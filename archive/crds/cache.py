@@ -8,7 +8,7 @@ The cache has the standard CRDS layout::
 
 Two kinds of context live in it: real ones copied from a CRDS server's mappings
 (:func:`install_real_context`) and synthetic ones that select the reference files written
-by :mod:`calib.simulate` (:func:`write_synthetic_context`, :func:`derive_context`).
+by :mod:`simulation.ramps` (:func:`write_synthetic_context`, :func:`derive_context`).
 
 Synthetic names are clearly apart from operational ones: contexts
 ``jwst_sim_NNNN.pmap``, instrument mappings ``jwst_sim_<instr>_NNNN.imap``, reference

@@ -1,4 +1,10 @@
-"""``archive simulate`` and ``archive demo``."""
+"""``archive simulate`` and ``archive demo``: commands the simulation adds to ``archive``.
+
+They reach the ``archive`` command through the entry-point group ``jwst_archive.commands``
+(pyproject.toml), so the archive itself never imports this package. The simulator and the
+demo (numba, astropy, the catalog) are imported inside the commands: ``archive --help``
+stays fast.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, err, print_table, settings
+from archive.cli.common import console, err, print_table, settings
 
 app = typer.Typer()
 
@@ -20,7 +26,7 @@ def simulate(pool: Path = typer.Option(..., "--pool", exists=True, dir_okay=Fals
              nints: Optional[int] = typer.Option(None, "--nints", help="Override NINTS."),
              as_json: bool = typer.Option(False, "--json")):
     """Simulate one raw exposure per pool row and the CRDS cache that describes them."""
-    from ..simulation import simulate_pool
+    from .pools import simulate_pool
 
     s = settings()
     s.crds_path.mkdir(parents=True, exist_ok=True)
@@ -36,7 +42,7 @@ def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Default
          limit: int = typer.Option(4, "--limit", help="How many pool rows to simulate."),
          ngroups: int = typer.Option(5, "--ngroups")):
     """The main job end to end on the embedded default (SQLite, in-process tasks)."""
-    from ..demo import run_demo
+    from .demo import run_demo
 
     code = run_demo(workdir, limit=limit, ngroups=ngroups, console=console)
     raise typer.Exit(code)

@@ -1,8 +1,8 @@
 """Simulated raw exposures for an association pool, with the CRDS context that calibrates them.
 
 For every pool row one ``_uncal.fits`` is written: a real header template (shipped in
-``archive/data/headers``) completed with the row's values, and a ramp from
-:mod:`calib.simulate`. The reference files describing the simulated detectors are written
+``simulation/data/headers``) completed with the row's values, and a ramp from
+:mod:`simulation.ramps`. The reference files describing the simulated detectors are written
 into a CRDS cache and a synthetic context selecting them is created, so that CRDS best
 references for each simulated file are exactly the files the simulation used.
 """
@@ -12,10 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from archive.crds import cache as crdscache
 from archive.ingest.pools import pool_rows
-from calib import simulate as sim
+
+from . import ramps as sim
 
 HEADERS_DIR = Path(__file__).parent / "data" / "headers"
 NIRCAM_TEMPLATE = HEADERS_DIR / "jw01075001001_03105_00009_nrca2_uncal.fits"
@@ -71,7 +71,7 @@ class SimulationResult:
 
     files : uncal paths, in pool order.
     context : the synthetic .pmap that selects the references used.
-    truths : uncal file name -> .npz with the truth (see :class:`calib.simulate.Truth`).
+    truths : uncal file name -> .npz with the truth (see :class:`simulation.ramps.Truth`).
     references : uncal file name -> {reftype: reference file name} actually used.
     """
 

@@ -1,7 +1,7 @@
 """``archive demo``: the main job end to end on the embedded default.
 
 In a fresh data directory (SQLite catalog, Celery tasks run in-process) it does what an
-operator does: simulate raw exposures from a real pool (shipped in ``archive/data``), ingest
+operator does: simulate raw exposures from a real pool (shipped in ``simulation/data``), ingest
 them together with a real FGS exposure and a deliberately truncated file, choose the CRDS
 context, generate associations, plan and run calwebb_detector1; then a new CRDS context
 re-delivers one detector's dark: only that exposure is remade and compared with the
@@ -14,10 +14,27 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+from astropy.io import fits
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
-from .config import load_settings
+from archive.associations.associate import associate
+from archive.catalog.db import session_scope, upgrade
+from archive.catalog.models import Exposure, Product, ProductComparison
+from archive.catalog.provenance import readonly_query
+from archive.config import load_settings
+from archive.crds import cache as crdscache
+from archive.crds.references import use_context
+from archive.execution.dispatch import get_dispatcher
+from archive.ingest.batch import ingest
+from archive.reprocessing.campaigns import switch_context
+from archive.reprocessing.planner import plan, plan_and_send
+from archive.reprocessing.status import campaign_status
+from archive.reprocessing.whatif import what_if
+
+from .pools import simulate_pool
 
 DEMO_POOL = "pool_003_image_nircam.csv"
 REAL_RAW = "jw01019001001_gs-acq1_2022117003102_uncal.fits"
@@ -31,25 +48,12 @@ ORDER BY product, reftype
 
 
 def _data(*parts: str) -> Path:
-    return Path(str(resources.files("archive").joinpath("data", *parts)))
+    return Path(str(resources.files("simulation").joinpath("data", *parts)))
 
 
 def _new_context_campaign(s, sim, console: Console) -> dict:
     """A new context with one detector's dark re-delivered: stale set, campaign, remake,
     comparison (what ``archive crds add/use``, ``plan`` and ``reprocess --stale`` do)."""
-    import numpy as np
-    from astropy.io import fits
-    from sqlalchemy import select
-
-    from .crds import cache as crdscache
-    from .reprocessing.campaigns import switch_context
-    from .reprocessing.status import campaign_status
-    from .reprocessing.whatif import what_if
-    from .catalog.db import session_scope
-    from .execution.dispatch import get_dispatcher
-    from .reprocessing.planner import plan_and_send
-    from .catalog.models import Exposure, Product, ProductComparison
-
     first = sim.files[0].name
     crdscache.configure(s.crds_path)
     old_dark = sim.references[first]["dark"]
@@ -87,15 +91,6 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
 
 def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Console | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every planned job succeeded)."""
-    from .associations.associate import associate
-    from .catalog.db import session_scope, upgrade
-    from .execution.dispatch import get_dispatcher
-    from .ingest.batch import ingest
-    from .reprocessing.planner import plan
-    from .catalog.provenance import readonly_query
-    from .crds.references import use_context
-    from .simulation import simulate_pool
-
     console = console or Console()
     t0 = time.monotonic()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="archive-demo-")).resolve()

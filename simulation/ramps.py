@@ -690,7 +690,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
 # files: reference files and uncal
 
 USEAFTER = "2000-01-01T00:00:00"
-AUTHOR = "calib.simulate"
+AUTHOR = "simulation.ramps"
 
 
 def _ref_meta(model, det: Detector, reftype: str, description: str, subarray: str = "GENERIC",
