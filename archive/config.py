@@ -53,6 +53,7 @@ class Settings:
 
     @property
     def associations_dir(self) -> Path:
+        """Where association JSON files go: ``<data>/associations/``."""
         return self.data_dir / "associations"
 
     @property
@@ -61,6 +62,7 @@ class Settings:
         return not self.broker_url
 
     def with_(self, **changes) -> "Settings":
+        """Return a copy of these settings with some fields changed."""
         return replace(self, **changes)
 
 

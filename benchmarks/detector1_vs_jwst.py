@@ -16,8 +16,9 @@ load, CRDS set-up), then ``--repeat`` timed runs; the best of them is reported t
 the per-step wall times of that run and two peak RSS values (VmHWM): of the whole process
 (the cold first run included: reading and preparing references, numba cache load) and of
 the timed runs only, as in a warm worker (the peak is reset after the warm-up run by
-writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it). Finally the two products are compared with the parity criterion of the issue:
-the fraction of good pixels with |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst.
+writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it). Finally the
+two products are compared with the parity criterion of the issue: the fraction of good
+pixels with |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst.
 
 Cases:
   full  NIRCam NRCA1 full frame 2048x2048, NGROUPS 10, NINTS 1, READPATT MEDIUM8
@@ -204,12 +205,12 @@ def worker_jwst(cfg: dict) -> dict:
             if step is None:
                 continue
 
-            def timed(*a, _run=step.run, _name=name, **kw):
+            def timed(*a, _run=step.run, _name=name, _times=times, **kw):
                 t = time.perf_counter()
                 try:
                     return _run(*a, **kw)
                 finally:
-                    times[_name] = time.perf_counter() - t
+                    _times[_name] = time.perf_counter() - t
             step.run = timed
         t0 = time.perf_counter()
         p.run(cfg["uncal"])

@@ -128,7 +128,8 @@ def main() -> int:
                 eid = next_id + i
                 day = 1 + rng.randrange(1400)
                 date = f"{2022 + day // 365}-{1 + (day % 365) // 31:02d}-{1 + day % 28:02d}"
-                tm = f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}"
+                tm = (f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}"
+                      f".{rng.randrange(1000):03d}")
                 name = f"jw9{i:07d}_00001_{e.detector.lower()}_uncal.fits"
                 header = dict(e.header, **{"DATE-OBS": date, "TIME-OBS": tm, "FILENAME": name})
                 row = {c: getattr(e, c) for c in base_cols}

@@ -310,10 +310,7 @@ def main(argv=None) -> int:
                 phase.start_workers()
                 from archive.execution.dispatch import get_dispatcher
 
-                dispatcher = get_dispatcher(phase.settings)
-
-                def send(ids):
-                    dispatcher.send(ids)
+                send = get_dispatcher(phase.settings).send
 
                 log(f"{n_workers} worker(s): warming up")
                 phase.warm_up(send, [job_of[f.name] for f in warm_files])

@@ -41,7 +41,7 @@ def simulate(pool: Path = typer.Option(..., "--pool", exists=True, dir_okay=Fals
 def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Default: a new temporary directory."),
          limit: int = typer.Option(4, "--limit", help="How many pool rows to simulate."),
          ngroups: int = typer.Option(5, "--ngroups")):
-    """The main job end to end on the embedded default (SQLite, in-process tasks)."""
+    """Run the main job end to end on the embedded default (SQLite, in-process tasks)."""
     from .demo import run_demo
 
     code = run_demo(workdir, limit=limit, ngroups=ngroups, console=console)

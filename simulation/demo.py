@@ -52,8 +52,11 @@ def _data(*parts: str) -> Path:
 
 
 def _new_context_campaign(s, sim, console: Console) -> dict:
-    """A new context with one detector's dark re-delivered: stale set, campaign, remake,
-    comparison (what ``archive crds add/use``, ``plan`` and ``reprocess --stale`` do)."""
+    """Deliver a new context with one detector's dark re-delivered, and remake what it makes stale.
+
+    Stale set, campaign, remake, comparison: what ``archive crds add/use``, ``plan`` and
+    ``reprocess --stale`` do. Returns the outcomes of the jobs that did not succeed.
+    """
     first = sim.files[0].name
     crdscache.configure(s.crds_path)
     old_dark = sim.references[first]["dark"]

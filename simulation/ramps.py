@@ -270,11 +270,14 @@ class Detector:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Full-frame shape (ny, nx)."""
         return self.superbias.shape
 
     def amp_index(self) -> np.ndarray:
-        """Amplifier (output) index of every column, shape (nx,) int: near-IR 512-column
-        stripes (x // 512), MIRI interleaved columns (x % 4)."""
+        """Return the amplifier (output) index of every column, shape (nx,) int.
+
+        Near-IR: 512-column stripes (x // 512); MIRI: interleaved columns (x % 4).
+        """
         nx = self.shape[1]
         x = np.arange(nx)
         if self.instrument == "MIRI":
@@ -287,17 +290,23 @@ class Detector:
         return IPC_ALPHA[self.instrument]
 
     def ipc_kernel(self) -> np.ndarray:
-        """IPC reference kernel, float32 (3, 3): the first-order inverse of the simulated
-        coupling (centre 1 + 4a', neighbours -a', a' = alpha / (1 - 4 alpha)); the jwst ipc
-        step convolves each group with it. Residual error O(alpha^2) (~3e-5)."""
+        """Return the IPC reference kernel, float32 (3, 3).
+
+        The first-order inverse of the simulated coupling (centre 1 + 4a', neighbours -a',
+        a' = alpha / (1 - 4 alpha)); the jwst ipc step convolves each group with it.
+        Residual error O(alpha^2) (~3e-5).
+        """
         a = self.ipc_alpha / (1.0 - 4.0 * self.ipc_alpha)
         return np.array([[0.0, -a, 0.0], [-a, 1.0 + 4.0 * a, -a], [0.0, -a, 0.0]], np.float32)
 
     def reset_anomaly(self) -> np.ndarray | None:
-        """MIRI reset anomaly, float32 (RESET_NINTS, RESET_NGROUPS, ny, nx) DN added to the raw
-        ramp (None for near-IR): a per-pixel amplitude of ~30 DN decaying as exp(-g / 1.2)
-        over the first groups, 0.6 times as large after the first integration (integrations
-        beyond RESET_NINTS repeat the last). Deterministic in (detector, seed)."""
+        """Return the MIRI reset anomaly, float32 (RESET_NINTS, RESET_NGROUPS, ny, nx) DN.
+
+        It is added to the raw ramp (None for near-IR): a per-pixel amplitude of ~30 DN
+        decaying as exp(-g / 1.2) over the first groups, 0.6 times as large after the first
+        integration (integrations beyond RESET_NINTS repeat the last). Deterministic in
+        (detector, seed).
+        """
         if self.instrument != "MIRI":
             return None
         rng = np.random.default_rng(derive_seed("reset", self.instrument, self.detector, self.seed))
@@ -310,7 +319,8 @@ class Detector:
         """MASK DQ (uint32): DEAD|DO_NOT_USE, HOT, REFERENCE_PIXEL.
 
         Reference pixels are not DO_NOT_USE in the mask (as in real NIRCam masks): the jwst
-        refpix step ignores reference pixels flagged DO_NOT_USE in subarrays."""
+        refpix step ignores reference pixels flagged DO_NOT_USE in subarrays.
+        """
         dq = np.zeros(self.shape, np.uint32)
         dq[self.dead] |= DEAD | DO_NOT_USE
         dq[self.hot] |= HOT
@@ -318,9 +328,12 @@ class Detector:
         return dq
 
     def linearity_coeffs(self) -> np.ndarray:
-        """LINEARITY coefficients, float32 (4, ny, nx): linear = sum_k c_k x^k where x is the
-        count the jwst linearity step sees: signal above bias for near-IR (after superbias
-        and refpix), the raw count with bias for MIRI (re-expanded around the superbias)."""
+        """Return the LINEARITY coefficients, float32 (4, ny, nx).
+
+        linear = sum_k c_k x^k where x is the count the jwst linearity step sees: signal
+        above bias for near-IR (after superbias and refpix), the raw count with bias for
+        MIRI (re-expanded around the superbias).
+        """
         if self.instrument != "MIRI":
             c = np.empty((4, *self.shape), np.float32)
             c[0] = 0.0
@@ -344,7 +357,7 @@ class Detector:
 
 
 def derive_seed(*parts) -> int:
-    """A 64-bit seed derived from any values (stable across runs and platforms)."""
+    """Return a 64-bit seed derived from any values (stable across runs and platforms)."""
     h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little")
 
@@ -398,7 +411,7 @@ def make_detector(instrument: str, detector: str, seed: int = 0) -> Detector:
 
 
 def nonlinear(linear: np.ndarray, a2: np.ndarray, a3: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """Recorded (non-linear) signal s from linear signal L (DN): solves L = s + a2 s^2 + a3 s^3.
+    """Return the recorded (non-linear) signal s of a linear signal L (DN): L = s + a2 s^2 + a3 s^3.
 
     Starts from the series inverse ``s = L - a2 L^2`` and refines with Newton iterations
     (quadratic convergence: 3 iterations reach float64 round-off for a few-% non-linearity).
@@ -428,8 +441,11 @@ def apply_linearity(counts: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
 
 
 def _couple(q: np.ndarray, alpha: float, refpix: np.ndarray) -> np.ndarray:
-    """Charge q (ny, nx) seen through IPC: (1 - 4 alpha) q + alpha x (sum of the 4 nearest
-    neighbours inside the window); reference pixels (no photodiode) stay 0."""
+    """Return the charge q (ny, nx) as seen through IPC.
+
+    (1 - 4 alpha) q + alpha x (sum of the 4 nearest neighbours inside the window);
+    reference pixels (no photodiode) stay 0.
+    """
     out = (1.0 - 4.0 * alpha) * q
     out[1:, :] += alpha * q[:-1, :]
     out[:-1, :] += alpha * q[1:, :]
@@ -504,8 +520,10 @@ class Scene:
 
 def random_scene(rng: np.random.Generator, x0: int, y0: int, nx: int, ny: int, nstars: int = 8,
                  bright_peak: float = 20000.0) -> Scene:
-    """A smooth sky plus ``nstars`` Gaussian stars inside the window (peaks 5-2000 DN/s),
-    one of them bright (``bright_peak`` DN/s) so that long ramps saturate."""
+    """Make a smooth sky plus ``nstars`` Gaussian stars inside the window (peaks 5-2000 DN/s).
+
+    One of them is bright (``bright_peak`` DN/s) so that long ramps saturate.
+    """
     stars = []
     for i in range(nstars):
         sx = rng.uniform(x0 + 2, x0 + nx - 2)
@@ -530,6 +548,7 @@ class ExposureSpec:
     nints: int = 1
 
     def __post_init__(self):
+        """Normalise the names (upper case, defaults) and check the values."""
         self.instrument = self.instrument.upper()
         self.detector = self.detector.upper()
         self.subarray = (self.subarray or "FULL").upper()
@@ -540,9 +559,11 @@ class ExposureSpec:
             raise ValueError("IRS2 readouts (interleaved reference pixels, 3200 rows) are not simulated")
 
     def geometry(self) -> tuple[int, int, int, int]:
+        """Return the subarray's (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2)."""
         return subarray_geometry(self.instrument, self.subarray)
 
     def readout(self) -> Readout:
+        """Return the readout timing of this exposure's pattern and subarray."""
         return readout(self.instrument, self.readpatt, self.subarray)
 
 
@@ -579,6 +600,16 @@ def window(det: Detector, spec: ExposureSpec) -> tuple[slice, slice]:
     if x1 - 1 + xs > nx or y1 - 1 + ys > ny:
         raise ValueError(f"subarray {spec.subarray} does not fit the {det.instrument} full frame")
     return slice(y1 - 1, y1 - 1 + ys), slice(x1 - 1, x1 - 1 + xs)
+
+
+def _add_cosmic_rays(q: np.ndarray, hits: tuple[np.ndarray, ...], f_lo: int, f_hi: int) -> None:
+    """Add to ``q`` (electrons, in place) the charge of the hits in frames ``f_lo <= frame < f_hi``.
+
+    ``hits`` is (frame, y, x, charge in electrons), one element per cosmic ray.
+    """
+    frame, y, x, charge = hits
+    m = (frame >= f_lo) & (frame < f_hi)
+    np.add.at(q, (y[m], x[m]), charge[m])
 
 
 def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene | None = None,
@@ -645,12 +676,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
     for i in range(spec.nints):
         q = np.zeros((ny, nx), np.float64)               # accumulated electrons
         sel = cr_int == i
-        ci_frame, ci_y, ci_x, ci_q = cr_frame[sel], cr_y[sel], cr_x[sel], cr_q[sel]
-
-        def add_cr(f_lo: int, f_hi: int) -> None:
-            m = (ci_frame >= f_lo) & (ci_frame < f_hi)
-            np.add.at(q, (ci_y[m], ci_x[m]), ci_q[m])
-
+        hits = (cr_frame[sel], cr_y[sel], cr_x[sel], cr_q[sel])   # this integration's cosmic rays
         drift0 = rng.normal(0.0, 20.0, 4) if noise else np.zeros(4)
         for g in range(spec.ngroups):
             f0 = g * (nfr + ngap)
@@ -658,7 +684,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
             for j in range(nfr):
                 q += rng.poisson(e_per_frame) if noise else e_per_frame
                 if noise:
-                    add_cr(f0 + j, f0 + j + 1)
+                    _add_cosmic_rays(q, hits, f0 + j, f0 + j + 1)
                 acc += q
             avg_q = acc / nfr
             if alpha > 0.0:          # IPC: the voltage of each pixel sees its neighbours' charge
@@ -666,7 +692,7 @@ def simulate_ramp(det: Detector, spec: ExposureSpec, seed: int = 0, scene: Scene
             if ngap and g < spec.ngroups - 1:
                 q += rng.poisson(e_per_frame * ngap) if noise else e_per_frame * ngap
                 if noise:
-                    add_cr(f0 + nfr, f0 + nfr + ngap)
+                    _add_cosmic_rays(q, hits, f0 + nfr, f0 + nfr + ngap)
             if noise:
                 drift = drift0 + rng.normal(0.0, 3.0, 4)     # per-amplifier offset, DN
                 offset_col = drift[amp].astype(np.float64)
@@ -789,8 +815,11 @@ def write_references(det: Detector, out_dir: str | Path, names: dict[str, str]) 
 
 
 def dark_frames(det: Detector, spec: ExposureSpec, ngroups: int) -> np.ndarray:
-    """Dark reference cube, float32 (ngroups, ny, nx) DN: dark_rate x mean group time, at the
-    exposure's NFRAMES/GROUPGAP (as the jwst dark_current step expects when they match)."""
+    """Return the dark reference cube, float32 (ngroups, ny, nx) DN.
+
+    dark_rate x mean group time, at the exposure's NFRAMES/GROUPGAP (as the jwst
+    dark_current step expects when they match).
+    """
     rows, cols = window(det, spec)
     t = group_times(spec.readout(), ngroups).astype(np.float32)
     return t[:, None, None] * det.dark_rate[rows, cols][None, :, :]
@@ -989,8 +1018,9 @@ def write_emicorr_reference(path: str | Path, frequencies: dict | None = None,
                             subarray_cases: dict | None = None, *, amplitude: float = 1.0,
                             seed: int = 0, useafter: str = USEAFTER,
                             description: str = "Simulated MIRI EMI reference waves") -> Path:
-    """Write a MIRI EMICORR reference file (stdatamodels ``EmiModel``, the real CRDS format:
-    an ASDF tree with ``frequencies`` and ``subarray_cases``; use a ``.asdf`` path).
+    """Write a MIRI EMICORR reference file (stdatamodels ``EmiModel``, the real CRDS format).
+
+    An ASDF tree with ``frequencies`` and ``subarray_cases``; use a ``.asdf`` path.
 
     Parameters
     ----------

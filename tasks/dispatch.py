@@ -20,7 +20,7 @@ class CeleryDispatcher:
         self.app = app or make_app(settings)
 
     def _tasks(self):
-        """The app's task registry, after the app imported its task modules (its ``include``).
+        """Return the app's task registry, once the app has imported its task modules (``include``).
 
         The dispatcher finds the tasks by name through the app, as Celery workers do, so it
         does not import the task module that itself uses this dispatcher.
@@ -29,10 +29,11 @@ class CeleryDispatcher:
         return self.app.tasks
 
     def epoch(self) -> str | None:
-        """The broker's identity: Redis' run_id (new at every server start), so the planner
-        can tell that a restarted broker lost what was sent before. None when eager; for
-        other brokers a constant (lost messages are then re-sent after
-        ``requeue_after_seconds``)."""
+        """Return the broker's identity, so the planner can tell that a restarted broker lost messages.
+
+        Redis' run_id (new at every server start); None when eager; for other brokers a
+        constant (lost messages are then re-sent after ``requeue_after_seconds``).
+        """
         if self.settings.eager:
             return None
         url = self.settings.broker_url or ""
@@ -47,6 +48,22 @@ class CeleryDispatcher:
         return "static"
 
     def send(self, job_ids: list[int], progress=None) -> dict[int, str]:
+        """Run the jobs in-process (eager) or put them on the broker's queue.
+
+        Parameters
+        ----------
+        job_ids : list of int
+            Jobs to send.
+        progress : callable, optional
+            Called with (job id, outcome) after each job.
+
+        Returns
+        -------
+        dict
+            Job id -> the task's result when eager (``succeeded``, ``skipped``,
+            ``duplicate``, or ``failed: <error>``: in-process, a failure is recorded, never
+            raised), ``enqueued`` otherwise.
+        """
         task = self._tasks()[RUN_JOB]
         out: dict[int, str] = {}
         for job_id in job_ids:
@@ -65,9 +82,11 @@ class CeleryDispatcher:
         return out
 
     def run_worker(self, argv: list[str]) -> None:
+        """Run a Celery worker on the archive's queue (``argv``: more ``celery worker`` options)."""
         self._tasks()
         self.app.worker_main(["worker", "--loglevel=INFO", "--prefetch-multiplier=1", *argv])
 
     def run_beat(self, argv: list[str]) -> None:
+        """Run Celery beat, which sends ``plan_and_enqueue`` periodically (``argv``: more options)."""
         self._tasks()
         self.app.start(["beat", "--loglevel=INFO", *argv])

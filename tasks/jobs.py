@@ -33,8 +33,11 @@ def run_job(self, job_id: int) -> str:
 
 @shared_task(bind=True, name="tasks.jobs.plan_and_enqueue")
 def plan_and_enqueue(self) -> int:
-    """Beat task: send the stale work the catalog owes under the context in use (and jobs a
-    lost worker or a restarted broker dropped); failures are not retried automatically."""
+    """Send the stale work the catalog owes under the context in use (the beat task).
+
+    Also the jobs a lost worker or a restarted broker dropped; failures are not retried
+    automatically. Returns the number of jobs sent.
+    """
     settings = _settings(self)
     plan, _ = plan_and_send(settings, CeleryDispatcher(settings, app=self.app), stale_only=True, retry_failed=False)
     return len(plan.job_ids)

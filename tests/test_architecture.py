@@ -85,5 +85,6 @@ def _tasks():
     for name in CONTRACTS:
         assert f"{name} BROKEN" in res.stdout, res.stdout
     for culprit in ("archive.catalog.queries -> archive.reprocessing.planner", "archive.config -> simulation.pools",
-                    "calib.errors -> sqlalchemy", "No cycles are allowed in archive.", "No cycles are allowed in tasks."):
+                    "calib.errors -> sqlalchemy",
+                    "No cycles are allowed in archive.", "No cycles are allowed in tasks."):
         assert culprit in res.stdout, res.stdout

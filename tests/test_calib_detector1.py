@@ -132,7 +132,7 @@ def test_products_written_with_provenance(nrc, tmp_path):
     assert paths["rate"].name == f"{root}_rate.fits"
     assert paths["rateints"].name == f"{root}_rateints.fits"
     assert sorted(os.listdir(tmp_path)) == sorted([f"{root}_rate.fits", f"{root}_rateints.fits"])
-    for kind, path in paths.items():
+    for path in paths.values():
         h = fits.getheader(path, 0)
         assert h["CAL_VER"] == calib.__version__
         assert h["CRDS_CTX"] == "jwst_1234.pmap" and h["CRDS_VER"] == "14.0.3"

@@ -212,7 +212,7 @@ def oracle_jump(data, gdq, gain, rn_cds, nframes, rej=4.0, rej4=5.0, rej3=6.0, f
             sig = np.sqrt(abs(med) + rn2 / nframes)
             if single:
                 hit = np.abs(d - med) / sig > rej
-                for i, k in zip(*np.nonzero(hit)):
+                for i, k in zip(*np.nonzero(hit), strict=True):
                     out[i, k + 1, y, x] |= JUMP
             else:
                 a = np.abs(d)
@@ -236,7 +236,7 @@ def oracle_jump(data, gdq, gain, rn_cds, nframes, rej=4.0, rej4=5.0, rej3=6.0, f
                     thr = rej if n >= 4 else rej4 if n == 3 else rej3
                     if not mx > thr:
                         break
-                    for i, k in zip(*np.nonzero(r == mx)):
+                    for i, k in zip(*np.nonzero(r == mx), strict=True):
                         out[i, k + 1, y, x] |= JUMP
                         a[i, k] = np.nan
             if flag4:

@@ -140,7 +140,7 @@ def make_nircam(tmp_path, *, seed=1234, nints=2, ngroups=10, ny=160, nx=160, nfr
         for g in range(ngroups):
             f0 = g * (nframes + groupgap)
             data[i, g] = meas[f0:f0 + nframes].mean(axis=0)
-    for (ii, gg, y, x, amp) in cr_list:
+    for (ii, gg, y, x, _amp) in cr_list:
         if ii < nints and gg < ngroups:
             jumps.append((ii, gg, y, x))
     raw = np.clip(np.round(data), 0, 65535).astype(np.uint16)

@@ -135,7 +135,7 @@ def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path
 
     after = _products(s)
     assert len(after) == 8  # two new products, nothing removed
-    for pid, (name, suffix, path, sha, current, stale_c) in before.items():
+    for pid, (name, suffix, path, sha, _current, _stale) in before.items():
         if name == target:
             assert not after[pid][4]  # superseded
         else:  # untouched: same row, same path, same checksum, still current and fresh

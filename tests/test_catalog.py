@@ -1,8 +1,11 @@
 """The schema comes from Alembic and matches the models; read-only SQL is enforced by the database."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 
 from archive.catalog.db import current_revision, get_engine, upgrade
 from archive.catalog.provenance import readonly_query
@@ -35,12 +38,13 @@ def test_models_and_migrations_agree(settings):
 def test_sql_refuses_writes(settings):
     cols, rows = readonly_query(settings, "SELECT count(*) AS n FROM exposures")
     assert cols == ["n"] and rows == [(0,)]
-    with pytest.raises(Exception) as info:
+    refused = (sqlite3.Error, DBAPIError)  # from the database itself
+    with pytest.raises(refused) as info:
         readonly_query(settings, "INSERT INTO crds_contexts (name, first_seen, in_use) "
                                  "VALUES ('jwst_x.pmap', CURRENT_TIMESTAMP, false)")
     assert "read" in str(info.value).lower()  # 'readonly database' / 'read-only transaction'
     assert readonly_query(settings, "SELECT count(*) FROM crds_contexts")[1] == [(0,)]
-    with pytest.raises(Exception):
+    with pytest.raises(refused):
         readonly_query(settings, "DROP TABLE exposures")
     assert readonly_query(settings, "SELECT count(*) FROM exposures")[1] == [(0,)]
 
@@ -53,7 +57,8 @@ def test_cli_sql_refuses_insert(settings, monkeypatch):
     monkeypatch.setenv("ARCHIVE_DB_URL", settings.db_url)
     runner = CliRunner()
     res = runner.invoke(app, ["--data-dir", str(settings.data_dir), "sql",
-                              "INSERT INTO crds_contexts (name, first_seen, in_use) VALUES ('a', CURRENT_TIMESTAMP, false)"])
+                              "INSERT INTO crds_contexts (name, first_seen, in_use) "
+                              "VALUES ('a', CURRENT_TIMESTAMP, false)"])
     assert res.exit_code == 1
     res = runner.invoke(app, ["--data-dir", str(settings.data_dir), "sql", "SELECT count(*) AS n FROM crds_contexts",
                               "--json"])

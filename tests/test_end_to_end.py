@@ -14,7 +14,8 @@ from archive.catalog.db import session_scope
 from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
 from archive.reprocessing.planner import plan
-from archive.catalog.models import Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference, ReferenceFile
+from archive.catalog.models import (Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference,
+                                    ReferenceFile)
 from archive.ingest.pools import pool_rows, read_pool
 from archive.catalog.provenance import lineage, readonly_query
 from archive.crds.references import use_context

@@ -292,8 +292,8 @@ def test_exposure_keywords_for_templates_of_each_instrument():
         "miri": ("mirimage", "mask1065", "mir_4qpm", "FAST", (1, 19, 288, 224)),
     }
     for i, (instr, (det, sub, exp, patt, geom)) in enumerate(cases.items()):
-        row = dict(base, INSTRUME=instr, DETECTOR=det, SUBARRAY=sub, EXP_TYPE=exp, PUPIL="null", MODULE="null", CHANNEL="null",
-                   FILENAME=f"jw_{instr}_uncal.fits")
+        row = dict(base, INSTRUME=instr, DETECTOR=det, SUBARRAY=sub, EXP_TYPE=exp, PUPIL="null", MODULE="null",
+                   CHANNEL="null", FILENAME=f"jw_{instr}_uncal.fits")
         kw = pools.exposure_keywords(row, i, ngroups=3)
         assert kw["INSTRUME"] == instr.upper() and kw["DETECTOR"] == det.upper()
         assert kw["READPATT"] == patt and kw["NGROUPS"] == 3

@@ -30,6 +30,8 @@ def _root(name: str) -> str:
 
 @dataclass
 class AssociateReport:
+    """What ``archive associate`` did: associations created, already stored, and by level."""
+
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     levels: dict[str, int] = field(default_factory=dict)
@@ -39,6 +41,17 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
     """Generate associations for the catalog (or one program), store and write them.
 
     Idempotent: an association whose content is already stored is not added again.
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (catalog, associations directory).
+    program : str, optional
+        Only this program (``"1019"`` or ``"01019"``); default every program, one pool each.
+
+    Returns
+    -------
+    AssociateReport
 
     Raises
     ------
@@ -76,8 +89,8 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
             names = {e.filename: e.id for e in s.execute(select(Exposure)).scalars()}
             by_root = {_root(n): i for n, i in names.items()}
             products = content.get("products") or [{}]
-            row = Association(asn_name=content["asn_name"], asn_id=content["asn_id"], asn_type=content.get("asn_type", ""),
-                              asn_rule=content.get("asn_rule", ""), level=level,
+            row = Association(asn_name=content["asn_name"], asn_id=content["asn_id"],
+                              asn_type=content.get("asn_type", ""), asn_rule=content.get("asn_rule", ""), level=level,
                               program=str(content.get("program", "")) or None,
                               product_name=str(products[0].get("name", "")), content=content,
                               content_sha256=digest, storage_path=str(path), jwst_version=jwst.__version__)

@@ -17,8 +17,20 @@ from ..config import Settings
 
 
 def header_pool_rows(paths: list[str]) -> list[dict[str, str]]:
-    """Pool rows, as jwst's ``mkpool`` makes them from the primary headers of stored files
-    (it reads headers only), for exposures that no pool file described."""
+    """Return pool rows as jwst's ``mkpool`` makes them from stored files' primary headers.
+
+    For exposures that no pool file described; ``mkpool`` reads headers only.
+
+    Parameters
+    ----------
+    paths : list of str
+        Stored raw exposures.
+
+    Returns
+    -------
+    list of dict
+        One row per file, UPPER-CASE column names, string values.
+    """
     if not paths:
         return []
     from jwst.associations.mkpool import mkpool
@@ -28,9 +40,23 @@ def header_pool_rows(paths: list[str]) -> list[dict[str, str]]:
 
 
 def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, str]], str]:
-    """The pool of one program's catalogued exposures, one row each, and its name: the pool
-    file's name when every row came from one pool file (jwst copies it into each
-    association's ``asn_pool``), else ``jw<program>_catalog_pool``."""
+    """Return the pool of one program's catalogued exposures, and the pool's name.
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    program : str
+        The program as the catalog stores it (``"01019"``).
+
+    Returns
+    -------
+    rows : list of dict
+        One row per exposure that has a stage 2 (see the module docstring).
+    name : str
+        The pool file's name when every row came from one pool file (jwst copies it
+        into each association's ``asn_pool``), else ``jw<program>_catalog_pool``.
+    """
     with session_scope(settings.db_url) as s:
         exps = [e for e in s.execute(select(Exposure).where(Exposure.program == program)
                                      .order_by(Exposure.filename)).scalars()

@@ -144,7 +144,7 @@ def pool_from_rows(rows: list[dict[str, str]], *, pool_name: str | None = None):
 
 
 def _options(version_id, rules):
-    """The options ``asn_generate`` runs with by default, taken from jwst's own parser."""
+    """Return the options ``asn_generate`` runs with by default, taken from jwst's own parser."""
     from jwst.associations import libpath
     from jwst.associations.main import Main
 
@@ -169,7 +169,7 @@ def _options(version_id, rules):
 
 
 def _run(pool, parsed):
-    """The body of ``Main.generate`` (jwst 3.0.0) with already parsed options."""
+    """Run the body of ``Main.generate`` (jwst 3.0.0) with already parsed options."""
     if parsed.per_pool_algorithm:
         from jwst.associations.generator.generate_per_pool import generate_per_pool
 

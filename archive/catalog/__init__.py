@@ -1,6 +1,9 @@
-"""The catalog: SQLAlchemy models of the archive's nouns, engines and short sessions, the
-queries several parts share, the pipeline policy the catalog records, and provenance
-(lineage and read-only SQL over the provenance views).
+"""The catalog: the archive's nouns in SQL, and what every other part builds on.
+
+``models`` holds the SQLAlchemy models, ``db`` the engines, short sessions and the
+Alembic upgrade, ``queries`` the queries several parts share, ``pipeline_policy`` the
+pipeline table whose answer the catalog records, and ``provenance`` the lineage of a
+product and read-only SQL over the provenance views.
 
 Everything else in ``archive`` builds on this package; it imports nothing of the archive
 but :mod:`archive.config`.

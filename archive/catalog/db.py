@@ -54,7 +54,18 @@ def dispose_engines() -> None:
 
 @contextlib.contextmanager
 def session_scope(url: str) -> Iterator[Session]:
-    """A short transaction: commit on success, roll back on error, always close."""
+    """Open a short transaction: commit on success, roll back on error, always close.
+
+    Parameters
+    ----------
+    url : str
+        The catalog's database URL.
+
+    Yields
+    ------
+    sqlalchemy.orm.Session
+        A session whose objects stay usable after the commit (``expire_on_commit=False``).
+    """
     factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
     session = factory()
     try:
@@ -68,7 +79,7 @@ def session_scope(url: str) -> Iterator[Session]:
 
 
 def alembic_config(url: str):
-    """An Alembic Config pointing at this project's migrations and the given database."""
+    """Return an Alembic Config pointing at this project's migrations and the given database."""
     from alembic.config import Config
 
     cfg = Config()
@@ -87,7 +98,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def current_revision(url: str) -> str | None:
-    """The Alembic revision the catalog is at, or None if it was never migrated."""
+    """Return the Alembic revision the catalog is at, or None if it was never migrated."""
     from alembic.runtime.migration import MigrationContext
 
     with get_engine(url).connect() as conn:

@@ -56,7 +56,7 @@ def as_utc(dt: datetime | None) -> datetime | None:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every catalog model."""
 
 
 class Exposure(Base):
@@ -138,6 +138,8 @@ class Association(Base):
 
 
 class AssociationMember(Base):
+    """A member of an association: an exposure (by expname) of one of its products."""
+
     __tablename__ = "association_members"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -190,8 +192,11 @@ class BestRef(Base):
 
 
 class Campaign(Base):
-    """A bulk reprocessing request: why (a new context, new software, an operator), what it
-    made stale, and its state (open until every job it owes has succeeded)."""
+    """A bulk reprocessing request: why, what it made stale, and its state.
+
+    Why: a new context, new software, an operator. Its state is open until every job it
+    owes has succeeded.
+    """
 
     __tablename__ = "campaigns"
 
@@ -214,8 +219,10 @@ class Campaign(Base):
 
 
 class CampaignExposure(Base):
-    """An exposure a campaign remakes: which reftypes changed and where the pipeline must
-    start again (the first step that reads a changed reference)."""
+    """An exposure a campaign remakes: which reftypes changed and where to start again.
+
+    The pipeline starts again at the first step that reads a changed reference.
+    """
 
     __tablename__ = "campaign_exposures"
     __table_args__ = (UniqueConstraint("campaign_id", "exposure_id"),)

@@ -49,7 +49,8 @@ def _product_lineage(s, product: Product) -> dict:
                        "exp_type": exp.exp_type, "detector": exp.detector, "program": exp.program})
     refs = []
     for pr, rf in s.execute(
-        select(ProductReference, ReferenceFile).join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
+        select(ProductReference, ReferenceFile)
+        .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
         .where(ProductReference.product_id == product.id).order_by(ProductReference.reftype)
     ).all():
         refs.append({"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256, "path": rf.path})
@@ -94,7 +95,15 @@ def _product_lineage(s, product: Product) -> dict:
 
 
 def lineage(settings: Settings, name: str) -> dict:
-    """The lineage of a product (file name or path) or of an exposure (file name).
+    """Return the lineage of a product (file name or path) or of an exposure (file name).
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    name : str
+        A product's file name (every version of it) or path (that one), or an exposure's
+        file name.
 
     Returns
     -------
@@ -151,6 +160,8 @@ def readonly_query(settings: Settings, sql: str, params: dict | None = None) -> 
     sqlalchemy.exc.DBAPIError (or sqlite3.Error)
         From the database itself: a write is refused there (e.g. "attempt to write a
         readonly database", "cannot execute INSERT in a read-only transaction").
+    ValueError
+        For an in-memory SQLite catalog (there is no file to open read-only).
     """
     url = make_url(settings.db_url)
     if url.get_backend_name() == "sqlite":

@@ -38,7 +38,7 @@ def calibrate(ctx: typer.Context,
                                        progress=lambda o: prog.advance(task))
     except (UsageError, typer.BadParameter) as exc:
         err.print(f"[red]{exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     rows = [[str(o.path), o.status, ", ".join(str(p) for p in o.products.values()), f"{o.seconds:.1f}", o.message]
             for o in outcomes]
     print_table("calibrate", ["input", "status", "products", "seconds", "error"], rows, as_json)

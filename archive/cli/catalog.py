@@ -50,7 +50,8 @@ def _status_tables(s, campaign: Optional[int]):
         rows.append(["campaign state", st.state])
     for k in ("queued", "running", "succeeded", "failed", "never_run"):
         rows.append([f"jobs {k.replace('_', ' ')}", st.counts.get(k, 0)])
-    rows.append(["throughput (jobs/hour, last 10 min)", f"{st.throughput_per_hour:.1f}" if st.throughput_per_hour else "-"])
+    rows.append(["throughput (jobs/hour, last 10 min)",
+                 f"{st.throughput_per_hour:.1f}" if st.throughput_per_hour else "-"])
     rows.append(["ETA", f"{st.eta_seconds:.0f} s" if st.eta_seconds is not None else "-"])
     return st, rows
 
@@ -61,8 +62,10 @@ def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
                                                               "campaign is done (Ctrl-C to stop)."),
            interval: float = typer.Option(2.0, "--interval"),
            as_json: bool = typer.Option(False, "--json")):
-    """Queued / running / succeeded / failed / never-run job counts, throughput, ETA and the
-    last errors (of one campaign, or of the whole archive)."""
+    """Show job counts (queued, running, succeeded, failed, never run), throughput, ETA, last errors.
+
+    Of one campaign (--campaign), or of the whole archive.
+    """
     import time
 
     from rich.console import Group
@@ -74,7 +77,7 @@ def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
         st, rows = _status_tables(s, campaign)
     except KeyError as exc:
         err.print(f"[red]{exc.args[0]}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if as_json:
         from dataclasses import asdict
 
@@ -107,10 +110,14 @@ def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
             pass
 
 
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
 @app.command()
 def provenance(name: str = typer.Argument(..., help="A product (file name or path) or an exposure file name."),
                as_json: bool = typer.Option(False, "--json")):
-    """The lineage of a product or exposure: inputs, job, versions, context, references."""
+    """Show the lineage of a product or exposure: inputs, job, versions, context, references."""
     from ..catalog.provenance import NotFound, lineage
 
     s = settings()
@@ -118,7 +125,7 @@ def provenance(name: str = typer.Argument(..., help="A product (file name or pat
         info = lineage(s, name)
     except NotFound as exc:
         err.print(f"[red]{exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(info, indent=1, default=str))
         return
@@ -155,9 +162,9 @@ def provenance(name: str = typer.Argument(..., help="A product (file name or pat
             c = Table("extension", "pixels", "changed", "median |new-old|/ERR", "p99 |new-old|/ERR",
                       "DQ gained", "DQ lost", title=f"compared with {p['supersedes']}")
             for r in p["comparison_with_superseded"]:
-                fmt = (lambda v: "" if v is None else f"{v:.4g}")
-                c.add_row(r["extension"], str(r["n_pixels"]), f"{r['frac_changed']:.4%}", fmt(r["median_dev_over_err"]),
-                          fmt(r["p99_dev_over_err"]), json.dumps(r["dq_gained"]) if r["dq_gained"] else "",
+                c.add_row(r["extension"], str(r["n_pixels"]), f"{r['frac_changed']:.4%}",
+                          _number(r["median_dev_over_err"]), _number(r["p99_dev_over_err"]),
+                          json.dumps(r["dq_gained"]) if r["dq_gained"] else "",
                           json.dumps(r["dq_lost"]) if r["dq_lost"] else "")
             console.print(c)
 
@@ -174,5 +181,5 @@ def sql(query: str = typer.Argument(..., help="A SELECT on the catalog (views: p
         cols, rows = readonly_query(s, query)
     except Exception as exc:
         err.print(f"[red]refused or failed: {str(exc).splitlines()[0]}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     print_table(f"{len(rows)} rows", cols, [list(r) for r in rows], as_json)

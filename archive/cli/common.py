@@ -1,5 +1,8 @@
-"""What every ``archive`` command shares: the settings (``--data-dir``), the consoles,
-tables or JSON, progress bars, the catalog made ready, and strun-style step parameters."""
+"""What every ``archive`` command shares.
+
+The settings (``--data-dir``), the consoles, tables or JSON, progress bars, the catalog
+made ready, and strun-style step parameters.
+"""
 from __future__ import annotations
 
 import json
@@ -49,7 +52,7 @@ def print_table(title: str, columns: list[str], rows: list[list], as_json: bool)
         Print JSON instead of a table.
     """
     if as_json:
-        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
         return
     table = Table(title=title)
     for c in columns:

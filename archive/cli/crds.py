@@ -66,7 +66,7 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
         report = switch_context(s, context, dry_run=True)
     except (ContextError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]{exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     (err if as_json else console).print(f"{context}: in the cache {s.crds_path} ({copied} files copied) "
                                         f"and in the catalog")
     _print_campaign_report(report, as_json, preview=True)
@@ -93,8 +93,11 @@ def _print_campaign_report(report, as_json: bool, preview: bool = False) -> None
 def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local cache."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would become stale."),
              as_json: bool = typer.Option(False, "--json")):
-    """Make CONTEXT the context in use: products whose best references it changes become
-    stale and a campaign is opened for them (only the reftypes that differ are examined)."""
+    """Make CONTEXT the context in use, opening a campaign for what it makes stale.
+
+    Products whose best references it changes become stale and a campaign is opened for
+    them (only the reftypes that differ are examined).
+    """
     from ..reprocessing.campaigns import switch_context
     from ..crds.references import ContextError
 
@@ -104,7 +107,7 @@ def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local 
         report = switch_context(s, context, dry_run=dry_run)
     except ContextError as exc:
         err.print(f"[red]{exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if not dry_run:
         console.print(f"context in use: {context}")
     _print_campaign_report(report, as_json, preview=dry_run)

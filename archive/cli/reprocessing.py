@@ -1,5 +1,8 @@
-"""``archive reprocess`` and ``archive plan``: send what the catalog owes; see what a campaign
-will remake and cost before it runs."""
+"""``archive reprocess`` and ``archive plan``: what the catalog owes, sent or foreseen.
+
+``reprocess`` sends what the catalog owes; ``plan`` shows what a campaign will remake,
+and at what cost, before it runs.
+"""
 from __future__ import annotations
 
 import json
@@ -20,8 +23,9 @@ def reprocess(ctx: typer.Context,
               context: Optional[str] = typer.Option(None, "--context",
                                                     help="CRDS context (must be the one in use; default: in use)."),
               pipeline: str = typer.Option("calwebb_detector1", "--pipeline"),
-              stale: bool = typer.Option(False, "--stale", help="Only stale products (and lost or expired jobs), "
-                                                                 "as the beat schedule does; failures are not retried."),
+              stale: bool = typer.Option(False, "--stale",
+                                         help="Only stale products (and lost or expired jobs), as the beat schedule "
+                                              "does; failures are not retried."),
               stale_software: bool = typer.Option(False, "--stale-software",
                                                   help="First mark stale the products made by another version of "
                                                        "this software (opens a campaign)."),
@@ -53,7 +57,7 @@ def reprocess(ctx: typer.Context,
                 stale_only=stale, retry_failed=not stale)
     except ContextError as exc:
         err.print(f"[red]{exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     counts = ", ".join(f"{p.count(a)} {a}" for a in ("new", "retry", "requeue", "pending", "failed", "current",
                                                       "unsupported"))
     summary = f"plan under {p.context}, software {p.cal_version}: {counts}"
@@ -69,8 +73,11 @@ def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="On
              stale: bool = typer.Option(False, "--stale", help="Only stale work (what beat would send)."),
              cores_per_job: int = typer.Option(1, "--cores-per-job", help="Cores one job occupies (numba threads)."),
              as_json: bool = typer.Option(False, "--json")):
-    """What would be remade before anything runs: products by kind, the reference changes
-    driving it, and the estimated cost in core-seconds from past jobs of the same shape."""
+    """Show what would be remade before anything runs, and what it would cost.
+
+    Products by kind, the reference changes driving it, and the estimated cost in
+    core-seconds from past jobs of the same shape.
+    """
     from dataclasses import asdict
 
     from ..reprocessing.whatif import what_if
@@ -81,7 +88,7 @@ def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="On
         w = what_if(s, campaign_id=campaign, stale_only=stale, cores_per_job=cores_per_job)
     except KeyError as exc:
         err.print(f"[red]{exc.args[0]}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(asdict(w), indent=1, default=str))
         return

@@ -155,8 +155,11 @@ def configure(crds_path: str | Path) -> None:
 
 
 def _clear_crds_caches() -> None:
-    """Forget mappings and configuration crds memoised (its @cached functions, which
-    include the mapping loader), so a configure() to another cache takes effect."""
+    """Forget the mappings and configuration crds memoised.
+
+    crds memoises them with its @cached functions (the mapping loader among them); once
+    they are cleared, a configure() to another cache takes effect.
+    """
     from crds.core import utils
 
     utils.clear_function_caches()
@@ -257,16 +260,18 @@ def _write_plain(path: Path, header: dict, selector: dict[str, str]) -> None:
 
 
 def _update_checksum(path: Path) -> None:
-    """Rewrite the mapping's sha1sum in place with crds's own code (as
-    ``crds.refactoring.checksum.update_checksum`` does, without its slow duplicate check:
-    the mappings written here have no duplicate keys by construction)."""
+    """Rewrite the mapping's sha1sum in place with crds's own code.
+
+    As ``crds.refactoring.checksum.update_checksum`` does, without its slow duplicate
+    check: the mappings written here have no duplicate keys by construction.
+    """
     from crds.core import rmap
 
     rmap.Mapping.from_file(str(path), ignore_checksum=True).write()
 
 
 def _next_serial(crds_path: Path, pattern: str) -> int:
-    """Next free 4-digit serial for names matching ``pattern`` (with one ``(\\d{4})`` group)."""
+    r"""Return the next free 4-digit serial for names matching ``pattern`` (one ``(\d{4})`` group)."""
     rx = re.compile(pattern)
     serials = [int(m.group(1)) for p in _mapping_dir(crds_path).iterdir() if (m := rx.fullmatch(p.name))]
     return max(serials, default=0) + 1
@@ -300,8 +305,11 @@ def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> lis
 
 
 def _selector_text(text: str) -> str:
-    """The selector part of a mapping's text (its header names other mappings too:
-    ``derived_from``, which are not part of the closure)."""
+    """Return the selector part of a mapping's text.
+
+    Its header names other mappings too (``derived_from``), which are not part of the
+    closure.
+    """
     m = re.search(r"^selector\s*=", text, flags=re.M)
     return text[m.start():] if m else ""
 

@@ -26,7 +26,7 @@ class ContextError(RuntimeError):
 
 
 def cache_operational_context(crds_path: Path) -> str | None:
-    """The operational context named in the cache's ``config/jwst/server_config``."""
+    """Return the operational context named in the cache's ``config/jwst/server_config`` (or None)."""
     cfg = Path(crds_path) / "config" / "jwst" / "server_config"
     if not cfg.is_file():
         return None
@@ -59,8 +59,10 @@ def use_context(session: Session, name: str) -> CrdsContext:
 
 
 def context_in_use(settings: Settings, session: Session) -> CrdsContext:
-    """The context to calibrate with: ``CRDS_CONTEXT`` if set, else the one marked in use
-    in the catalog, else the cache's operational context (which then becomes in use).
+    """Return the context to calibrate with.
+
+    ``CRDS_CONTEXT`` if set, else the one marked in use in the catalog, else the cache's
+    operational context (which then becomes in use).
 
     Raises
     ------
@@ -81,7 +83,7 @@ def context_in_use(settings: Settings, session: Session) -> CrdsContext:
 
 
 def ensure_reference(session: Session, name: str, reftype: str, instrument: str | None) -> ReferenceFile:
-    """Catalog row of a reference file; its checksum is taken when the file is in the cache."""
+    """Return the catalog row of a reference file; its checksum is taken when the file is in the cache."""
     row = session.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one_or_none()
     if row is None:
         row = ReferenceFile(name=name, reftype=reftype, instrument=instrument)
@@ -100,14 +102,15 @@ def ensure_reference(session: Session, name: str, reftype: str, instrument: str 
 
 
 def crds_header(exposure: Exposure) -> dict:
-    """The header CRDS matches on: the stored primary+SCI keywords, upper-cased strings."""
+    """Return the header CRDS matches on: the stored primary and SCI keywords of the exposure."""
     return {k: v for k, v in (exposure.header or {}).items() if not k.startswith("_")}
 
 
 def compute_bestrefs(settings: Settings, session: Session, exposure: Exposure, context: CrdsContext,
                      reftypes: list[str]) -> dict[str, str]:
-    """Best references of an exposure under a context, stored in ``bestrefs`` (cached:
-    reftypes already stored for this exposure and context are not asked again).
+    """Return the best references of an exposure under a context, stored in ``bestrefs``.
+
+    Reftypes already stored for this exposure and context are not asked of crds again.
 
     Returns
     -------

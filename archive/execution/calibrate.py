@@ -38,6 +38,8 @@ class UsageError(ValueError):
 
 @dataclass
 class CalibrateOutcome:
+    """One file's result: succeeded (with its products) or failed (with the message)."""
+
     path: Path
     status: str  # succeeded | failed
     products: dict[str, Path]

@@ -1,5 +1,7 @@
-"""Each new product compared with the one it supersedes, per extension: stored in
-``product_comparisons`` and shown by ``archive provenance``."""
+"""Each new product compared with the one it supersedes, per extension.
+
+The comparisons are stored in ``product_comparisons`` and shown by ``archive provenance``.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -13,12 +15,21 @@ from ..config import Settings
 
 
 def compare_files(new_path: str | Path, old_path: str | Path) -> list[dict]:
-    """Per-extension comparison of two products of the same exposure.
+    """Compare two products of the same exposure, extension by extension.
 
-    Returns one dict per extension present in both (SCI, ERR, VAR_POISSON, VAR_RNOISE,
-    DQ): n_pixels, frac_changed (value differs, NaN == NaN), and for SCI the median and
-    99th percentile of |new - old| / ERR_new (pixels with finite values and ERR_new > 0);
-    for DQ, per flag name, pixels that gained or lost it.
+    Parameters
+    ----------
+    new_path, old_path : str or Path
+        The new product and the one it supersedes.
+
+    Returns
+    -------
+    list of dict
+        One dict per extension present in both (SCI, ERR, VAR_POISSON, VAR_RNOISE, DQ),
+        with the columns of ``product_comparisons``: n_pixels, frac_changed (value differs,
+        NaN == NaN), and for SCI the median and 99th percentile of |new - old| / ERR_new
+        (pixels with finite values and ERR_new > 0); for DQ, per flag name, the pixels
+        that gained or lost it.
 
     Raises
     ------
@@ -75,11 +86,22 @@ def compare_files(new_path: str | Path, old_path: str | Path) -> list[dict]:
 def compare_with_superseded(settings: Settings, job_id: int) -> int:
     """Store comparisons of each product of ``job_id`` with the product it supersedes.
 
-    Returns the number of rows written (0 when nothing was superseded or it was done).
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    job_id : int
+        A succeeded job.
+
+    Returns
+    -------
+    int
+        The number of ``product_comparisons`` rows written: 0 when the job superseded
+        nothing or its comparisons are stored already.
     """
     with session_scope(settings.db_url) as s:
-        pairs = [(p.id, p.path, p.supersedes_id) for p in
-                 s.execute(select(Product).where(Product.job_id == job_id, Product.supersedes_id.is_not(None))).scalars()]
+        made = select(Product).where(Product.job_id == job_id, Product.supersedes_id.is_not(None))
+        pairs = [(p.id, p.path, p.supersedes_id) for p in s.execute(made).scalars()]
         olds = {pid: s.get(Product, sup).path for pid, _, sup in pairs}
         done = {pid for (pid,) in s.execute(select(ProductComparison.product_id).where(
             ProductComparison.product_id.in_([p for p, _, _ in pairs])))}

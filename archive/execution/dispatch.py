@@ -17,19 +17,35 @@ GROUP = "jwst_archive.dispatchers"
 
 
 class Dispatcher(Protocol):
-    """Sends jobs to be executed; ``send`` returns one outcome string per job id
-    (eager: the job's result; broker: ``enqueued``)."""
+    """What sends jobs to be executed: in-process, or through a broker to workers."""
 
     def __init__(self, settings: Settings) -> None: ...
 
-    def send(self, job_ids: list[int], progress=None) -> dict[int, str]: ...
+    def send(self, job_ids: list[int], progress=None) -> dict[int, str]:
+        """Send jobs to be executed.
+
+        Parameters
+        ----------
+        job_ids : list of int
+            Jobs the planner created or revived.
+        progress : callable, optional
+            Called with (job id, outcome) as each job is sent (or, eagerly, run).
+
+        Returns
+        -------
+        dict
+            Job id -> outcome: the job's result when executed in-process (``succeeded``,
+            ``skipped``, ``failed: ...``), ``enqueued`` when sent to a broker.
+        """
 
     def epoch(self) -> str | None:
-        """The broker's identity now (None: eager, nothing survives between runs)."""
+        """Return the broker's identity now (None: eager, nothing survives between runs)."""
 
-    def run_worker(self, argv: list[str]) -> None: ...
+    def run_worker(self, argv: list[str]) -> None:
+        """Run a worker process that executes sent jobs (``argv``: extra worker options)."""
 
-    def run_beat(self, argv: list[str]) -> None: ...
+    def run_beat(self, argv: list[str]) -> None:
+        """Run the scheduler that plans and sends owed work periodically (``argv``: its options)."""
 
 
 def get_dispatcher(settings: Settings, name: str = "celery") -> Dispatcher:

@@ -146,8 +146,8 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
                 continue
             row = ensure_reference(s, name, reftype, exp.instrume)
             if not row.path:
-                raise PermanentJobError(f"reference file {name} ({reftype}) for {exp.filename} is not in the CRDS cache "
-                                        f"{settings.crds_path}")
+                raise PermanentJobError(f"reference file {name} ({reftype}) for {exp.filename} is not in the "
+                                        f"CRDS cache {settings.crds_path}")
             refs[reftype] = row.path
             names[reftype] = name
             sums[reftype] = row.sha256
@@ -171,7 +171,8 @@ def _verify(path: str, expected: str, what: str) -> None:
         got = sha256_file(path)
         _VERIFIED[key] = got
     if got != expected:
-        raise PermanentJobError(f"{what} {path} has changed on disk: sha256 {got} differs from the catalog's {expected}")
+        raise PermanentJobError(f"{what} {path} has changed on disk: sha256 {got} differs from the catalog's "
+                                f"{expected}")
 
 
 def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: dict, worker: str) -> bool:
@@ -206,9 +207,12 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
 
 def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None,
           owner: str | None = None) -> None:
-    """Mark a job failed. ``while_claiming``: the worker whose claim failed (its lease was
-    rolled back, so the attempt is counted here). ``owner``: the worker whose attempt
-    failed; if another worker has taken the lease over since, its attempt decides."""
+    """Mark a job failed (unless it succeeded meanwhile).
+
+    ``while_claiming``: the worker whose claim failed (its lease was rolled back, so the
+    attempt is counted here). ``owner``: the worker whose attempt failed; if another
+    worker has taken the lease over since, its attempt decides.
+    """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
         if owner and job is not None and job.status == "running" and job.worker != owner:
@@ -225,16 +229,19 @@ def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_
 
 
 def _remove_other_attempts(work: _Work) -> None:
-    """Once a job is recorded, delete the directories of its other attempts: one whose
-    worker was killed leaves its directory behind, perhaps with a partial temporary file.
-    (A slower attempt still running finds its directory gone, fails to write, and its
-    _record/_fail leave the succeeded job alone.)"""
+    """Delete the directories of a recorded job's other attempts.
+
+    An attempt whose worker was killed leaves its directory behind, perhaps with a partial
+    temporary file. (A slower attempt still running finds its directory gone, fails to
+    write, and its _record/_fail leave the succeeded job alone.)
+    """
     for other in work.output_dir.parent.glob(f"job-{work.job_id}-attempt-*"):
         if other != work.output_dir:
             remove_tree_quietly(other)
 
 
 def worker_name() -> str:
+    """Return this process's worker name, ``<host>:<pid>`` (recorded on the jobs it runs)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

@@ -40,9 +40,12 @@ class IngestOutcome:
 
 @dataclass
 class IngestReport:
+    """The outcome of every file of an ingest batch, in order."""
+
     outcomes: list[IngestOutcome] = field(default_factory=list)
 
     def count(self, status: str) -> int:
+        """Return how many files ended with ``status`` (ingested, unchanged, rejected, conflict)."""
         return sum(1 for o in self.outcomes if o.status == status)
 
     @property
@@ -71,8 +74,26 @@ def _record_rejection(settings: Settings, outcome: IngestOutcome, kind: str) -> 
 
 def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = None,
                 pool_name: str | None = None) -> IngestOutcome:
-    """Validate, checksum, store and catalogue one file. Never raises for a bad file:
-    the outcome says what happened (and a rejection is recorded in the catalog)."""
+    """Validate, checksum, store and catalogue one file.
+
+    Never raises for a bad file: the outcome says what happened (and a rejection is
+    recorded in the catalog).
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (catalog, storage).
+    path : Path
+        The raw exposure.
+    pool : dict, optional
+        Pool rows by FILENAME; the file's row, if any, is stored with the exposure.
+    pool_name : str, optional
+        File name of that pool.
+
+    Returns
+    -------
+    IngestOutcome
+    """
     outcome = IngestOutcome(path=str(path), filename=path.name, status="rejected")
     try:
         keywords = read_raw_header(path)
@@ -144,14 +165,28 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
 def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bool = False,
            pool_path: str | os.PathLike | None = None,
            progress: Callable[[IngestOutcome], None] | None = None) -> IngestReport:
-    """Ingest files and directories; see the module docstring (and :mod:`archive.ingest.headers`
-    for what a raw exposure must be).
+    """Ingest files and directories.
+
+    See the module docstring, and :mod:`archive.ingest.headers` for what a raw exposure
+    must be.
 
     Parameters
     ----------
+    settings : Settings
+        The archive's settings (catalog, storage).
+    paths : iterable of path-like
+        Files and directories (their ``*.fits`` files; see :func:`iter_paths`).
+    recursive : bool
+        Look into subdirectories too.
     pool_path : optional
         An association pool whose rows (matched by FILENAME) supply planning columns
         the headers lack (ASN_CANDIDATE ...); they are stored with the exposure.
+    progress : callable, optional
+        Called with each file's :class:`IngestOutcome` as it is done.
+
+    Returns
+    -------
+    IngestReport
 
     Raises
     ------

@@ -1,5 +1,4 @@
-"""Header reading and checks of raw exposures (``*_uncal.fits``), and the catalog columns
-taken from them.
+"""Raw exposures (``*_uncal.fits``) checked from their headers, and their catalog columns.
 
 Only headers are read (astropy's lazy HDU loading; no pixel I/O). A file is accepted when
 it is a JWST raw exposure: TELESCOP = JWST, a Level-1b data model (DATAMODL
@@ -118,7 +117,20 @@ def read_raw_header(path: str | os.PathLike) -> dict:
 
 
 def header_columns(keywords: dict) -> dict:
-    """The exposures-table header columns from a keyword dict (strings upper-cased)."""
+    """Return the exposures-table header columns of a keyword dict.
+
+    Parameters
+    ----------
+    keywords : dict
+        FITS keyword -> value, as :func:`read_raw_header` returns them.
+
+    Returns
+    -------
+    dict
+        Column of ``exposures`` -> value (:data:`HEADER_COLUMNS`): integers for the
+        :data:`INT_COLUMNS`, a float EXPSTART, other strings stripped and upper-cased
+        (except TARGNAME, DATE-OBS and TIME-OBS); None where the keyword is missing.
+    """
     values = {}
     for column, key in HEADER_COLUMNS.items():
         value = keywords.get(key)

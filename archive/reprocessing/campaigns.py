@@ -47,8 +47,11 @@ class CampaignReport:
 
 
 def _mark(session: Session, campaign: Campaign, items) -> int:
-    """Insert campaign_exposures rows and flag stale the current products of those
-    exposures (one set-based UPDATE); returns the number of products flagged."""
+    """Record a campaign's exposures and flag their current products stale.
+
+    Inserts the ``campaign_exposures`` rows, then flags the products in one set-based
+    UPDATE; returns the number of products flagged.
+    """
     rows = [{"campaign_id": campaign.id, "exposure_id": it.exposure_id,
              "product_id": it.product_ids[0] if it.product_ids else None,
              "changes": it.changes, "first_step": it.first_step} for it in items]
@@ -61,19 +64,34 @@ def _mark(session: Session, campaign: Campaign, items) -> int:
     return res.rowcount
 
 
-def switch_context(settings: Settings, name: str, *, dry_run: bool = False, reason: str | None = None) -> CampaignReport:
+def switch_context(settings: Settings, name: str, *, dry_run: bool = False,
+                   reason: str | None = None) -> CampaignReport:
     """Make ``name`` the context in use; open a campaign for the products it makes stale.
 
     Only the (instrument, reftype) pairs whose rmaps differ between the old and the new
-    context are examined (see :mod:`archive.reprocessing.stale`). With no context in use before, or no
-    product affected, no campaign is opened. ``dry_run`` computes the report and changes
-    nothing.
+    context are examined (see :mod:`archive.reprocessing.stale`). With no context in use
+    before, or no product affected, no campaign is opened.
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (catalog, CRDS cache).
+    name : str
+        A context (``.pmap``) in the local CRDS cache.
+    dry_run : bool
+        Compute the report and change nothing.
+    reason : str, optional
+        The campaign's reason; default ``CRDS context <old> -> <new>``.
+
+    Returns
+    -------
+    CampaignReport
 
     Raises
     ------
     ContextError
         If ``name`` is not a context in the local CRDS cache.
-    crdscache.BestrefsError
+    archive.crds.cache.BestrefsError
         If crds cannot select for an exposure.
     """
     t0 = time.monotonic()
@@ -117,6 +135,22 @@ def mark_software_stale(settings: Settings, *, program: str | None = None, instr
 
     New software never makes products stale by itself: the operator asks for it
     (``archive reprocess --stale-software``).
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    program, instrument : str, optional
+        Only products of this program / instrument.
+    pipeline : str
+        Only products of this pipeline.
+    dry_run : bool
+        Compute the report and change nothing.
+
+    Returns
+    -------
+    CampaignReport
+        ``campaign_id`` None when nothing was made stale (or in a dry run).
     """
     with session_scope(settings.db_url) as s:
         ctx = in_use_context(s)

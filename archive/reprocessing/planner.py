@@ -40,6 +40,8 @@ class PlanItem:
 
 @dataclass
 class Plan:
+    """What the catalog owes under a context, software version and parameters: one item per exposure."""
+
     context: str
     cal_version: str
     param_hash: str
@@ -51,6 +53,7 @@ class Plan:
         return [i.job_id for i in self.items if i.action in ("new", "retry", "requeue") and i.job_id]
 
     def count(self, action: str) -> int:
+        """Return how many items have ``action`` (new, retry, requeue, pending, failed, current, unsupported)."""
         return sum(1 for i in self.items if i.action == action)
 
 
@@ -65,9 +68,12 @@ def _select_exposures(q, program, instrument, exp_type):
 
 
 def _pinned_context(settings: Settings, context: str | None, dry_run: bool) -> None:
-    """Bring the catalog's context in use in line with ``CRDS_CONTEXT`` (opening a
-    campaign for what the change makes stale; not in a dry run, which plans under the
-    context in use); refuse ``--context`` for another one."""
+    """Bring the catalog's context in use in line with ``CRDS_CONTEXT``.
+
+    A change opens a campaign for what it makes stale (not in a dry run, which plans
+    under the context in use); ``--context`` naming another context than the one in use
+    is refused.
+    """
     with session_scope(settings.db_url) as s:
         row = in_use_context(s)
         in_use = row.name if row else None
@@ -105,6 +111,11 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
     job (what ``archive reprocess --stale`` and the beat schedule do). Jobs to send are
     stamped with ``broker_epoch`` and the time.
 
+    Returns
+    -------
+    Plan
+        One item per exposure considered; ``Plan.job_ids`` are the jobs to send.
+
     Raises
     ------
     archive.crds.references.ContextError
@@ -125,7 +136,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
         stale: dict[int, int] = {}
         cq = (select(Product.exposure_id, Product.stale_campaign_id, Job.id, Job.param_hash, Job.pipeline)
               .join(Job, Job.id == Product.job_id).where(Product.is_current.is_(True), Job.status == "succeeded"))
-        for eid, stale_cid, jid, jhash, jpipe in s.execute(cq):
+        for eid, stale_cid, jid, jhash, _pipeline in s.execute(cq):
             if stale_cid is not None:
                 stale[eid] = stale_cid
             elif jhash == phash:

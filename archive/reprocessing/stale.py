@@ -124,9 +124,11 @@ class RmapSelector:
 
     @classmethod
     def _meta(cls, key: str) -> str | None:
-        """The META.* parkey of FITS keyword ``key`` in the JWST data model schema crds uses
-        (what ``crds.jwst.locate.cached_dm_find_fits_keyword`` answers, collected for every
-        keyword in one walk of the schema instead of one walk per keyword)."""
+        """Return the META.* parkey of FITS keyword ``key`` in the JWST data model schema crds uses.
+
+        What ``crds.jwst.locate.cached_dm_find_fits_keyword`` answers, collected for every
+        keyword in one walk of the schema instead of one walk per keyword.
+        """
         if not cls._fits_to_meta:
             from crds.jwst import locate
             from stdatamodels.schema import walk_schema
@@ -152,6 +154,23 @@ class RmapSelector:
         return sorted(k for k, m in self._fits_to_meta.items() if k and m in self.parkeys)
 
     def best(self, header: dict) -> str:
+        """Return the best reference for an exposure's stored keywords, or "N/A".
+
+        Parameters
+        ----------
+        header : dict
+            FITS keyword -> value (``exposures.header``, or the rmap's keywords of it).
+
+        Returns
+        -------
+        str
+            The reference file name, or "N/A" when the rmap says it does not apply.
+
+        Raises
+        ------
+        archive.crds.cache.BestrefsError
+            When crds finds no match.
+        """
         if self.rmap is None:
             return "N/A"
         new_keys = header.keys() - self._seen
@@ -167,7 +186,7 @@ class RmapSelector:
         full = tuple(values.get(p, "UNDEFINED") for p in self.parkeys)
         if self._useafter is not None:
             when = f"{values.get(self.DATE_KEYS[0], '')} {values.get(self.DATE_KEYS[1], '')}".strip()
-            key = tuple(v for p, v in zip(self.parkeys, full) if p not in self.DATE_KEYS) + \
+            key = tuple(v for p, v in zip(self.parkeys, full, strict=True) if p not in self.DATE_KEYS) + \
                 (bisect_right(self._useafter, when),)
         else:
             key = full
@@ -175,7 +194,7 @@ class RmapSelector:
         if got is None:
             self.calls += 1
             try:
-                got = str(self.rmap.get_best_ref(dict(zip(self.parkeys, full))))
+                got = str(self.rmap.get_best_ref(dict(zip(self.parkeys, full, strict=True))))
             except Exception as exc:
                 got = f"NOT FOUND {exc}"
             self._memo[key] = got
@@ -188,9 +207,11 @@ class RmapSelector:
 
 
 def _changed_tuple_files(old_ctx: str, new_ctx: str, instrument: str, reftype: str) -> set[str] | None:
-    """Old reference files listed under the match tuples whose UseAfter tables differ, or
-    None when the change is not a same-tuples Match/UseAfter edit (then every product of the
-    instrument is a candidate)."""
+    """Return the old reference files listed under the match tuples whose UseAfter tables differ.
+
+    None when the change is not a same-tuples Match/UseAfter edit: then every product of
+    the instrument is a candidate.
+    """
     import crds
 
     try:
@@ -215,8 +236,11 @@ def _changed_tuple_files(old_ctx: str, new_ctx: str, instrument: str, reftype: s
 
 
 def _keyword_column(keyword: str):
-    """A FITS keyword of the stored header as a SELECT column: the catalog's own string
-    column when it has one (same value, no JSON work), else the header's JSON element."""
+    """Return a FITS keyword of the stored header as a SELECT column.
+
+    The catalog's own string column when it has one (same value, no JSON work), else the
+    header's JSON element.
+    """
     for column, kw in HEADER_COLUMNS.items():
         if kw == keyword and column not in INT_COLUMNS and column != "expstart":
             return getattr(Exposure, column)
@@ -224,7 +248,7 @@ def _keyword_column(keyword: str):
 
 
 def first_step(instrument: str, reftypes) -> str | None:
-    """The first calwebb_detector1 step (jwst order) that reads one of ``reftypes``."""
+    """Return the first calwebb_detector1 step (jwst order) that reads one of ``reftypes`` (or None)."""
     from calib.pipelines.detector1 import STEP_REFTYPES, steps_for
 
     wanted = set(reftypes)
@@ -235,7 +259,7 @@ def first_step(instrument: str, reftypes) -> str | None:
 
 
 def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline: str = "calwebb_detector1") -> StaleSet:
-    """Current, not-yet-stale products whose references differ under ``new_ctx``.
+    """Find the current, not-yet-stale products whose references differ under ``new_ctx``.
 
     Both contexts must be in the configured CRDS cache (:func:`crdscache.configure`).
     Products of exposures whose best references do not change are not listed (and must
@@ -291,7 +315,7 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
                         item.product_ids.append(pid)
                     continue
                 seen.add(eid)
-                header = {k: v for k, v in zip(keys, values) if v is not None}
+                header = {k: v for k, v in zip(keys, values, strict=True) if v is not None}
                 old = old or "N/A"
                 new = selector.best(header)
                 if new == old:

@@ -1,5 +1,7 @@
-"""Progress of a campaign, or of all jobs (``archive status``): job counts, throughput,
-ETA and the last errors."""
+"""Progress of a campaign, or of all jobs (``archive status``).
+
+Job counts, throughput, ETA and the last errors.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,11 +28,31 @@ class Status:
 
 
 def campaign_status(settings: Settings, campaign_id: int | None = None, window_s: float = 600.0) -> Status:
-    """Queued / running / succeeded / failed job counts, plus ``never_run``: stale
-    exposures of the campaign with no job yet, and queued jobs never attempted are counted
-    as queued (``failed`` always means a job ran and failed). Open campaigns with nothing
-    left to do are closed first (state ``done``). Throughput is over the last
-    ``window_s`` seconds of finished jobs; ETA = (queued + running + never run) / throughput.
+    """Return the progress of a campaign, or of all jobs.
+
+    Queued / running / succeeded / failed job counts, plus ``never_run``: stale exposures
+    of the campaign with no job yet; queued jobs never attempted are counted as queued
+    (``failed`` always means a job ran and failed). Open campaigns with nothing left to
+    do are closed first (state ``done``).
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    campaign_id : int, optional
+        One campaign; default every job of the archive.
+    window_s : float
+        Throughput is over the finished jobs of the last ``window_s`` seconds;
+        ETA = (queued + running + never run) / throughput.
+
+    Returns
+    -------
+    Status
+
+    Raises
+    ------
+    KeyError
+        If there is no campaign ``campaign_id``.
     """
     now = datetime.now(timezone.utc)
     with session_scope(settings.db_url) as s:

@@ -1,6 +1,8 @@
-"""The what-if view of owed work, before anything runs (``archive plan``): how many
-products of which kinds would be remade, the changes driving it, the first step to redo,
-and the cost estimated from past jobs of the same shape."""
+"""The what-if view of owed work, before anything runs (``archive plan``).
+
+How many products of which kinds would be remade, the changes driving it, the first step
+to redo, and the cost estimated from past jobs of the same shape.
+"""
 from __future__ import annotations
 
 import statistics
@@ -60,6 +62,15 @@ class CostModel:
         return float(nx) * float(ny) * (exp.ngroups or 1) * (exp.nints or 1)
 
     def seconds(self, exp: Exposure) -> tuple[float | None, str]:
+        """Estimate the wall seconds of a job on ``exp``.
+
+        Returns
+        -------
+        seconds : float or None
+            The median of the past jobs on the best basis available; None with no history.
+        basis : str
+            "same shape", "same subarray", "scaled by size" or "no history".
+        """
         if self.shape.get(self._shape(exp)):
             return statistics.median(self.shape[self._shape(exp)]), "same shape"
         if self.coarse.get((exp.instrume, exp.subarray)):
@@ -85,10 +96,28 @@ class WhatIf:
 
 def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: bool = False,
             cores_per_job: int = 1) -> WhatIf:
-    """How many products of which kinds would be remade, why, and at what cost.
+    """Say how many products of which kinds would be remade, why, and at what cost.
 
-    Without ``campaign_id``: everything the planner owes (:func:`archive.reprocessing.planner.plan`
-    in dry-run). With it: the campaign's stale exposures without a succeeded job.
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    campaign_id : int, optional
+        The campaign's stale exposures without a succeeded job. Default: everything the
+        planner owes (:func:`archive.reprocessing.planner.plan` in a dry run).
+    stale_only : bool
+        Without ``campaign_id``: only stale work, as ``plan(stale_only=True)``.
+    cores_per_job : int
+        Cores one job occupies (its numba threads): the cost is job seconds x cores.
+
+    Returns
+    -------
+    WhatIf
+
+    Raises
+    ------
+    KeyError
+        If there is no campaign ``campaign_id``.
     """
     with session_scope(settings.db_url) as s:
         if campaign_id is not None:
@@ -108,7 +137,8 @@ def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: b
             exps = []
             for start in range(0, len(names), CHUNK):
                 chunk = names[start:start + CHUNK]
-                found = {e.filename: e for e in s.execute(select(Exposure).where(Exposure.filename.in_(chunk))).scalars()}
+                found = {e.filename: e
+                         for e in s.execute(select(Exposure).where(Exposure.filename.in_(chunk))).scalars()}
                 ces = {}
                 ids = [e.id for e in found.values()]
                 for ce in s.execute(

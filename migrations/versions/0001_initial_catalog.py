@@ -2,7 +2,7 @@
 best references, campaigns, jobs, job inputs, products and their references.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23
 """
 from alembic import op
@@ -221,7 +221,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('path')
     )
     with op.batch_alter_table('products', schema=None) as batch_op:
-        batch_op.create_index('ix_products_exposure_suffix_current', ['exposure_id', 'suffix', 'is_current'], unique=False)
+        batch_op.create_index('ix_products_exposure_suffix_current', ['exposure_id', 'suffix', 'is_current'],
+                              unique=False)
         batch_op.create_index(batch_op.f('ix_products_filename'), ['filename'], unique=False)
         batch_op.create_index(batch_op.f('ix_products_job_id'), ['job_id'], unique=False)
 
@@ -237,7 +238,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('product_references', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_product_references_product_id'), ['product_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_product_references_reference_file_id'), ['reference_file_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_product_references_reference_file_id'), ['reference_file_id'],
+                              unique=False)
 
 
 
