@@ -62,17 +62,17 @@ def main() -> int:
     from astropy.io import fits
     from sqlalchemy import func, select
 
-    from archive.crds import cache as crdscache
-    from archive.reprocessing.campaigns import switch_context
-    from archive.config import load_settings
     from archive.catalog.db import session_scope, upgrade
-    from archive.ingest.batch import ingest
-    from archive.execution.runner import CAL_VER, param_hash, software_versions
     from archive.catalog.models import CrdsContext, Exposure, Job, JobInput, Product, ProductReference
-    from archive.ingest.pools import pool_rows
+    from archive.config import load_settings
+    from archive.crds import cache as crdscache
     from archive.crds.references import compute_bestrefs, use_context
-    from simulation.pools import simulate_pool
+    from archive.execution.runner import CAL_VER, param_hash, software_versions
+    from archive.ingest.batch import ingest
+    from archive.ingest.pools import pool_rows
+    from archive.reprocessing.campaigns import switch_context
     from calib.pipelines.detector1 import reftypes_for
+    from simulation.pools import simulate_pool
 
     work = Path(tempfile.mkdtemp(prefix="stale-bench-"))
     drop = None

@@ -127,9 +127,9 @@ class Phase:
     # ------------------------------------------------------------------ catalog
     def prepare(self, pool: Path, files: list[Path], context: str) -> dict[str, int]:
         from archive.catalog.db import session_scope, upgrade
+        from archive.crds.references import use_context
         from archive.ingest.batch import ingest
         from archive.reprocessing.planner import plan
-        from archive.crds.references import use_context
 
         upgrade(self.settings.db_url)
         report = ingest(self.settings, files, pool_path=pool)

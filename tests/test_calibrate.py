@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from archive.crds import cache as crdscache
 from archive.cli import app
+from archive.crds import cache as crdscache
 
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
 

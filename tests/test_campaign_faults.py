@@ -21,16 +21,16 @@ import pytest
 from astropy.io import fits
 from sqlalchemy import select, update
 
-from archive.crds import cache as crdscache
 from archive.catalog.db import session_scope
+from archive.catalog.models import Exposure, Job, Product
+from archive.crds import cache as crdscache
 from archive.execution.dispatch import get_dispatcher
+from archive.ingest.pools import pool_rows
+from archive.ingest.storage import sha256_file
 from archive.reprocessing.campaigns import mark_software_stale, switch_context
 from archive.reprocessing.planner import plan_and_send
 from archive.reprocessing.status import campaign_status
-from archive.catalog.models import Exposure, Job, Product
-from archive.ingest.pools import pool_rows
 from simulation.pools import simulate_pool
-from archive.ingest.storage import sha256_file
 
 from .conftest import shared
 from .test_end_to_end import write_pool

@@ -11,18 +11,18 @@ from astropy.io import fits
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from archive.crds import cache as crdscache
-from archive.cli import app
 from archive.catalog.db import session_scope
-from archive.ingest.batch import ingest
 from archive.catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, ProductComparison
-from archive.ingest.pools import pool_rows
+from archive.cli import app
+from archive.crds import cache as crdscache
 from archive.crds.references import use_context
+from archive.ingest.batch import ingest
+from archive.ingest.pools import pool_rows
+from archive.ingest.storage import sha256_file
 from archive.reprocessing.planner import plan, plan_and_send
 from archive.reprocessing.stale import RmapSelector
-from simulation.pools import simulate_pool
-from archive.ingest.storage import sha256_file
 from calib.pipelines.detector1 import reftypes_for
+from simulation.pools import simulate_pool
 
 from .conftest import shared
 from .test_end_to_end import write_pool
@@ -254,8 +254,8 @@ def test_permanent_failure_is_recorded_once_and_not_redone(env):
     """crds cannot select for a header: the job fails at once naming the exposure, a
     duplicate message does nothing, beat-style planning leaves it failed, an explicit
     reprocess revives it."""
-    from archive.execution.runner import PermanentJobError, execute_job
     from archive.catalog.models import BestRef
+    from archive.execution.runner import PermanentJobError, execute_job
 
     s, result = env
     victim = result.files[1].name

@@ -7,9 +7,10 @@ import shutil
 import pytest
 from astropy.io import fits
 
-from simulation import pools
 from archive.crds import cache as crdscache
+from simulation import pools
 from tests.conftest import SHARED
+
 NRCA2 = SHARED / "headers" / "jw01075001001_03105_00009_nrca2_uncal.fits"
 DETECTOR1_REFTYPES = ["dark", "gain", "ipc", "linearity", "mask", "readnoise", "saturation",
                       "superbias"]
@@ -20,7 +21,7 @@ def nircam_sim(tmp_path_factory):
     """Two FULL-frame NIRCam exposures (NRCA1, NRCB1) of pool 003 with 2 groups each."""
     base = tmp_path_factory.mktemp("nircam_sim")
     res = pools.simulate_pool(SHARED / "pools" / "pool_003_image_nircam.csv", base / "out",
-                                   base / "crds", limit=2, ngroups=2, seed=0)
+                              base / "crds", limit=2, ngroups=2, seed=0)
     return base, res
 
 
@@ -129,7 +130,7 @@ def test_extend_context_with_a_second_pool(nircam_sim):
     base, res = nircam_sim
     crdscache.configure(base / "crds")
     miri = pools.simulate_pool(SHARED / "pools" / "pool_002_image_miri.csv", base / "miri",
-                                    base / "crds", limit=1, ngroups=2, base_context=res.context)
+                               base / "crds", limit=1, ngroups=2, base_context=res.context)
     for r in (res, miri):
         for path in r.files:
             hdr = dict(fits.getheader(path))

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
     from archive.catalog.db import session_scope
-    from simulation.demo import run_demo
     from archive.catalog.models import Campaign, Exposure, IngestRejection, Job, Product, ProductComparison
+    from simulation.demo import run_demo
 
     for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG", "CRDS_PATH"):
         monkeypatch.delenv(var, raising=False)

@@ -7,18 +7,26 @@ import pytest
 from astropy.io import fits
 from sqlalchemy import select
 
-from archive.crds import cache as crdscache
 from archive.associations.associate import associate
 from archive.associations.generator import generate
 from archive.catalog.db import session_scope
+from archive.catalog.models import (
+    Association,
+    AssociationMember,
+    BestRef,
+    Exposure,
+    Job,
+    Product,
+    ProductReference,
+    ReferenceFile,
+)
+from archive.catalog.provenance import lineage, readonly_query
+from archive.crds import cache as crdscache
+from archive.crds.references import use_context
 from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
-from archive.reprocessing.planner import plan
-from archive.catalog.models import (Association, AssociationMember, BestRef, Exposure, Job, Product, ProductReference,
-                                    ReferenceFile)
 from archive.ingest.pools import pool_rows, read_pool
-from archive.catalog.provenance import lineage, readonly_query
-from archive.crds.references import use_context
+from archive.reprocessing.planner import plan
 from simulation.pools import simulate_pool
 
 from .conftest import shared

@@ -30,12 +30,12 @@ import pytest
 from sqlalchemy import select
 
 from archive.catalog.db import session_scope
+from archive.catalog.models import Exposure, Job, Product
+from archive.crds.references import compute_bestrefs, context_in_use, use_context
 from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
-from archive.reprocessing.planner import plan
-from archive.catalog.models import Exposure, Job, Product
 from archive.ingest.pools import pool_rows
-from archive.crds.references import compute_bestrefs, context_in_use, use_context
+from archive.reprocessing.planner import plan
 from simulation.pools import simulate_pool
 
 from .conftest import shared
@@ -90,8 +90,8 @@ class Archive:
 
     def __init__(self, tmp_path: Path, pg_url: str, redis_url: str, crds_path: Path, monkeypatch,
                  lease_seconds: int = 3600):
-        from archive.config import load_settings
         from archive.catalog.db import upgrade
+        from archive.config import load_settings
 
         self.tmp = tmp_path
         self.redis_url = redis_url

@@ -8,9 +8,9 @@ from astropy.io import fits
 from sqlalchemy import func, select
 
 from archive.catalog.db import session_scope
+from archive.catalog.models import Exposure, IngestRejection
 from archive.ingest.batch import ingest
 from archive.ingest.headers import read_raw_header
-from archive.catalog.models import Exposure, IngestRejection
 
 from .conftest import shared
 

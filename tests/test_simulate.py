@@ -1,7 +1,6 @@
 """Tests of the exposure simulator (simulation.ramps) and of pool simulation for MIRI."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -204,11 +203,11 @@ def test_simulate_pool_miri(tmp_path):
     from astropy.io import fits
     from stdatamodels.jwst import datamodels as dm
 
-    from simulation import pools
     from archive.crds import cache as crdscache
+    from simulation import pools
 
     res = pools.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out",
-                                   tmp_path / "crds", limit=2, ngroups=2, seed=0)
+                              tmp_path / "crds", limit=2, ngroups=2, seed=0)
     assert [p.name for p in res.files] == ["jw_00001_uncal.fits", "jw_00002_uncal.fits"]
     for path in res.files:
         with dm.open(path) as m:
@@ -226,7 +225,7 @@ def test_simulate_pool_miri(tmp_path):
         assert truth["rate"].shape == (1024, 1032)
     # same seed -> identical raw pixels
     res2 = pools.simulate_pool(POOLS / "pool_002_image_miri.csv", tmp_path / "out2",
-                                    tmp_path / "crds2", limit=1, ngroups=2, seed=0)
+                               tmp_path / "crds2", limit=1, ngroups=2, seed=0)
     a = fits.getdata(res.files[0], "SCI")
     b = fits.getdata(res2.files[0], "SCI")
     assert a.tobytes() == b.tobytes()
@@ -244,9 +243,9 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
     from astropy.io import fits
 
-    from simulation import pools
     from archive.crds import cache as crdscache
     from archive.ingest.pools import pool_rows
+    from simulation import pools
 
     # a one-row pool: the pool's first exposure, as a subarray exposure
     row = pool_rows(POOLS / pool_name)[0]
@@ -281,8 +280,8 @@ def test_jwst_detector1_recovers_true_rate(tmp_path, pool_name, subarray, readpa
 
 
 def test_exposure_keywords_for_templates_of_each_instrument():
-    from simulation import pools
     from archive.ingest.pools import pool_rows
+    from simulation import pools
 
     base = pool_rows(POOLS / "pool_003_image_nircam.csv")[0]
     cases = {

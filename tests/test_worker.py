@@ -11,11 +11,11 @@ import uuid
 from sqlalchemy import select
 
 from archive.catalog.db import session_scope
+from archive.catalog.models import Job, Product
+from archive.crds.references import use_context
 from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
 from archive.reprocessing.planner import plan
-from archive.catalog.models import Job, Product
-from archive.crds.references import use_context
 
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
 
@@ -28,8 +28,8 @@ def _worker(env: dict, log_path) -> subprocess.Popen:
 
 
 def test_job_runs_on_a_real_worker_through_redis(tmp_path, pg_url, redis_url, simulated, monkeypatch):  # noqa: F811
-    from archive.config import load_settings
     from archive.catalog.db import upgrade
+    from archive.config import load_settings
 
     pool, result, crds_path = simulated
     queue = f"archive-test-{uuid.uuid4().hex[:8]}"

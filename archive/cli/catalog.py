@@ -28,9 +28,9 @@ def init(as_json: bool = typer.Option(False, "--json")):
 def _status_tables(s, campaign: Optional[int]):
     from sqlalchemy import func, select
 
-    from ..reprocessing.status import campaign_status
     from ..catalog.db import session_scope
     from ..catalog.models import Campaign, Exposure, IngestRejection, Product
+    from ..reprocessing.status import campaign_status
 
     st = campaign_status(s, campaign)
     rows = []

@@ -17,9 +17,9 @@ def crds_status(as_json: bool = typer.Option(False, "--json")):
     """List the known contexts and the one in use."""
     from sqlalchemy import select
 
-    from ..crds import cache as crdscache
     from ..catalog.db import session_scope
     from ..catalog.models import CrdsContext
+    from ..crds import cache as crdscache
     from ..crds.references import context_in_use
 
     s = settings()
@@ -52,10 +52,10 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
 
     Nothing becomes stale until 'archive crds use CONTEXT'.
     """
-    from ..reprocessing.campaigns import switch_context
-    from ..crds.cache import add_context
     from ..catalog.db import session_scope
+    from ..crds.cache import add_context
     from ..crds.references import ContextError, ensure_context
+    from ..reprocessing.campaigns import switch_context
 
     s = settings()
     ensure_catalog(s)
@@ -98,8 +98,8 @@ def crds_use(context: str = typer.Argument(..., help="A .pmap name in the local 
     Products whose best references it changes become stale and a campaign is opened for
     them (only the reftypes that differ are examined).
     """
-    from ..reprocessing.campaigns import switch_context
     from ..crds.references import ContextError
+    from ..reprocessing.campaigns import switch_context
 
     s = settings()
     ensure_catalog(s)

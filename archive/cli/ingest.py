@@ -18,7 +18,8 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of
                                                help="Pool supplying planning columns (ASN_CANDIDATE ...)."),
            as_json: bool = typer.Option(False, "--json")):
     """Validate, checksum, store and catalogue raw exposures. Exit 1 if any was rejected."""
-    from ..ingest.batch import ingest as do_ingest, iter_paths
+    from ..ingest.batch import ingest as do_ingest
+    from ..ingest.batch import iter_paths
 
     s = settings()
     ensure_catalog(s)

@@ -35,8 +35,8 @@ def reprocess(ctx: typer.Context,
 
     Step parameters use the strun convention: --steps.jump.rejection_threshold=5
     """
-    from ..reprocessing.planner import plan_and_send
     from ..crds.references import ContextError
+    from ..reprocessing.planner import plan_and_send
 
     s = settings()
     ensure_catalog(s)

@@ -108,8 +108,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
     import crds  # heavy (crds, astropy, numba kernels): loaded when files are calibrated
     from astropy.io import fits
 
-    from calib.pipelines.detector1 import (reftypes_for, release_unreachable, run_detector1,
-                                           validate_params)
+    from calib.pipelines.detector1 import reftypes_for, release_unreachable, run_detector1, validate_params
     from calib.products import save_products
 
     resolve_pipeline(pipeline)
