@@ -29,6 +29,8 @@ same mapping name in two caches used by the same process.
 """
 from __future__ import annotations
 
+import ast
+import filecmp
 import os
 import re
 import shutil
@@ -191,8 +193,6 @@ def _parse_mapping(path: Path) -> tuple[dict, object]:
         If the mapping uses another selector class (e.g. SelectVersion), which the
         synthetic-context writer does not reproduce.
     """
-    import ast
-
     tree = ast.parse(Path(path).read_text(), filename=str(path))
     values = {}
 
@@ -342,8 +342,6 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
     ValueError
         If a file of the same name but different content is already in the cache.
     """
-    import filecmp
-
     crds_path = Path(crds_path)
     _ensure_layout(crds_path)
     dest = _mapping_dir(crds_path)

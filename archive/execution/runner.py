@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from calib import __version__ as CAL_VER
+from calib.errors import CalibError
 
 from ..catalog.db import session_scope
 from ..catalog.models import CrdsContext, Exposure, Job, Product, ProductReference, ReferenceFile, as_utc, utcnow
@@ -262,8 +263,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         Anything else (database, broker, disk): the job is marked failed and the error
         re-raised so the task layer can retry it.
     """
-    from calib.errors import CalibError
-    from calib.pipelines.detector1 import release_unreachable, run_detector1
+    from calib.pipelines.detector1 import release_unreachable, run_detector1  # numba kernels: loaded when used
     from calib.products import save_products
 
     worker = worker or worker_name()
