@@ -71,7 +71,7 @@ def main() -> int:
     from archive.ingest.batch import ingest
     from archive.ingest.pools import pool_rows
     from archive.reprocessing.campaigns import switch_context
-    from calib.pipelines.detector1 import reftypes_for
+    from calib.pipelines import required_reftypes
     from simulation.pools import simulate_pool
 
     work = Path(tempfile.mkdtemp(prefix="stale-bench-"))
@@ -105,7 +105,7 @@ def main() -> int:
             templates = db.execute(select(Exposure)).scalars().all()
             refs = {}
             for e in templates:
-                best = compute_bestrefs(s, db, e, ctx, reftypes_for(e.instrume, e.exp_type))
+                best = compute_bestrefs(s, db, e, ctx, required_reftypes(e.stage1_pipeline, e.header))
                 from archive.catalog.models import ReferenceFile
 
                 refs[e.id] = {rt: db.execute(select(ReferenceFile.id).where(ReferenceFile.name == n)).scalar_one()

@@ -1,12 +1,12 @@
-"""Writing calwebb_detector1 products (``_rate.fits``, ``_rateints.fits``) with provenance.
+"""Writing a pipeline's products (``<root>_<suffix>.fits``) with their provenance keywords.
 
 Every product is written atomically: to a temporary name in the target directory, fsynced,
 then ``os.link``-ed to its final name (which fails if the name exists, so an existing
-product is never overwritten, even by a concurrent writer) and the temporary removed.
-On any error no partial file remains. Provenance is stamped through the datamodel:
-CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>" (a file the user gave in place of
-CRDS's choice, ``override_<reftype>``, is recorded by its plain base name, never as
-``crds://``), S_<STEP>, FILENAME.
+product is never overwritten, even by a concurrent writer) and the temporary removed. On
+any error no partial file remains. Provenance is stamped through the datamodel: CAL_VER,
+CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>" (a file the user gave in place of CRDS's
+choice, ``override_<reftype>``, is recorded by its plain base name, never as ``crds://``)
+and FILENAME; the S_<STEP> keywords were set once by the runner (:mod:`calib.runner`).
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import os
 import pathlib
 import tempfile
 
-from calib.pipelines.detector1 import CAL_STEP_ATTR, Detector1Result
+from calib.runner import PipelineResult
 
-__all__ = ["save_products"]
+__all__ = ["save_products", "write_atomic"]
 
 
-def _stamp(model, result: Detector1Result, provenance: dict, filename: str) -> None:
+def _stamp(model, provenance: dict, filename: str) -> None:
     meta = model.meta
     meta.filename = filename
     if provenance.get("cal_version") is not None:
@@ -44,11 +44,18 @@ def _stamp(model, result: Detector1Result, provenance: dict, filename: str) -> N
             getattr(meta.ref_file, reftype).name = value
         except AttributeError as exc:
             raise ValueError(f"unknown reference type {reftype!r} in provenance") from exc
-    for step, st in result.step_status.items():
-        setattr(meta.cal_step, CAL_STEP_ATTR.get(step, step), st)
 
 
-def _write_atomic(model, final: pathlib.Path) -> None:
+def write_atomic(model, final: pathlib.Path) -> None:
+    """Write a datamodel to ``final`` atomically, never replacing an existing file.
+
+    Raises
+    ------
+    FileExistsError
+        If ``final`` exists (checked before writing and at the link).
+    OSError
+        For a write failure; the temporary file is removed.
+    """
     if final.exists():
         raise FileExistsError(f"refusing to overwrite existing product {final}")
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.fits", dir=final.parent)
@@ -79,30 +86,44 @@ def _write_atomic(model, final: pathlib.Path) -> None:
             tmp_path.unlink()
 
 
-def save_products(result: Detector1Result, output_dir, root: str,
-                  provenance: dict) -> dict[str, pathlib.Path]:
-    """Write ``<root>_rate.fits`` (and ``<root>_rateints.fits`` when there is a rateints).
+def save_products(result: PipelineResult, output_dir, root: str, provenance: dict) -> dict[str, pathlib.Path]:
+    """Write every product of a run as ``<root>_<suffix>.fits``.
 
-    provenance = {"crds_context": "jwst_xxxx.pmap", "crds_version": "14.0.3",
-    "cal_version": calib.__version__, "references": {reftype: "name.fits"},
-    "overrides": {reftype, ...} (optional: references not chosen by CRDS)}.
-    Returns {"rate": path} plus {"rateints": path} when written. Raises FileExistsError
-    (before writing anything) if a target exists; no partial file remains on any error.
+    Parameters
+    ----------
+    result : PipelineResult
+        From :func:`calib.pipelines.run_pipeline`.
+    output_dir : path
+        Created if missing.
+    root : str
+        The products' root name (``jw01075001001_03105_00009_nrca2``).
+    provenance : dict
+        ``{"crds_context": "jwst_xxxx.pmap", "crds_version": "14.0.3", "cal_version":
+        calib.__version__, "references": {reftype: "name.fits"}, "overrides": {reftype, ...}}``
+        (overrides optional: references not chosen by CRDS).
+
+    Returns
+    -------
+    dict
+        ``{suffix: path}`` of the files written.
+
+    Raises
+    ------
+    FileExistsError
+        Before writing anything, if a target exists; no partial file remains on any error.
     """
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    targets = {"rate": (result.rate, out / f"{root}_rate.fits")}
-    if result.rateints is not None:
-        targets["rateints"] = (result.rateints, out / f"{root}_rateints.fits")
-    for _, (_, path) in targets.items():
+    targets = {suffix: (model, out / f"{root}_{suffix}.fits") for suffix, model in result.products.items()}
+    for _, path in targets.values():
         if path.exists():
             raise FileExistsError(f"refusing to overwrite existing product {path}")
     written: dict[str, pathlib.Path] = {}
     try:
-        for kind, (model, path) in targets.items():
-            _stamp(model, result, provenance, path.name)
-            _write_atomic(model, path)
-            written[kind] = path
+        for suffix, (model, path) in targets.items():
+            _stamp(model, provenance, path.name)
+            write_atomic(model, path)
+            written[suffix] = path
     except BaseException:
         for p in written.values():
             p.unlink(missing_ok=True)

@@ -22,9 +22,9 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from calib.errors import InputError, ReferenceFileError
-from calib.pipelines.detector1 import run_detector1, validate_params
-from simulation.ramps import MIRI_EMI_CLOCKS, write_emicorr_reference
+from calib.pipelines import run_pipeline, validate_params
 from calib.steps import emicorr as emi
+from simulation.ramps import MIRI_EMI_CLOCKS, write_emicorr_reference
 from tests.conftest import SHARED
 from tests.test_calib_support import make_miri
 
@@ -124,19 +124,19 @@ def test_injected_emi_is_removed(emi_case):
 def test_pipeline_skipped_by_default_and_improves_rate(emi_case):
     sim, sim_clean, ref, _, _ = emi_case
     refs = dict(sim.refs, emicorr=ref)
-    off = run_detector1(sim.uncal, refs)
+    off = run_pipeline("calwebb_detector1", sim.uncal, refs)
     assert off.step_status["emicorr"] == "SKIPPED" and "emicorr" not in off.references_used
-    assert validate_params(None)["emicorr"]["skip"] is True
-    on = run_detector1(sim.uncal, refs, ON)
+    assert validate_params("calwebb_detector1", None)["emicorr"]["skip"] is True
+    on = run_pipeline("calwebb_detector1", sim.uncal, refs, ON)
     assert on.step_status["emicorr"] == "COMPLETE" and on.references_used["emicorr"] == ref
-    assert on.rate.meta.cal_step.emicorr == "COMPLETE"
-    clean = run_detector1(sim_clean.uncal, sim.refs)
-    good = (clean.rate.dq & 1) == 0
-    err_off = np.sqrt(np.mean((off.rate.data - clean.rate.data)[good] ** 2))
-    err_on = np.sqrt(np.mean((on.rate.data - clean.rate.data)[good] ** 2))
+    assert on.products["rate"].meta.cal_step.emicorr == "COMPLETE"
+    clean = run_pipeline("calwebb_detector1", sim_clean.uncal, sim.refs)
+    good = (clean.products["rate"].dq & 1) == 0
+    err_off = np.sqrt(np.mean((off.products["rate"].data - clean.products["rate"].data)[good] ** 2))
+    err_on = np.sqrt(np.mean((on.products["rate"].data - clean.products["rate"].data)[good] ** 2))
     assert err_on < 0.2 * err_off, (err_on, err_off)
     # no reference: SKIPPED even when requested (jwst: N/A -> skipped)
-    none = run_detector1(sim.uncal, sim.refs, ON)
+    none = run_pipeline("calwebb_detector1", sim.uncal, sim.refs, ON)
     assert none.step_status["emicorr"] == "SKIPPED"
 
 
@@ -171,12 +171,12 @@ def test_bad_references_and_skips(emi_case, tmp_path):
     garbage.write_text("not an asdf file")
     for bad in (str(garbage), str(tmp_path / "missing_emicorr.asdf")):
         with pytest.raises(ReferenceFileError, match=Path(bad).name) as ei:
-            run_detector1(sim.uncal, dict(sim.refs, emicorr=bad), ON)
+            run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, emicorr=bad), ON)
         assert "emicorr" in str(ei.value)
     # no entry for SUB64: skipped, as jwst (checked against jwst in the parity test)
     nosub = write_emicorr_reference(tmp_path / "nosub_emicorr.asdf",
                                     subarray_cases={"SUB128": ["Hz390"]})
-    res = run_detector1(sim.uncal, dict(sim.refs, emicorr=str(nosub)), ON)
+    res = run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, emicorr=str(nosub)), ON)
     assert res.step_status["emicorr"] == "SKIPPED"
     # an entry whose frequency is not defined: an error naming file and step
     m = datamodels.EmiModel()
@@ -189,17 +189,17 @@ def test_bad_references_and_skips(emi_case, tmp_path):
     undef = str(tmp_path / "undef_emicorr.asdf")
     m.save(undef)
     with pytest.raises(ReferenceFileError, match="undef_emicorr.asdf.*Hz218x") as ei:
-        run_detector1(sim.uncal, dict(sim.refs, emicorr=undef), ON)
+        run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, emicorr=undef), ON)
     assert str(ei.value).startswith("emicorr:")
     # unknown algorithm; a file without NSAMPLES (jwst fails there too)
     with pytest.raises(ValueError, match="algorithm"):
-        run_detector1(sim.uncal, dict(sim.refs, emicorr=ref),
+        run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, emicorr=ref),
                       {"emicorr": {"skip": False, "algorithm": "fancy"}})
     d = tmp_path / "nons"
     d.mkdir()
     s2 = make_miri(d, nints=1, ngroups=5)
     with pytest.raises(InputError, match="NSAMPLES"):
-        run_detector1(s2.uncal, dict(s2.refs, emicorr=ref), ON)
+        run_pipeline("calwebb_detector1", s2.uncal, dict(s2.refs, emicorr=ref), ON)
     # read pattern / ngroups where jwst skips
     sel = _selection(ref)
     x = np.zeros((1, 2, 64, 72), np.float32)
@@ -310,7 +310,7 @@ def test_ramp_parity_with_jwst(jwst_emicorr, run, params):
 def test_skip_parity_with_jwst(jwst_emicorr):
     sim, _, out, nosub = jwst_emicorr
     assert (out / "nosub.status").read_text() == "SKIPPED"
-    res = run_detector1(sim.uncal, dict(sim.refs, emicorr=nosub), ON)
+    res = run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, emicorr=nosub), ON)
     assert res.step_status["emicorr"] == "SKIPPED"
 
 
@@ -320,12 +320,12 @@ def test_rate_parity_with_jwst_pipeline(jwst_emicorr):
     stem = Path(sim.uncal).name.replace("_uncal.fits", "")
     # reset / rscd are left out on both sides (jwst: skip / N/A): this compares emicorr
     refs = {k: v for k, v in sim.refs.items() if k not in ("reset", "rscd")}
-    ours = run_detector1(sim.uncal, dict(refs, emicorr=ref), ON)
+    ours = run_pipeline("calwebb_detector1", sim.uncal, dict(refs, emicorr=ref), ON)
     assert ours.step_status["reset"] == ours.step_status["rscd"] == "SKIPPED"
     with datamodels.ImageModel(str(out / f"{stem}_rate.fits")) as j:
         assert j.meta.cal_step.emicorr == "COMPLETE"
         theirs, err, dq = np.array(j.data), np.array(j.err), np.array(j.dq)
     good = ((dq & 1) == 0) & np.isfinite(theirs)
-    ok = np.abs(ours.rate.data - theirs) <= 1e-4 * np.abs(theirs) + 0.01 * err
+    ok = np.abs(ours.products["rate"].data - theirs) <= 1e-4 * np.abs(theirs) + 0.01 * err
     print(f"emicorr rate: {ok[good].mean():.6f} of {good.sum()} good pixels agree")
     assert ok[good].mean() >= 0.999

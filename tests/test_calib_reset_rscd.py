@@ -9,7 +9,7 @@ from stdatamodels.jwst import datamodels
 
 from calib import dqflags
 from calib.errors import ReferenceFileError
-from calib.pipelines.detector1 import run_detector1
+from calib.pipelines import run_pipeline
 from calib.steps import reset as _reset
 from calib.steps import rscd as _rscd
 from tests.test_calib_support import make_miri
@@ -116,29 +116,29 @@ def test_rscd_table_lookup():
 @pytest.fixture(scope="module")
 def miri_reset(tmp_path_factory):
     sim = make_miri(tmp_path_factory.mktemp("miri_reset"), nints=2, ngroups=8, bright=True)
-    return sim, run_detector1(sim.uncal, sim.refs)
+    return sim, run_pipeline("calwebb_detector1", sim.uncal, sim.refs)
 
 
 def test_pipeline_reset_removes_the_anomaly(miri_reset):
     sim, res = miri_reset
     assert res.step_status["reset"] == "COMPLETE" and res.step_status["rscd"] == "COMPLETE"
     assert res.references_used["reset"] == sim.refs["reset"]
-    good = ((res.rate.dq & DNU) == 0) & ~sim.refpix_mask
+    good = ((res.products["rate"].dq & DNU) == 0) & ~sim.refpix_mask
     good[12] = False                                  # the bright saturating row
     faint = good & (sim.truth_rate < 300)
-    err = (res.rate.data - sim.truth_rate) / res.rate.err
-    without = run_detector1(sim.uncal, {k: v for k, v in sim.refs.items() if k != "reset"})
+    err = (res.products["rate"].data - sim.truth_rate) / res.products["rate"].err
+    without = run_pipeline("calwebb_detector1", sim.uncal, {k: v for k, v in sim.refs.items() if k != "reset"})
     assert without.step_status["reset"] == "SKIPPED"
-    err_without = (without.rate.data - sim.truth_rate) / without.rate.err
+    err_without = (without.products["rate"].data - sim.truth_rate) / without.products["rate"].err
     # the decaying anomaly makes slopes too low unless subtracted
     assert abs(np.median(err[faint])) < 0.1
     assert np.median(err_without[faint]) < -0.5
     # rscd: keywords; the two pixels saturating early are FLUX_ESTIMATED, not the one
     # saturated from group 0
-    assert res.rate.meta.rscd.ngroups_skip_int1 == 1
-    assert res.rate.meta.rscd.ngroups_skip_int2p == 2
-    assert res.rate.meta.rscd.keep_groups_saturation_int1 >= 1
-    fe = (res.rate.dq & dqflags.FLUX_ESTIMATED) != 0
+    assert res.products["rate"].meta.rscd.ngroups_skip_int1 == 1
+    assert res.products["rate"].meta.rscd.ngroups_skip_int2p == 2
+    assert res.products["rate"].meta.rscd.keep_groups_saturation_int1 >= 1
+    fe = (res.products["rate"].dq & dqflags.FLUX_ESTIMATED) != 0
     # saturation grows one pixel (n_pix_grow_sat=1), so their 3x3 neighbourhoods too
     expect = np.zeros_like(fe)
     expect[11:14, 11:14] = expect[11:14, 19:22] = True
@@ -154,13 +154,13 @@ def test_bad_reset_and_rscd_references(tmp_path):
     path = str(tmp_path / "small_reset.fits")
     bad.save(path)
     with pytest.raises(ReferenceFileError, match="reset.*small_reset.fits"):
-        run_detector1(sim.uncal, dict(sim.refs, reset=path))
+        run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, reset=path))
     with pytest.raises(ReferenceFileError, match="rscd.*no_rscd.fits"):
-        run_detector1(sim.uncal, dict(sim.refs, rscd=str(tmp_path / "no_rscd.fits")))
+        run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, rscd=str(tmp_path / "no_rscd.fits")))
     # a table without this SUBARRAY/READPATT: SKIPPED, as jwst
     rc = datamodels.RSCDModel()
     rc.rscd_group_skip_table = np.array([("FULL", "SLOW", 1, 2)], TABLE_DTYPE)
     other = str(tmp_path / "other_rscd.fits")
     rc.save(other)
-    res = run_detector1(sim.uncal, dict(sim.refs, rscd=other))
+    res = run_pipeline("calwebb_detector1", sim.uncal, dict(sim.refs, rscd=other))
     assert res.step_status["rscd"] == "SKIPPED"

@@ -96,3 +96,72 @@ def test_override_skip_and_exit_codes(env, tmp_path):
     assert r.exit_code == 1
     assert (tmp_path / "d" / f"{root}_rate.fits").is_file()
     assert "bad_uncal.fits" in r.output
+
+
+def _private_cache(result, tmp_path, drop: set[str]):
+    """A copy of the simulated CRDS cache without the reference files of ``drop`` reftypes
+    (the context still names them: bestrefs would pick files the cache does not hold)."""
+    src = crdscache.locate(result.references[result.files[0].name]["gain"]).parents[3]
+    dst = tmp_path / "crds"
+    shutil.copytree(src, dst, symlinks=True)
+    gone = []
+    for f in result.files:
+        for reftype, name in result.references[f.name].items():
+            if reftype in drop:
+                for p in dst.rglob(name):
+                    p.unlink()
+                    gone.append(name)
+    assert gone
+    return dst
+
+
+def test_a_skipped_step_needs_no_reference(env, tmp_path, monkeypatch):
+    """strun behaviour: a skipped step's reftype is not asked of CRDS, so a cache lacking
+    its file is no obstacle; without the skip the file is missing (exit 1, named)."""
+    result = env
+    f = result.files[0]
+    monkeypatch.setenv("CRDS_PATH", str(_private_cache(result, tmp_path, {"ipc", "linearity"})))
+    r = _run("calwebb_detector1", f, "--output-dir", tmp_path / "a", "--steps.ipc.skip=true",
+             "--steps.linearity.skip=true")
+    assert r.exit_code == 0, r.output
+    hdr = fits.getheader(tmp_path / "a" / f"{f.name[:-len('_uncal.fits')]}_rate.fits")
+    assert hdr["S_IPC"] == "SKIPPED" and hdr["S_LINEAR"] == "SKIPPED"
+    assert "R_IPC" not in hdr and "R_LINEAR" not in hdr
+    r = _run("calwebb_detector1", f, "--output-dir", tmp_path / "b", "--steps.ipc.skip=true", "--json")
+    assert r.exit_code == 1 and result.references[f.name]["linearity"] in r.output
+
+
+def test_all_references_overridden_needs_no_selection(env, tmp_path, monkeypatch):
+    """With every reference a running step reads given as override_<reftype>, calibrate runs
+    under a context whose cache holds none of those files."""
+    result = env
+    f = result.files[0]
+    refs = result.references[f.name]
+    local = {}
+    for reftype, name in refs.items():
+        local[reftype] = tmp_path / f"my_{reftype}.fits"
+        shutil.copy(crdscache.locate(name), local[reftype])
+    monkeypatch.setenv("CRDS_PATH", str(_private_cache(result, tmp_path, set(refs))))
+    by_step = {"mask": "dq_init", "saturation": "saturation", "superbias": "superbias", "ipc": "ipc",
+               "linearity": "linearity", "dark": "dark_current", "gain": "jump", "readnoise": "jump"}
+    args = [f"--steps.{by_step[rt]}.override_{rt}={p}" for rt, p in local.items() if rt in by_step]
+    r = _run("calwebb_detector1", f, "--output-dir", tmp_path / "o", *args)
+    assert r.exit_code == 0, r.output
+    hdr = fits.getheader(tmp_path / "o" / f"{f.name[:-len('_uncal.fits')]}_rate.fits")
+    assert hdr["R_DARK"] == "my_dark.fits" and hdr["R_GAIN"] == "my_gain.fits"
+    assert hdr["R_SUPERB"] == "my_superbias.fits"
+
+
+def test_bad_values_are_usage_errors_before_any_file_is_opened(env, tmp_path):
+    missing = tmp_path / "never_opened_uncal.fits"
+    for arg, words in (("--steps.refpix.side_smoothing_length=-5", ("refpix", "side_smoothing_length", "-5",
+                                                                     "[1, 2048]")),
+                       ("--steps.jump.rejection_threshold=abc", ("jump", "rejection_threshold", "abc")),
+                       ("--steps.ramp_fit.algorithm=LIKELY", ("ramp_fit", "algorithm", "jwst engine")),
+                       ("--steps.jump.override_dark=x.fits", ("jump", "dark")),
+                       ("--steps.persistence.skip=false", ("persistence", "not implemented"))):
+        r = _run("calwebb_detector1", missing, arg)
+        assert r.exit_code == 2, (arg, r.output)
+        text = " ".join(r.output.split())
+        for w in words:
+            assert w in text, (arg, w, r.output)

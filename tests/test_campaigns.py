@@ -21,7 +21,7 @@ from archive.ingest.pools import pool_rows
 from archive.ingest.storage import sha256_file
 from archive.reprocessing.planner import plan, plan_and_send
 from archive.reprocessing.stale import RmapSelector
-from calib.pipelines.detector1 import reftypes_for
+from calib.pipelines import required_reftypes
 from simulation.pools import simulate_pool
 
 from .conftest import shared
@@ -68,6 +68,42 @@ def _products(s):
                 for p, e in db.execute(select(Product, Exposure).join(Exposure, Exposure.id == Product.exposure_id))}
 
 
+def test_first_step_comes_from_the_step_declarations():
+    from archive.reprocessing.stale import first_step
+
+    nrc = {"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1"}
+    # saturation reads the superbias (near-IR read-pattern test) before the superbias step
+    assert first_step("calwebb_detector1", nrc, ["superbias"]) == "saturation"
+    assert first_step("calwebb_detector1", nrc, ["dark", "linearity"]) == "linearity"
+    assert first_step("calwebb_detector1", nrc, ["gain"]) == "jump"
+    miri = {"INSTRUME": "MIRI", "DETECTOR": "MIRIMAGE"}
+    assert first_step("calwebb_detector1", miri, ["rscd"]) == "rscd"
+    assert first_step("calwebb_detector1", miri, ["superbias"]) is None      # MIRI reads none
+    # emicorr is skipped by default: its reference restarts nothing
+    assert first_step("calwebb_detector1", miri, ["emicorr"]) is None
+
+
+def test_superbias_change_restarts_at_saturation(env, tmp_path):
+    s, result = env
+    crdscache.configure(s.crds_path)
+    target = result.files[1].name
+    det = fits.getheader(result.files[1])["DETECTOR"]
+    old = result.references[target]["superbias"]
+    new = tmp_path / f"jwst_sim_nircam_superbias_{det.lower()}_v2.fits"
+    with fits.open(crdscache.locate(old)) as hdul:
+        hdul["SCI"].data = hdul["SCI"].data + np.float32(3.0)
+        hdul.writeto(new)
+    new_ctx = crdscache.derive_context(s.crds_path, result.context, {("nircam", "superbias", det): new})
+    assert _cli(s, "crds", "add", new_ctx).exit_code == 0
+    r = _cli(s, "crds", "use", new_ctx, "--json")
+    assert r.exit_code == 0, r.output
+    with session_scope(s.db_url) as db:
+        ce = db.execute(select(CampaignExposure)).scalar_one()
+        assert db.get(Exposure, ce.exposure_id).filename == target
+        assert [c["reftype"] for c in ce.changes] == ["superbias"]
+        assert ce.first_step == "saturation"
+
+
 def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path):
     s, result = env
     before = _products(s)
@@ -93,7 +129,7 @@ def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path
     for f in result.files:
         hdr = dict(fits.getheader(f))
         hdr.update(fits.getheader(f, "SCI"))
-        rts = reftypes_for("NIRCAM", hdr["EXP_TYPE"])
+        rts = required_reftypes("calwebb_detector1", hdr)
         want = crdscache.bestrefs(hdr, new_ctx, rts)
         assert {rt: RmapSelector(new_ctx, "nircam", rt).best(hdr) for rt in rts} == want
 

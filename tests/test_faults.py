@@ -334,7 +334,7 @@ def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_pa
     """A reference file whose bytes no longer match the catalog's checksum: the jobs that
     use it fail permanently (not retried) with a message naming the file; the jobs on the
     other detector succeed."""
-    from calib.pipelines.detector1 import reftypes_for
+    from calib.pipelines import required_reftypes
 
     pool, result, crds_path = exposures
     # this test's own cache: links to the shared files, a real copy of the one it corrupts
@@ -354,7 +354,7 @@ def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_pa
     with session_scope(s.db_url) as db:
         ctx = context_in_use(s, db)
         for exp in db.execute(select(Exposure)).scalars():
-            compute_bestrefs(s, db, exp, ctx, reftypes_for(exp.instrume, exp.exp_type))
+            compute_bestrefs(s, db, exp, ctx, required_reftypes(exp.stage1_pipeline, exp.header))
     size = victim.stat().st_size
     with open(victim, "r+b") as fh:  # flip bytes in the data, size unchanged
         fh.seek(size - 1000)

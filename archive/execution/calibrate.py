@@ -10,6 +10,7 @@ Exit codes follow strun: 0 success, 1 a file failed, 2 bad usage.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,14 +24,7 @@ from ..crds import cache as crdscache
 from ..crds.references import cache_operational_context
 from .runner import product_root
 
-PIPELINE_ALIASES = {
-    "calwebb_detector1": "calwebb_detector1",
-    "detector1": "calwebb_detector1",
-    "jwst.pipeline.Detector1Pipeline": "calwebb_detector1",
-    "Detector1Pipeline": "calwebb_detector1",
-    "calwebb_detector1.cfg": "calwebb_detector1",
-}
-
+log = logging.getLogger(__name__)
 
 class UsageError(ValueError):
     """Bad command line (unknown pipeline, step or parameter)."""
@@ -48,49 +42,70 @@ class CalibrateOutcome:
 
 
 def resolve_pipeline(name: str) -> str:
-    """Map a pipeline alias or class name to its calwebb name.
+    """Map a pipeline name, alias or jwst class name to its registered calwebb name.
 
     Raises
     ------
     UsageError
-        For a pipeline this engine does not run.
+        For a pipeline the calib engine does not run.
     """
+    from calib.pipelines import UnknownPipelineError, resolve_name
+
     try:
-        return PIPELINE_ALIASES[name]
-    except KeyError:
-        raise UsageError(f"unknown or unsupported pipeline {name!r}; supported: calwebb_detector1") from None
+        return resolve_name(name)
+    except UnknownPipelineError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def split_overrides(params: dict) -> tuple[dict, dict[str, str]]:
+def split_overrides(pipeline: str, params: dict) -> tuple[dict, dict[str, str]]:
     """Take ``override_<reftype>`` entries out of step parameters.
 
-    Returns (params without overrides, {reftype: path}).
+    An override must name a reftype its step declares (jwst's ``override_<reftype>``
+    parameters) and an existing file, or ``N/A``.
+
+    Returns
+    -------
+    (dict, dict)
+        The parameters without overrides, and ``{reftype: absolute path or "N/A"}``.
 
     Raises
     ------
     UsageError
-        If an override names a file that does not exist.
+        If an override names an unknown step, a reftype the step does not read, or a file
+        that does not exist.
     """
+    from calib.pipelines import get_pipeline
+    from calib.params import ParamError
+
+    spec = get_pipeline(pipeline)
     clean: dict = {}
     overrides: dict[str, str] = {}
     for step, values in params.items():
         for name, value in values.items():
-            if name.startswith("override_"):
-                path = Path(str(value)).expanduser()
-                if str(value).upper() == "N/A":
-                    overrides[name[len("override_"):]] = "N/A"
-                    continue
-                if not path.is_file():
-                    raise UsageError(f"--steps.{step}.{name}: no such file {value}")
-                overrides[name[len("override_"):]] = str(path.resolve())
-            else:
+            if not name.startswith("override_"):
                 clean.setdefault(step, {})[name] = value
+                continue
+            reftype = name[len("override_"):]
+            try:
+                declared = spec.step(step).reftypes
+            except ParamError as exc:
+                raise UsageError(str(exc)) from None
+            if reftype not in declared:
+                raise UsageError(f"--steps.{step}.{name}: step {step!r} reads no {reftype!r} reference "
+                                 f"(its reftypes: {', '.join(declared) or 'none'})")
+            if str(value).upper() == "N/A":
+                overrides[reftype] = "N/A"
+                continue
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
+                raise UsageError(f"--steps.{step}.{name}: no such file {value}")
+            overrides[reftype] = str(path.resolve())
     return clean, overrides
 
 
-def _context(settings: Settings) -> str:
+def _context(settings: Settings, required: bool) -> str | None:
     ctx = settings.crds_context or cache_operational_context(settings.crds_path)
-    if not ctx:
+    if not ctx and required:
         raise UsageError(f"no CRDS context: set CRDS_CONTEXT or give a cache with config/jwst/server_config "
                          f"(CRDS_PATH={settings.crds_path})")
     return ctx
@@ -98,26 +113,52 @@ def _context(settings: Settings) -> str:
 
 def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output_dir: Path | None,
                     params: dict, progress=None) -> list[CalibrateOutcome]:
-    """Calibrate ``files`` in turn; a failing file does not stop the others.
+    """Calibrate ``files`` in turn with a registered calib pipeline; a failing file does not stop the others.
+
+    Everything about the command line is checked before any file is opened: the pipeline,
+    every step and parameter against the pipeline's declarations (calib.pipelines), and
+    every override. Then, per file, CRDS is asked only for the reftypes of the steps that
+    will run and are not overridden (``calib.pipelines.required_reftypes``), so a skipped
+    step needs no reference, and with every reference overridden no CRDS selection is made.
+
+    Parameters
+    ----------
+    settings : Settings
+        The CRDS cache (``crds_path``) and context (``crds_context``) to select with.
+    pipeline : str
+        A pipeline name or alias (``calwebb_detector1``, ``Detector1Pipeline`` ...).
+    files : list of Path
+        Input files (``*_uncal.fits``).
+    output_dir : Path, optional
+        Where products go (default: beside each input).
+    params : dict
+        ``{step: {parameter: value}}`` with ``override_<reftype>`` entries allowed.
+    progress : callable, optional
+        Called with each file's :class:`CalibrateOutcome`.
+
+    Returns
+    -------
+    list of CalibrateOutcome
 
     Raises
     ------
     UsageError
-        For an unknown pipeline, step, parameter or override file (before any work).
+        For an unknown pipeline, step, parameter, bad value or override file (before any
+        file is opened).
     """
     import crds  # heavy (crds, astropy, numba kernels): loaded when files are calibrated
     from astropy.io import fits
 
-    from calib.pipelines.detector1 import reftypes_for, release_unreachable, run_detector1, validate_params
+    from calib.params import ParamError
+    from calib.pipelines import release_unreachable, required_reftypes, run_pipeline, validate_params
     from calib.products import save_products
 
-    resolve_pipeline(pipeline)
-    params, overrides = split_overrides(params)
+    pipeline = resolve_pipeline(pipeline)
+    params, overrides = split_overrides(pipeline, params)
     try:
-        validate_params(params)
-    except ValueError as exc:
+        validate_params(pipeline, params)
+    except ParamError as exc:
         raise UsageError(str(exc)) from exc
-    context = None
     outcomes: list[CalibrateOutcome] = []
     for path in files:
         t0 = time.monotonic()
@@ -125,14 +166,13 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
         out_dir = Path(output_dir) if output_dir else path.parent
         try:
             header = dict(fits.getheader(path, 0))
-            reftypes = reftypes_for(header.get("INSTRUME", ""), header.get("EXP_TYPE", ""))
+            reftypes = required_reftypes(pipeline, header, params)
             needed = [r for r in reftypes if r not in overrides]
+            context = _context(settings, required=bool(needed))
             names: dict[str, str] = {}
             refs: dict[str, str | None] = {}
             if needed:
-                if context is None:
-                    context = _context(settings)
-                    crdscache.configure(settings.crds_path)
+                crdscache.configure(settings.crds_path)
                 best = crdscache.bestrefs(header, context, needed)
                 for reftype in needed:
                     name = best.get(reftype, "N/A")
@@ -143,7 +183,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
                     refs[reftype] = None if value == "N/A" else value
                     names[reftype] = "N/A" if value == "N/A" else os.path.basename(value)
             out_dir.mkdir(parents=True, exist_ok=True)
-            result = run_detector1(path, refs, params)
+            result = run_pipeline(pipeline, path, refs, params)
             prov = {"crds_context": context or "N/A", "crds_version": crds.__version__, "cal_version": cal_ver,
                     "references": names, "overrides": {r for r in overrides if r in reftypes}}
             files_out = save_products(result, out_dir, product_root(path.name), prov)
@@ -151,7 +191,11 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
             release_unreachable()     # the products' arrays, before the next file
             outcomes.append(CalibrateOutcome(path, "succeeded", {k: Path(v) for k, v in files_out.items() if v},
                                              seconds=time.monotonic() - t0))
-        except (CalibError, OSError, ValueError, KeyError, crdscache.BestrefsError) as exc:
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the batch goes on
+            if not isinstance(exc, (CalibError, OSError, ValueError, KeyError, crdscache.BestrefsError)):
+                log.exception("%s: unexpected failure", path)
             outcomes.append(CalibrateOutcome(path, "failed", {}, f"{type(exc).__name__}: {exc}",
                                              seconds=time.monotonic() - t0))
         if progress:

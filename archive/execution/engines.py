@@ -1,13 +1,15 @@
 """Which engine runs a pipeline here.
 
-calib (this project's numba implementations) is the only engine today; a pipeline that no
-engine runs is reported by the planner as unsupported, never dropped (DESIGN.md,
-"Pipelines and steps": engines).
+calib (this project's numba implementations) runs every pipeline in its registry
+(``calib.pipelines.REGISTRY``); a pipeline that no engine runs is reported by the planner as
+unsupported, never dropped (DESIGN.md, "Pipelines and steps": engines).
 """
 from __future__ import annotations
 
-#: pipelines an engine of this archive can run today (engine name -> pipelines)
-SUPPORTED = {"calib": {"calwebb_detector1"}}
+from calib.pipelines import REGISTRY as _CALIB_REGISTRY
+
+#: pipelines an engine of this archive can run (engine name -> pipelines)
+SUPPORTED = {"calib": set(_CALIB_REGISTRY)}
 
 
 def engine_for(pipeline: str) -> str | None:

@@ -34,7 +34,7 @@ from ..catalog.db import session_scope
 from ..catalog.models import CrdsContext, Exposure, Job, Product, ProductReference, ReferenceFile, as_utc, utcnow
 from ..config import Settings
 from ..crds import cache as crdscache
-from ..crds.references import compute_bestrefs, ensure_reference
+from ..crds.references import compute_bestrefs, crds_header, ensure_reference
 from ..ingest.storage import remove_tree_quietly, sha256_file
 from .comparison import compare_with_superseded
 
@@ -111,7 +111,7 @@ def _claim(settings: Settings, job_id: int, worker: str) -> _Work | None:
 
 
 def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
-    from calib.pipelines.detector1 import reftypes_for
+    from calib.pipelines import required_reftypes
 
     now = utcnow()
     with session_scope(settings.db_url) as s:
@@ -133,7 +133,8 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         job.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
         job.error = None
         ctx = s.get(CrdsContext, job.context_id)
-        reftypes = reftypes_for(exp.instrume, exp.exp_type)
+        # CRDS is asked only for what the steps that will run read (calib's declarations)
+        reftypes = required_reftypes(job.pipeline, crds_header(exp), job.parameters or {})
         try:
             best = compute_bestrefs(settings, s, exp, ctx, reftypes)
         except crdscache.BestrefsError as exc:  # crds cannot select for this header: retrying cannot help
@@ -263,7 +264,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         Anything else (database, broker, disk): the job is marked failed and the error
         re-raised so the task layer can retry it.
     """
-    from calib.pipelines.detector1 import release_unreachable, run_detector1  # numba kernels: loaded when used
+    from calib.pipelines import release_unreachable, run_pipeline  # numba kernels: loaded when used
     from calib.products import save_products
 
     worker = worker or worker_name()
@@ -285,7 +286,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
             if path is not None:
                 _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
         work.output_dir.mkdir(parents=True, exist_ok=False)
-        result = run_detector1(work.exposure_path, work.references, work.params)
+        result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
         provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
                       "references": dict(work.reference_names)}
         files = save_products(result, work.output_dir, product_root(work.filename), provenance)

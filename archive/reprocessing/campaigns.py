@@ -27,8 +27,16 @@ from ..crds import cache as crdscache
 from ..crds.references import ContextError, use_context
 from .stale import CHUNK, StaleExposure, compute_stale_set
 
-#: where a remake for new software starts: the first step of calwebb_detector1
-SOFTWARE_FIRST_STEP = "group_scale"
+
+def software_first_step(pipeline: str, instrument: str) -> str:
+    """Where a remake for new software starts: the pipeline's first step for the instrument.
+
+    From calib's declarations (``calib.pipelines.step_order``), e.g. group_scale for
+    calwebb_detector1.
+    """
+    from calib.pipelines import step_order
+
+    return step_order(pipeline, {"INSTRUME": instrument})[0][0]
 
 
 @dataclass
@@ -154,7 +162,7 @@ def mark_software_stale(settings: Settings, *, program: str | None = None, instr
     """
     with session_scope(settings.db_url) as s:
         ctx = in_use_context(s)
-        q = (select(Product.id, Product.exposure_id, Job.cal_version)
+        q = (select(Product.id, Product.exposure_id, Job.cal_version, Exposure.instrume)
              .join(Job, Job.id == Product.job_id).join(Exposure, Exposure.id == Product.exposure_id)
              .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
                     Job.pipeline == pipeline, Job.cal_version != cal_ver))
@@ -162,12 +170,13 @@ def mark_software_stale(settings: Settings, *, program: str | None = None, instr
             q = q.where(Exposure.program == program_id(program))
         if instrument:
             q = q.where(Exposure.instrume == instrument.upper())
-        by_exp: dict[int, tuple[list[int], str]] = {}
-        for pid, eid, ver in s.execute(q):
-            by_exp.setdefault(eid, ([], ver))[0].append(pid)
+        by_exp: dict[int, tuple[list[int], str, str]] = {}
+        for pid, eid, ver, instr in s.execute(q):
+            by_exp.setdefault(eid, ([], ver, instr))[0].append(pid)
+        first = {instr: software_first_step(pipeline, instr) for _, _, instr in by_exp.values()}
         items = [StaleExposure(eid, sorted(pids), [{"software": "jwst-archive", "old": ver, "new": cal_ver}],
-                               SOFTWARE_FIRST_STEP)
-                 for eid, (pids, ver) in sorted(by_exp.items())]
+                               first[instr])
+                 for eid, (pids, ver, instr) in sorted(by_exp.items())]
         by_change: dict[str, int] = {}
         for it in items:
             key = f"jwst-archive {it.changes[0]['old']} -> {cal_ver}"

@@ -247,13 +247,27 @@ def _keyword_column(keyword: str):
     return Exposure.header[keyword]
 
 
-def first_step(instrument: str, reftypes) -> str | None:
-    """Return the first calwebb_detector1 step (jwst order) that reads one of ``reftypes`` (or None)."""
-    from calib.pipelines.detector1 import STEP_REFTYPES, steps_for
+def first_step(pipeline: str, header: dict, reftypes) -> str | None:
+    """Return the first step of ``pipeline`` (run order) that reads one of ``reftypes``, or None.
+
+    The steps and the reftypes each reads for this exposure come from calib's declarations
+    (``calib.pipelines.step_order``): e.g. a new superbias for a near-IR exposure restarts at
+    saturation, which reads it before the superbias step does.
+
+    Parameters
+    ----------
+    pipeline : str
+        The pipeline that made the product (``calwebb_detector1``).
+    header : dict
+        FITS keywords of the exposure (at least INSTRUME; DETECTOR where steps depend on it).
+    reftypes : iterable of str
+        The reftypes whose references change.
+    """
+    from calib.pipelines import step_order
 
     wanted = set(reftypes)
-    for step in steps_for(instrument):
-        if wanted & set(STEP_REFTYPES.get(step, ())):
+    for step, reads in step_order(pipeline, header):
+        if wanted & set(reads):
             return step
     return None
 
@@ -270,20 +284,34 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
     crdscache.BestrefsError
         If crds cannot select for a candidate's header.
     """
-    from calib.pipelines.detector1 import reftypes_for
+    from calib.errors import InputError
+    from calib.pipelines import get_pipeline, required_reftypes
+    from calib.step import ExposureKeys
 
+    spec = get_pipeline(pipeline)
     diff = crdscache.context_reftypes_diff(old_ctx, new_ctx)
     by_instr: dict[str, set[str]] = defaultdict(set)
     for instr, reftype in diff:
         by_instr[instr].add(reftype)
     result = StaleSet({i: sorted(r) for i, r in sorted(by_instr.items())})
     found: dict[int, StaleExposure] = {}
+    detectors: dict[int, str] = {}
     for instr, reftypes in sorted(by_instr.items()):
-        used = set()
-        try:
-            used = set(reftypes_for(instr, ""))
-        except Exception:
+        try:   # every reftype a step of this instrument's flavour may read (calib's declarations)
+            used = {rt for st in spec.flavours(ExposureKeys(instr.upper())) if st.implemented for rt in st.reftypes}
+        except InputError:
             continue  # an instrument this pipeline does not calibrate
+        reads_memo: dict[tuple, set[str]] = {}
+
+        def reads(param_hash: str, detector: str | None, _instr=instr) -> set[str]:
+            """The reftypes a job with these parameters read for this detector (memoised)."""
+            key = (param_hash, detector)
+            if key not in reads_memo:
+                params = session.execute(select(Job.parameters).where(Job.param_hash == param_hash)
+                                         .limit(1)).scalar()
+                reads_memo[key] = set(required_reftypes(pipeline, {"INSTRUME": _instr.upper(),
+                                                                   "DETECTOR": detector or ""}, params or {}))
+            return reads_memo[key]
         for reftype in sorted(reftypes & used):
             selector = RmapSelector(new_ctx, instr, reftype)
             files = _changed_tuple_files(old_ctx, new_ctx, instr, reftype)
@@ -293,7 +321,8 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
             # JSON elements decoded by the driver
             pref = ProductReference.__table__.alias("pref")
             rfile = ReferenceFile.__table__.alias("rfile")
-            q = (select(Product.id, Product.exposure_id, rfile.c.name, *[_keyword_column(k) for k in keys])
+            q = (select(Product.id, Product.exposure_id, rfile.c.name, Job.param_hash, Exposure.detector,
+                        *[_keyword_column(k) for k in keys])
                  .join(Exposure, Exposure.id == Product.exposure_id)
                  .join(Job, Job.id == Product.job_id)
                  .where(Exposure.instrume == instr.upper(), Product.is_current.is_(True),
@@ -308,13 +337,16 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
                 q = (q.outerjoin(pref, (pref.c.product_id == Product.id) & (pref.c.reftype == reftype))
                      .outerjoin(rfile, rfile.c.id == pref.c.reference_file_id))
             seen: set[int] = set()
-            for pid, eid, old, *values in session.execute(q):
+            for pid, eid, old, phash, detector, *values in session.execute(q):
                 item = found.get(eid)
                 if eid in seen:  # another product of the same exposure (rateints)
                     if item is not None and item.changes[-1]["reftype"] == reftype and pid not in item.product_ids:
                         item.product_ids.append(pid)
                     continue
                 seen.add(eid)
+                if reftype not in reads(phash, detector):
+                    continue  # its job's steps do not read this reftype (e.g. a step it skipped)
+                detectors[eid] = detector or ""
                 header = {k: v for k, v in zip(keys, values, strict=True) if v is not None}
                 old = old or "N/A"
                 new = selector.best(header)
@@ -330,6 +362,7 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
     for item in found.values():
         item.product_ids.sort()
         instr = item.changes[0]["instrument"]
-        item.first_step = first_step(instr, [c["reftype"] for c in item.changes])
+        item.first_step = first_step(pipeline, {"INSTRUME": instr.upper(), "DETECTOR": detectors[item.exposure_id]},
+                                     [c["reftype"] for c in item.changes])
     result.exposures = [found[e] for e in sorted(found)]
     return result

@@ -13,8 +13,10 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.params import Param
+from calib.step import StepSpec
 
-__all__ = ["charge_migration", "charge_migration_kernel"]
+__all__ = ["charge_migration", "charge_migration_kernel", "STEP"]
 
 _DNU = np.uint8(dqflags.DO_NOT_USE)
 _CHLO_DNU = np.uint8(dqflags.group["CHARGELOSS"] | dqflags.DO_NOT_USE)
@@ -58,3 +60,19 @@ def charge_migration(data, gdq, *, signal_threshold: float = 25000.0):
         return gdq, "SKIPPED"
     charge_migration_kernel(data, gdq, np.float32(signal_threshold))
     return gdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    state.gdq, status = charge_migration(state.data, state.gdq,
+                                         signal_threshold=float(ctx.params["signal_threshold"]))
+    return status
+
+
+STEP = StepSpec(
+    name="charge_migration", jwst_class="jwst.charge_migration.ChargeMigrationStep", run=_run,
+    skip_default=True,
+    params=(Param("signal_threshold", "float", 25000.0, doc="DN above which a group and its neighbours "
+                  "are flagged CHARGELOSS"),),
+    doc="flag groups above signal_threshold and their 4 neighbours CHARGELOSS|DO_NOT_USE (jwst charge_migration).",
+)

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from calib.errors import ReferenceFileError
+from calib.params import SUPPORT_IGNORED, Param
+from calib.references import ref_array, subarray_of
+from calib.step import StepSpec
 
-__all__ = ["dark_current", "dark_subtract_kernel", "match_dark", "prepare_dark"]
+__all__ = ["dark_current", "dark_subtract_kernel", "match_dark", "prepare_dark", "STEP"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -158,3 +162,51 @@ def dark_current(data, pdq, dark, dark_dq, *, nframes, groupgap, dark_nframes, d
     pdq |= ddq
     dark_subtract_kernel(data, matched)
     return data, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _prepare(model, path: str, info, step: str):
+    """(matched dark, dark DQ, average dark current) of a DARK reference for this readout."""
+    dark = subarray_of(np.asarray(model.data) if model.data is not None else None, model, info, path, step, "DATA")
+    ddq = ref_array(model, "dq", info, path, step, dtype=np.uint32)
+    if dark.ndim not in (3, 4):
+        raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be 3-D or 4-D, got {dark.shape}")
+    dn, dg = model.meta.exposure.nframes, model.meta.exposure.groupgap
+    if dn is None or dg is None:
+        raise ReferenceFileError(f"{step}: reference file {path!r} lacks NFRAMES/GROUPGAP")
+    matched, ddq = prepare_dark(dark, ddq, ngroups=info.ngroups, nframes=info.nframes, groupgap=info.groupgap,
+                                dark_nframes=int(dn), dark_groupgap=int(dg),
+                                reuse_input=True)   # the model is closed after preparation
+    avg = None
+    adc = getattr(model, "average_dark_current", None)
+    if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
+        try:
+            avg = ref_array(model, "average_dark_current", info, path, step, dtype=np.float32)
+        except ReferenceFileError:
+            avg = None
+    if avg is None:
+        avg = model.meta.exposure.average_dark_current
+    return matched, ddq, avg
+
+
+def _run(state, ctx) -> str:
+    info = state.info
+    matched, ddq, ref_avg = ctx.prepared("dark", ("matched", info.ngroups, info.nframes, info.groupgap),
+                                         lambda m, p: _prepare(m, p, info, ctx.name))
+    state.data, state.pdq, status = dark_current(
+        state.data, state.pdq, None, None, nframes=info.nframes, groupgap=info.groupgap,
+        dark_nframes=None, dark_groupgap=None, prepared=(matched, ddq))
+    avg = ctx.params["average_dark_current"]
+    state.average_dark_current = ref_avg if avg is None else avg
+    return status
+
+
+STEP = StepSpec(
+    name="dark_current", jwst_class="jwst.dark_current.DarkCurrentStep", reftypes=("dark",), run=_run,
+    status_attr="dark_sub",
+    params=(Param("dark_output", "string", None, support=SUPPORT_IGNORED,
+                  doc="file name for the matched dark (not written by this engine)"),
+            Param("average_dark_current", "float", None, min=0.0,
+                  doc="average dark current (e-/s) for the Poisson variance; default: the reference's")),
+    doc="subtract the DARK reference matched to the readout (jwst dark_current).",
+)

@@ -9,8 +9,11 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.params import SUPPORT_DEFAULT_ONLY, Param
+from calib.references import ref_array
+from calib.step import StepSpec
 
-__all__ = ["dq_init", "dq_init_kernel"]
+__all__ = ["dq_init", "dq_init_kernel", "STEP"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -43,3 +46,19 @@ def dq_init(gdq: np.ndarray, pdq: np.ndarray, mask: np.ndarray):
     assert dqflags.DO_NOT_USE == 1
     dq_init_kernel(gdq, pdq, np.ascontiguousarray(mask, dtype=np.uint32))
     return gdq, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    info = state.info
+    mask = ctx.prepared("mask", ("dq",), lambda m, p: ref_array(m, "dq", info, p, ctx.name, dtype=np.uint32))
+    state.gdq, state.pdq, status = dq_init(state.gdq, state.pdq, mask)
+    return status
+
+
+STEP = StepSpec(
+    name="dq_init", jwst_class="jwst.dq_init.DQInitStep", reftypes=("mask",), run=_run,
+    params=(Param("user_supplied_dq", "string", None, support=SUPPORT_DEFAULT_ONLY,
+                  doc="a user DQ file merged into PIXELDQ (jwst engine only)"),),
+    doc="PIXELDQ |= MASK.DQ; GROUPDQ |= DO_NOT_USE where the mask has it (jwst dq_init).",
+)

@@ -51,9 +51,11 @@ import numba
 import numpy as np
 
 from calib.errors import InputError, ReferenceFileError
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
+from calib.step import StepSpec
 
 __all__ = ["EmiSelection", "select_frequencies", "emicorr", "emicorr_joint",
-           "emicorr_sequential", "ALLOWED_READPATTS", "ALGORITHMS"]
+           "emicorr_sequential", "ALLOWED_READPATTS", "ALGORITHMS", "STEP"]
 
 ALLOWED_READPATTS = ("FAST", "FASTR1", "SLOW", "SLOWR1")
 ALGORITHMS = ("joint", "sequential")
@@ -521,3 +523,40 @@ def emicorr(data: np.ndarray, pixeldq: np.ndarray, selection: EmiSelection | Non
                                nints_to_phase=nph, nbins=nbins,
                                scale_reference=scale_reference, use_n_cycles=use_n_cycles)
     return data, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    c, info = ctx.params, state.info
+    ex = state.model.meta.exposure
+    key = (info.subarray, str(ex.readpatt or "").upper(), info.detector)
+    sel = ctx.prepared("emicorr", ("select", *key),
+                       lambda m, p: select_frequencies(m, *key, path=p, step=ctx.name))
+    state.data, status = emicorr(
+        state.data, state.pdq, sel, readpatt=str(ex.readpatt or ""),
+        nsamples=None if ex.nsamples is None else int(ex.nsamples), xstart=info.xstart, xsize=info.xsize,
+        algorithm=c["algorithm"], nints_to_phase=c["nints_to_phase"], nbins=c["nbins"],
+        scale_reference=bool(c["scale_reference"]), use_n_cycles=c["use_n_cycles"],
+        fit_ints_separately=bool(c["fit_ints_separately"]), path=state.path)
+    return status
+
+
+STEP = StepSpec(
+    name="emicorr", jwst_class="jwst.emicorr.EmiCorrStep", reftypes=("emicorr",), run=_run, skip_default=True,
+    params=(
+        Param("algorithm", "option", "joint", choices=ALGORITHMS[::-1], doc="EMI fitting algorithm"),
+        Param("nints_to_phase", "integer", None, min=1, doc="integrations used to phase the wave"),
+        Param("nbins", "integer", None, min=1, doc="bins in one phased wave"),
+        Param("scale_reference", "boolean", True, doc="scale the reference wave to the data's amplitude"),
+        Param("onthefly_corr_freq", "float_list", None, support=SUPPORT_DEFAULT_ONLY,
+              doc="frequencies (Hz) corrected without a reference (jwst engine only)"),
+        Param("use_n_cycles", "integer", 3, min=1, nullable=True,
+              doc="cycles used to phase; None: all integrations"),
+        Param("fit_ints_separately", "boolean", False, doc="joint algorithm: fit each integration apart"),
+        Param("user_supplied_reffile", "string", None, support=SUPPORT_DEFAULT_ONLY,
+              doc="deprecated in jwst: use override_emicorr"),
+        Param("save_intermediate_results", "boolean", False, support=SUPPORT_IGNORED,
+              doc="writes an on-the-fly reference file; no effect on the products"),
+    ),
+    doc="MIRI: subtract electromagnetic-interference patterns phased on the pixel clock (jwst emicorr).",
+)

@@ -7,8 +7,9 @@ SKIPPED, as jwst does.
 from __future__ import annotations
 
 import numpy as np
+from calib.step import StepSpec
 
-__all__ = ["gain_scale"]
+__all__ = ["gain_scale", "STEP"]
 
 
 def gain_scale(arrays: dict[str, np.ndarray], gain_factor: float | None):
@@ -25,3 +26,18 @@ def gain_scale(arrays: dict[str, np.ndarray], gain_factor: float | None):
     arrays["var_poisson"] *= f * f
     arrays["var_rnoise"] *= f * f
     return arrays, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    factor = ctx.prepared("gain", ("gain_factor",), lambda m, p: m.meta.exposure.gain_factor)
+    _, status = gain_scale(state.rate, factor)
+    if state.rateints is not None and factor is not None:
+        gain_scale(state.rateints, factor)
+    return status
+
+
+STEP = StepSpec(
+    name="gain_scale", jwst_class="jwst.gain_scale.GainScaleStep", reftypes=("gain",), run=_run,
+    doc="rates *= the GAIN reference's GAINFACT when it has one (jwst gain_scale).",
+)

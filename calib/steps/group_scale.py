@@ -7,8 +7,9 @@ FRMDIVSR/NFRAMES. SKIPPED when FRMDIVSR is missing or equals NFRAMES, as jwst do
 from __future__ import annotations
 
 import numpy as np
+from calib.step import StepSpec
 
-__all__ = ["group_scale"]
+__all__ = ["group_scale", "STEP"]
 
 
 def group_scale(data: np.ndarray, nframes: int | None, frame_divisor: int | None):
@@ -21,3 +22,16 @@ def group_scale(data: np.ndarray, nframes: int | None, frame_divisor: int | None
     scale = np.float32(float(frame_divisor) / float(nframes))
     data *= scale
     return data, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    info = state.info
+    state.data, status = group_scale(state.data, info.nframes, info.frame_divisor)
+    return status
+
+
+STEP = StepSpec(
+    name="group_scale", jwst_class="jwst.group_scale.GroupScaleStep", run=_run,
+    doc="groups *= FRMDIVSR/NFRAMES when on-board averaging divided by FRMDIVSR (jwst group_scale).",
+)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from calib.errors import ReferenceFileError
+from calib.references import ref_array
+from calib.step import StepSpec
 
-__all__ = ["ipc", "ipc_kernel_2d", "ipc_kernel_4d", "num_ref_pixels"]
+__all__ = ["ipc", "ipc_kernel_2d", "ipc_kernel_4d", "num_ref_pixels", "STEP"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -87,3 +90,28 @@ def ipc(data, kernel, info):
         for g in range(data.shape[1]):
             fn(data[i, g], k, y0, y1, x0, x1)
     return data, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _prepare_kernel(model, path: str, info, step: str) -> np.ndarray:
+    """The IPC kernel of the reference: float32 (ky, kx), or (ky, kx, ny, nx) cut to the subarray."""
+    k = np.asarray(model.data) if model.data is not None else None
+    if k is None or k.ndim not in (2, 4) or k.size == 0:
+        raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be a 2-D or 4-D IPC kernel")
+    if k.ndim == 4:
+        k = ref_array(model, "data", info, path, step, dtype=np.float32)
+    if not np.isfinite(k).all():
+        raise ReferenceFileError(f"{step}: reference file {path!r} has NaN in SCI")
+    return np.array(k, dtype=np.float32)
+
+
+def _run(state, ctx) -> str:
+    kernel = ctx.prepared("ipc", ("kernel",), lambda m, p: _prepare_kernel(m, p, state.info, ctx.name))
+    state.data, status = ipc(state.data, kernel, state.info)
+    return status
+
+
+STEP = StepSpec(
+    name="ipc", jwst_class="jwst.ipc.IPCStep", reftypes=("ipc",), run=_run,
+    doc="deconvolve inter-pixel capacitance with the IPC kernel, reference pixels excluded (jwst ipc).",
+)

@@ -46,8 +46,11 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
+from calib.references import ref_array
+from calib.step import StepSpec
 
-__all__ = ["jump", "jump_kernel", "flag_neighbors_kernel"]
+__all__ = ["jump", "jump_kernel", "flag_neighbors_kernel", "STEP"]
 
 _SAT = np.uint8(dqflags.SATURATED)
 _DNU = np.uint8(dqflags.DO_NOT_USE)
@@ -935,3 +938,70 @@ def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: 
                 *sorting_network(min(nints * (ngroups - 1), LANE_MAX_DIFFS)))
     flag_neighbors_kernel(gdq, nbcand)
     return gdq, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _gain_readnoise(state, ctx):
+    info, step = state.info, ctx.name
+    gain = ctx.prepared("gain", ("data",), lambda m, p: ref_array(m, "data", info, p, step, dtype=np.float32))
+    rn = ctx.prepared("readnoise", ("data",), lambda m, p: ref_array(m, "data", info, p, step, dtype=np.float32))
+    return gain, rn
+
+
+def _run(state, ctx) -> str:
+    gain, rn = _gain_readnoise(state, ctx)
+    kw = ctx.spec.native_params(ctx.params)
+    state.gdq, state.pdq, status = jump(state.data, state.gdq, state.pdq, gain, rn, state.info.nframes, **kw)
+    return status
+
+
+_SNOWBALL = "snowball flagging parameter: without effect while expand_large_events is off"
+_SHOWER = "MIRI shower flagging parameter: without effect while find_showers is off"
+_FLAG_AFTER = "flag groups after a jump (jwst engine only)"
+STEP = StepSpec(
+    name="jump", jwst_class="jwst.jump.JumpStep", reftypes=("gain", "readnoise"), run=_run,
+    skip_if_na=("gain", "readnoise"),
+    params=(
+        Param("rejection_threshold", "float", 4.0, min=0, doc="sigma threshold, >= 4 usable differences"),
+        Param("three_group_rejection_threshold", "float", 6.0, min=0, doc="sigma threshold, 3 usable groups"),
+        Param("four_group_rejection_threshold", "float", 5.0, min=0, doc="sigma threshold, 4 usable groups"),
+        Param("maximum_cores", "string", "1", support=SUPPORT_IGNORED,
+              doc="jwst's multiprocessing; this engine's threads follow NUMBA_NUM_THREADS"),
+        Param("flag_4_neighbors", "boolean", True, doc="flag the 4 neighbours of a jump"),
+        Param("max_jump_to_flag_neighbors", "float", 1000.0, min=0, doc="sigma above which neighbours are not flagged"),
+        Param("min_jump_to_flag_neighbors", "float", 10.0, min=0, doc="sigma below which neighbours are not flagged"),
+        Param("after_jump_flag_dn1", "float", 0.0, support=SUPPORT_DEFAULT_ONLY, doc=_FLAG_AFTER),
+        Param("after_jump_flag_time1", "float", 0.0, support=SUPPORT_DEFAULT_ONLY, doc=_FLAG_AFTER),
+        Param("after_jump_flag_dn2", "float", 0.0, support=SUPPORT_DEFAULT_ONLY, doc=_FLAG_AFTER),
+        Param("after_jump_flag_time2", "float", 0.0, support=SUPPORT_DEFAULT_ONLY, doc=_FLAG_AFTER),
+        Param("expand_large_events", "boolean", False, support=SUPPORT_DEFAULT_ONLY,
+              doc="near-IR snowball flagging (jwst engine only)"),
+        Param("min_sat_area", "float", 1.0, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("min_jump_area", "float", 5.0, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("expand_factor", "float", 2.0, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("use_ellipses", "boolean", False, support=SUPPORT_IGNORED, doc="deprecated in jwst"),
+        Param("sat_required_snowball", "boolean", True, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("min_sat_radius_extend", "float", 2.5, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("sat_expand", "integer", 2, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("edge_size", "integer", 25, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("mask_snowball_core_next_int", "boolean", True, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("snowball_time_masked_next_int", "integer", 4000, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("find_showers", "boolean", False, support=SUPPORT_DEFAULT_ONLY,
+              doc="MIRI shower flagging (jwst engine only)"),
+        Param("max_shower_amplitude", "float", 4.0, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("extend_snr_threshold", "float", 1.2, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("extend_min_area", "integer", 90, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("extend_inner_radius", "float", 1.0, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("extend_outer_radius", "float", 2.6, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("extend_ellipse_expand_ratio", "float", 1.1, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("time_masked_after_shower", "float", 15.0, support=SUPPORT_IGNORED, doc=_SHOWER),
+        Param("min_diffs_single_pass", "integer", 10, min=1,
+              doc="usable differences from which one pass (no iteration) suffices"),
+        Param("max_extended_radius", "integer", 200, support=SUPPORT_IGNORED, doc=_SNOWBALL),
+        Param("minimum_groups", "integer", 3, min=1, doc="fewest groups for jump detection"),
+        Param("minimum_sigclip_groups", "integer", 100, min=1,
+              doc="groups (all integrations) from which sigma clipping replaces the two-point method"),
+        Param("only_use_ints", "boolean", True, doc="sigma clipping compares one group across integrations"),
+    ),
+    doc="two-point difference jump detection (Anderson & Gordon 2011), sigma clipping for many integrations.",
+)

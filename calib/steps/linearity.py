@@ -15,8 +15,11 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.errors import ReferenceFileError
+from calib.references import ref_array
+from calib.step import StepSpec
 
-__all__ = ["linearity", "linearity_kernel", "prepare_coefficients"]
+__all__ = ["linearity", "linearity_kernel", "prepare_coefficients", "STEP"]
 
 _SAT = np.uint8(dqflags.SATURATED)
 
@@ -81,3 +84,25 @@ def linearity(data, gdq, pdq, coeffs, lin_dq, *, prepared=None):
     linearity_kernel(data, gdq, c)
     pdq |= add
     return data, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _prepare(model, path: str, info, step: str):
+    coeffs = ref_array(model, "coeffs", info, path, step, dtype=np.float32)
+    if coeffs.ndim != 3 or coeffs.shape[0] < 2:
+        raise ReferenceFileError(f"{step}: reference file {path!r} COEFFS must be (ncoeffs>=2, ny, nx), "
+                                 f"got {coeffs.shape}")
+    lin_dq = ref_array(model, "dq", info, path, step, dtype=np.uint32)
+    return prepare_coefficients(coeffs, lin_dq)
+
+
+def _run(state, ctx) -> str:
+    lin = ctx.prepared("linearity", ("coeffs",), lambda m, p: _prepare(m, p, state.info, ctx.name))
+    state.data, state.pdq, status = linearity(state.data, state.gdq, state.pdq, None, None, prepared=lin)
+    return status
+
+
+STEP = StepSpec(
+    name="linearity", jwst_class="jwst.linearity.LinearityStep", reftypes=("linearity",), run=_run,
+    doc="per-pixel polynomial of the LINEARITY reference on unsaturated groups (jwst linearity).",
+)

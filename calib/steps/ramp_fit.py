@@ -47,10 +47,13 @@ import numba
 import numpy as np
 
 from calib import dqflags
-from calib.steps.jump import (_lane_sort, _median_sorted_prefix, _sorted_median,
-                              sorting_network)
+from calib.errors import ReferenceFileError
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
+from calib.references import ref_array
+from calib.step import StepSpec
+from calib.steps.jump import _lane_sort, _median_sorted_prefix, _sorted_median, sorting_network
 
-__all__ = ["ramp_fit", "ols_kernel", "snr_power"]
+__all__ = ["ramp_fit", "ols_kernel", "snr_power", "STEP"]
 
 _SAT = np.uint8(dqflags.SATURATED)
 _DNU = np.uint8(dqflags.DO_NOT_USE)
@@ -902,3 +905,39 @@ def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float
                ints["data"], ints["dq"], ints["var_poisson"], ints["var_rnoise"], ints["err"],
                *sorting_network(min(max(ngroups - 1, 0), LANE_MAX_GROUPS)))
     return rate, (ints if rateints else None), "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    info, step = state.info, ctx.name
+    gain = ctx.prepared("gain", ("data",), lambda m, p: ref_array(m, "data", info, p, step, dtype=np.float32))
+    rn = ctx.prepared("readnoise", ("data",), lambda m, p: ref_array(m, "data", info, p, step, dtype=np.float32))
+    if gain is None or rn is None:
+        raise ReferenceFileError(f"ramp_fit: gain and readnoise references are required (got "
+                                 f"gain={ctx.path('gain')!r}, readnoise={ctx.path('readnoise')!r})")
+    state.rate, state.rateints, status = ramp_fit(
+        state.data, state.gdq, state.pdq, gain, rn, nframes=info.nframes, group_time=info.group_time,
+        dark_current=state.average_dark_current, suppress_one_group=bool(ctx.params["suppress_one_group"]),
+        rateints=info.nints > 1)   # no rateints product for NINTS 1
+    return status
+
+
+_OUTPUT_ONLY = "names or writes an optional output file; no effect on the products"
+STEP = StepSpec(
+    name="ramp_fit", jwst_class="jwst.ramp_fitting.RampFitStep", reftypes=("readnoise", "gain"), run=_run,
+    skip_if_na=(),
+    params=(
+        Param("algorithm", "option", "OLS_C", choices=("OLS_C", "LIKELY"), support=SUPPORT_DEFAULT_ONLY,
+              doc="ordinary least squares with optimal weighting; LIKELY needs the jwst engine"),
+        Param("int_name", "string", "", support=SUPPORT_IGNORED, doc=_OUTPUT_ONLY),
+        Param("save_opt", "boolean", False, support=SUPPORT_IGNORED, doc=_OUTPUT_ONLY),
+        Param("opt_name", "string", "", support=SUPPORT_IGNORED, doc=_OUTPUT_ONLY),
+        Param("suppress_one_group", "boolean", True,
+              doc="no slope from the 0th group alone when all later groups are saturated"),
+        Param("firstgroup", "integer", None, support=SUPPORT_DEFAULT_ONLY, doc="ignore groups before this one"),
+        Param("lastgroup", "integer", None, support=SUPPORT_DEFAULT_ONLY, doc="ignore groups after this one"),
+        Param("maximum_cores", "string", "1", support=SUPPORT_IGNORED,
+              doc="jwst's multiprocessing; this engine's threads follow NUMBA_NUM_THREADS"),
+    ),
+    doc="optimally weighted least-squares slopes per segment (Fixsen et al. 2000; jwst ramp_fit, stcal).",
+)

@@ -29,8 +29,10 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
+from calib.step import StepSpec
 
-__all__ = ["refpix", "refpix_miri", "clipped_mean", "running_median_rows"]
+__all__ = ["refpix", "refpix_miri", "clipped_mean", "running_median_rows", "STEP"]
 
 _FULL = 2048
 _DNU = np.uint32(dqflags.DO_NOT_USE)
@@ -416,3 +418,50 @@ def refpix_miri(data, pdq, info, *, odd_even_rows: bool = True, siglimit: float 
                     grp[:, a::4] -= np.float32(sig)
         data[i] = data[i] + first
     return data, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _reads(spec, keys, params) -> tuple[str, ...]:
+    # jwst reads REFPIX only for NIRSpec IRS2 readouts (refused by this engine) and SIRSKERNEL
+    # only for refpix_algorithm="sirs" (default-only here): the median method reads neither
+    return ()
+
+
+def _run(state, ctx) -> str:
+    c, info = ctx.params, state.info
+    if info.is_miri:
+        state.data, status = refpix_miri(state.data, state.pdq, info, odd_even_rows=bool(c["odd_even_rows"]),
+                                         siglimit=float(c["siglimit"]))
+    else:
+        state.data, status = refpix(
+            state.data, state.pdq, info, odd_even_columns=bool(c["odd_even_columns"]),
+            use_side_ref_pixels=bool(c["use_side_ref_pixels"]),
+            side_smoothing_length=int(c["side_smoothing_length"]), side_gain=float(c["side_gain"]),
+            siglimit=float(c["siglimit"]))
+    return status
+
+
+_IRS2_ONLY = "affects NIRSpec IRS2 readouts only, which this engine refuses"
+_SIRS_ONLY = "affects refpix_algorithm='sirs' only"
+STEP = StepSpec(
+    name="refpix", jwst_class="jwst.refpix.RefPixStep", reftypes=("refpix", "sirskernel"), run=_run,
+    reads=_reads, skip_if_na=(),
+    params=(
+        Param("odd_even_columns", "boolean", True, doc="separate reference signal for odd/even columns"),
+        Param("use_side_ref_pixels", "boolean", True, doc="subtract the side reference pixels' signal per row"),
+        Param("side_smoothing_length", "integer", 11, min=1, max=2048,
+              doc="median window (rows) smoothing the side reference signal"),
+        Param("side_gain", "float", 1.0, doc="factor on the side reference signal"),
+        Param("odd_even_rows", "boolean", True, doc="MIRI: separate reference signal for odd/even rows"),
+        Param("ovr_corr_mitigation_ftr", "float", 3.0, support=SUPPORT_IGNORED, doc=_IRS2_ONLY),
+        Param("preserve_irs2_refpix", "boolean", False, support=SUPPORT_IGNORED, doc=_IRS2_ONLY),
+        Param("irs2_mean_subtraction", "boolean", False, support=SUPPORT_IGNORED, doc=_IRS2_ONLY),
+        Param("refpix_algorithm", "option", "median", choices=("median", "sirs"), support=SUPPORT_DEFAULT_ONLY,
+              doc="near-IR full-frame side-pixel algorithm; 'sirs' needs the jwst engine"),
+        Param("sigreject", "float", 4.0, support=SUPPORT_IGNORED, doc=_SIRS_ONLY),
+        Param("gaussmooth", "float", 1.0, support=SUPPORT_IGNORED, doc=_SIRS_ONLY),
+        Param("halfwidth", "integer", 30, support=SUPPORT_IGNORED, doc=_SIRS_ONLY),
+        Param("siglimit", "float", 3.0, min=0.001, doc="sigma-clipping limit (sigma) of the reference means"),
+    ),
+    doc="subtract the reference-pixel signal per amplifier, odd/even columns, side pixels (jwst refpix).",
+)

@@ -19,8 +19,10 @@ import numba as nb
 import numpy as np
 
 from calib.errors import ReferenceFileError
+from calib.references import ref_array, subarray_of
+from calib.step import StepSpec
 
-__all__ = ["prepare_reset", "reset"]
+__all__ = ["prepare_reset", "reset", "STEP"]
 
 
 def prepare_reset(ref: np.ndarray, ref_dq: np.ndarray, ref_nints: int | None,
@@ -80,3 +82,24 @@ def reset(data: np.ndarray, pixeldq: np.ndarray, prepared: tuple[np.ndarray, np.
     _subtract(data, table, max(int(integration_start) - 1, 0), ng)
     pixeldq |= rdq
     return data, pixeldq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _prepare(model, path: str, info, step: str):
+    table = subarray_of(np.asarray(model.data) if model.data is not None else None, model, info, path, step, "SCI")
+    rdq = ref_array(model, "dq", info, path, step, dtype=np.uint32)
+    return prepare_reset(table, rdq, model.meta.exposure.nints, model.meta.exposure.ngroups, path)
+
+
+def _run(state, ctx) -> str:
+    info = state.info
+    table = ctx.prepared("reset", ("table",), lambda m, p: _prepare(m, p, info, ctx.name))
+    state.data, state.pdq, status = reset(state.data, state.pdq, table, integration_start=info.integration_start)
+    return status
+
+
+STEP = StepSpec(
+    name="reset", jwst_class="jwst.reset.ResetStep", reftypes=("reset",), run=_run,
+    applies=lambda keys: keys.detector.startswith("MIR"),
+    doc="MIRI: subtract the RESET anomaly from the first groups of each integration (jwst reset).",
+)

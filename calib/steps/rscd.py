@@ -27,8 +27,9 @@ import numpy as np
 
 from calib import dqflags
 from calib.errors import ReferenceFileError
+from calib.step import StepSpec
 
-__all__ = ["rscd_parameters", "rscd"]
+__all__ = ["rscd_parameters", "rscd", "STEP"]
 
 _SAT = np.uint8(dqflags.SATURATED)
 _DNU = np.uint8(dqflags.DO_NOT_USE)
@@ -139,3 +140,25 @@ def rscd(gdq: np.ndarray, pixeldq: np.ndarray, params: tuple[int, int] | None, *
         keywords[f"keep_groups_saturation_{tag}"] = int(lowered.sum())
         keywords[f"ngroups_skip_{tag}"] = int(nskip)
     return gdq, pixeldq, "COMPLETE", keywords
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    info = state.info
+    # the reference is small: only the looked-up counts are kept by the cache
+    pars = ctx.prepared("rscd", ("group_skip", info.subarray, info.readpatt),
+                        lambda m, p: rscd_parameters(m.rscd_group_skip_table, info.subarray, info.readpatt, p))
+    nints_exp = state.model.meta.exposure.nints
+    state.gdq, state.pdq, status, keywords = rscd(state.gdq, state.pdq, pars,
+                                                  exposure_nints=int(nints_exp or info.nints),
+                                                  integration_start=info.integration_start)
+    for name, value in keywords.items():      # INT1SKIP ... in the products' headers
+        setattr(state.model.meta.rscd, name, value)
+    return status
+
+
+STEP = StepSpec(
+    name="rscd", jwst_class="jwst.rscd.RscdStep", reftypes=("rscd",), run=_run,
+    applies=lambda keys: keys.detector.startswith("MIR"),
+    doc="MIRI: flag the initial groups the reset switch charge decay affects DO_NOT_USE (jwst rscd).",
+)

@@ -36,9 +36,12 @@ import numba
 import numpy as np
 
 from calib import dqflags
+from calib.params import Param
+from calib.references import ref_array
+from calib.step import StepSpec
 
 __all__ = ["saturation", "saturation_kernel", "saturation_kernel_ints", "prepare_threshold",
-           "ATOD_LIMIT"]
+           "ATOD_LIMIT", "STEP"]
 
 ATOD_LIMIT = 65535.0
 
@@ -494,3 +497,36 @@ def saturation(data, gdq, pdq, sat_thresh, sat_dq, nframes: int, *, bias=None,
         (saturation_kernel_ints if data.shape[0] >= 8 else saturation_kernel)(*args)
     pdq |= sdq
     return gdq, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _reads(spec, keys, params) -> tuple[str, ...]:
+    # the superbias refines the group-2 test of near-IR read patterns; MIRI has none
+    return ("saturation",) if keys.is_miri else ("saturation", "superbias")
+
+
+def _run(state, ctx) -> str:
+    info, step = state.info, ctx.name
+    sat = ctx.prepared("saturation", ("threshold",), lambda m, p: prepare_threshold(
+        ref_array(m, "data", info, p, step, dtype=np.float32),
+        ref_array(m, "dq", info, p, step, dtype=np.uint32)))
+    bias = None
+    if not info.is_miri:
+        bias = ctx.prepared("superbias", ("data",), lambda m, p: ref_array(
+            m, "data", info, p, step, dtype=np.float32))
+    state.gdq, state.pdq, status = saturation(
+        state.data, state.gdq, state.pdq, None, None, info.nframes, bias=bias,
+        n_pix_grow_sat=int(ctx.params["n_pix_grow_sat"]), use_readpatt=bool(ctx.params["use_readpatt"]),
+        prepared=sat)
+    return status
+
+
+STEP = StepSpec(
+    name="saturation", jwst_class="jwst.saturation.SaturationStep", reftypes=("saturation", "superbias"),
+    run=_run, reads=_reads, skip_if_na=("saturation",),
+    params=(Param("n_pix_grow_sat", "integer", 1, min=0, max=64,
+                  doc="pixels around a saturated one also flagged SATURATED"),
+            Param("use_readpatt", "boolean", True,
+                  doc="use the read pattern of frame-averaged groups to flag early saturation")),
+    doc="SATURATED/AD_FLOOR groups from the SATURATION thresholds (jwst saturation, stcal).",
+)

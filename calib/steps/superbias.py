@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from calib.references import ref_array
+from calib.step import StepSpec
 
-__all__ = ["superbias", "superbias_kernel"]
+__all__ = ["superbias", "superbias_kernel", "STEP"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -34,3 +36,18 @@ def superbias(data, pdq, bias, bias_dq):
     superbias_kernel(data, np.ascontiguousarray(bias, dtype=np.float32))
     pdq |= np.asarray(bias_dq, dtype=np.uint32)
     return data, pdq, "COMPLETE"
+
+
+# ------------------------------------------------------------------------------ declared step
+def _run(state, ctx) -> str:
+    info, step = state.info, ctx.name
+    bias = ctx.prepared("superbias", ("data",), lambda m, p: ref_array(m, "data", info, p, step, dtype=np.float32))
+    bdq = ctx.prepared("superbias", ("dq",), lambda m, p: ref_array(m, "dq", info, p, step, dtype=np.uint32))
+    state.data, state.pdq, status = superbias(state.data, state.pdq, bias, bdq)
+    return status
+
+
+STEP = StepSpec(
+    name="superbias", jwst_class="jwst.superbias.SuperBiasStep", reftypes=("superbias",), run=_run,
+    doc="near-IR: every group -= SUPERBIAS; PIXELDQ |= its DQ (jwst superbias).",
+)

@@ -1,0 +1,369 @@
+"""Declared pipelines and the one generic runner every pipeline goes through.
+
+A pipeline (:class:`PipelineSpec`) is an ordered list of declared steps
+(:class:`calib.step.StepSpec`) per instrument flavour, the products it writes (suffix ->
+stdatamodels class), and two functions of its own: ``open`` (the input file -> the state
+the steps work on) and ``finish`` (the state -> product models). :func:`run` does for every
+step what is common (jwst's stpipe does the same in ``Step.run``): resolve and check the
+parameters before anything is opened, honour ``skip``, record SKIPPED for a step whose
+reference is N/A or that this engine does not implement, prepare references through the
+process-wide cache, time each step, and stamp every product's S_* keywords once.
+
+Adding a pipeline is one module in :mod:`calib.pipelines` that builds a ``PIPELINE =
+PipelineSpec(...)`` plus one line in :data:`calib.pipelines.REGISTRY`.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Mapping
+
+from calib import __version__
+from calib.errors import ReferenceFileError
+from calib.params import ParamError
+from calib.references import REFERENCE_CACHE, ExposureInfo, file_key, open_reference
+from calib.step import STATUS_SKIPPED, ExposureKeys, StepContext, StepSpec
+
+__all__ = ["ProductSpec", "PipelineSpec", "PipelineResult", "ReferenceSession", "run",
+           "release_unreachable", "KERNEL_LOCK"]
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """One product of a pipeline.
+
+    Parameters
+    ----------
+    suffix : str
+        jwst's file-name suffix (``rate`` -> ``<root>_rate.fits``).
+    model : str
+        The stdatamodels class name the product opens as (``ImageModel``).
+    doc : str
+        What it holds, with units.
+    optional : bool
+        Whether the pipeline may not write it (e.g. ``rateints`` only when NINTS > 1).
+    """
+
+    suffix: str
+    model: str
+    doc: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A calibration pipeline as jwst names it, declared as data.
+
+    Parameters
+    ----------
+    name : str
+        jwst's pipeline alias (``calwebb_detector1``).
+    jwst_class : str
+        The jwst Pipeline class (``jwst.pipeline.Detector1Pipeline``).
+    flavours : callable
+        ``flavours(keys) -> tuple of StepSpec``: the steps, in jwst's order, for an exposure
+        (e.g. near-IR and MIRI detector1 differ).
+    steps : tuple of StepSpec
+        Every step any flavour uses (parameters may name any of them, as in jwst, where a
+        parameter of a step this flavour does not run is ignored).
+    products : tuple of ProductSpec
+        What it writes.
+    open : callable
+        ``open(path) -> context manager`` yielding the state the steps work on; the state
+        has ``keys`` (ExposureKeys), ``info`` (calib.references.ExposureInfo) and ``path``.
+        Raises InputError for unusable input (the message names the file).
+    finish : callable
+        ``finish(state, status) -> {suffix: datamodel}`` builds the products.
+    aliases : tuple of str
+        Other names accepted for it (jwst class names, strun config names).
+    check : callable, optional
+        ``check(resolved)`` raises ParamError for a combination of parameters the pipeline
+        cannot run (e.g. detector1 with ramp_fit skipped).
+    instruments : tuple of str
+        INSTRUME values it serves.
+    input_model : str
+        The stdatamodels class jwst's pipeline opens its input as (``RampModel``).
+    doc : str
+        One line on what it does.
+    """
+
+    name: str
+    jwst_class: str
+    flavours: Callable[[ExposureKeys], tuple[StepSpec, ...]]
+    steps: tuple[StepSpec, ...]
+    products: tuple[ProductSpec, ...]
+    open: Callable[[str], ContextManager[Any]]
+    finish: Callable[[Any, dict[str, str]], dict[str, Any]]
+    aliases: tuple[str, ...] = ()
+    check: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    instruments: tuple[str, ...] = ()
+    input_model: str = "RampModel"
+    doc: str = ""
+
+    def step(self, name: str) -> StepSpec:
+        """The declared step ``name``.
+
+        Raises
+        ------
+        ParamError
+            If the pipeline has no such step.
+        """
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise ParamError(f"{self.name} has no step {name!r}; its steps: "
+                         + ", ".join(s.name for s in self.steps), step=name)
+
+    def resolve_params(self, params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+        """Check parameters and return the complete resolved set for every step.
+
+        Parameters
+        ----------
+        params : dict
+            ``{step: {parameter: value}}`` with jwst names (``skip`` for every step); values
+            may be strings as on a command line.
+
+        Returns
+        -------
+        dict
+            ``{step: {parameter: value}}`` for every step of every flavour, defaults filled.
+
+        Raises
+        ------
+        ParamError
+            Naming the step, parameter, value and what is allowed.
+        """
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ParamError(f"parameters of {self.name} must be a mapping of steps, got "
+                             f"{type(params).__name__}")
+        for step, values in params.items():
+            self.step(step)
+            if not isinstance(values, Mapping):
+                raise ParamError(f"parameters of step {step!r} must be a mapping, got "
+                                 f"{type(values).__name__}", step=step)
+        resolved = {s.name: s.resolve(params.get(s.name)) for s in self.steps}
+        if self.check is not None:
+            self.check(resolved)
+        return resolved
+
+    def will_run(self, step: StepSpec, keys: ExposureKeys, resolved: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Whether ``step`` runs for this exposure with these parameters (references aside)."""
+        return (step.implemented and not resolved[step.name]["skip"]
+                and (step.applies is None or step.applies(keys)))
+
+    def required_reftypes(self, keys: ExposureKeys, resolved: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """CRDS reftypes the steps that will run read for this exposure, in first-use order."""
+        out: list[str] = []
+        for step in self.flavours(keys):
+            if self.will_run(step, keys, resolved):
+                for rt in step.reads(step, keys, resolved[step.name]):
+                    if rt not in out:
+                        out.append(rt)
+        return out
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run` returns.
+
+    Attributes
+    ----------
+    products : dict
+        ``{suffix: datamodel}`` in the order of the pipeline's declared products.
+    step_status : dict
+        ``{step: "COMPLETE" | "SKIPPED"}`` for every step of the flavour, in order.
+    references_used : dict
+        ``{reftype: local path}`` of every reference a step read.
+    timings : dict
+        ``{step: wall seconds}``.
+    pipeline : str
+        The pipeline's name.
+    """
+
+    products: dict[str, Any]
+    step_status: dict[str, str] = field(default_factory=dict)
+    references_used: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    pipeline: str = ""
+
+
+def _ref_path(references: Mapping[str, Any], reftype: str) -> str | None:
+    p = references.get(reftype)
+    if p is None:
+        return None
+    p = os.fspath(p)
+    if p.strip().upper() in ("N/A", ""):
+        return None
+    return p
+
+
+#: reference types read by one step only, whose (large) arrays are released as soon as the
+#: step's prepared arrays exist even when the reference cache is disabled
+BIG_REFTYPES = frozenset({"dark", "linearity"})
+
+
+class ReferenceSession:
+    """The references of one pipeline run: opened at most once, released early.
+
+    ``references`` maps reftype -> local path; None, "N/A" or an absent reftype mean not
+    applicable. Prepared values (arrays derived from a reference and cut to the science
+    window) go through :data:`calib.references.REFERENCE_CACHE`, keyed by the file's path,
+    modification time and size, so a long-lived worker reads a reference once; an opened
+    reference model is closed as soon as what a step needs from it is prepared.
+    """
+
+    def __init__(self, references: Mapping[str, Any], info: ExposureInfo) -> None:
+        self.references = dict(references or {})
+        self.info = info
+        self.used: dict[str, str] = {}
+        self._open: dict[str, Any] = {}
+        self._window = (info.xstart, info.ystart, info.xsize, info.ysize)
+
+    def path(self, reftype: str) -> str | None:
+        """Local path of ``reftype``'s reference, or None when N/A."""
+        return _ref_path(self.references, reftype)
+
+    def model(self, reftype: str, step: str):
+        """The reference opened as its stdatamodels class (kept open until :meth:`close`)."""
+        p = self.path(reftype)
+        if p is None:
+            return None
+        if reftype not in self._open:
+            self._open[reftype] = open_reference(p, reftype, step, self.info.instrument)
+        self.used[reftype] = p
+        return self._open[reftype]
+
+    def prepared(self, reftype: str, step: str, what: tuple, compute: Callable[[Any, str], Any]):
+        """``compute(model, path)`` through the process-wide cache (None when N/A)."""
+        p = self.path(reftype)
+        if p is None:
+            return None
+        fk = file_key(p)
+        if fk is None:                    # not a local file: opening it raises
+            return compute(self.model(reftype, step), p)   # ReferenceFileError naming it
+        self.used[reftype] = p
+        key = (*fk, reftype, self.info.instrument, self._window, *what)
+
+        def load():
+            out = compute(self.model(reftype, step), p)
+            # the cache keeps the prepared value: release the file's arrays now (a later miss
+            # for another value of the same file opens it again); without a cache only the
+            # big ones, read by one step, are released
+            if reftype in self._open and (REFERENCE_CACHE.max_bytes > 0 or reftype in BIG_REFTYPES):
+                self._open.pop(reftype).close()
+            return out
+        return REFERENCE_CACHE.get(key, load)
+
+    def close(self) -> None:
+        """Close every reference model still open."""
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+# numba's default (workqueue) threading layer must not be entered from two Python threads at
+# once; runs in one process are serialised (processes run in parallel freely)
+KERNEL_LOCK = threading.Lock()
+
+
+def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[str, Any] | None,
+        params: Mapping[str, Mapping[str, Any]] | None = None) -> PipelineResult:
+    """Run a declared pipeline on one input file.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline.
+    input_path : str or os.PathLike
+        Its input (for stage 1, a raw ``_uncal.fits`` exposure).
+    references : dict
+        ``{reftype: local path}``; None, "N/A" or an absent reftype: not applicable, and a
+        step whose :meth:`StepSpec.na_skips` reftype is not applicable is SKIPPED.
+    params : dict, optional
+        ``{step: {parameter: value}}`` (jwst names, strings allowed).
+
+    Returns
+    -------
+    PipelineResult
+        Products ``{suffix: datamodel}`` with S_* keywords, CAL_VER and the software name
+        set; the status of every step; the references read; per-step wall times (s).
+
+    Raises
+    ------
+    calib.params.ParamError
+        For a bad parameter (before the input is opened).
+    calib.errors.InputError
+        For unusable input (naming the file).
+    calib.errors.ReferenceFileError
+        For an unusable reference (naming the file and the step).
+    """
+    resolved = spec.resolve_params(params)
+    path = os.fspath(input_path)
+    status: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    with spec.open(path) as state:
+        keys = state.keys
+        session = ReferenceSession(references or {}, state.info)
+        try:
+            with KERNEL_LOCK:
+                for step in spec.flavours(keys):
+                    t0 = time.perf_counter()
+                    c = resolved[step.name]
+                    if not spec.will_run(step, keys, resolved):
+                        status[step.name] = STATUS_SKIPPED
+                    elif any(session.path(rt) is None for rt in step.na_skips()
+                             if rt in step.reads(step, keys, c)):
+                        status[step.name] = STATUS_SKIPPED
+                    else:
+                        status[step.name] = step.run(state, StepContext(step, c, session))
+                    timings[step.name] = time.perf_counter() - t0
+        finally:
+            session.close()
+        products = spec.finish(state, status)
+    by_name = {s.name: s for s in spec.steps}
+    for model in products.values():
+        meta = model.meta
+        meta.calibration_software_name = "calib"
+        meta.calibration_software_version = __version__
+        for name, st in status.items():
+            setattr(meta.cal_step, by_name[name].cal_step, st)
+    return PipelineResult(products=products, step_status=status, references_used=dict(session.used),
+                          timings=timings, pipeline=spec.name)
+
+
+_GC_FROZEN = False
+_GC_LOCK = threading.Lock()
+
+
+def release_unreachable() -> int:
+    """Free the cyclic garbage finished runs leave behind; call it between inputs.
+
+    stdatamodels' ``DataModel.update`` (used to copy the science header into the product
+    models) leaves each product model in a reference cycle, so the arrays of a dropped
+    result (hundreds of MB for a full frame or a time series) would wait for Python's cycle
+    collector. The first call collects everything and then freezes the survivors (imports,
+    compiled kernels, caches: ``gc.freeze``), so that later calls scan only objects created
+    since (~1 ms instead of ~0.1 s).
+
+    Returns
+    -------
+    int
+        The number of objects collected.
+    """
+    global _GC_FROZEN
+    with _GC_LOCK:
+        n = gc.collect()
+        if not _GC_FROZEN:
+            gc.freeze()
+            _GC_FROZEN = True
+    return n
+
+
+def check_reference(condition: bool, step: str, path: str, message: str) -> None:
+    """Raise ReferenceFileError ``"<step>: reference file '<path>' <message>"`` unless ``condition``."""
+    if not condition:
+        raise ReferenceFileError(f"{step}: reference file {path!r} {message}")

@@ -1,0 +1,145 @@
+"""The generic runner and the registry: strun behaviour and one-module pipelines.
+
+- a skipped step reads no reference and needs none;
+- CRDS is asked only for the reftypes of steps that will run (``required_reftypes``);
+- parameters are checked against the declarations before any file is opened, and a bad
+  value names step, parameter, value and the allowed range;
+- a new pipeline is one module with ``PIPELINE = PipelineSpec(...)`` plus one registry line.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels
+
+from calib.errors import InputError, ReferenceFileError
+from calib.params import SUPPORT_DEFAULT_ONLY, Param, ParamError
+from calib.pipelines import REGISTRY, get_pipeline, required_reftypes, run_pipeline, validate_params
+from calib.ramps import open_ramp
+from calib.runner import PipelineSpec, ProductSpec
+from calib.step import StepSpec
+from calib.steps import dq_init
+from tests.test_calib_support import make_nircam
+
+
+@pytest.fixture(scope="module")
+def nrc(tmp_path_factory):
+    return make_nircam(tmp_path_factory.mktemp("nrc"), nints=1, ngroups=5, ny=64, nx=64, ipc_alpha=0.006)
+
+
+def test_bad_parameter_is_refused_before_any_file_is_opened(tmp_path):
+    missing = tmp_path / "never_opened_uncal.fits"
+    with pytest.raises(ParamError) as ei:
+        run_pipeline("calwebb_detector1", missing, {}, {"refpix": {"side_smoothing_length": -5}})
+    e = ei.value
+    assert (e.step, e.param, e.value) == ("refpix", "side_smoothing_length", -5)
+    assert "refpix" in str(e) and "side_smoothing_length" in str(e) and "-5" in str(e)
+    assert "[1, 2048]" in e.allowed
+    for params, words in (({"jump": {"rejection_threshold": -1}}, ("jump", "rejection_threshold", ">= 0")),
+                          ({"emicorr": {"algorithm": "magic"}}, ("algorithm", "'joint'")),
+                          ({"ramp_fit": {"algorithm": "LIKELY"}}, ("LIKELY", "jwst engine")),
+                          ({"jump": {"expand_large_events": "true"}}, ("expand_large_events", "jwst engine")),
+                          ({"saturation": {"n_pix_grow_sat": "2.5"}}, ("n_pix_grow_sat", "integer")),
+                          ({"persistence": {"skip": False}}, ("persistence", "not implemented")),
+                          ({"nosuchstep": {}}, ("nosuchstep",)),
+                          ({"jump": {"nosuchparam": 1}}, ("nosuchparam",))):
+        with pytest.raises(ParamError) as ei:
+            run_pipeline("calwebb_detector1", missing, {}, params)
+        for w in words:
+            assert w in str(ei.value), (params, str(ei.value))
+    # ignored parameters (output options, core counts) are accepted
+    ok = validate_params("calwebb_detector1", {"jump": {"maximum_cores": "half"}, "ramp_fit": {"save_opt": True}})
+    assert ok["jump"]["maximum_cores"] == "half"
+    with pytest.raises(ParamError, match="unknown or unsupported pipeline"):
+        validate_params("calwebb_nonsense", {})
+
+
+def test_skipped_step_reads_no_reference(nrc, tmp_path):
+    missing = str(tmp_path / "absent_ipc.fits")
+    # the ipc reference does not exist: with ipc skipped it is never opened
+    res = run_pipeline("calwebb_detector1", nrc.uncal, dict(nrc.refs, ipc=missing), {"ipc": {"skip": True}})
+    assert res.step_status["ipc"] == "SKIPPED" and "ipc" not in res.references_used
+    with pytest.raises(ReferenceFileError, match="absent_ipc.fits"):
+        run_pipeline("calwebb_detector1", nrc.uncal, dict(nrc.refs, ipc=missing))
+
+
+def test_required_reftypes_follow_what_runs():
+    nrc = {"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1", "EXP_TYPE": "NRC_IMAGE"}
+    base = required_reftypes("calwebb_detector1", nrc)
+    assert "ipc" in base and "superbias" in base and "emicorr" not in base
+    assert "ipc" not in required_reftypes("calwebb_detector1", nrc, {"ipc": {"skip": True}})
+    # superbias is read by saturation too: skipping superbias alone keeps it
+    assert "superbias" in required_reftypes("calwebb_detector1", nrc, {"superbias": {"skip": "true"}})
+    assert "superbias" not in required_reftypes("calwebb_detector1", nrc,
+                                                {"superbias": {"skip": True}, "saturation": {"skip": True}})
+    # refpix declares jwst's refpix and sirskernel reftypes, but the median algorithm reads neither
+    assert not {"refpix", "sirskernel"} & set(base)
+    miri = required_reftypes("calwebb_detector1", {"INSTRUME": "MIRI", "DETECTOR": "MIRIFULONG"})
+    assert "superbias" not in miri and {"reset", "rscd"} <= set(miri)
+    # reset and rscd apply to MIRI detectors only
+    assert "reset" in miri
+
+
+def test_na_reference_skips_its_step_and_others_run(nrc):
+    res = run_pipeline("calwebb_detector1", nrc.uncal, dict(nrc.refs, dark="N/A", ipc=None))
+    assert res.step_status["dark_current"] == "SKIPPED" and res.step_status["ipc"] == "SKIPPED"
+    assert res.step_status["jump"] == "COMPLETE"
+    assert res.products["rate"].meta.cal_step.dark_sub == "SKIPPED"
+    with pytest.raises(ReferenceFileError, match="gain and readnoise"):
+        run_pipeline("calwebb_detector1", nrc.uncal, {k: v for k, v in nrc.refs.items() if k != "gain"},
+                     {"jump": {"skip": True}})
+
+
+# ---------------------------------------------------------------------------- one module
+def _cds(state, ctx) -> str:
+    """A toy step: last group minus first group, per integration (DN)."""
+    state.cds = (state.data[:, -1] - state.data[:, 0]).astype(np.float32)
+    return "COMPLETE"
+
+
+TOY_CDS = StepSpec(name="toy_cds", jwst_class="none", run=_cds,
+                   params=(Param("mode", "option", "plain", choices=("plain", "fancy"),
+                                 support=SUPPORT_DEFAULT_ONLY),))
+
+
+@contextlib.contextmanager
+def _open(path):
+    with open_ramp(path) as state:
+        state.cds = None
+        yield state
+
+
+def _finish(state, status):
+    m = datamodels.CubeModel(data=state.cds, validate_on_assignment=False)
+    m.update(state.model)
+    return {"toycds": m}
+
+
+TOY_MODULE = types.ModuleType("calib_toy_pipeline")
+TOY_MODULE.PIPELINE = PipelineSpec(
+    name="calwebb_toy", jwst_class="none", flavours=lambda keys: (dq_init.STEP, TOY_CDS),
+    steps=(dq_init.STEP, TOY_CDS), products=(ProductSpec("toycds", "CubeModel"),), open=_open,
+    finish=_finish, aliases=("ToyPipeline",))
+
+
+def test_a_pipeline_is_one_module_plus_one_registry_line(nrc, monkeypatch):
+    monkeypatch.setitem(sys.modules, "calib_toy_pipeline", TOY_MODULE)
+    monkeypatch.setitem(REGISTRY, "calwebb_toy", "calib_toy_pipeline")      # the one line
+    assert get_pipeline("ToyPipeline") is TOY_MODULE.PIPELINE
+    assert required_reftypes("calwebb_toy", {"INSTRUME": "NIRCAM"}) == ["mask"]
+    res = run_pipeline("calwebb_toy", nrc.uncal, nrc.refs)
+    assert res.step_status == {"dq_init": "COMPLETE", "toy_cds": "COMPLETE"}
+    cube = res.products["toycds"]
+    with datamodels.open(nrc.uncal) as raw:
+        expect = raw.data[:, -1].astype(np.float32) - raw.data[:, 0].astype(np.float32)
+    np.testing.assert_array_equal(cube.data, expect)
+    assert cube.meta.cal_step.dq_init == "COMPLETE"               # S_* stamped by the runner
+    assert cube.meta.calibration_software_name == "calib"
+    with pytest.raises(ParamError, match="fancy"):
+        run_pipeline("calwebb_toy", nrc.uncal, nrc.refs, {"toy_cds": {"mode": "fancy"}})
+    with pytest.raises(InputError):
+        run_pipeline("calwebb_toy", nrc.uncal + ".missing", nrc.refs)
