@@ -28,6 +28,7 @@ __all__ = ["REGISTRY", "get_pipeline", "pipeline_names", "resolve_name", "valida
 REGISTRY: dict[str, str] = {
     "calwebb_detector1": "calib.pipelines.detector1",
     "calwebb_guider": "calib.pipelines.guider",
+    "calwebb_dark": "calib.pipelines.dark",
 }
 
 
