@@ -142,3 +142,26 @@ def test_flat_field_rates_flags_and_inverse():
     nan_err[1, 1, 1] = np.nan
     out, oerr, _, var = flat_field_rates(data, nan_err, dq, flat, ferr, fdq)
     assert np.isnan(out[1, 1, 1]) and np.isnan(var[1, 1, 1]) and np.isfinite(out[0, 1, 1])
+
+
+def test_id_stack_uses_the_mean_of_a_reference_that_does_not_cover_it():
+    """ID-STACK data (stacked strips, SUBSIZE1 2304 in real headers) do not map onto the
+    detector: as jwst, a full-frame GAIN/READNOISE is replaced by its mean; any other mode
+    with a window outside the reference is an error naming the file."""
+    from stdatamodels.jwst import datamodels
+
+    from calib.references import ExposureInfo
+    from calib.steps.guider_cds import _reference_plane
+
+    gain = datamodels.GainModel(data=np.linspace(1.5, 2.5, 64 * 64, dtype=np.float32).reshape(64, 64))
+    gain.meta.subarray.xstart = gain.meta.subarray.ystart = 1
+    gain.meta.subarray.xsize = gain.meta.subarray.ysize = 64
+    info = ExposureInfo(path="x_uncal.fits", instrument="FGS", detector="GUIDER1", exp_type="FGS_ID-STACK",
+                        nints=2, ngroups=2, nframes=1, groupgap=0, frame_divisor=1, group_time=0.34,
+                        frame_time=0.34, xstart=1, ystart=1, xsize=72, ysize=64, fastaxis=-2, slowaxis=-1,
+                        noutputs=1, subarray="2048X64")
+    plane = _reference_plane(gain, info, "gain.fits", "guider_cds", stacked=True)
+    assert plane.shape == (64, 72) and plane.dtype == np.float32
+    np.testing.assert_array_equal(plane, np.zeros((64, 72), np.float32) + np.mean(gain.data))
+    with pytest.raises(ReferenceFileError, match="gain.fits"):
+        _reference_plane(gain, info, "gain.fits", "guider_cds", stacked=False)
