@@ -4,6 +4,8 @@ Shared by every pipeline that starts from ``_uncal`` ramps (calwebb_detector1, c
 calwebb_guider). :func:`open_ramp` opens a Level-1b (or Ramp) file with stdatamodels, checks
 the keywords the steps need, and converts SCI to the working arrays of the RampModel
 layout; the steps then modify the arrays of the :class:`RampState` in place.
+:func:`open_guider` does the same for an FGS guiding-mode exposure, opened as jwst's
+calwebb_guider opens it (GuiderRawModel: one 2-D DQ, no GROUPDQ), into a :class:`GuiderState`.
 
 Working arrays:
 
@@ -26,7 +28,8 @@ from calib.errors import InputError
 from calib.references import ExposureInfo
 from calib.step import ExposureKeys
 
-__all__ = ["RampState", "open_ramp", "exposure_info", "NIR_INSTRUMENTS", "INSTRUMENTS"]
+__all__ = ["RampState", "open_ramp", "exposure_info", "NIR_INSTRUMENTS", "INSTRUMENTS", "GuiderState",
+           "open_guider", "guider_exp_types"]
 
 NIR_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "FGS")
 INSTRUMENTS = (*NIR_INSTRUMENTS, "MIRI")
@@ -207,3 +210,101 @@ def open_ramp(path: str | os.PathLike, model_types: tuple = (datamodels.Level1bM
         _release_raw_sci(model)
         yield RampState(path=path, model=model, keys=ExposureKeys.from_model(model), info=info,
                         data=data, gdq=gdq, pdq=pdq)
+
+
+# ------------------------------------------------------------------------------------------
+# FGS guiding-mode exposures (calwebb_guider)
+
+def guider_exp_types() -> tuple[str, ...]:
+    """The EXP_TYPEs of the FGS guiding modes, upper case, as jwst lists them.
+
+    Taken from ``jwst.lib.exposure_types.FGS_GUIDE_EXP_TYPES`` (the list jwst's dq_init
+    uses to treat an exposure as guider data): FGS_ACQ1, FGS_ACQ2, FGS_FINEGUIDE,
+    FGS_ID-IMAGE, FGS_ID-STACK, FGS_TRACK in jwst 3.0. jwst is imported on first call.
+    """
+    from jwst.lib.exposure_types import FGS_GUIDE_EXP_TYPES
+
+    return tuple(t.upper() for t in FGS_GUIDE_EXP_TYPES)
+
+
+@dataclass
+class GuiderState:
+    """One FGS guiding-mode exposure while calwebb_guider's steps run on it.
+
+    Attributes
+    ----------
+    path : str
+        The input file.
+    model : stdatamodels.jwst.datamodels.GuiderRawModel
+        The opened input: its header and tables are copied into the product; its SCI array
+        has been released after conversion.
+    keys : ExposureKeys
+    info : ExposureInfo
+        Sizes, TGROUP (s) and the subarray window.
+    data : numpy.ndarray
+        float32 (nints, ngroups, ny, nx), DN.
+    dq : numpy.ndarray
+        uint32 (ny, nx): the guider data's only DQ array (no GROUPDQ): dq_init ORs the MASK
+        into it, flat_field its flags.
+    cal : dict or None
+        Set by guider_cds: ``{"data": float32 (n, ny, nx) DN/s, "err": float32 (n, ny, nx)
+        DN/s}`` with n = NINTS (n = 1 for the ID modes); flat_field divides them by the
+        flat and adds ``"var_flat"`` ((DN/s)**2).
+    """
+
+    path: str
+    model: Any
+    keys: ExposureKeys
+    info: ExposureInfo
+    data: np.ndarray
+    dq: np.ndarray
+    cal: dict | None = None
+
+
+@contextlib.contextmanager
+def open_guider(path: str | os.PathLike) -> Iterator[GuiderState]:
+    """Open an FGS guiding-mode ``_uncal.fits`` as a :class:`GuiderState` (a context manager).
+
+    As jwst's GuiderPipeline does, the file is opened as a ``GuiderRawModel`` whatever its
+    DATAMODL (real guiding files say Level1bModel); a missing or wrongly shaped DQ becomes
+    zeros (jwst dq_init's ``check_dimensions``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        SCI uint16 (nints, ngroups, ny, nx) DN; EXP_TYPE one of :func:`guider_exp_types`.
+
+    Yields
+    ------
+    GuiderState
+
+    Raises
+    ------
+    InputError
+        If the file cannot be opened as a GuiderRawModel, is not an FGS guiding-mode
+        exposure, its header or SCI is unusable (:func:`exposure_info`), or SCI holds
+        non-finite values.
+    """
+    path = os.fspath(path)
+    try:
+        model = datamodels.GuiderRawModel(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
+        raise InputError(f"{path}: cannot open as a GuiderRawModel: {exc}") from exc
+    with model:
+        exp_type = str(model.meta.exposure.type or "").upper()
+        kinds = guider_exp_types()
+        if str(model.meta.instrument.name or "").upper() != "FGS" or exp_type not in kinds:
+            raise InputError(f"{path}: EXP_TYPE {exp_type or None!r} of {model.meta.instrument.name!r} is not an "
+                             f"FGS guiding mode ({', '.join(kinds)}): not calwebb_guider input")
+        info = exposure_info(model, path)
+        raw = model.data
+        data = np.array(raw, dtype=np.float32)
+        if not np.isfinite(data).all():
+            raise InputError(f"{path}: SCI contains non-finite values")
+        dq = np.zeros(data.shape[-2:], np.uint32)
+        if model.dq is not None and np.shape(model.dq) == dq.shape:
+            dq |= np.asarray(model.dq, np.uint32)
+        del raw
+        _release_raw_sci(model)
+        yield GuiderState(path=path, model=model, keys=ExposureKeys.from_model(model), info=info,
+                          data=data, dq=dq)

@@ -35,6 +35,7 @@ REFERENCE_MODELS = {
     "emicorr": datamodels.EmiModel,
     "reset": datamodels.ResetModel,
     "rscd": datamodels.RSCDModel,
+    "flat": datamodels.FlatModel,
 }
 
 

@@ -546,6 +546,10 @@ class ExposureSpec:
     readpatt: str = ""
     ngroups: int = 5
     nints: int = 1
+    #: (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a real header, in place of the table's
+    geometry_override: tuple[int, int, int, int] | None = None
+    #: the readout timing of a real header, in place of :func:`readout`'s tables
+    readout_override: "Readout | None" = None
 
     def __post_init__(self):
         """Normalise the names (upper case, defaults) and check the values."""
@@ -560,10 +564,14 @@ class ExposureSpec:
 
     def geometry(self) -> tuple[int, int, int, int]:
         """Return the subarray's (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2)."""
+        if self.geometry_override is not None:
+            return self.geometry_override
         return subarray_geometry(self.instrument, self.subarray)
 
     def readout(self) -> Readout:
         """Return the readout timing of this exposure's pattern and subarray."""
+        if self.readout_override is not None:
+            return self.readout_override
         return readout(self.instrument, self.readpatt, self.subarray)
 
 
@@ -889,7 +897,8 @@ def write_reset(det: Detector, spec: ExposureSpec, path: str | Path) -> Path:
 
 
 def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: str | Path | None = None,
-                group_time0_mjd: float | None = None, removed: list[str] | tuple = ()) -> Path:
+                group_time0_mjd: float | None = None, removed: list[str] | tuple = (),
+                tables: bool = True) -> Path:
     """Write a raw exposure as a Level1bModel ``_uncal.fits``.
 
     Parameters
@@ -903,6 +912,7 @@ def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: st
         keywords['EXPSTART']).
     removed : FITS keywords of the template to drop (e.g. NIRCam-only keywords when a
         NIRCam template is adapted to another instrument).
+    tables : write the GROUP and INT_TIMES tables (real FGS guiding files have neither).
 
     Raises
     ------
@@ -963,8 +973,9 @@ def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: st
         end = start + (ngroups * tgroup) / 86400.0
         mid = 0.5 * (start + end)
         it_rows.append((i + 1, start, mid, end, start, mid, end))
-    model.group = np.array(rows, dtype=group_dtype)
-    model.int_times = np.array(it_rows, dtype=int_dtype)
+    if tables:
+        model.group = np.array(rows, dtype=group_dtype)
+        model.int_times = np.array(it_rows, dtype=int_dtype)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.meta.filename = path.name
@@ -1095,3 +1106,163 @@ def write_emicorr_reference(path: str | Path, frequencies: dict | None = None,
         m.save(path)          # ASDF (the CRDS format); replaces an existing file
     m.close()
     return path
+
+
+# ------------------------------------------------------------------------------------------
+# FGS guiding modes (calwebb_guider): the flat field, the GUIDER references, exposures from
+# real guiding-mode header templates
+
+NO_FLAT_FIELD = 262144            # jwst DQ bit 18
+UNRELIABLE_FLAT = 33554432        # jwst DQ bit 25
+
+
+def flat_response(det: Detector) -> np.ndarray:
+    """Pixel-to-pixel response of a detector (the FLAT reference's SCI), float32 (ny, nx).
+
+    Mean 1 over the light-sensitive pixels: a smooth large-scale variation (a few %) times a
+    1 % per-pixel scatter; 0.3-0.6 on ~1e-4 low-response pixels; exactly 0 on ~1e-5 pixels
+    (no response measured: the jwst flat_field step flags those); NaN on dead pixels; 1.0 on
+    reference pixels. Deterministic in (instrument, detector, seed). Simulated exposures
+    see the scene multiplied by it (:func:`guider_exposure`), so dividing by the FLAT
+    reference gives back the scene.
+    """
+    rng = np.random.default_rng(derive_seed("flat", det.instrument, det.detector, det.seed))
+    ny, nx = det.shape
+    y = np.linspace(-1.0, 1.0, ny, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, nx, dtype=np.float32)[None, :]
+    c = rng.normal(0.0, 0.015, 5).astype(np.float32)
+    flat = (1.0 + c[0] * x + c[1] * y + c[2] * x * x + c[3] * y * y + c[4] * x * y).astype(np.float32)
+    flat *= (1.0 + 0.01 * rng.standard_normal((ny, nx), dtype=np.float32))
+    light = ~(det.refpix | det.dead)
+    flat /= np.float32(flat[light].mean())
+    u = rng.random((ny, nx))
+    low = (u < 1e-4) & light
+    flat[low] = rng.uniform(0.3, 0.6, int(low.sum())).astype(np.float32)
+    flat[(u > 1.0 - 1e-5) & light] = 0.0
+    flat[det.refpix] = 1.0
+    flat[det.dead] = np.nan
+    return flat
+
+
+def write_flat(det: Detector, path: str | Path) -> Path:
+    """Write a full-frame FLAT reference (stdatamodels FlatModel, GENERIC subarray).
+
+    SCI float32 (ny, nx) :func:`flat_response` (dimensionless); ERR float32 0.4 % of it
+    (0 where NaN); DQ uint32: DO_NOT_USE | NO_FLAT_FIELD on dead pixels (SCI NaN),
+    UNRELIABLE_FLAT on low-response pixels (< 0.7), 0 elsewhere.
+    """
+    from stdatamodels.jwst import datamodels as dm
+
+    flat = flat_response(det)
+    err = np.nan_to_num(np.float32(0.004) * flat, nan=0.0).astype(np.float32)
+    dq = np.zeros(det.shape, np.uint32)
+    dq[det.dead] |= DO_NOT_USE | NO_FLAT_FIELD
+    dq[(flat < 0.7) & (flat > 0.0)] |= UNRELIABLE_FLAT
+    dq_def = np.concatenate([_dq_def(), np.array(
+        [(18, NO_FLAT_FIELD, "NO_FLAT_FIELD", "Flat field cannot be measured"),
+         (25, UNRELIABLE_FLAT, "UNRELIABLE_FLAT", "Flat variance large")], dtype=_dq_def().dtype)])
+    m = dm.FlatModel(data=flat, err=err, dq=dq, dq_def=dq_def)
+    _ref_meta(m, det, "flat", f"Simulated pixel flat for {det.detector} (seed {det.seed})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m.save(path, overwrite=True)
+    m.close()
+    return path
+
+
+#: reftypes calwebb_guider reads (dq_init: mask; guider_cds: gain, readnoise; flat_field: flat)
+GUIDER_REFTYPES = ("mask", "gain", "readnoise", "flat")
+
+
+def write_guider_references(det: Detector, out_dir: str | Path,
+                            names: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write the full-frame references calwebb_guider reads for an FGS detector.
+
+    ``names`` maps each of :data:`GUIDER_REFTYPES` to a file name (default
+    ``jwst_sim_fgs_<reftype>_<detector>.fits``). MASK, GAIN and READNOISE as
+    :func:`write_references` writes them, FLAT as :func:`write_flat`.
+
+    Returns reftype -> written path. Raises ValueError for a detector that is not FGS.
+    """
+    if det.instrument != "FGS":
+        raise ValueError(f"write_guider_references: {det.instrument} {det.detector} is not an FGS detector")
+    names = dict(names or {rt: f"jwst_sim_fgs_{rt}_{det.detector.lower()}.fits" for rt in GUIDER_REFTYPES})
+    out_dir = Path(out_dir)
+    written = write_references(det, out_dir, {rt: n for rt, n in names.items() if rt != "flat"})
+    if "flat" in names:
+        written["flat"] = write_flat(det, out_dir / names["flat"])
+    return written
+
+
+@dataclass
+class _SeenScene:
+    """A scene as the pixels see it: its rate times the detector's response (flat)."""
+
+    scene: Scene
+    response: np.ndarray       # float32 (ny, nx), full frame; NaN -> no response
+
+    def rate(self, x0: int, y0: int, nx: int, ny: int, full_shape: tuple[int, int]) -> np.ndarray:
+        r = self.scene.rate(x0, y0, nx, ny, full_shape)
+        return r * np.nan_to_num(self.response[y0:y0 + ny, x0:x0 + nx], nan=0.0)
+
+
+def guider_exposure(det: Detector, template: str | Path, path: str | Path, *, nints: int | None = None,
+                    seed: int = 0, guide_star: float = 3.0e4) -> tuple[Path, Truth]:
+    """Simulate an FGS guiding-mode exposure (ID, ACQ1, ACQ2, TRACK, FINEGUIDE) from a real header.
+
+    The template (a real guiding-mode ``_uncal`` header, e.g. ``fgs_fineguide_guider2.fits``)
+    gives everything but the pixels: EXP_TYPE, READPATT, the window (SUBSTRT1/2,
+    SUBSIZE1/2) and the timing (NFRAMES, GROUPGAP, TFRAME, TGROUP, NGROUPS, NINTS). The
+    scene is a guide star (``guide_star`` DN/s at the peak, sigma 1.3 px) at the window's
+    centre on a faint sky, plus fainter stars in windows larger than 64 x 64, seen through
+    :func:`flat_response`; the ramp is :func:`simulate_ramp`'s (bias, non-linearity,
+    Poisson and read noise, drifts, IPC, cosmic rays, saturation). As in real guiding
+    files there are no GROUP or INT_TIMES tables.
+
+    Parameters
+    ----------
+    det : an FGS detector (its DETECTOR should be the template's).
+    template : the real header template.
+    path : the ``_uncal.fits`` to write.
+    nints : NINTS (default the template's; fewer keeps tests small).
+    seed : seed of the exposure.
+    guide_star : peak rate of the guide star, DN/s.
+
+    Returns
+    -------
+    path : Path of the file written.
+    truth : :class:`Truth`; ``truth.rate`` is the rate the pixels see (scene x response).
+
+    Raises
+    ------
+    ValueError
+        If the template is not an FGS guiding exposure of ``det``'s detector.
+    """
+    from astropy.io import fits
+
+    hdr = fits.getheader(template, 0)
+    exp_type = str(hdr.get("EXP_TYPE", "")).upper()
+    if str(hdr.get("INSTRUME", "")).upper() != "FGS" or not exp_type.startswith(("FGS_ID", "FGS_ACQ",
+                                                                                  "FGS_TRACK", "FGS_FINEGUIDE")):
+        raise ValueError(f"{template}: not an FGS guiding-mode exposure (EXP_TYPE {exp_type!r})")
+    if str(hdr.get("DETECTOR", "")).upper() != det.detector:
+        raise ValueError(f"{template}: DETECTOR {hdr.get('DETECTOR')!r} is not {det.detector!r}")
+    geometry = tuple(int(hdr[k]) for k in ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2"))
+    ro = Readout(str(hdr["READPATT"]).upper(), int(hdr["NFRAMES"]), int(hdr["GROUPGAP"]),
+                 float(hdr["TFRAME"]), float(hdr["TGROUP"]), int(hdr.get("NOUTPUTS") or 1))
+    nints = int(nints if nints is not None else hdr["NINTS"])
+    spec = ExposureSpec("FGS", det.detector, str(hdr.get("SUBARRAY") or "FULL"), ro.readpatt,
+                        ngroups=int(hdr["NGROUPS"]), nints=nints, geometry_override=geometry,
+                        readout_override=ro)
+    x1, y1, xs, ys = geometry
+    rng = np.random.default_rng(derive_seed("guider scene", det.detector, exp_type, seed))
+    stars = [(x1 - 1 + (xs - 1) / 2.0 + rng.uniform(-0.5, 0.5), y1 - 1 + (ys - 1) / 2.0 + rng.uniform(-0.5, 0.5),
+              guide_star, 1.3)]
+    if xs * ys > 64 * 64:
+        stars += random_scene(rng, x1 - 1, y1 - 1, xs, ys, nstars=8).stars[1:]
+    scene = _SeenScene(Scene(sky=float(rng.uniform(0.2, 1.0)), sky_gradient=0.1, stars=stars),
+                       flat_response(det))
+    ramp, truth = simulate_ramp(det, spec, seed=seed, scene=scene)
+    path = Path(path)
+    write_uncal(path, ramp, {"NINTS": nints}, template=template, tables=False)
+    return path, truth

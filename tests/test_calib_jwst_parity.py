@@ -183,7 +183,7 @@ def test_rate_parity_with_jwst(jwst_runs, case):
         for ext in ("err", "var_poisson", "var_rnoise"):
             # the criterion: within 1e-3 relative for >= 99.9 % of good pixels
             # (near-zero rates give near-zero VAR_POISSON whose relative error is large)
-            a, b = getattr(ours.rate, ext), getattr(j, ext)
+            a, b = getattr(ours.products["rate"], ext), getattr(j, ext)
             fin = np.isfinite(b) & ((j.dq & 1) == 0)
             close = np.isclose(a[fin], b[fin], rtol=1e-3, atol=1e-6)
             assert close.mean() >= 0.999, f"{ext}: {close.mean():.5f} within 1e-3"

@@ -29,6 +29,8 @@ __all__ = ["REGISTRY", "get_pipeline", "pipeline_names", "resolve_name", "valida
 #: pipeline name -> module defining PIPELINE (one line per pipeline)
 REGISTRY: dict[str, str] = {
     "calwebb_detector1": "calib.pipelines.detector1",
+    "calwebb_guider": "calib.pipelines.guider",
+    "calwebb_dark": "calib.pipelines.dark",
 }
 
 

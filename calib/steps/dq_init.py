@@ -2,6 +2,8 @@
 
 Method: jwst documentation "dq_init" — PIXELDQ |= MASK.DQ (cut to the subarray with the
 reference's SUBSTRT/SUBSIZE), and GROUPDQ of every group |= (MASK.DQ & DO_NOT_USE).
+FGS guiding-mode data (calwebb_guider's GuiderRawModel, jwst's ``FGS_GUIDE_EXP_TYPES``)
+have one 2-D DQ array and no GROUPDQ: DQ |= MASK.DQ only.
 """
 from __future__ import annotations
 
@@ -52,6 +54,10 @@ def dq_init(gdq: np.ndarray, pdq: np.ndarray, mask: np.ndarray):
 def _run(state, ctx) -> str:
     info = state.info
     mask = ctx.prepared("mask", ("dq",), lambda m, p: ref_array(m, "dq", info, p, ctx.name, dtype=np.uint32))
+    if getattr(state, "gdq", None) is None:
+        # guider data (calib.ramps.GuiderState): the mask goes into the one DQ array
+        state.dq |= mask
+        return "COMPLETE"
     state.gdq, state.pdq, status = dq_init(state.gdq, state.pdq, mask)
     return status
 
