@@ -1,0 +1,1 @@
+"""Simulated JWST inputs: raw exposures, rate files, sky scenes and the reference files that calibrate them."""
