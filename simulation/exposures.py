@@ -177,7 +177,9 @@ def _set_keywords(model, keywords: dict) -> None:
         paths = [p for p in model.find_fits_keyword(key) if p.startswith("meta.")]
         if not paths:
             raise KeyError(f"{key}: no {type(model).__name__} path for this FITS keyword")
-        for p in paths:
+        # V2_REF, ROLL_REF, ... also name FGS guide-star keywords: the science WCS ones win
+        wcs = [p for p in paths if p.startswith("meta.wcsinfo.")]
+        for p in wcs or paths:
             model[p] = value
 
 

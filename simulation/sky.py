@@ -111,10 +111,13 @@ class Pointing:
     attitude : float64 (3, 3), the true attitude matrix (V2/V3 -> sky; pysiaf convention).
     header_attitude : float64 (3, 3), the attitude the header keywords state (differs from
         ``attitude`` by the simulated pointing error).
-    instrument, aperture : the SIAF aperture of the exposure (APERNAME): its V2Ref/V3Ref
-        is the reference point of RA_REF/DEC_REF/ROLL_REF.
+    instrument, aperture : the SIAF aperture of the exposure's detector and subarray
+        (APERNAME, e.g. NRCA1_SUB640): its V2Ref/V3Ref is the reference point of
+        RA_REF/DEC_REF/ROLL_REF.
+    pps_aperture : the aperture the telescope pointed (PPS_APER, e.g. NRCALL_FULL for a
+        NIRCam exposure on all detectors): every detector of one exposure shares it.
     target : (ra, dec) of the target, degrees; dither : the target's position in the
-        aperture's ideal frame, arcsec (XOFFSET, YOFFSET).
+        PPS aperture's ideal frame, arcsec (XOFFSET, YOFFSET).
     """
 
     attitude: np.ndarray
@@ -123,6 +126,7 @@ class Pointing:
     aperture: str
     target: tuple[float, float]
     dither: tuple[float, float] = (0.0, 0.0)
+    pps_aperture: str | None = None
 
     def keywords(self) -> dict:
         """Pointing keywords of the exposure (the values jwst's assign_wcs reads):
@@ -152,7 +156,7 @@ class Pointing:
             "RA_V1": float(ra_v1), "DEC_V1": float(dec_v1), "PA_V3": float(pa_v3),
             "PA_APER": float(pa_aper), "VA_SCALE": 1.0,
             "TARG_RA": float(self.target[0]), "TARG_DEC": float(self.target[1]),
-            "APERNAME": self.aperture, "PPS_APER": self.aperture,
+            "APERNAME": self.aperture, "PPS_APER": self.pps_aperture or self.aperture,
             "XOFFSET": float(self.dither[0]), "YOFFSET": float(self.dither[1]),
         }
 
@@ -167,10 +171,11 @@ def _position_angle(ra1, dec1, ra2, dec2) -> float:
 
 def make_pointing(instrument: str, aperture: str, ra: float, dec: float, pa: float,
                   dither: tuple[float, float] = (0.0, 0.0), pointing_error: float = 0.0,
-                  roll_error: float = 0.0, seed: int = 0) -> Pointing:
+                  roll_error: float = 0.0, seed: int = 0, pps_aperture: str | None = None) -> Pointing:
     """The attitude that puts the target (ra, dec) at ideal position ``dither`` (arcsec) of
-    SIAF ``aperture`` with the V3 axis at position angle ``pa`` (deg, N through E) there
-    (``pysiaf.utils.rotations.attitude``).
+    SIAF aperture ``pps_aperture`` (default ``aperture``) with the V3 axis at position angle
+    ``pa`` (deg, N through E) there (``pysiaf.utils.rotations.attitude``); ``aperture`` is
+    the exposure's own aperture (APERNAME, the reference point of RA_REF/DEC_REF).
 
     ``pointing_error`` (arcsec rms per axis) and ``roll_error`` (arcsec rms) make the
     header's attitude differ from the true one by a seeded offset of the reference point on
@@ -180,7 +185,8 @@ def make_pointing(instrument: str, aperture: str, ra: float, dec: float, pa: flo
     from pysiaf.utils import rotations
 
     ap = siaf.aperture(instrument, aperture)
-    v2, v3 = ap.idl_to_tel(float(dither[0]), float(dither[1]))
+    pps = siaf.aperture(instrument, pps_aperture or aperture)
+    v2, v3 = pps.idl_to_tel(float(dither[0]), float(dither[1]))
     att = rotations.attitude(v2, v3, ra, dec, pa)
     header = att
     if pointing_error > 0 or roll_error > 0:
@@ -194,7 +200,8 @@ def make_pointing(instrument: str, aperture: str, ra: float, dec: float, pa: flo
                                     ra_ref + dx / 3600.0 / np.cos(np.radians(dec_ref)),
                                     dec_ref + dy / 3600.0, roll_ref + droll)
     return Pointing(np.asarray(att), np.asarray(header), instrument.upper(), aperture,
-                    (float(ra), float(dec)), (float(dither[0]), float(dither[1])))
+                    (float(ra), float(dec)), (float(dither[0]), float(dither[1])),
+                    pps_aperture or aperture)
 
 
 # ------------------------------------------------------------------------------------------
