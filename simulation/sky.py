@@ -76,7 +76,7 @@ def random_star_field(ra: float, dec: float, radius: float, n: int, seed: int = 
     """``n`` stars uniformly within ``radius`` arcsec of (ra, dec), fluxes log-uniform in
     ``flux_range`` uJy, at least ``min_separation`` arcsec apart (drawn with rejection).
     Deterministic in all arguments."""
-    rng = np.random.default_rng(_seed("field", ra, dec, radius, n, seed))
+    rng = np.random.default_rng(_seed("field", float(ra), float(dec), float(radius), int(n), seed))
     xs, ys = [], []
     tries = 0
     while len(xs) < n:
@@ -255,14 +255,14 @@ class SkyScene:
 
     Attributes
     ----------
-    field : the stars; pointing : the exposure's attitude (its true one places the stars).
+    stars : the star field; pointing : the exposure's attitude (its true one places the stars).
     instrument, detector, filter, pupil : the optical path (see :mod:`simulation.optics`).
     seed : seed of the optics (flat, filter offsets), the same as the references'.
     sky_mjysr : background surface brightness, MJy/sr (default :data:`DEFAULT_SKY_MJYSR`).
     flat_version : which flat the detector really has (1: the delivered one).
     """
 
-    field: StarField
+    stars: StarField
     pointing: Pointing
     instrument: str
     detector: str
@@ -292,7 +292,7 @@ class SkyScene:
     def star_pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """Full-frame (x, y) of every star (0-based float64 (n,); may lie off the array)."""
         if self._xy is None:
-            self._xy = sky_to_detector(self.field.ra, self.field.dec, self.pointing.attitude,
+            self._xy = sky_to_detector(self.stars.ra, self.stars.dec, self.pointing.attitude,
                                        self.instrument, self.detector, self.filter, self.pupil,
                                        self.seed)
         return self._xy
@@ -301,7 +301,7 @@ class SkyScene:
         """Total count rate of each star, DN/s float64 (n,), for a pixel response of 1:
         ``flux [MJy] / (PHOTMJSR * PIXAR_SR)`` (see :mod:`simulation.optics`)."""
         pixar = optics.pixar_sr(self.instrument, self.detector)
-        return self.field.flux * 1.0e-12 / (self.photmjsr * pixar)
+        return self.stars.flux * 1.0e-12 / (self.photmjsr * pixar)
 
     def rate(self, x0: int, y0: int, nx: int, ny: int, full_shape: tuple[int, int]) -> np.ndarray:
         """Count rate of the window at 0-based full-frame (x0, y0), float64 (ny, nx) DN/s.
