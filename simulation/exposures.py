@@ -1,5 +1,7 @@
 """Simulated imaging exposures for stages 2 and 3: ``_rate.fits`` written directly from a
-:class:`simulation.sky.SkyScene`, and raw ramps that carry the same scene.
+:class:`simulation.sky.SkyScene`. (Raw ramps carry the same scene when the SkyScene is given
+as ``scene`` to :func:`calib.simulate.simulate_ramp`, as ``simulate_pool(imaging=True)``
+does.)
 
 :func:`write_rate` makes what calwebb_detector1 would make of an imaging exposure, without
 running stage 1: an ``ImageModel`` with SCI (DN/s), ERR, DQ, VAR_POISSON and VAR_RNOISE
@@ -307,8 +309,7 @@ def write_rate(path, exp: ImagingExposure, scene: SkyScene, seed: int = 0, expst
     model.meta.bunit_err = "DN/s"
     family = "miri" if exp.instrument == "MIRI" else "near_ir"
     for step_name, status in _DETECTOR1_STATUS[family].items():
-        if exp.instrument in ("NIRCAM", "NIRISS", "FGS") or step_name != "ipc":
-            setattr(model.meta.cal_step, step_name, status)
+        setattr(model.meta.cal_step, step_name, status)
     if exp.instrument != "MIRI" and det.ipc_alpha == 0.0:
         model.meta.cal_step.ipc = "SKIPPED"
     model.meta.filename = path.name

@@ -156,7 +156,16 @@ def world(tmp_path_factory):
         "NIRCAM", "NRCA1", "F200W", "CLEAR", seed=0, version=2)
     w.derived = crdscache.derive_context(w.crds, w.context,
                                          {("nircam", "flat", "NRCA1"): w.redelivered_flat})
-    # 5. jwst, offline, in one subprocess
+    crdscache.configure(w.crds)            # this process asks crds for best references too
+    return w
+
+
+@pytest.fixture(scope="module")
+def jwst(world):
+    """jwst 3.0, offline on the context, in one subprocess: Detector1 + Image2 on the raw
+    ramp, Image2 on every rate, Image3 on the association. Returns the World with
+    ``jwst = {"timings": {job: s}, "failures": {job: traceback}}``."""
+    w, base = world, world.base
     jobs = [{"kind": "detector1", "name": "detector1 nircam (ramp)", "input": str(w.uncal),
              "output_dir": str(base / "chain"),
              "steps": {"persistence": {"skip": True}, "charge_migration": {"skip": True}}},
@@ -197,7 +206,6 @@ def world(tmp_path_factory):
     if proc.returncode != 0 or not result_path.exists():
         pytest.fail(f"jwst subprocess failed ({proc.returncode}):\n{w.log.read_text()[-4000:]}")
     w.jwst = json.loads(result_path.read_text())
-    crdscache.configure(w.crds)            # this process asks crds for best references too
     return w
 
 
@@ -379,7 +387,7 @@ def test_redelivered_flat_changes_only_that_detector(world):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["nircam", "niriss", "miri", "fgs"])
-def test_image2_offline_wcs_flat_photom(world, name):
+def test_image2_offline_wcs_flat_photom(jwst, name):
     """jwst's Image2Pipeline runs offline on the context; its cal/i2d name our references;
     the WCS it builds from our DISTORTION file equals pysiaf's sci -> sky with the same
     attitude; the cal image is rate / flat x PHOTMJSR and the sky comes out in MJy/sr."""
@@ -389,6 +397,7 @@ def test_image2_offline_wcs_flat_photom(world, name):
 
     from simulation import optics, siaf
 
+    world = jwst
     _jwst_ok(world, f"image2 {name}")
     rate_path, truth, exp, scene = world.rates[name]
     cal_path = world.base / "image2" / rate_path.name.replace("_rate", "_cal")
@@ -443,13 +452,14 @@ def test_image2_offline_wcs_flat_photom(world, name):
 
 
 @pytest.mark.slow
-def test_detector1_then_image2_from_the_simulated_ramp(world):
+def test_detector1_then_image2_from_the_simulated_ramp(jwst):
     """jwst's Detector1 and Image2 on the pool's raw ramp, offline on the same context: the
     stars sit in the cal image where the truth and the cal's WCS put them."""
     from astropy.table import Table
     from photutils.centroids import centroid_2dg
     from stdatamodels.jwst import datamodels as dm
 
+    world = jwst
     _jwst_ok(world, "detector1 nircam (ramp)", "image2 nircam (from ramp)")
     stars = Table.read(world.pool_stars)
     with dm.open(world.base / "chain" / "jw_sub_cal.fits") as cal:
@@ -470,7 +480,7 @@ def test_detector1_then_image2_from_the_simulated_ramp(world):
 
 
 @pytest.mark.slow
-def test_image3_dithered_association(world):
+def test_image3_dithered_association(jwst):
     """jwst's Image3Pipeline on 4 dithered NIRCam exposures: crf, i2d, cat.ecsv and segm;
     tweakreg matches the stars and removes the pointing errors; source_catalog finds the
     stars at their true positions with their true fluxes; outlier_detection flags the
@@ -480,6 +490,7 @@ def test_image3_dithered_association(world):
     from astropy.table import Table
     from stdatamodels.jwst import datamodels as dm
 
+    world = jwst
     _jwst_ok(world, *[f"image2 nircam dither {i + 1}" for i in range(4)], "image3 nircam 4 dithers")
     adir = world.base / "assoc"
     product = "jw99999-c1000_t001_nircam_clear-f200w-sub640"
