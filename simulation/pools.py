@@ -196,7 +196,7 @@ def _refname(instr: str, reftype: str, *parts) -> str:
 
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
                   ngroups: int | None = None, nints: int | None = None,
-                  base_context: str | None = None) -> SimulationResult:
+                  base_context: str | None = None, imaging: bool = False) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
 
     Parameters
@@ -213,6 +213,11 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
     base_context : a context in the cache to extend (e.g. the one of a previous pool), so
         that one context calibrates the exposures of several pools; default a context
         with only this pool's references.
+    imaging : also prepare stages 2 and 3 of the imaging exposures
+        (:mod:`simulation.imaging`): their ramps show a star field through each exposure's
+        pointing and distortion, their headers carry the pointing keywords, and the context
+        gets the stage-2/3 imaging references; each target's stars are written to
+        ``out_dir/truth/<program>_<target>_stars.ecsv``.
 
     Returns
     -------
@@ -246,6 +251,13 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
 
     ref_paths: list[Path] = []
     used: dict[str, dict[str, str]] = {}
+    stage2 = None
+    if imaging:
+        from simulation.imaging import plan_pool_imaging
+
+        stage2 = plan_pool_imaging(plans, seed)
+        ref_paths.extend(stage2.write_references(crds_path / "references" / "jwst"))
+        stage2.write_fields(out_dir / "truth")
     truths: dict[str, Path] = {}
     files: list[Path] = [out_dir / n for n in names]
     for (instr, detname), idxs in by_detector.items():
@@ -276,7 +288,11 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         for i in idxs:
             kw = plans[i]
             spec = sim.ExposureSpec(instr, detname, kw["SUBARRAY"], kw["READPATT"], kw["NGROUPS"], kw["NINTS"])
-            ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]))
+            scene = stage2.scenes.get(i) if stage2 is not None else None
+            ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]),
+                                            scene=scene)
+            if scene is not None:
+                kw = {**kw, **stage2.pointing[i]}
             tpath, _ = template_for(instr)
             sim.write_uncal(files[i], ramp, {k: v for k, v in kw.items() if v is not None}, template=tpath,
                             removed=[k for k, v in kw.items() if v is None])
@@ -286,6 +302,8 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             refs["dark"] = darks[(kw["SUBARRAY"], kw["READPATT"])].name
             if resets:
                 refs["reset"] = resets[(kw["SUBARRAY"], kw["READPATT"])].name
+            if scene is not None:
+                refs.update(stage2.references[i])
             used[kw["FILENAME"]] = refs
         del det
     context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)

@@ -932,7 +932,9 @@ def write_uncal(path: str | Path, ramp: np.ndarray, keywords: dict, template: st
         paths = model.find_fits_keyword(kw)
         if not paths:
             raise KeyError(f"{kw}: no Level1bModel path for this FITS keyword")
-        for p in paths:
+        # V2_REF, ROLL_REF, ... also name FGS guide-star keywords: the science WCS ones win
+        wcs = [p for p in paths if p.startswith("meta.wcsinfo.")]
+        for p in wcs or paths:
             if p.startswith("meta."):
                 model[p] = value
     for kw in removed:

@@ -15,11 +15,14 @@ Synthetic names are clearly apart from operational ones: contexts
 mappings ``jwst_sim_<instr>_<reftype>_NNNN.rmap``. crds accepts these names (it reads
 instrument and filekind from the mapping headers once the files are in the cache).
 
-A synthetic context provides the detector-level reftypes of :data:`SYNTHETIC_PARKEYS`
-(dark, superbias, readnoise, mask, linearity, gain, saturation, ipc, and MIRI's
-reset, rscd and emicorr (an ASDF file)) and lists every other
-jwst reftype (flat, photom, distortion, ...) and the calwebb step-parameter reftypes
-(``pars-*``) as "N/A": jwst steps needing those are skipped under it, not failed.
+A synthetic context provides the reftypes of :data:`SYNTHETIC_PARKEYS`: the detector-level
+ones (dark, superbias, readnoise, mask, linearity, gain, saturation, ipc, and MIRI's
+reset, rscd and emicorr (an ASDF file)) and, for imaging, the stage-2/3 ones written by
+:mod:`simulation.imaging_refs` (distortion, filteroffset, flat, photom, area, apcorr,
+abvegaoffset), each selected by real parkeys (DETECTOR, EXP_TYPE, FILTER, PUPIL, ...). It
+lists every other jwst reftype (bkg, specwcs, wavelengthrange, regions, camera, ...) and
+the calwebb step-parameter reftypes (``pars-*``) as "N/A": jwst steps needing those are
+skipped under it (or use their defaults), not failed, and jwst runs fully offline.
 
 A note on process state: crds caches its configuration and the mappings it has loaded in
 the process. :func:`configure` resets what it can (environment, crds's cached
@@ -54,6 +57,16 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     "reset": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME"),
     "rscd": ("META.INSTRUMENT.DETECTOR",),
     "emicorr": ("META.INSTRUMENT.DETECTOR",),
+    # stage-2/3 imaging (simulation.imaging_refs); a FILTER/PUPIL/EXP_TYPE of "N/A" in a
+    # reference (e.g. a filter-independent AREA) matches any value
+    "distortion": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "filteroffset": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "flat": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE", "META.INSTRUMENT.FILTER",
+             "META.INSTRUMENT.PUPIL"),
+    "photom": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "area": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "apcorr": ("META.EXPOSURE.TYPE",),
+    "abvegaoffset": ("META.EXPOSURE.TYPE",),
 }
 #: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
 #: it does not provide as "N/A" so that steps needing them are skipped, not failed
@@ -76,8 +89,8 @@ JWST_PARS_REFTYPES = tuple("pars-" + name for name in (
     "darkcurrentstep", "chargemigrationstep", "jumpstep", "cleanflickernoisestep",
     "rampfitstep", "gainscalestep", "firstframestep", "lastframestep", "resetstep",
     "rscdstep", "pictureframestep", "image2pipeline", "backgroundstep", "assignwcsstep",
-    "flatfieldstep", "photomstep", "resamplestep", "image3pipeline", "tweakregstep",
-    "skymatchstep", "outlierdetectionstep", "sourcecatalogstep"))
+    "flatfieldstep", "photomstep", "resamplestep", "image3pipeline", "assignmtwcsstep",
+    "tweakregstep", "skymatchstep", "outlierdetectionstep", "sourcecatalogstep"))
 _USEAFTER_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
 # parkey -> FITS keyword in a reference file's primary header
 _PARKEY_TO_FITS = {
@@ -87,6 +100,7 @@ _PARKEY_TO_FITS = {
     "META.EXPOSURE.TYPE": "EXP_TYPE",
     "META.INSTRUMENT.FILTER": "FILTER",
     "META.INSTRUMENT.BAND": "BAND",
+    "META.INSTRUMENT.PUPIL": "PUPIL",
 }
 _INSTRUMENTS = ("fgs", "miri", "nircam", "niriss", "nirspec")
 
@@ -395,7 +409,8 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
 _ASDF_META = {"INSTRUME": "instrument.name", "REFTYPE": "reftype", "USEAFTER": "useafter",
               "DETECTOR": "instrument.detector", "READPATT": "exposure.readpatt",
               "SUBARRAY": "subarray.name", "EXP_TYPE": "exposure.type",
-              "FILTER": "instrument.filter", "BAND": "instrument.band"}
+              "FILTER": "instrument.filter", "BAND": "instrument.band",
+              "PUPIL": "instrument.pupil"}
 
 
 def _ref_properties(path: Path) -> dict[str, str]:
