@@ -110,13 +110,16 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
 
     pool = _data("pools", DEMO_POOL)
     console.print(f"[bold]2. archive simulate[/] --pool {pool.name} --limit {limit}: ramps + a synthetic CRDS cache")
-    sim = simulate_pool(pool, workdir / "incoming", s.crds_path, limit=limit, seed=1, ngroups=ngroups)
-    console.print(f"   {len(sim.files)} exposures, context {sim.context}")
+    real = _data("raw", REAL_RAW)
+    guider = str(fits.getval(real, "DETECTOR"))
+    sim = simulate_pool(pool, workdir / "incoming", s.crds_path, limit=limit, seed=1, ngroups=ngroups,
+                        guider_detectors=(guider,))
+    console.print(f"   {len(sim.files)} exposures, context {sim.context} (with {guider} references for "
+                  "calwebb_guider)")
 
     bad = workdir / "incoming" / "jw_truncated_uncal.fits"
     raw = sim.files[0].read_bytes()
     bad.write_bytes(raw[: len(raw) // 3])
-    real = _data("raw", REAL_RAW)
     console.print("[bold]3. archive ingest[/] the simulated files, the real FGS exposure and a truncated file")
     report = ingest(s, [*sim.files, real, bad], pool_path=pool)
     t = Table("file", "status", "stage 1", "reason")
@@ -132,15 +135,25 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     asn = associate(s)
     console.print(f"   {len(asn.created)} associations: {asn.levels}")
 
-    console.print("[bold]6. archive reprocess[/] --pipeline calwebb_detector1 (--dry-run first)")
-    p = plan(s, dry_run=True)
+    console.print("[bold]6. archive reprocess[/] (stage 1: calwebb_detector1, calwebb_guider for the real FGS "
+                  "exposure; --dry-run first)")
+    p = plan(s, dry_run=True, pipeline=None)
     for item in p.items:
         console.print(f"   {item.exposure}: {item.action} {item.detail}")
-    p = plan(s)
+    p = plan(s, pipeline=None)
     outcomes = get_dispatcher(s).send(p.job_ids)
     failed = {j: o for j, o in outcomes.items() if o != "succeeded"}
     for j, o in failed.items():
         console.print(f"   [red]job {j}: {o}")
+    with session_scope(s.db_url) as db:
+        cal = db.execute(select(Product).join(Exposure, Exposure.id == Product.exposure_id)
+                         .where(Exposure.filename == real.name, Product.suffix == "cal")).scalar_one_or_none()
+    if cal is not None:
+        with fits.open(cal.path) as hdul:
+            h = hdul[0].header
+            console.print(f"   the real FGS exposure by calwebb_guider: {cal.filename}, SCI {hdul['SCI'].data.shape} "
+                          f"{hdul['SCI'].header.get('BUNIT', '')}; S_DQINIT {h['S_DQINIT']}, S_GUICDS {h['S_GUICDS']}, "
+                          f"S_FLAT {h['S_FLAT']}; R_FLAT {h.get('R_FLAT')}")
 
     failed.update(_new_context_campaign(s, sim, console))
 
@@ -151,7 +164,7 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
                                    ORDER BY j2.id DESC LIMIT 1), 'not run') AS job,
                p.filename AS product, c.name AS context
         FROM exposures e
-        LEFT JOIN products p ON p.exposure_id = e.id AND p.is_current AND p.suffix = 'rate'
+        LEFT JOIN products p ON p.exposure_id = e.id AND p.is_current AND p.suffix IN ('rate', 'cal', 'dark')
         LEFT JOIN jobs j ON j.id = p.job_id
         LEFT JOIN crds_contexts c ON c.id = j.context_id
         ORDER BY e.filename""")

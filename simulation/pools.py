@@ -73,12 +73,15 @@ class SimulationResult:
     context : the synthetic .pmap that selects the references used.
     truths : uncal file name -> .npz with the truth (see :class:`simulation.ramps.Truth`).
     references : uncal file name -> {reftype: reference file name} actually used.
+    guider_references : FGS detector -> {reftype: file name} of the calwebb_guider
+        references written for ``guider_detectors``.
     """
 
     files: list[Path]
     context: str
     truths: dict[str, Path]
     references: dict[str, dict[str, str]] = field(default_factory=dict)
+    guider_references: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _value(row: dict, col: str) -> str | None:
@@ -196,7 +199,8 @@ def _refname(instr: str, reftype: str, *parts) -> str:
 
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
                   ngroups: int | None = None, nints: int | None = None,
-                  base_context: str | None = None, imaging: bool = False) -> SimulationResult:
+                  base_context: str | None = None, imaging: bool = False,
+                  guider_detectors: tuple[str, ...] = ()) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
 
     Parameters
@@ -218,6 +222,10 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         pointing and distortion, their headers carry the pointing keywords, and the context
         gets the stage-2/3 imaging references; each target's stars are written to
         ``out_dir/truth/<program>_<target>_stars.ecsv``.
+    guider_detectors : FGS detectors (``GUIDER1``, ``GUIDER2``) whose calwebb_guider
+        references (mask, gain, readnoise, flat: :func:`simulation.ramps.write_guider_references`)
+        join the context, for real guiding-mode exposures calibrated alongside the pool's
+        (the demo's FGS_ACQ1 exposure of program 1019).
 
     Returns
     -------
@@ -306,5 +314,13 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
                 refs.update(stage2.references[i])
             used[kw["FILENAME"]] = refs
         del det
+    guider_refs: dict[str, dict[str, str]] = {}
+    for detname in guider_detectors:
+        det = sim.make_detector("FGS", detname, seed)
+        names = {rt: _refname("FGS", rt, "guider", detname, f"s{seed}") for rt in sim.GUIDER_REFTYPES}
+        written = sim.write_guider_references(det, crds_path / "references" / "jwst" / "fgs", names)
+        ref_paths.extend(written.values())
+        guider_refs[detname] = {rt: p.name for rt, p in written.items()}
     context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)
-    return SimulationResult(files=files, context=context, truths=truths, references=used)
+    return SimulationResult(files=files, context=context, truths=truths, references=used,
+                            guider_references=guider_refs)

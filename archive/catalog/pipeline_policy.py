@@ -11,11 +11,31 @@ planner all read it; which engine can run a pipeline is :mod:`archive.execution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-GUIDER_EXP_TYPES = {
-    "FGS_ACQ1", "FGS_ACQ2", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK", "FGS_TRACK",
-}
-DARK_EXP_TYPES = {"FGS_DARK", "MIR_DARKIMG", "MIR_DARKMRS", "NRC_DARK", "NIS_DARK", "NRS_DARK"}
+@lru_cache(maxsize=1)
+def _stage1_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """(guider EXP_TYPEs, dark EXP_TYPEs) as jwst defines them (through calib's pipelines)."""
+    from calib.pipelines import dark, guider
+
+    return frozenset(guider.exp_types()), frozenset(dark.exp_types())
+
+
+def stage1_pipeline(exp_type: str) -> str:
+    """Return the stage-1 pipeline of an EXP_TYPE.
+
+    calwebb_guider for the FGS guiding modes (jwst's FGS_GUIDE_EXP_TYPES), calwebb_dark for
+    the types jwst's association rules call darks, calwebb_detector1 for everything else (as
+    the operations system chooses stage 1 per exposure).
+    """
+    guider, dark = _stage1_lists()
+    et = str(exp_type).upper()
+    if et in guider:
+        return "calwebb_guider"
+    if et in dark:
+        return "calwebb_dark"
+    return "calwebb_detector1"
+
 TSO_EXP_TYPES = {
     "MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ",
 }
@@ -43,10 +63,9 @@ def pipelines_for(exp_type: str) -> PipelinePlan:
     the jwst package does for calibration exposures it has no further stage for.
     """
     et = exp_type.upper()
-    if et in GUIDER_EXP_TYPES:
-        return PipelinePlan("calwebb_guider", None, None)
-    if et in DARK_EXP_TYPES:
-        return PipelinePlan("calwebb_dark", None, None)
+    stage1 = stage1_pipeline(et)
+    if stage1 != "calwebb_detector1":
+        return PipelinePlan(stage1, None, None)
     if et in TSO_EXP_TYPES:
         stage2 = "calwebb_tso-image2" if et == "NRC_TSIMAGE" else "calwebb_spec2"
         return PipelinePlan("calwebb_detector1", stage2, "calwebb_tso3")

@@ -22,7 +22,9 @@ def reprocess(ctx: typer.Context,
               exp_type: Optional[str] = typer.Option(None, "--exp-type"),
               context: Optional[str] = typer.Option(None, "--context",
                                                     help="CRDS context (must be the one in use; default: in use)."),
-              pipeline: str = typer.Option("calwebb_detector1", "--pipeline"),
+              pipeline: Optional[str] = typer.Option(None, "--pipeline",
+                                                     help="Only exposures of this stage-1 pipeline (default: all); "
+                                                          "needed with step parameters."),
               stale: bool = typer.Option(False, "--stale",
                                          help="Only stale products (and lost or expired jobs), as the beat schedule "
                                               "does; failures are not retried."),
@@ -35,6 +37,8 @@ def reprocess(ctx: typer.Context,
 
     Step parameters use the strun convention: --steps.jump.rejection_threshold=5
     """
+    from calib.params import ParamError
+
     from ..crds.references import ContextError
     from ..reprocessing.planner import plan_and_send
 
@@ -44,7 +48,8 @@ def reprocess(ctx: typer.Context,
     if stale_software:
         from ..reprocessing.campaigns import mark_software_stale
 
-        rep = mark_software_stale(s, program=program, instrument=instrument, pipeline=pipeline, dry_run=dry_run)
+        rep = mark_software_stale(s, program=program, instrument=instrument,
+                                  pipeline=pipeline or "calwebb_detector1", dry_run=dry_run)
         err.print(f"software: {rep.stale_products} products of {rep.stale_exposures} exposures "
                   f"{'would become' if dry_run else 'made'} stale"
                   + (f" (campaign {rep.campaign_id})" if rep.campaign_id else ""))
@@ -55,7 +60,7 @@ def reprocess(ctx: typer.Context,
                 s, progress=lambda j, o: prog.advance(task), program=program, instrument=instrument,
                 exp_type=exp_type, context=context, pipeline=pipeline, params=params, dry_run=dry_run,
                 stale_only=stale, retry_failed=not stale)
-    except ContextError as exc:
+    except (ContextError, ParamError) as exc:
         err.print(f"[red]{exc}")
         raise typer.Exit(2) from None
     counts = ", ".join(f"{p.count(a)} {a}" for a in ("new", "retry", "requeue", "pending", "failed", "current",

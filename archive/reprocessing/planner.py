@@ -87,7 +87,7 @@ def _pinned_context(settings: Settings, context: str | None, dry_run: bool) -> N
 
 def plan(settings: Settings, *, program: str | None = None, instrument: str | None = None,
          exp_type: str | None = None, context: str | None = None,
-         pipeline: str | None = "calwebb_detector1", params: dict | None = None,
+         pipeline: str | None = None, params: dict | None = None,
          dry_run: bool = False, campaign_id: int | None = None, stale_only: bool = False,
          retry_failed: bool = True, broker_epoch: str | None = None) -> Plan:
     """Decide, from the catalog, which jobs are owed, and (unless ``dry_run``) create them.
@@ -107,6 +107,10 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
     - ``pending``: queued in the broker or running under a live lease: nothing to do;
     - ``failed``: failed and not retried; ``unsupported``: no engine runs its pipeline.
 
+    ``pipeline`` limits the plan to exposures whose stage-1 pipeline it is (None: every
+    stage-1 pipeline, calwebb_detector1, calwebb_guider, calwebb_dark); ``params`` are step
+    parameters of that one pipeline and need it named.
+
     ``stale_only`` limits the plan to exposures with a stale product or an unfinished
     job (what ``archive reprocess --stale`` and the beat schedule do). Jobs to send are
     stamped with ``broker_epoch`` and the time.
@@ -120,8 +124,17 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
     ------
     archive.crds.references.ContextError
         If no CRDS context is configured or in use, or ``context`` is not the one in use.
+    calib.params.ParamError
+        If ``params`` are given without ``pipeline``, or are not valid for it.
     """
     params = params or {}
+    if params:
+        from calib.params import ParamError
+        from calib.pipelines import validate_params
+
+        if pipeline is None:
+            raise ParamError("step parameters apply to one pipeline: name it (--pipeline calwebb_detector1)")
+        validate_params(pipeline, params)
     phash = param_hash(params)
     now = utcnow()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
