@@ -44,14 +44,16 @@ def write_pool(path, rows: list[dict[str, str]]) -> None:
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    """Three NIRCam SUB160 exposures of the real pool_003 (NINTS 2, NGROUPS 6) and their CRDS cache."""
+    """Three NIRCam SUB160 exposures of the real pool_003 (NINTS 2, NGROUPS 6) and their CRDS
+    cache, which also holds GUIDER2 references for the real FGS_ACQ1 exposure (calwebb_guider)."""
     root = tmp_path_factory.mktemp("sim")
     rows = pool_rows(shared("pools", "pool_003_image_nircam.csv"))[:3]
     for r in rows:
         r["SUBARRAY"] = "sub160"
     pool = root / "pool.csv"
     write_pool(pool, rows)
-    result = simulate_pool(pool, root / "incoming", root / "crds", seed=3, ngroups=6, nints=2)
+    result = simulate_pool(pool, root / "incoming", root / "crds", seed=3, ngroups=6, nints=2,
+                           guider_detectors=("GUIDER2",))
     return pool, result, root / "crds"
 
 
@@ -85,25 +87,25 @@ def test_main_job(archive_settings, simulated):
     assert n_members == sum(len(p["members"]) for a in direct for p in a["products"])
     assert associate(s).created == []  # idempotent
 
-    # the plan: three detector1 jobs; the FGS exposure needs calwebb_guider, reported
+    # the plan: three detector1 jobs and, for the real FGS_ACQ1 exposure, calwebb_guider
     dry = plan(s, dry_run=True)
     actions = {i.exposure: i.action for i in dry.items}
-    assert actions[FGS] == "unsupported"
-    assert "calwebb_guider" in next(i.detail for i in dry.items if i.exposure == FGS)
-    assert sorted(k for k, v in actions.items() if v == "new") == sorted(f.name for f in result.files)
+    pipelines = {i.exposure: i.pipeline for i in dry.items}
+    assert pipelines[FGS] == "calwebb_guider" and {pipelines[f.name] for f in result.files} == {"calwebb_detector1"}
+    assert sorted(k for k, v in actions.items() if v == "new") == sorted([FGS, *(f.name for f in result.files)])
     with session_scope(s.db_url) as db:
         assert db.execute(select(Job)).first() is None  # dry run wrote nothing
 
     p = plan(s)
     outcomes = get_dispatcher(s).send(p.job_ids)
     assert set(outcomes.values()) == {"succeeded"}, outcomes
-    assert plan(s, dry_run=True).count("current") == 3  # nothing owed any more
+    assert plan(s, dry_run=True).count("current") == 4  # nothing owed any more
 
     from stdatamodels.jwst import datamodels
 
     with session_scope(s.db_url) as db:
         products = db.execute(select(Product).order_by(Product.filename)).scalars().all()
-        assert sorted(pr.suffix for pr in products) == ["rate"] * 3 + ["rateints"] * 3
+        assert sorted(pr.suffix for pr in products) == ["cal"] + ["rate"] * 3 + ["rateints"] * 3
         for prod in products:
             exp = db.get(Exposure, prod.exposure_id)
             refs = {r.reftype: f.name for r, f in db.execute(
@@ -113,12 +115,15 @@ def test_main_job(archive_settings, simulated):
             hdr = fits.getheader(prod.path)
             r_kw = sorted(v for k, v in hdr.items() if k.startswith("R_") and str(v).startswith("crds://"))
             assert r_kw == sorted(f"crds://{v}" for v in refs.values())
-            assert refs == result.references[exp.filename]
+            assert refs == (result.guider_references["GUIDER2"] if exp.filename == FGS
+                            else result.references[exp.filename])
             assert hdr["CRDS_CTX"] == result.context
             assert hdr["CAL_VER"] and hdr["CRDS_VER"]
-            assert hdr["S_DQINIT"] == "COMPLETE" and hdr["S_RAMP"] == "COMPLETE"
+            assert hdr["S_DQINIT"] == "COMPLETE"
+            assert hdr["S_GUICDS" if prod.suffix == "cal" else "S_RAMP"] == "COMPLETE"
             with datamodels.open(prod.path) as m:
-                assert type(m).__name__ == ("ImageModel" if prod.suffix == "rate" else "CubeModel")
+                assert type(m).__name__ == {"rate": "ImageModel", "rateints": "CubeModel",
+                                            "cal": "GuiderCalModel"}[prod.suffix]
                 for reftype, name in refs.items():  # R_<REFTYPE> through the schema's keyword names
                     assert getattr(m.meta.ref_file, reftype).name == f"crds://{name}"
             # stored best references equal crds.getrecommendations for the same header
@@ -160,7 +165,7 @@ def test_rate_recovers_truth_and_reruns_are_identical(archive_settings, simulate
     assert set(get_dispatcher(s).send(p.job_ids).values()) == {"succeeded"}
     # the same calibration again, with the default jump threshold spelled out: a new job,
     # a new product that supersedes the first, and identical arrays
-    p2 = plan(s, instrument="NIRCAM", params={"jump": {"rejection_threshold": 4.0}})
+    p2 = plan(s, instrument="NIRCAM", pipeline="calwebb_detector1", params={"jump": {"rejection_threshold": 4.0}})
     assert p2.count("new") == 3
     assert set(get_dispatcher(s).send(p2.job_ids).values()) == {"succeeded"}
     with session_scope(s.db_url) as db:
