@@ -1,9 +1,11 @@
 """``archive associate``: associations from the catalog, made by the jwst generator.
 
-For each program, the pool built from the catalog (:mod:`archive.associations.catalog_pool`)
-goes through the jwst package's own generator (:mod:`archive.associations.generator`,
-DESIGN.md "Associations"); the Level-2 and Level-3 associations it makes are stored with
-their members and written as JSON into storage.
+For each program, the pool built from the catalog (:mod:`archive.associations.catalog_pool`:
+every catalogued exposure, in pool order) goes through the jwst package's own generator
+(:mod:`archive.associations.generator`, DESIGN.md "Associations") with the options
+``asn_generate`` runs with (for an SDP-named pool, ``--version-id <stamp>`` as operations
+give it); the Level-2 and Level-3 associations it makes are stored with their members and
+written as JSON into storage.
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
         rows, pool_name = catalog_pool_rows(settings, prog)
         if not rows:
             continue
-        asns.extend(generator.generate(generator.pool_from_rows(rows, pool_name=pool_name)))
+        asns.extend(generator.generate(generator.pool_from_rows(rows, pool_name=pool_name),
+                                       version_id=generator.sdp_version_id(pool_name)))
     report = AssociateReport()
     settings.associations_dir.mkdir(parents=True, exist_ok=True)
     for asn in asns:

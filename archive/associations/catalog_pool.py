@@ -1,10 +1,13 @@
 """The association pool of a program, built from the catalog.
 
-An exposure ingested with ``--pool`` contributes its pool row as the pool gave it (with
-the planning columns only a pool has, such as ASN_CANDIDATE); any other exposure
-contributes the row jwst's own ``mkpool`` makes from its stored raw file's primary
-header. Guider and dark exposures have no stage 2 or 3, so no association applies to them
-and they are left out.
+Every catalogued exposure of the program goes into the pool: association rules are
+STScI's operational policy, so which exposures associate (target acquisitions, lamp and
+flat exposures, new modes ...) is left to the jwst generator, never pre-filtered here. An
+exposure ingested with ``--pool`` contributes its pool row as the pool gave it (with the
+planning columns only a pool has, such as ASN_CANDIDATE), at the row's position in that
+pool; any other exposure contributes the row jwst's own ``mkpool`` makes from its stored
+raw file's primary header, after the pool rows, in time order. The generator's output
+depends on row order (member order within products), so the order is the pool file's.
 """
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from sqlalchemy import select
 
 from ..catalog.db import session_scope
 from ..catalog.models import Exposure
-from ..catalog.pipeline_policy import pipelines_for
 from ..config import Settings
 
 
@@ -52,18 +54,21 @@ def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, 
     Returns
     -------
     rows : list of dict
-        One row per exposure that has a stage 2 (see the module docstring).
+        One row per catalogued exposure of the program: pool rows in the order of their
+        pool file (by pool file name, then position), then the rows ``mkpool`` makes for
+        exposures no pool described (by EXPSTART, then file name).
     name : str
         The pool file's name when every row came from one pool file (jwst copies it
         into each association's ``asn_pool``), else ``jw<program>_catalog_pool``.
     """
     with session_scope(settings.db_url) as s:
-        exps = [e for e in s.execute(select(Exposure).where(Exposure.program == program)
-                                     .order_by(Exposure.filename)).scalars()
-                # guider and dark exposures have no stage 2/3: no association applies to them
-                if pipelines_for(e.exp_type).stage2 is not None]
-        rows = [dict(e.pool_columns) for e in exps if e.pool_columns]
-        headers = [e.storage_path for e in exps if not e.pool_columns]
+        exps = list(s.execute(select(Exposure).where(Exposure.program == program)
+                              .order_by(Exposure.filename)).scalars())
+        pooled = sorted((e for e in exps if e.pool_columns),
+                        key=lambda e: (e.pool_name or "", e.pool_row if e.pool_row is not None else -1, e.filename))
+        rows = [dict(e.pool_columns) for e in pooled]
+        headers = [e.storage_path for e in sorted((e for e in exps if not e.pool_columns),
+                                                  key=lambda e: (e.expstart or 0.0, e.filename))]
         names = {e.pool_name for e in exps}
     name = next(iter(names)) if len(names) == 1 and None not in names else f"jw{program}_catalog_pool"
     return rows + header_pool_rows(headers), name

@@ -34,32 +34,13 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
-    "REQUIRED_COLUMNS",
     "pool_from_rows",
+    "sdp_version_id",
     "generate",
     "asn_level",
     "members",
     "write_json",
 ]
-
-#: Pool columns the default jwst 3.0.0 rules cannot do without: removing any of these from
-#: the reference pools makes the generator raise (ASN_CANDIDATE, FILENAME, EXP_TYPE, TARGETID,
-#: PNTGTYPE) or silently lose or change associations (the others). All are written by
-#: ``asn_make_pool`` or the planning system and present in every reference pool.
-REQUIRED_COLUMNS = (
-    "PROGRAM",
-    "ASN_CANDIDATE",
-    "FILENAME",
-    "EXP_TYPE",
-    "INSTRUME",
-    "DETECTOR",
-    "FILTER",
-    "PUPIL",
-    "SUBARRAY",
-    "PNTGTYPE",
-    "TARGETID",
-    "VISITYPE",
-)
 
 #: What the pool reader stores for an empty / missing value (``AssociationPool.read`` fills
 #: masked cells with this string).
@@ -82,11 +63,31 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 ASN_NAME_KEY = "asn_name"
 
 
-def _check_columns(colnames, where: str) -> None:
-    have = {c.lower() for c in colnames}
-    for col in REQUIRED_COLUMNS:
-        if col.lower() not in have:
-            raise ValueError(f"{where}: required pool column {col} is missing")
+def sdp_version_id(pool_name: str | None) -> str | None:
+    """Return the version id of an SDP-named pool, as operations give it to ``asn_generate``.
+
+    The operations system names a program's pool ``jwPPPPP_<stamp>_pool.csv`` and runs
+    ``asn_generate --version-id <stamp>`` on it (jwst's own regression tests on SDP pools do
+    the same, ``jwst/regtest/associations_sdp_pools``); the stamp then appears in every
+    association and product name. The pattern is the one jwst's Level-3 rules use to
+    recognise a DMS pool name (``rules_level3_base._DMS_POOLNAME_REGEX``).
+
+    Parameters
+    ----------
+    pool_name : str or None
+        A pool file name or path, e.g. ``jw87800_20180412T163456_pool.csv``.
+
+    Returns
+    -------
+    str or None
+        The stamp (``"20180412T163456"``, case as in the name), or None for any other name.
+    """
+    from jwst.associations.lib.rules_level3_base import _DMS_POOLNAME_REGEX
+
+    if not pool_name:
+        return None
+    match = re.fullmatch(_DMS_POOLNAME_REGEX, Path(str(pool_name)).name.split(".")[0])
+    return match.group(2) if match else None
 
 
 def pool_from_rows(rows: list[dict[str, str]], *, pool_name: str | None = None):
@@ -115,8 +116,9 @@ def pool_from_rows(rows: list[dict[str, str]], *, pool_name: str | None = None):
     Raises
     ------
     ValueError
-        If ``rows`` is empty, a required column (:data:`REQUIRED_COLUMNS`) is missing (the
-        message names it), or two column names differ only by case.
+        If ``rows`` is empty or two column names differ only by case. Columns are not
+        checked here: which ones the rules need is the generator's business (:func:`generate`
+        reports a column it missed).
     """
     from jwst.associations import AssociationPool
 
@@ -129,7 +131,6 @@ def pool_from_rows(rows: list[dict[str, str]], *, pool_name: str | None = None):
             if low in names and names[low] != key:
                 raise ValueError(f"pool columns {names[low]!r} and {key!r} differ only by case")
             names.setdefault(low, key)
-    _check_columns(names, "pool rows")
 
     def cell(row, key):
         value = row.get(key)
@@ -236,7 +237,9 @@ def generate(pool, version_id: str | None = None, *, rules: str = "all") -> list
     Raises
     ------
     ValueError
-        If a required pool column is missing (the message names it) or ``rules`` is unknown.
+        If the jwst rules need a column the pool lacks (the message names it; no column is
+        required beforehand: a pool the generator accepts is accepted), or ``rules`` is
+        unknown.
     TypeError
         If ``version_id`` is neither a str nor None.
     """
@@ -245,7 +248,6 @@ def generate(pool, version_id: str | None = None, *, rules: str = "all") -> list
 
     if "asn_candidate" not in pool.colnames and "ASN_CANDIDATE" in pool.colnames:
         raise ValueError("pool column names must be lower case (as AssociationPool.read makes them)")
-    _check_columns(pool.colnames, f"pool {pool.meta.get('pool_file', 'in-memory')}")
     parsed = _options(version_id, rules)
 
     # asn_generate sets this global from its log level (False by default); in DEBUG mode jwst
@@ -254,6 +256,13 @@ def generate(pool, version_id: str | None = None, *, rules: str = "all") -> list
     config.DEBUG = (parsed.loglevel != 0) and (parsed.loglevel <= logging.DEBUG)
     try:
         associations = _run(pool, parsed)
+    except KeyError as exc:
+        # the rules read a column the pool does not have (jwst raises KeyError('<column>'))
+        column = str(exc.args[0]) if exc.args else ""
+        if column and column.lower() not in pool.colnames:
+            raise ValueError(f"pool {pool.meta.get('pool_file', 'in-memory')}: the jwst association "
+                             f"rules need column {column.upper()}, which the pool lacks") from exc
+        raise
     finally:
         config.DEBUG = saved_debug
 

@@ -2,7 +2,7 @@
 
 ``models`` holds the SQLAlchemy models, ``db`` the engines, short sessions and the
 Alembic upgrade, ``queries`` the queries several parts share, ``pipeline_policy`` the
-pipeline table whose answer the catalog records, and ``provenance`` the lineage of a
+stage-1 pipeline of an EXP_TYPE (recorded per exposure), and ``provenance`` the lineage of a
 product and read-only SQL over the provenance views.
 
 Everything else in ``archive`` builds on this package; it imports nothing of the archive

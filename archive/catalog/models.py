@@ -100,6 +100,9 @@ class Exposure(Base):
     """Planning columns only a pool supplies (ASN_CANDIDATE ...), from ``ingest --pool``."""
     pool_name: Mapped[str | None] = mapped_column(String(128))
     """File name of the pool that supplied ``pool_columns``."""
+    pool_row: Mapped[int | None] = mapped_column(Integer)
+    """0-based position of that row among the pool file's rows: ``archive associate``
+    gives the generator each pool in this order, as ``asn_generate`` reads the file."""
 
 
 class IngestRejection(Base):

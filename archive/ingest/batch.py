@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..catalog.db import session_scope
 from ..catalog.models import Exposure, IngestRejection
-from ..catalog.pipeline_policy import pipelines_for
+from ..catalog.pipeline_policy import stage1_pipeline
 from ..config import Settings
 from .headers import RejectedFile, header_columns, read_raw_header
 from .pools import pool_rows
@@ -72,7 +72,7 @@ def _record_rejection(settings: Settings, outcome: IngestOutcome, kind: str) -> 
                               kind=kind, reason=outcome.reason))
 
 
-def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = None,
+def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]] | None = None,
                 pool_name: str | None = None) -> IngestOutcome:
     """Validate, checksum, store and catalogue one file.
 
@@ -86,7 +86,9 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
     path : Path
         The raw exposure.
     pool : dict, optional
-        Pool rows by FILENAME; the file's row, if any, is stored with the exposure.
+        ``FILENAME -> (position, row)`` of a pool file; the file's row, if any, is stored
+        with the exposure (``pool_columns``) together with its 0-based position among the
+        pool's rows (``pool_row``: the order ``archive associate`` gives the generator).
     pool_name : str, optional
         File name of that pool.
 
@@ -110,9 +112,10 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
             outcome.stage1_pipeline = existing.stage1_pipeline
             if existing.sha256 == outcome.sha256:
                 outcome.status = "unchanged"
-                if pool and path.name in pool and existing.pool_columns != pool[path.name]:
-                    existing.pool_columns = pool[path.name]
-                    existing.pool_name = pool_name
+                if pool and path.name in pool:
+                    position, row = pool[path.name]
+                    if (existing.pool_columns, existing.pool_name, existing.pool_row) != (row, pool_name, position):
+                        existing.pool_columns, existing.pool_name, existing.pool_row = row, pool_name, position
                 return outcome
     if existing is not None:
         outcome.status = "conflict"
@@ -139,14 +142,15 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, dict] | None = N
         _record_rejection(settings, outcome, "rejected")
         return outcome
 
-    stage1 = pipelines_for(columns["exp_type"]).stage1
+    stage1 = stage1_pipeline(columns["exp_type"])
+    position, row = (pool or {}).get(path.name, (None, None))
     try:
         with session_scope(settings.db_url) as s:
             exp = Exposure(filename=path.name, sha256=outcome.sha256, size_bytes=path.stat().st_size,
                            storage_path=str(dest), source_path=str(path.resolve()),
-                           stage1_pipeline=stage1, header=keywords,
-                           pool_columns=(pool or {}).get(path.name),
-                           pool_name=pool_name if (pool or {}).get(path.name) else None, **columns)
+                           stage1_pipeline=stage1, header=keywords, pool_columns=row,
+                           pool_name=pool_name if row else None, pool_row=position if row else None,
+                           **columns)
             s.add(exp)
             s.flush()
             outcome.exposure_id = exp.id
@@ -180,7 +184,8 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
         Look into subdirectories too.
     pool_path : optional
         An association pool whose rows (matched by FILENAME) supply planning columns
-        the headers lack (ASN_CANDIDATE ...); they are stored with the exposure.
+        the headers lack (ASN_CANDIDATE ...); they are stored with the exposure, with the
+        row's position in the pool.
     progress : callable, optional
         Called with each file's :class:`IngestOutcome` as it is done.
 
@@ -195,7 +200,9 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
     """
     pool = pool_name = None
     if pool_path is not None:
-        pool = {row["FILENAME"]: row for row in pool_rows(pool_path)}
+        pool = {}
+        for position, row in enumerate(pool_rows(pool_path)):
+            pool.setdefault(row.get("FILENAME"), (position, row))
         pool_name = Path(pool_path).name
     report = IngestReport()
     for path in iter_paths(paths, recursive):
