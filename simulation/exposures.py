@@ -1,4 +1,6 @@
-"""Simulated imaging exposures for stages 2 and 3: ``_rate.fits`` written directly from a
+"""Simulated imaging exposures for stages 2 and 3.
+
+``_rate.fits`` files are written directly from a
 :class:`simulation.sky.SkyScene`. (Raw ramps carry the same scene when the SkyScene is given
 as ``scene`` to :func:`simulation.ramps.simulate_ramp`, as ``simulate_pool(imaging=True)``
 does.)
@@ -25,7 +27,7 @@ dead, hot and reference pixels):
   reference pixels carry read noise only and DQ REFERENCE_PIXEL, as jwst's rate files.
 
 Subarray placement comes from the SIAF aperture (:func:`simulation.siaf.subarray_geometry`),
-frame times from :func:`simulation.ramps.readout`.
+frame times from :func:`simulation.ramps.readout` (the PRD).
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ class ImagingExposure:
     exp_type: str | None = None
 
     def __post_init__(self):
+        """Normalise the names (upper case) and default the readout pattern."""
         from simulation.ramps import DEFAULT_READPATT
 
         self.instrument = self.instrument.upper()
@@ -105,22 +108,14 @@ class ImagingExposure:
         return siaf.subarray_geometry(self.instrument, self.aperture)
 
     def readout(self):
-        """:class:`simulation.ramps.Readout` (frame time from the subarray size)."""
+        """Return the :class:`simulation.ramps.Readout` of the exposure.
+
+        PRD readout pattern and frame time, or the JDox frame-time formula on the SIAF
+        window's size (:func:`simulation.ramps.readout`).
+        """
         from simulation import ramps as sim
 
-        try:
-            return sim.readout(self.instrument, self.readpatt, self.subarray)
-        except ValueError:
-            if self.subarray in sim.SUBARRAYS.get(self.instrument, {}):
-                raise
-            # a SIAF subarray simulation.ramps does not list (e.g. FGS SUB128CNTR): the same
-            # JDox near-IR frame-time formula on its size, one output
-            _, _, xs, ys = self.geometry()
-            nframes, groupgap = sim.READPATTERNS[self.instrument][self.readpatt]
-            nfast, nslow = (ys, xs) if self.instrument in (*sim.FAST_AXIS_Y, "FGS") else (xs, ys)
-            tframe = round((nfast + 12) * (nslow + 1) * 10e-6, 5)
-            return sim.Readout(self.readpatt, nframes, groupgap, tframe,
-                               (nframes + groupgap) * tframe, 1)
+        return sim.readout(self.instrument, self.readpatt, self.subarray, self.detector, self.geometry())
 
 
 def exposure_keywords(exp: ImagingExposure, pointing: Pointing, expstart: float = 60000.0,
@@ -206,8 +201,11 @@ class RateTruth:
 
 
 def _ols_step_weights(ngroups: int) -> np.ndarray:
-    """Least-squares slope per unit step at each group (index g: the step is seen from
-    group g on): ``sum_{i >= g} (i - mean) / sum_i (i - mean)^2`` (in units of 1/TGROUP)."""
+    """Return the least-squares slope per unit step at each group.
+
+    Index g: the step is seen from group g on: ``sum_{i >= g} (i - mean) / sum_i (i - mean)^2``
+    (in units of 1/TGROUP).
+    """
     i = np.arange(ngroups, dtype=np.float64)
     d = i - i.mean()
     return np.array([d[g:].sum() for g in range(ngroups)]) / (d * d).sum()

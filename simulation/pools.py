@@ -12,10 +12,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from archive.crds import cache as crdscache
 from archive.ingest.pools import pool_rows
 
 from . import ramps as sim
+from . import siaf
 
 HEADERS_DIR = Path(__file__).parent / "data" / "headers"
 NIRCAM_TEMPLATE = HEADERS_DIR / "jw01075001001_03105_00009_nrca2_uncal.fits"
@@ -64,24 +67,50 @@ POOL_KEYWORDS = {
 }
 SILENT = {"", "NULL", "NONE", "N/A"}
 
+#: the constant DN of a ``minimal`` ramp (a typical bias level: nothing to calibrate)
+MINIMAL_LEVEL = 12000
+
+
+@dataclass(frozen=True)
+class RowReport:
+    """What became of one pool row.
+
+    ``status`` is ``simulated`` (the file was written) or ``skipped`` (``reason`` says why);
+    ``note`` says where its readout window came from and any substitution made.
+    """
+
+    index: int
+    filename: str
+    status: str
+    note: str = ""
+    reason: str = ""
+
 
 @dataclass
 class SimulationResult:
     """What :func:`simulate_pool` wrote.
 
-    files : uncal paths, in pool order.
-    context : the synthetic .pmap that selects the references used.
+    files : uncal paths, in pool order (rows that could not be made are left out).
+    context : the synthetic .pmap that selects the references used (None when
+        ``minimal``: no references are written).
     truths : uncal file name -> .npz with the truth (see :class:`simulation.ramps.Truth`).
     references : uncal file name -> {reftype: reference file name} actually used.
     guider_references : FGS detector -> {reftype: file name} of the calwebb_guider
         references written for ``guider_detectors``.
+    rows : one :class:`RowReport` per pool row, in pool order.
     """
 
     files: list[Path]
-    context: str
+    context: str | None
     truths: dict[str, Path]
     references: dict[str, dict[str, str]] = field(default_factory=dict)
     guider_references: dict[str, dict[str, str]] = field(default_factory=dict)
+    rows: list[RowReport] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[RowReport]:
+        """The rows that could not be made, with their reasons."""
+        return [r for r in self.rows if r.status == "skipped"]
 
 
 def _value(row: dict, col: str) -> str | None:
@@ -100,7 +129,8 @@ def template_for(instrument: str) -> tuple[Path, dict]:
         return FGS_TEMPLATE, {}
     if instrument in DERIVED_TEMPLATE_KEYWORDS:
         return NIRCAM_TEMPLATE, dict(DERIVED_TEMPLATE_KEYWORDS[instrument])
-    raise ValueError(f"no header template for instrument {instrument!r}")
+    raise ValueError(f"INSTRUME {instrument!r} is not a JWST instrument (known: "
+                     f"{sorted(('NIRCAM', 'FGS', *DERIVED_TEMPLATE_KEYWORDS))}); no header template")
 
 
 def _template_header(path: Path) -> dict:
@@ -110,16 +140,23 @@ def _template_header(path: Path) -> dict:
     return {k: hdr[k] for k in hdr if k not in ("", "COMMENT", "HISTORY")}
 
 
-def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: int | None = None) -> dict:
+def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: int | None = None,
+                      window_note: list[str] | None = None) -> dict:
     """FITS keywords of the simulated exposure for one pool row (pool > template > defaults).
 
     ``ngroups``/``nints`` override both pool and template. Times: the template's EXPSTART
-    plus ``index`` x 20 minutes, so exposures of a pool are ordered in time.
+    plus ``index`` x 20 minutes, so exposures of a pool are ordered in time. SUBSTRT/SUBSIZE
+    come from the SIAF of pysiaf or the PRD (:func:`simulation.siaf.readout_window`, placed by
+    the row's DETECTOR, APERNAME and GRATING); NFRAMES, GROUPGAP, TFRAME, NOUTPUTS from the
+    PRD (:func:`simulation.ramps.readout`). ``window_note``, if given, receives where the
+    window came from and any substitution made.
 
     Raises
     ------
     ValueError
-        If the row has no INSTRUME/FILENAME, or an unknown subarray or readout pattern.
+        If the row has no INSTRUME/FILENAME, an INSTRUME that is no JWST instrument (the
+        placeholder rows of jwst's test pools), or a subarray or readout pattern neither the
+        SIAF nor the PRD defines.
     """
     from astropy.time import Time
 
@@ -163,8 +200,12 @@ def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: 
     readpatt = str(pick("READPATT", sim.DEFAULT_READPATT[instrument])).upper()
     ng = int(ngroups if ngroups is not None else pick("NGROUPS", thdr.get("NGROUPS", 5)))
     ni = int(nints if nints is not None else pick("NINTS", thdr.get("NINTS", 1)))
-    x1, y1, xs, ys = sim.subarray_geometry(instrument, subarray)
-    ro = sim.readout(instrument, readpatt, subarray)
+    if "DETECTOR" not in kw or kw["DETECTOR"] is None:
+        kw["DETECTOR"] = str(overrides.get("DETECTOR") or thdr.get("DETECTOR")).upper()
+    win = siaf.readout_window(instrument, kw["DETECTOR"], subarray, apername=_value(row, "APERNAME"),
+                              grating=_value(row, "GRATING"))
+    x1, y1, xs, ys = win.geometry
+    ro = sim.readout(instrument, readpatt, subarray, kw["DETECTOR"], win.geometry)
     inttime = ro.tframe * (ng * (ro.nframes + ro.groupgap) - ro.groupgap)
     duration = ni * (ng * ro.tgroup + ro.tframe)
     expstart = float(thdr.get("EXPSTART", 59713.76)) + index * 1200.0 / 86400.0
@@ -183,10 +224,10 @@ def exposure_keywords(row: dict, index: int, ngroups: int | None = None, nints: 
         "EXPSTART": expstart, "EXPMID": expstart + duration / 2 / 86400.0,
         "EXPEND": expstart + duration / 86400.0,
     })
+    if window_note is not None:
+        window_note.append(f"{win.source}" + (f": {win.note}" if win.note else ""))
     if instrument == "NIRCAM" and kw.get("EXP_TYPE", thdr.get("EXP_TYPE")) != "NRC_CORON":
         kw["CORONMSK"] = None             # the NIRCam template is a coronagraphic exposure
-    if "DETECTOR" not in kw or kw["DETECTOR"] is None:
-        kw["DETECTOR"] = str(overrides.get("DETECTOR") or thdr.get("DETECTOR")).upper()
     if not kw.get("VISIT_ID") and "PROGRAM" in kw and "OBSERVTN" in kw and "VISIT" in kw:
         kw["VISIT_ID"] = f"{kw['PROGRAM']}{kw['OBSERVTN']}{kw['VISIT']}"
     return kw
@@ -200,8 +241,13 @@ def _refname(instr: str, reftype: str, *parts) -> str:
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
                   ngroups: int | None = None, nints: int | None = None,
                   base_context: str | None = None, imaging: bool = False,
-                  guider_detectors: tuple[str, ...] = ()) -> SimulationResult:
+                  guider_detectors: tuple[str, ...] = (), minimal: bool = False) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
+
+    Every row that names a JWST exposure is made; a row that cannot be made (a placeholder
+    row whose INSTRUME is literally 'INSTRUME', a subarray neither pysiaf's SIAF nor the PRD
+    defines, an IRS2 readout, a FILENAME already made) is reported in
+    :attr:`SimulationResult.rows` with its reason and the rest goes on.
 
     Parameters
     ----------
@@ -226,35 +272,63 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         references (mask, gain, readnoise, flat: :func:`simulation.ramps.write_guider_references`)
         join the context, for real guiding-mode exposures calibrated alongside the pool's
         (the demo's FGS_ACQ1 exposure of program 1019).
+    minimal : headers only, for work on headers and pool columns (associations): each
+        ramp is the right shape but holds a constant level (no detector model, noise,
+        scene or truth), and no reference file or context is written (``context`` None).
+        Cheap enough for pools of hundreds of full-frame rows.
 
     Returns
     -------
     SimulationResult
-
-    Raises
-    ------
-    ValueError
-        For a row without INSTRUME/FILENAME, duplicate FILENAMEs, unknown subarray/readout.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "truth").mkdir(exist_ok=True)
     crds_path = Path(crds_path)
-    crdscache.configure(crds_path)
+    if not minimal:
+        (out_dir / "truth").mkdir(exist_ok=True)
+        crdscache.configure(crds_path)
     rows = pool_rows(pool_path)
     if limit is not None:
         rows = rows[:limit]
-    plans = []
+    reports: dict[int, RowReport] = {}
+    plans: dict[int, dict] = {}
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows):
-        kw = exposure_keywords(row, i, ngroups=ngroups, nints=nints)
-        plans.append(kw)
-    names = [kw["FILENAME"] for kw in plans]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"{pool_path}: duplicate FILENAME(s) {sorted(dup)}")
+        fname = _value(row, "FILENAME") or ""
+        note: list[str] = []
+        try:
+            if fname in seen:
+                raise ValueError(f"FILENAME {fname} already made from row {seen[fname]}")
+            kw = exposure_keywords(row, i, ngroups=ngroups, nints=nints, window_note=note)
+            sim.ExposureSpec(kw["INSTRUME"], kw["DETECTOR"], kw["SUBARRAY"], kw["READPATT"],
+                             kw["NGROUPS"], kw["NINTS"], geometry_override=(1, 1, 1, 1))   # IRS2 ...
+        except ValueError as exc:
+            reports[i] = RowReport(i, fname, "skipped", reason=str(exc))
+            continue
+        seen[fname] = i
+        plans[i] = kw
+        reports[i] = RowReport(i, fname, "simulated", note="; ".join(note))
+
+    def spec_of(kw: dict) -> sim.ExposureSpec:
+        ro = sim.Readout(kw["READPATT"], kw["NFRAMES"], kw["GROUPGAP"], kw["TFRAME"], kw["TGROUP"],
+                         kw["NOUTPUTS"])
+        return sim.ExposureSpec(kw["INSTRUME"], kw["DETECTOR"], kw["SUBARRAY"], kw["READPATT"],
+                                kw["NGROUPS"], kw["NINTS"], readout_override=ro,
+                                geometry_override=(kw["SUBSTRT1"], kw["SUBSTRT2"], kw["SUBSIZE1"], kw["SUBSIZE2"]))
+
+    files: dict[int, Path] = {i: out_dir / kw["FILENAME"] for i, kw in plans.items()}
+    result_rows = [reports[i] for i in range(len(rows))]
+    if minimal:
+        for i, kw in plans.items():
+            tpath, _ = template_for(kw["INSTRUME"])
+            ramp = np.full((kw["NINTS"], kw["NGROUPS"], kw["SUBSIZE2"], kw["SUBSIZE1"]), MINIMAL_LEVEL, np.uint16)
+            sim.write_uncal(files[i], ramp, {k: v for k, v in kw.items() if v is not None}, template=tpath,
+                            removed=[k for k, v in kw.items() if v is None])
+        return SimulationResult(files=[files[i] for i in sorted(files)], context=None, truths={},
+                                rows=result_rows)
 
     by_detector: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, kw in enumerate(plans):
+    for i, kw in plans.items():
         by_detector[(kw["INSTRUME"], kw["DETECTOR"])].append(i)
 
     ref_paths: list[Path] = []
@@ -263,11 +337,15 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
     if imaging:
         from simulation.imaging import plan_pool_imaging
 
-        stage2 = plan_pool_imaging(plans, seed)
+        order = sorted(plans)
+        stage2 = plan_pool_imaging([plans[i] for i in order], seed)
+        # plan_pool_imaging numbers the exposures it was given; back to pool row indices
+        stage2.scenes = {order[j]: v for j, v in stage2.scenes.items()}
+        stage2.pointing = {order[j]: v for j, v in stage2.pointing.items()}
+        stage2.references = {order[j]: v for j, v in stage2.references.items()}
         ref_paths.extend(stage2.write_references(crds_path / "references" / "jwst"))
         stage2.write_fields(out_dir / "truth")
     truths: dict[str, Path] = {}
-    files: list[Path] = [out_dir / n for n in names]
     for (instr, detname), idxs in by_detector.items():
         det = sim.make_detector(instr, detname, seed)
         ref_dir = crds_path / "references" / "jwst" / instr.lower()
@@ -280,12 +358,14 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         ref_paths.extend(written.values())
         # one dark per (subarray, readpatt), deep enough for every exposure using it
         dark_groups: dict[tuple[str, str], int] = {}
+        dark_spec: dict[tuple[str, str], sim.ExposureSpec] = {}
         for i in idxs:
             key = (plans[i]["SUBARRAY"], plans[i]["READPATT"])
             dark_groups[key] = max(dark_groups.get(key, 0), plans[i]["NGROUPS"])
+            dark_spec.setdefault(key, spec_of(plans[i]))
         darks, resets = {}, {}
         for (sub, patt), ng in dark_groups.items():
-            spec = sim.ExposureSpec(instr, detname, sub, patt, ng, 1)
+            spec = dark_spec[(sub, patt)]
             name = _refname(instr, "dark", detname, sub, patt, f"g{ng}", f"s{seed}")
             darks[(sub, patt)] = sim.write_dark(det, spec, ng, ref_dir / name)
             ref_paths.append(darks[(sub, patt)])
@@ -295,7 +375,7 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
                 ref_paths.append(resets[(sub, patt)])
         for i in idxs:
             kw = plans[i]
-            spec = sim.ExposureSpec(instr, detname, kw["SUBARRAY"], kw["READPATT"], kw["NGROUPS"], kw["NINTS"])
+            spec = spec_of(kw)
             scene = stage2.scenes.get(i) if stage2 is not None else None
             ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]),
                                             scene=scene)
@@ -322,5 +402,5 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         ref_paths.extend(written.values())
         guider_refs[detname] = {rt: p.name for rt, p in written.items()}
     context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)
-    return SimulationResult(files=files, context=context, truths=truths, references=used,
-                            guider_references=guider_refs)
+    return SimulationResult(files=[files[i] for i in sorted(files)], context=context, truths=truths,
+                            references=used, guider_references=guider_refs, rows=result_rows)

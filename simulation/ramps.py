@@ -63,115 +63,42 @@ RSCD_GROUP_SKIP = tuple((sub, patt, 1, 3) for sub in ("FULL", "BRIGHTSKY", "SUB2
                                                        "MASK1550", "MASKLYOT", "SLITLESSPRISM")
                         for patt in ("FAST", "FASTR1", "SLOW", "SLOWR1"))
 
-#: subarray name -> (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2), 1-based, DMS orientation.
-#: Values from the JWST SIAF / JDox subarray tables; where a start position differs
-#: between detectors (NIRCam SW module subarrays, NIRSpec slit subarrays, FGS) the value of
-#: one representative detector is given (NRCA1, NRS1, GUIDER1 of real program headers).
-SUBARRAYS: dict[str, dict[str, tuple[int, int, int, int]]] = {
-    "NIRCAM": {
-        "FULL": (1, 1, 2048, 2048),
-        "SUB640": (1409, 1409, 640, 640),
-        "SUB320": (1729, 1729, 320, 320),
-        "SUB160": (1889, 1889, 160, 160),
-        "SUB400P": (1, 1, 400, 400),
-        "SUB160P": (1, 1, 160, 160),
-        "SUB64P": (1, 1, 64, 64),
-        "SUBGRISM256": (1, 1, 2048, 256),
-        "SUBGRISM128": (1, 1, 2048, 128),
-        "SUBGRISM64": (1, 1, 2048, 64),
-        "SUB128": (1, 1, 128, 128),   # not a NIRCam science subarray name; small test window
-    },
-    "NIRSPEC": {
-        "FULL": (1, 1, 2048, 2048),
-        "SUB512": (1025, 957, 512, 32),
-        "SUB512S": (1025, 965, 512, 16),
-        "SUB1024A": (1, 946, 1024, 32),
-        "SUB1024B": (1025, 946, 1024, 32),
-        "SUB2048": (1, 967, 2048, 32),
-        "SUB32": (1399, 975, 32, 32),
-        "ALLSLITS": (1, 897, 2048, 256),
-    },
-    "NIRISS": {
-        "FULL": (1, 1, 2048, 2048),
-        "SUBSTRIP256": (1, 1793, 2048, 256),
-        "SUBSTRIP96": (1, 1803, 2048, 96),
-        "SUB80": (1, 1, 80, 80),
-        "SUB64": (1, 1, 64, 64),
-        "SUB128": (1, 1, 128, 128),
-        "SUB256": (1, 1, 256, 256),
-    },
-    "FGS": {
-        "FULL": (1, 1, 2048, 2048),
-        "128X128": (1018, 841, 128, 128),
-        "32X32": (1067, 914, 32, 32),
-        "8X8": (1226, 209, 8, 8),
-    },
-    "MIRI": {
-        "FULL": (1, 1, 1032, 1024),
-        "BRIGHTSKY": (457, 51, 512, 512),
-        "SUB256": (413, 51, 256, 256),
-        "SUB128": (1, 889, 136, 128),
-        "SUB64": (1, 779, 72, 64),
-        "MASK1065": (1, 19, 288, 224),
-        "MASK1140": (1, 245, 288, 224),
-        "MASK1550": (1, 467, 288, 224),
-        "MASKLYOT": (1, 717, 320, 304),
-        "SLITLESSPRISM": (1, 529, 72, 416),
-    },
-}
-
-#: subarrays read through all four outputs (NOUTPUTS = 4)
-FOUR_OUTPUT_SUBARRAYS = {"FULL", "SUBGRISM256", "SUBGRISM128", "SUBGRISM64"}
+#: a detector of each instrument, for callers that name no detector
+REPRESENTATIVE_DETECTOR = {"NIRCAM": "NRCA1", "NIRSPEC": "NRS1", "NIRISS": "NIS", "FGS": "GUIDER1",
+                           "MIRI": "MIRIMAGE"}
 
 #: instruments whose fast readout axis is DMS y (detector rotated in DMS orientation)
-FAST_AXIS_Y = {"NIRSPEC", "NIRISS"}
+FAST_AXIS_Y = {"NIRSPEC", "NIRISS", "FGS"}
 
 
-def subarray_geometry(instrument: str, name: str) -> tuple[int, int, int, int]:
-    """Return (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a subarray (1-based, pixels).
+def subarray_geometry(instrument: str, name: str, detector: str | None = None, *,
+                      apername: str | None = None, grating: str | None = None) -> tuple[int, int, int, int]:
+    """Return (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a subarray on a detector (1-based, DMS).
+
+    From pysiaf's SIAF and the PRD the jwst package ships, never a hand table:
+    :func:`simulation.siaf.readout_window` (which also says where a window came from).
+    ``detector`` defaults to :data:`REPRESENTATIVE_DETECTOR`; ``apername`` and ``grating``
+    (the exposure's APERNAME and GRATING) place obsolete NIRCam names and NIRSpec subarrays.
 
     Raises
     ------
     ValueError
-        If the instrument or the subarray name is unknown (the message lists known names).
+        If the instrument is unknown or neither the SIAF nor the PRD defines the subarray.
     """
-    instrument, name = instrument.upper(), name.upper()
-    if instrument not in SUBARRAYS:
-        raise ValueError(f"unknown instrument {instrument!r}; known: {sorted(SUBARRAYS)}")
-    table = SUBARRAYS[instrument]
-    if name in ("GENERIC", "FULL", "N/A", "NULL", ""):
-        return table["FULL"]
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown {instrument} subarray {name!r}; known: {sorted(table)}") from None
+    from simulation import siaf
+
+    instrument = instrument.upper()
+    if instrument not in INSTRUMENTS:
+        raise ValueError(f"unknown instrument {instrument!r}; known: {sorted(INSTRUMENTS)}")
+    det = (detector or REPRESENTATIVE_DETECTOR[instrument]).upper()
+    return siaf.readout_window(instrument, det, name, apername=apername, grating=grating).geometry
 
 
 # ------------------------------------------------------------------------------------------
 # readout patterns and timing
 
-#: READPATT -> (NFRAMES, GROUPGAP), from the JWST documentation (JDox readout patterns)
-READPATTERNS: dict[str, dict[str, tuple[int, int]]] = {
-    "NIRCAM": {"RAPID": (1, 0), "BRIGHT1": (1, 1), "BRIGHT2": (2, 0), "SHALLOW2": (2, 3),
-               "SHALLOW4": (4, 1), "MEDIUM2": (2, 8), "MEDIUM8": (8, 2), "DEEP2": (2, 18),
-               "DEEP8": (8, 12)},
-    "NIRSPEC": {"NRSRAPID": (1, 0), "NRS": (4, 0), "NRSIRS2": (5, 0), "NRSIRS2RAPID": (1, 0)},
-    "NIRISS": {"NISRAPID": (1, 0), "NIS": (4, 0)},
-    "FGS": {"FGSRAPID": (1, 0), "FGS": (4, 0), "FGS60": (1, 0), "FGS840": (1, 0),
-            "FGS7850": (1, 0), "ID": (1, 0), "ACQ1": (1, 0), "ACQ2": (1, 0),
-            "TRACK": (1, 0), "FINEGUIDE": (1, 0)},
-    "MIRI": {"FAST": (1, 0), "SLOW": (1, 0), "FASTR1": (1, 0), "SLOWR1": (1, 0)},
-}
 DEFAULT_READPATT = {"NIRCAM": "RAPID", "NIRSPEC": "NRSRAPID", "NIRISS": "NISRAPID",
                     "FGS": "FGSRAPID", "MIRI": "FAST"}
-
-NIR_FULL_TFRAME = 10.73677          # s, near-IR full frame, 4 outputs
-MIRI_FAST_TFRAME = {"FULL": 2.77504, "BRIGHTSKY": 0.86528, "SUB256": 0.29952,
-                    "SUB128": 0.11904, "SUB64": 0.08544, "MASK1065": 0.35296,
-                    "MASK1140": 0.35296, "MASK1550": 0.35296, "MASKLYOT": 0.49460,
-                    "SLITLESSPRISM": 0.15904}
-MIRI_SLOW_FULL_TFRAME = 23.88437    # s; SLOW subarrays scaled by the FAST ratio (approximate)
-FGS_TFRAME = {"128X128": 0.182, "32X32": 0.01254, "8X8": 0.00126}   # real FGS headers
 
 
 @dataclass(frozen=True)
@@ -186,43 +113,49 @@ class Readout:
     noutputs: int
 
 
-def readout(instrument: str, readpatt: str, subarray: str = "FULL") -> Readout:
+def readout(instrument: str, readpatt: str, subarray: str = "FULL", detector: str | None = None,
+            geometry: tuple[int, int, int, int] | None = None) -> Readout:
     """Return NFRAMES, GROUPGAP, TFRAME (s), TGROUP (s) and NOUTPUTS of a readout.
 
-    Near-IR subarray frame time: ``(nfast / namps + 12) * (nslow + 1) * 10 us`` (JDox),
-    where the fast axis is DMS x for NIRCam and DMS y for NIRSpec/NIRISS. FGS guider
-    subarrays use the values of real headers. MIRI uses its FAST frame times per subarray.
+    NFRAMES and GROUPGAP come from the PRD's Datamode table, TFRAME and NOUTPUTS from its
+    SubarrayFrameTime table (:mod:`simulation.prd`, the PRD the jwst package ships). A
+    near-IR window the PRD has no frame time for (an obsolete name placed by its SIAF
+    aperture) is read through one output in the JDox frame-time formula
+    ``(ncols + 12) x (nrows + 2) x 10 us`` (NIRCam "Detector Subarrays"), ``ncols`` along
+    the fast axis (DMS x for NIRCam, DMS y for NIRSpec, NIRISS and FGS).
+
+    Parameters
+    ----------
+    geometry : (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2), optional
+        The window, when already known (else from :func:`subarray_geometry`).
 
     Raises
     ------
     ValueError
-        For an unknown instrument, readout pattern or subarray.
+        For an unknown instrument or readout pattern, or a MIRI readout the PRD does not
+        define (MIRI reads SLOW in full frame only).
     """
-    instrument, readpatt, subarray = instrument.upper(), readpatt.upper(), subarray.upper()
+    from simulation import prd
+
+    instrument, readpatt = instrument.upper(), readpatt.upper()
+    subarray = (subarray or "FULL").upper()
     if subarray in ("GENERIC", "N/A", "NULL", ""):
         subarray = "FULL"
-    pats = READPATTERNS.get(instrument)
-    if pats is None:
+    if instrument not in INSTRUMENTS:
         raise ValueError(f"unknown instrument {instrument!r}")
-    if readpatt not in pats:
-        raise ValueError(f"unknown {instrument} READPATT {readpatt!r}; known: {sorted(pats)}")
-    nframes, groupgap = pats[readpatt]
-    _, _, xsize, ysize = subarray_geometry(instrument, subarray)
-    namps = 4 if subarray in FOUR_OUTPUT_SUBARRAYS else 1
-    if instrument == "MIRI":
-        fast = MIRI_FAST_TFRAME.get(subarray)
-        if fast is None:
-            raise ValueError(f"no MIRI frame time for subarray {subarray!r}")
-        slow_factor = MIRI_SLOW_FULL_TFRAME / MIRI_FAST_TFRAME["FULL"]
-        tframe = fast if readpatt.startswith("FAST") else fast * slow_factor
-        namps = 4
-    elif subarray == "FULL":
-        tframe = NIR_FULL_TFRAME
-    elif instrument == "FGS" and subarray in FGS_TFRAME:
-        tframe = FGS_TFRAME[subarray]
+    nframes, groupgap = prd.datamode(instrument, readpatt)
+    timed = prd.frame_time(instrument, subarray, readpatt)
+    if timed is None and not subarray.startswith("SUB"):
+        timed = prd.frame_time(instrument, "SUB" + subarray, readpatt)    # obsolete NIRSpec names
+    if timed is not None:
+        tframe, namps = timed
+    elif instrument == "MIRI":
+        raise ValueError(f"the PRD ({prd.prd_version()}) defines no MIRI {readpatt} readout of "
+                         f"subarray {subarray}")
     else:
-        nfast, nslow = (ysize, xsize) if instrument in FAST_AXIS_Y else (xsize, ysize)
-        tframe = round((nfast / namps + 12) * (nslow + 1) * 10e-6, 5)
+        _, _, xs, ys = geometry or subarray_geometry(instrument, subarray, detector)
+        ncols, nrows = (ys, xs) if instrument in FAST_AXIS_Y else (xs, ys)
+        tframe, namps = round((ncols + 12) * (nrows + 2) * 10e-6, 5), 1
     return Readout(readpatt, nframes, groupgap, tframe, (nframes + groupgap) * tframe, namps)
 
 
@@ -546,9 +479,9 @@ class ExposureSpec:
     readpatt: str = ""
     ngroups: int = 5
     nints: int = 1
-    #: (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a real header, in place of the table's
+    #: (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a real header, in place of the SIAF/PRD's
     geometry_override: tuple[int, int, int, int] | None = None
-    #: the readout timing of a real header, in place of :func:`readout`'s tables
+    #: the readout timing of a real header, in place of :func:`readout`'s PRD values
     readout_override: "Readout | None" = None
 
     def __post_init__(self):
@@ -563,16 +496,16 @@ class ExposureSpec:
             raise ValueError("IRS2 readouts (interleaved reference pixels, 3200 rows) are not simulated")
 
     def geometry(self) -> tuple[int, int, int, int]:
-        """Return the subarray's (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2)."""
+        """Return the subarray's (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) on this detector."""
         if self.geometry_override is not None:
             return self.geometry_override
-        return subarray_geometry(self.instrument, self.subarray)
+        return subarray_geometry(self.instrument, self.subarray, self.detector)
 
     def readout(self) -> Readout:
         """Return the readout timing of this exposure's pattern and subarray."""
         if self.readout_override is not None:
             return self.readout_override
-        return readout(self.instrument, self.readpatt, self.subarray)
+        return readout(self.instrument, self.readpatt, self.subarray, self.detector, self.geometry())
 
 
 @dataclass

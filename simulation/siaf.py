@@ -22,6 +22,8 @@ full frame, as jwst's assign_wcs uses them; SIAF "sci" pixels are the same, 1-ba
 from __future__ import annotations
 
 import functools
+import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +40,7 @@ _SIAF_NAMES = {"NIRCAM": "NIRCam", "NIRISS": "NIRISS", "MIRI": "MIRI", "FGS": "F
 
 @functools.lru_cache(maxsize=None)
 def siaf(instrument: str):
-    """The ``pysiaf.Siaf`` of an instrument (loaded once per process; ~0.2 s each)."""
+    """Return the ``pysiaf.Siaf`` of an instrument (loaded once per process; ~0.2 s each)."""
     import pysiaf
 
     instrument = instrument.upper()
@@ -48,7 +50,7 @@ def siaf(instrument: str):
 
 
 def aperture(instrument: str, name: str):
-    """A ``pysiaf`` aperture by name (e.g. ``aperture('NIRCAM', 'NRCA1_SUB640')``).
+    """Return a ``pysiaf`` aperture by name (e.g. ``aperture('NIRCAM', 'NRCA1_SUB640')``).
 
     Raises
     ------
@@ -62,8 +64,10 @@ def aperture(instrument: str, name: str):
 
 
 def full_frame_aperture(instrument: str, detector: str):
-    """The full-frame SIAF aperture of an imaging detector (NRCA1 -> NRCA1_FULL,
-    NRCALONG -> NRCA5_FULL, NIS -> NIS_CEN, MIRIMAGE -> MIRIM_FULL, GUIDER1 -> FGS1_FULL).
+    """Return the full-frame SIAF aperture of an imaging detector.
+
+    NRCA1 -> NRCA1_FULL, NRCALONG -> NRCA5_FULL, NIS -> NIS_CEN, MIRIMAGE -> MIRIM_FULL,
+    GUIDER1 -> FGS1_FULL.
 
     Raises
     ------
@@ -79,9 +83,11 @@ def full_frame_aperture(instrument: str, detector: str):
 
 
 def parent_full_frame(instrument: str, aperture_name: str):
-    """The full-frame aperture of the detector an aperture lies on (NRCA1_SUB640 ->
-    NRCA1_FULL, NIS_SUB256 -> NIS_CEN, MIRIM_BRIGHTSKY -> MIRIM_FULL, FGS1_SUB128CNTR ->
-    FGS1_FULL)."""
+    """Return the full-frame aperture of the detector an aperture lies on.
+
+    NRCA1_SUB640 -> NRCA1_FULL, NIS_SUB256 -> NIS_CEN, MIRIM_BRIGHTSKY -> MIRIM_FULL,
+    FGS1_SUB128CNTR -> FGS1_FULL.
+    """
     prefix = aperture_name.split("_", 1)[0]
     for name in FULL_FRAME_APERTURES[instrument.upper()].values():
         if name.split("_", 1)[0] == prefix:
@@ -90,8 +96,9 @@ def parent_full_frame(instrument: str, aperture_name: str):
 
 
 def subarray_geometry(instrument: str, aperture_name: str) -> tuple[int, int, int, int]:
-    """(SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a SIAF aperture in the DMS (science)
-    frame of its detector's full frame (1-based): its corners (``corners('det')``) taken to
+    """Return (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) of a SIAF aperture.
+
+    In the DMS (science) frame of its detector's full frame (1-based): its corners (``corners('det')``) taken to
     the full-frame aperture's science frame (``det_to_sci``); size XSciSize x YSciSize.
     A full-frame aperture gives (1, 1, nx, ny).
 
@@ -174,14 +181,160 @@ def pixel_area_map(model, shape: tuple[int, int], xstart: int = 0, ystart: int =
 
 
 def nominal_pixel_area(instrument: str, detector: str) -> float:
-    """Pixel solid angle at the full-frame reference pixel, arcsec**2 (XSciScale x YSciScale
-    of the SIAF aperture): the PIXAR_A2 of the detector's AREA and PHOTOM references."""
+    """Return the pixel solid angle at the full-frame reference pixel, arcsec**2.
+
+    XSciScale x YSciScale of the SIAF aperture: the PIXAR_A2 of the detector's AREA and
+    PHOTOM references.
+    """
     ap = full_frame_aperture(instrument, detector)
     return float(ap.XSciScale) * float(ap.YSciScale)
 
 
 def prd_version() -> str:
-    """The PRD (SIAF) release the installed pysiaf carries, e.g. 'PRDOPSSOC-075'."""
+    """Return the PRD (SIAF) release the installed pysiaf carries, e.g. 'PRDOPSSOC-075'."""
     import pysiaf
 
     return str(pysiaf.JWST_PRD_VERSION)
+
+
+# ------------------------------------------------------------------------------------------
+# readout windows (SUBARRAY keyword -> SUBSTRT/SUBSIZE) of every detector
+
+#: DETECTOR keyword -> the detector's prefix in SIAF aperture names
+_SIAF_PREFIX = {"NRCALONG": "NRCA5", "NRCBLONG": "NRCB5", "MIRIMAGE": "MIRIM"}
+_FULL_NAMES = ("FULL", "GENERIC", "N/A", "NULL", "NONE", "")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The readout window of an exposure.
+
+    (SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2) in 1-based science (DMS) frame pixels, where it
+    came from (``source``) and any substitution made (``note``, empty when the window is the
+    named subarray's own on this detector).
+    """
+
+    xstart: int
+    ystart: int
+    xsize: int
+    ysize: int
+    source: str
+    note: str = ""
+
+    @property
+    def geometry(self) -> tuple[int, int, int, int]:
+        """(SUBSTRT1, SUBSTRT2, SUBSIZE1, SUBSIZE2)."""
+        return self.xstart, self.ystart, self.xsize, self.ysize
+
+
+def siaf_prefix(instrument: str, detector: str) -> str:
+    """Return the SIAF aperture-name prefix of a detector.
+
+    NRCA1, NRCA5 for NRCALONG, NIS, MIRIM, FGS1 for GUIDER1, NRS1.
+    """
+    instrument, detector = instrument.upper(), detector.upper()
+    if instrument == "FGS":
+        return detector.replace("GUIDER", "FGS")
+    return _SIAF_PREFIX.get(detector, detector)
+
+
+def _siaf_window(instrument: str, name: str, full: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Geometry of SIAF aperture ``name`` if it is a readout window that fits the detector."""
+    try:
+        s = siaf(instrument)
+    except ValueError:            # NIRSpec: read below through the PRD
+        import pysiaf
+
+        s = pysiaf.Siaf("NIRSpec") if instrument.upper() == "NIRSPEC" else None
+    if s is None or name not in s.apertures or s[name].AperType not in ("SUBARRAY", "FULLSCA"):
+        return None
+    ap = s[name]
+    if ap.AperType == "FULLSCA":
+        return 1, 1, int(ap.XSciSize), int(ap.YSciSize)
+    try:
+        x1, y1, xs, ys = subarray_geometry(instrument, name)
+    except ValueError:
+        return None
+    nx, ny = full
+    if x1 < 1 or y1 < 1 or x1 - 1 + xs > nx or y1 - 1 + ys > ny:
+        return None               # an aperture outline, not a readout window (e.g. NIS_SUBSTRIP256)
+    return x1, y1, xs, ys
+
+
+def readout_window(instrument: str, detector: str, subarray: str | None, *, apername: str | None = None,
+                   grating: str | None = None) -> Window:
+    """Return the readout window of SUBARRAY on DETECTOR, from pysiaf's SIAF and the PRD.
+
+    In order:
+
+    1. FULL (or GENERIC, N/A): the detector's full-frame SIAF aperture (``NRCA1_FULL``,
+       ``NRS1_FULL`` ...); detectors without one in pysiaf (MIRI MRS) the PRD's full frame.
+    2. The SIAF aperture ``<prefix>_<SUBARRAY>`` of the detector (``NRCB1_SUB640``,
+       ``NIS_SUB64``, ``MIRIM_SUB128``, ``FGS1_SUB128CNTR``), placed in the DMS frame by
+       :func:`subarray_geometry`.
+    3. The exposure's APERNAME when it is a SIAF subarray aperture of this detector (obsolete
+       SUBARRAY names such as NIRCam MASKA210R, whose aperture is NRCA2_MASK210R).
+    4. The PRD's SubarrayFrameTime window (:func:`simulation.prd.subarray_window`): names the
+       SIAF spells differently (NIRCam SUB96DHSPILA = NRCA3_DHSPIL_SUB96, SUB64FP1A ...),
+       NIRSpec subarrays (not in pysiaf's SIAF; per GRATING), obsolete NIRSpec names with
+       their current name (S200A2 -> SUBS200A2). A subarray the PRD defines on one detector
+       only is placed at that detector's window (noted).
+
+    Returns
+    -------
+    Window
+
+    Raises
+    ------
+    ValueError
+        If neither the SIAF nor the PRD defines the subarray (the message says where it was
+        looked for).
+    """
+    from simulation import prd
+
+    instrument, detector = instrument.upper(), detector.upper()
+    sub = (subarray or "FULL").strip().upper()
+    prefix = siaf_prefix(instrument, detector)
+    full = full_source = None
+    if instrument in _SIAF_NAMES or instrument == "NIRSPEC":
+        full = _siaf_window(instrument, prefix + "_FULL", (10**6, 10**6))
+        if full is None and detector in FULL_FRAME_APERTURES.get(instrument, {}):
+            ap = full_frame_aperture(instrument, detector)        # NIS_CEN
+            full = (1, 1, int(ap.XSciSize), int(ap.YSciSize))
+            full_source = f"SIAF {ap.AperName}"
+        elif full is not None:
+            full_source = f"SIAF {prefix}_FULL"
+    if full is None:                                              # MIRI MRS detectors
+        win = prd.subarray_window(instrument, "FULL", detector)
+        if win is None:
+            raise ValueError(f"no full frame for {instrument} {detector} in pysiaf's SIAF or the PRD")
+        full, full_source = (win.xstart, win.ystart, win.xsize, win.ysize), f"PRD {prd.prd_version()} FULL"
+    if sub in _FULL_NAMES:
+        return Window(*full, source=full_source)
+    size = (full[2], full[3])
+    if instrument in _SIAF_NAMES or instrument == "NIRSPEC":
+        geom = _siaf_window(instrument, f"{prefix}_{sub}", size)
+        if geom is not None:
+            return Window(*geom, source=f"SIAF {prefix}_{sub}")
+        ap = (apername or "").strip().upper()
+        if ap.startswith(prefix + "_"):
+            geom = _siaf_window(instrument, ap, size)
+            if geom is not None and geom[2:] != size:
+                return Window(*geom, source=f"SIAF {ap}", note=f"SUBARRAY {sub} placed by APERNAME {ap}")
+    names = [sub] + ([f"SUB{sub}"] if not sub.startswith("SUB") else [])
+    guiding = re.fullmatch(r"(\d+)X\1", sub)
+    if instrument == "FGS" and guiding:
+        # guiding windows (128X128, 32X32, 8X8) follow the guide star: the SIAF's centred
+        # window of that size stands in for the star's position
+        geom = _siaf_window(instrument, f"{prefix}_SUB{guiding.group(1)}CNTR", size)
+        if geom is not None:
+            return Window(*geom, source=f"SIAF {prefix}_SUB{guiding.group(1)}CNTR",
+                          note=f"guiding window {sub} placed at the centred SIAF window of its size")
+    for name in names:
+        win = prd.subarray_window(instrument, name, detector, disperser=grating)
+        if win is not None:
+            notes = [n for n in (f"obsolete name of {name}" if name != sub else "", win.note) if n]
+            return Window(win.xstart, win.ystart, win.xsize, win.ysize,
+                          source=f"PRD {prd.prd_version()} {name}", note="; ".join(notes))
+    raise ValueError(f"{instrument} {detector}: no subarray {sub!r} in pysiaf's SIAF ({prd_version()}) "
+                     f"nor in the PRD ({prd.prd_version()}) the jwst package ships")

@@ -16,19 +16,36 @@ def nrca1():
 
 
 def _spec(readpatt="DEEP8", ngroups=3, nints=1, subarray="SUB400P"):
-    return sim.ExposureSpec("NIRCAM", "NRCA1", subarray, readpatt, ngroups, nints)
+    # a corner window of NRCA1 (4 reference rows and columns) the size of the named subarray
+    # (SIAF places SUB400P/SUB64P on NRCA3, NRCA4, NRCA5, NRCB1, NRCB5, not in NRCA1's corner)
+    size = sim.subarray_geometry("NIRCAM", subarray, "NRCA3")[2:]
+    return sim.ExposureSpec("NIRCAM", "NRCA1", subarray, readpatt, ngroups, nints,
+                            geometry_override=(1, 1, *size))
 
 
 # ------------------------------------------------------------------------- geometry, timing
 
-def test_subarray_table_and_unknown_name():
+def test_subarray_geometry_from_siaf_and_prd_and_unknown_name():
+    """Windows come from pysiaf's SIAF, else the PRD; per detector (the old hand table gave
+    one detector's window to all: NRCB1 SUB640, NRCA3 SUB400P, NIS SUB64, MIRI SUB128 were
+    wrong), NIRSpec per GRATING (the old SUB512 was PRISM's window)."""
     assert sim.subarray_geometry("NIRCAM", "FULL") == (1, 1, 2048, 2048)
     assert sim.subarray_geometry("nircam", "subgrism256") == (1, 1, 2048, 256)
-    assert sim.subarray_geometry("NIRSPEC", "SUB512") == (1025, 957, 512, 32)
+    assert sim.subarray_geometry("NIRCAM", "SUB640", "NRCA1") == (1409, 1409, 640, 640)
+    assert sim.subarray_geometry("NIRCAM", "SUB640", "NRCB1") == (1, 1, 640, 640)
+    assert sim.subarray_geometry("NIRCAM", "SUB400P", "NRCA3") == (1649, 1, 400, 400)
+    assert sim.subarray_geometry("NIRISS", "SUB64", "NIS") == (1985, 1985, 64, 64)
+    assert sim.subarray_geometry("MIRI", "SUB128", "MIRIMAGE") == (1, 891, 136, 128)
+    assert sim.subarray_geometry("NIRSPEC", "SUB512") == (1025, 975, 512, 32)          # MIRROR
+    assert sim.subarray_geometry("NIRSPEC", "SUB512", grating="PRISM") == (1025, 957, 512, 32)
+    assert sim.subarray_geometry("NIRSPEC", "S200A2", "NRS1", grating="G140M") == (1, 1018, 2048, 64)
     assert sim.subarray_geometry("MIRI", "FULL") == (1, 1, 1032, 1024)
+    assert sim.subarray_geometry("MIRI", "FULL", "MIRIFULONG") == (1, 1, 1032, 1024)
     assert sim.subarray_geometry("MIRI", "MASK1065")[2:] == (288, 224)
+    assert sim.subarray_geometry("MIRI", "SUBPRISM") == (1, 529, 72, 416)
     assert sim.subarray_geometry("FGS", "8X8")[2:] == (8, 8)
-    with pytest.raises(ValueError, match="unknown NIRCAM subarray 'SUBNOPE'"):
+    assert sim.subarray_geometry("NIRCAM", "MASKA210R", "NRCA2", apername="NRCA2_MASK210R")[2:] == (640, 640)
+    with pytest.raises(ValueError, match="no subarray 'SUBNOPE'"):
         sim.subarray_geometry("NIRCAM", "SUBNOPE")
     with pytest.raises(ValueError, match="unknown instrument"):
         sim.subarray_geometry("WFC3", "FULL")
@@ -40,14 +57,16 @@ def test_readout_timing():
     deep8 = sim.readout("NIRCAM", "DEEP8", "FULL")
     assert (deep8.nframes, deep8.groupgap) == (8, 12)
     assert deep8.tgroup == pytest.approx(20 * 10.73677)
-    sub = sim.readout("NIRCAM", "RAPID", "SUB400P")
-    assert sub.tframe == pytest.approx((400 + 12) * 401 * 1e-5, abs=1e-5)
+    sub = sim.readout("NIRCAM", "RAPID", "SUB400P")   # PRD: one output, (ncols + 12)(nrows + 2) 10 us
+    assert sub.tframe == pytest.approx((400 + 12) * 402 * 1e-5, abs=1e-5) and sub.noutputs == 1
     # NIRSpec fast axis is DMS y: SUB512 is 512 x 32 in DMS, 32 pixels along the fast axis
     assert sim.readout("NIRSPEC", "NRSRAPID", "SUB512").tframe == pytest.approx(0.2257, abs=1e-3)
     assert sim.readout("MIRI", "FAST", "FULL").tframe == pytest.approx(2.77504)
     assert sim.readout("NIRCAM", "SHALLOW4").tgroup == pytest.approx(5 * 10.73677)
     with pytest.raises(ValueError, match="READPATT"):
         sim.readout("NIRCAM", "NRSRAPID")
+    with pytest.raises(ValueError, match="no MIRI SLOW readout"):   # MIRI reads SLOW in full frame only
+        sim.readout("MIRI", "SLOW", "SUB128")
     t = sim.group_times(deep8, 3)
     assert np.allclose(np.diff(t), deep8.tgroup)
 
@@ -285,10 +304,10 @@ def test_exposure_keywords_for_templates_of_each_instrument():
 
     base = pool_rows(POOLS / "pool_003_image_nircam.csv")[0]
     cases = {
-        "niriss": ("nis", "sub64", "nis_image", "NISRAPID", (1, 1, 64, 64)),
-        "nirspec": ("nrs1", "sub512", "nrs_image", "NRSRAPID", (1025, 957, 512, 32)),
+        "niriss": ("nis", "sub64", "nis_image", "NISRAPID", (1985, 1985, 64, 64)),
+        "nirspec": ("nrs1", "sub512", "nrs_image", "NRSRAPID", (1025, 975, 512, 32)),
         "fgs": ("guider1", "null", "fgs_image", "FGSRAPID", (1, 1, 2048, 2048)),
-        "miri": ("mirimage", "mask1065", "mir_4qpm", "FAST", (1, 19, 288, 224)),
+        "miri": ("mirimage", "mask1065", "mir_4qpm", "FAST", (1, 21, 288, 224)),
     }
     for i, (instr, (det, sub, exp, patt, geom)) in enumerate(cases.items()):
         row = dict(base, INSTRUME=instr, DETECTOR=det, SUBARRAY=sub, EXP_TYPE=exp, PUPIL="null", MODULE="null",
@@ -301,5 +320,5 @@ def test_exposure_keywords_for_templates_of_each_instrument():
         assert kw["OBSERVTN"] == "001" and kw["PROGRAM"] == "99009"
         if instr in ("miri", "nirspec"):
             assert kw["MODULE"] is None and kw["CORONMSK"] is None   # NIRCam-only, removed
-    with pytest.raises(ValueError, match="unknown NIRCAM subarray"):
+    with pytest.raises(ValueError, match="no subarray 'SUB999'"):
         pools.exposure_keywords(dict(base, SUBARRAY="sub999"), 0)
