@@ -150,3 +150,16 @@ def test_catalog_pool_keeps_pool_order_not_file_names(settings, simulated):
     got, name = catalog_pool_rows(settings, "87800")
     assert name == pool
     assert [r["FILENAME"] for r in got] == names
+
+
+def test_exposure_mkpool_cannot_describe_is_named_not_dropped(settings):
+    """The real FGS_ACQ1 file (no pool row, no TARGNAME) cannot be a pool row for jwst's
+    mkpool: associate names it with the reason and goes on."""
+    from archive.associations.associate import associate
+    from archive.ingest.batch import ingest
+
+    real = shared("raw", "jw01019001001_gs-acq1_2022117003102_uncal.fits")
+    assert ingest(settings, [real]).count("ingested") == 1
+    report = associate(settings)
+    assert report.created == []
+    assert report.left_out == [(real.name, "jwst mkpool cannot make its pool row: KeyError('targname')")]

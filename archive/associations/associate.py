@@ -32,11 +32,16 @@ def _root(name: str) -> str:
 
 @dataclass
 class AssociateReport:
-    """What ``archive associate`` did: associations created, already stored, and by level."""
+    """What ``archive associate`` did.
+
+    Associations created and already stored, counts by level, and the exposures left out of
+    their program's pool (file name, reason: see :func:`catalog_pool.header_pool_rows`).
+    """
 
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     levels: dict[str, int] = field(default_factory=dict)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
 
 def associate(settings: Settings, program: str | None = None) -> AssociateReport:
@@ -70,13 +75,14 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
     if not programs:
         raise ValueError("no exposures in the catalog to associate")
     asns = []
+    left_out: list[tuple[str, str]] = []
     for prog in programs:  # a pool per program, as the operations system makes them
-        rows, pool_name = catalog_pool_rows(settings, prog)
+        rows, pool_name = catalog_pool_rows(settings, prog, left_out)
         if not rows:
             continue
         asns.extend(generator.generate(generator.pool_from_rows(rows, pool_name=pool_name),
                                        version_id=generator.sdp_version_id(pool_name)))
-    report = AssociateReport()
+    report = AssociateReport(left_out=left_out)
     settings.associations_dir.mkdir(parents=True, exist_ok=True)
     for asn in asns:
         content = json.loads(json.dumps(asn, default=str))

@@ -11,6 +11,8 @@ depends on row order (member order within products), so the order is the pool fi
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 
 from ..catalog.db import session_scope
@@ -18,30 +20,50 @@ from ..catalog.models import Exposure
 from ..config import Settings
 
 
-def header_pool_rows(paths: list[str]) -> list[dict[str, str]]:
+def header_pool_rows(paths: list[str], left_out: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
     """Return pool rows as jwst's ``mkpool`` makes them from stored files' primary headers.
 
-    For exposures that no pool file described; ``mkpool`` reads headers only.
+    For exposures that no pool file described; ``mkpool`` reads headers only. A file
+    ``mkpool`` cannot make a row of (a header without a keyword it needs, e.g. the TARGNAME
+    FGS guiding files lack) is left out of the pool: it is named in ``left_out`` with the
+    reason, and the other files go on.
 
     Parameters
     ----------
     paths : list of str
         Stored raw exposures.
+    left_out : list, optional
+        Receives ``(file name, reason)`` for each file left out.
 
     Returns
     -------
     list of dict
-        One row per file, UPPER-CASE column names, string values.
+        One row per file, UPPER-CASE column names, string values, in the order of ``paths``.
     """
     if not paths:
         return []
     from jwst.associations.mkpool import mkpool
 
-    pool = mkpool(paths)
-    return [{n.upper(): str(row[n]) for n in pool.colnames} for row in pool]
+    def rows_of(batch):
+        pool = mkpool(batch)
+        return [{n.upper(): str(row[n]) for n in pool.colnames} for row in pool]
+
+    try:
+        return rows_of(paths)
+    except Exception:  # noqa: BLE001 - mkpool raises KeyError/ValueError/OSError: find the file(s)
+        pass
+    rows: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            rows.extend(rows_of([path]))
+        except Exception as exc:  # noqa: BLE001 - reported, never silently dropped
+            if left_out is not None:
+                left_out.append((Path(path).name, f"jwst mkpool cannot make its pool row: {exc!r}"))
+    return rows
 
 
-def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, str]], str]:
+def catalog_pool_rows(settings: Settings, program: str,
+                      left_out: list[tuple[str, str]] | None = None) -> tuple[list[dict[str, str]], str]:
     """Return the pool of one program's catalogued exposures, and the pool's name.
 
     Parameters
@@ -50,6 +72,9 @@ def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, 
         The archive's settings (its catalog).
     program : str
         The program as the catalog stores it (``"01019"``).
+    left_out : list, optional
+        Receives ``(file name, reason)`` for an exposure without a pool row that ``mkpool``
+        cannot describe (see :func:`header_pool_rows`).
 
     Returns
     -------
@@ -71,4 +96,4 @@ def catalog_pool_rows(settings: Settings, program: str) -> tuple[list[dict[str, 
                                                   key=lambda e: (e.expstart or 0.0, e.filename))]
         names = {e.pool_name for e in exps}
     name = next(iter(names)) if len(names) == 1 and None not in names else f"jw{program}_catalog_pool"
-    return rows + header_pool_rows(headers), name
+    return rows + header_pool_rows(headers, left_out), name

@@ -20,7 +20,8 @@ def associate(program: Optional[str] = typer.Option(None, "--program"),
     ensure_catalog(s)
     with err.status("running the jwst association generator ..."):
         report = do_associate(s, program)
-    rows = [[a, "new"] for a in report.created] + [[a, "existing"] for a in report.existing]
+    rows = ([[a, "new"] for a in report.created] + [[a, "existing"] for a in report.existing]
+            + [[f, f"left out of the pool: {why}"] for f, why in report.left_out])
     print_table(f"associations: {len(report.created)} new, {len(report.existing)} existing "
                 f"({', '.join(f'{k}: {v}' for k, v in sorted(report.levels.items()))})",
                 ["asn_id", "status"], rows, as_json)
