@@ -35,7 +35,7 @@ FULL_FRAME_APERTURES: dict[str, dict[str, str]] = {
     "MIRI": {"MIRIMAGE": "MIRIM_FULL"},
     "FGS": {"GUIDER1": "FGS1_FULL", "GUIDER2": "FGS2_FULL"},
 }
-_SIAF_NAMES = {"NIRCAM": "NIRCam", "NIRISS": "NIRISS", "MIRI": "MIRI", "FGS": "FGS"}
+_SIAF_NAMES = {"NIRCAM": "NIRCam", "NIRISS": "NIRISS", "MIRI": "MIRI", "FGS": "FGS", "NIRSPEC": "NIRSpec"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,7 +45,7 @@ def siaf(instrument: str):
 
     instrument = instrument.upper()
     if instrument not in _SIAF_NAMES:
-        raise ValueError(f"no imaging SIAF for instrument {instrument!r}; known: {sorted(_SIAF_NAMES)}")
+        raise ValueError(f"no SIAF for instrument {instrument!r}; known: {sorted(_SIAF_NAMES)}")
     return pysiaf.Siaf(_SIAF_NAMES[instrument])
 
 
@@ -242,11 +242,9 @@ def _siaf_window(instrument: str, name: str, full: tuple[int, int]) -> tuple[int
     """Geometry of SIAF aperture ``name`` if it is a readout window that fits the detector."""
     try:
         s = siaf(instrument)
-    except ValueError:            # NIRSpec: read below through the PRD
-        import pysiaf
-
-        s = pysiaf.Siaf("NIRSpec") if instrument.upper() == "NIRSPEC" else None
-    if s is None or name not in s.apertures or s[name].AperType not in ("SUBARRAY", "FULLSCA"):
+    except ValueError:
+        return None
+    if name not in s.apertures or s[name].AperType not in ("SUBARRAY", "FULLSCA"):
         return None
     ap = s[name]
     if ap.AperType == "FULLSCA":
@@ -296,7 +294,7 @@ def readout_window(instrument: str, detector: str, subarray: str | None, *, aper
     sub = (subarray or "FULL").strip().upper()
     prefix = siaf_prefix(instrument, detector)
     full = full_source = None
-    if instrument in _SIAF_NAMES or instrument == "NIRSPEC":
+    if instrument in _SIAF_NAMES:
         full = _siaf_window(instrument, prefix + "_FULL", (10**6, 10**6))
         if full is None and detector in FULL_FRAME_APERTURES.get(instrument, {}):
             ap = full_frame_aperture(instrument, detector)        # NIS_CEN
@@ -312,7 +310,7 @@ def readout_window(instrument: str, detector: str, subarray: str | None, *, aper
     if sub in _FULL_NAMES:
         return Window(*full, source=full_source)
     size = (full[2], full[3])
-    if instrument in _SIAF_NAMES or instrument == "NIRSPEC":
+    if instrument in _SIAF_NAMES:
         geom = _siaf_window(instrument, f"{prefix}_{sub}", size)
         if geom is not None:
             return Window(*geom, source=f"SIAF {prefix}_{sub}")

@@ -322,3 +322,45 @@ def test_exposure_keywords_for_templates_of_each_instrument():
             assert kw["MODULE"] is None and kw["CORONMSK"] is None   # NIRCam-only, removed
     with pytest.raises(ValueError, match="no subarray 'SUB999'"):
         pools.exposure_keywords(dict(base, SUBARRAY="sub999"), 0)
+
+
+def test_readout_patterns_and_frame_times_come_from_the_prd():
+    """NFRAMES/GROUPGAP/TFRAME are the PRD's (the database the jwst package ships), not a copy."""
+    from simulation import prd
+
+    assert prd.prd_version().startswith("PRDOPSSOC-")
+    assert prd.datamode("NIRCAM", "DEEP8") == (8, 12) and prd.datamode("NIRCAM", "MEDIUM8") == (8, 2)
+    assert prd.datamode("NIRISS", "NIS") == prd.datamode("FGS", "FGS") == (4, 0)   # NIS-Guider rows
+    assert prd.datamode("NIRSPEC", "NRSRAPID") == (1, 0) and prd.datamode("MIRI", "FAST") == (1, 0)
+    with pytest.raises(ValueError, match="unknown NIRCAM READPATT 'FAST'.*PRD"):
+        prd.datamode("NIRCAM", "FAST")
+    assert prd.frame_time("NIRCAM", "FULL", "RAPID") == (10.73677, 4)
+    assert prd.frame_time("NIRCAM", "SUBGRISM64", "RAPID") == (0.34061, 4)
+    assert prd.frame_time("MIRI", "SUB64", "FAST") == (0.08512, 4)     # = EMICORR's 8512 frame clocks
+    ro = sim.readout("MIRI", "FAST", "SUB64")
+    assert ro.tframe * 1e5 == pytest.approx(sim.MIRI_EMI_CLOCKS["SUB64"][1])
+    assert prd.frame_time("NIRCAM", "NOSUCH", "RAPID") is None
+
+
+def test_simulate_pool_reports_rows_it_cannot_make_and_goes_on(tmp_path):
+    """A placeholder row (INSTRUME 'INSTRUME') and a duplicate FILENAME are skipped with their
+    reasons; the other rows are written (minimal: headers, constant ramps, no references)."""
+    from astropy.io import fits
+
+    from archive.ingest.pools import pool_rows
+    from simulation import pools
+
+    rows = pool_rows(POOLS / "pool_013_coron_nircam.csv")[:3]
+    rows.append(dict(rows[1]))                                   # duplicate FILENAME
+    pool = tmp_path / "pool.csv"
+    cols = list(rows[0])
+    pool.write_text("|".join(cols) + "\n" + "\n".join("|".join(r[c] for c in cols) for r in rows) + "\n")
+    res = pools.simulate_pool(pool, tmp_path / "out", tmp_path / "crds", ngroups=1, nints=1, minimal=True)
+    assert [r.status for r in res.rows] == ["skipped", "simulated", "simulated", "skipped"]
+    assert "INSTRUME 'INSTRUME' is not a JWST instrument" in res.rows[0].reason
+    assert "already made from row 1" in res.rows[3].reason
+    assert res.context is None and len(res.files) == 2
+    hdr = fits.getheader(res.files[0])
+    assert (hdr["SUBARRAY"], hdr["SUBSIZE1"], hdr["SUBSIZE2"]) == ("MASKA210R", 640, 640)
+    assert "APERNAME NRCA2_MASK210R" in res.rows[1].note
+    assert fits.getdata(res.files[0], "SCI").shape == (1, 1, 640, 640)
