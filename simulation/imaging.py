@@ -1,4 +1,6 @@
-"""Stage-2/3 imaging for a simulated pool: stars on the sky, each exposure's pointing, and the
+"""Stage-2/3 imaging for a simulated pool.
+
+Stage-2/3 imaging for a simulated pool: stars on the sky, each exposure's pointing, and the
 imaging references its context needs.
 
 :func:`plan_pool_imaging` looks at the planned exposures of a pool (the FITS keyword dicts
@@ -48,7 +50,7 @@ def _seed(*parts) -> int:
 
 
 def is_imaging(kw: dict) -> bool:
-    """True for an exposure of an imaging EXP_TYPE on a detector with a SIAF imaging aperture."""
+    """Return True for an exposure of an imaging EXP_TYPE on a detector with a SIAF imaging aperture."""
     instr = IMAGING_EXP_TYPES.get(str(kw.get("EXP_TYPE", "")).upper())
     if instr is None or instr != str(kw.get("INSTRUME", "")).upper():
         return False
@@ -68,9 +70,12 @@ DEFAULT_PPS_APERTURES = {"NIRCAM": "NRCALL_FULL", "NIRISS": "NIS_CEN", "MIRI": "
 
 
 def pointing_aperture(kw: dict) -> str:
-    """The SIAF aperture the telescope pointed (PPS_APER): the row's APERNAME, or its
+    """Return the pointing aperture (PPS_APER) of an exposure.
+
+    The SIAF aperture the telescope pointed (PPS_APER): the row's APERNAME, or its
     longest leading part the SIAF knows (NRCALL_FULL_CNTR -> NRCALL_FULL), else
-    :data:`DEFAULT_PPS_APERTURES`. Every detector of one exposure gets the same."""
+    :data:`DEFAULT_PPS_APERTURES`. Every detector of one exposure gets the same.
+    """
     instr = str(kw["INSTRUME"]).upper()
     parts = str(kw.get("APERNAME") or "").upper().split("_")
     known = siaf.siaf(instr).apertures
@@ -82,8 +87,11 @@ def pointing_aperture(kw: dict) -> str:
 
 
 def detector_aperture(kw: dict) -> str:
-    """The exposure's own aperture (APERNAME): ``<detector prefix>_<SUBARRAY>`` when the
-    SIAF has it (NRCA1_SUB640, NIS_SUB256, MIRIM_BRIGHTSKY), else the full-frame one."""
+    """Return the exposure's own SIAF aperture (APERNAME).
+
+    The exposure's own aperture (APERNAME): ``<detector prefix>_<SUBARRAY>`` when the
+    SIAF has it (NRCA1_SUB640, NIS_SUB256, MIRIM_BRIGHTSKY), else the full-frame one.
+    """
     instr = str(kw["INSTRUME"]).upper()
     full = siaf.full_frame_aperture(instr, kw["DETECTOR"])
     sub = str(kw.get("SUBARRAY") or "FULL").upper()
@@ -92,8 +100,11 @@ def detector_aperture(kw: dict) -> str:
 
 
 def dither_offset(kw: dict) -> tuple[float, float]:
-    """Target position in the pointing aperture's ideal frame (arcsec): PATT_NUM (else
-    EXPOSURE) picks an entry of :data:`DITHER_PATTERN`."""
+    """Return the target's dither offset in the pointing aperture's ideal frame.
+
+    Target position in the pointing aperture's ideal frame (arcsec): PATT_NUM (else
+    EXPOSURE) picks an entry of :data:`DITHER_PATTERN`.
+    """
     n = _int(kw.get("PATT_NUM"))
     if n is None or n < 1:
         n = _int(kw.get("EXPOSURE"), 1) or 1
@@ -129,12 +140,16 @@ class PoolImaging:
     references: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __contains__(self, index: int) -> bool:
+        """Return True when plan ``index`` is an imaging exposure with a scene."""
         return index in self.scenes
 
     def write_references(self, ref_root) -> list[Path]:
-        """Write the imaging references of every (instrument, detector, filter, pupil) of
+        """Write the imaging references of the plan.
+
+        Write the imaging references of every (instrument, detector, filter, pupil) of
         the plan under ``ref_root/<instrument>/`` and remember, per plan index, which file of
-        each reftype applies (``references``). Returns the written paths."""
+        each reftype applies (``references``). Returns the written paths.
+        """
         ref_root = Path(ref_root)
         by_det: dict[tuple[str, str], set] = defaultdict(set)
         for sc in self.scenes.values():
@@ -164,8 +179,11 @@ class PoolImaging:
         return paths
 
     def write_fields(self, out_dir) -> dict[tuple[str, str], Path]:
-        """Write each target's stars as ``<out_dir>/<program>_<target>_stars.ecsv`` (RA, DEC,
-        FLUX; usable as tweakreg's abs_refcat)."""
+        """Write each target's star catalog.
+
+        Write each target's stars as ``<out_dir>/<program>_<target>_stars.ecsv`` (RA, DEC,
+        FLUX; usable as tweakreg's abs_refcat).
+        """
         out = {}
         for (prog, targ), f in self.fields.items():
             safe = "".join(c if c.isalnum() or c in "-+." else "_" for c in targ.lower())
@@ -174,7 +192,9 @@ class PoolImaging:
 
 
 def plan_pool_imaging(plans: list[dict], seed: int = 0) -> PoolImaging:
-    """Star fields, pointings and scenes for the imaging exposures among ``plans`` (FITS
+    """Plan star fields, pointings and scenes for a pool's imaging exposures.
+
+    Star fields, pointings and scenes for the imaging exposures among ``plans`` (FITS
     keyword dicts, e.g. from ``exposure_keywords``); non-imaging plans are left out.
 
     Target (RA, Dec) is seeded per (PROGRAM, TARGNAME) (|Dec| < 60 deg), the position angle

@@ -85,9 +85,12 @@ def _save(model, path: Path) -> Path:
 
 
 def write_distortion(path, instrument: str, detector: str, useafter: str = USEAFTER) -> Path:
-    """DISTORTION reference (ASDF DistortionModel): full-frame detector pixels (0-based) ->
+    """Write a DISTORTION reference from the SIAF.
+
+    DISTORTION reference (ASDF DistortionModel): full-frame detector pixels (0-based) ->
     V2/V3 (arcsec), :func:`simulation.siaf.distortion_model` of the detector's full-frame
-    SIAF aperture, with its analytic inverse. Input units pix, output units arcsec."""
+    SIAF aperture, with its analytic inverse. Input units pix, output units arcsec.
+    """
     import astropy.units as u
     from stdatamodels.jwst import datamodels as dm
 
@@ -107,10 +110,13 @@ def write_distortion(path, instrument: str, detector: str, useafter: str = USEAF
 
 def write_filteroffset(path, instrument: str, detector: str, seed: int = 0,
                        useafter: str = USEAFTER) -> Path:
-    """FILTEROFFSET reference (ASDF FilteroffsetModel): one entry per imaging filter of the
+    """Write a FILTEROFFSET reference.
+
+    FILTEROFFSET reference (ASDF FilteroffsetModel): one entry per imaging filter of the
     detector (:func:`simulation.optics.imaging_filters`) with ``column_offset`` and
     ``row_offset`` in pixels (:func:`simulation.optics.filter_offset`); entries carry
-    ``filter`` and, for NIRCam and NIRISS, ``pupil`` (how jwst matches them)."""
+    ``filter`` and, for NIRCam and NIRISS, ``pupil`` (how jwst matches them).
+    """
     from stdatamodels.jwst import datamodels as dm
 
     instrument, detector = instrument.upper(), detector.upper()
@@ -138,10 +144,13 @@ def _subarray_full(model, instrument: str) -> None:
 
 def write_flat(path, instrument: str, detector: str, filter_name: str, pupil: str, seed: int = 0,
                version: int = 1, useafter: str = USEAFTER) -> Path:
-    """FLAT reference (FlatModel, full frame): SCI float32 (ny, nx) the dimensionless
+    """Write a FLAT reference.
+
+    FLAT reference (FlatModel, full frame): SCI float32 (ny, nx) the dimensionless
     :func:`simulation.optics.flat_field` (response x relative pixel area, median 1),
     ERR float32 0.005, DQ uint32 0. FILTER/PUPIL keywords select it (PUPIL "N/A" for MIRI
-    and FGS). ``version`` > 1 writes a re-measured flat (see ``flat_field``)."""
+    and FGS). ``version`` > 1 writes a re-measured flat (see ``flat_field``).
+    """
     from stdatamodels.jwst import datamodels as dm
 
     instrument, detector = instrument.upper(), detector.upper()
@@ -159,10 +168,13 @@ def write_flat(path, instrument: str, detector: str, filter_name: str, pupil: st
 
 
 def write_photom(path, instrument: str, detector: str, useafter: str = USEAFTER) -> Path:
-    """PHOTOM reference (the instrument's imaging photom model): PHOT_TABLE with one row per
+    """Write a PHOTOM reference.
+
+    PHOTOM reference (the instrument's imaging photom model): PHOT_TABLE with one row per
     imaging filter of the detector (MIRI: and imager subarray; FGS: a single row), PHOTMJSR
     float32 (MJy/sr per DN/s, :func:`simulation.optics.photmjsr`), UNCERTAINTY 1 % of it;
-    PIXAR_SR / PIXAR_A2 the nominal pixel solid angle."""
+    PIXAR_SR / PIXAR_A2 the nominal pixel solid angle.
+    """
     from stdatamodels.jwst import datamodels as dm
 
     instrument, detector = instrument.upper(), detector.upper()
@@ -190,10 +202,13 @@ def write_photom(path, instrument: str, detector: str, useafter: str = USEAFTER)
 
 
 def write_area(path, instrument: str, detector: str, useafter: str = USEAFTER) -> Path:
-    """AREA reference (PixelAreaModel, full frame): SCI float32 (ny, nx) each pixel's solid
+    """Write an AREA reference.
+
+    AREA reference (PixelAreaModel, full frame): SCI float32 (ny, nx) each pixel's solid
     angle relative to the nominal one (:func:`simulation.optics.relative_area`, from the
     same SIAF distortion as the DISTORTION reference); PIXAR_SR (sr) / PIXAR_A2 (arcsec^2)
-    the nominal pixel (XSciScale x YSciScale)."""
+    the nominal pixel (XSciScale x YSciScale).
+    """
     from stdatamodels.jwst import datamodels as dm
 
     instrument, detector = instrument.upper(), detector.upper()
@@ -206,12 +221,15 @@ def write_area(path, instrument: str, detector: str, useafter: str = USEAFTER) -
 
 
 def write_apcorr(path, instrument: str, useafter: str = USEAFTER) -> Path:
-    """APCORR reference (the instrument's imaging apcorr model): APCORR_TABLE with rows per
+    """Write an APCORR reference.
+
+    APCORR reference (the instrument's imaging apcorr model): APCORR_TABLE with rows per
     imaging filter and encircled-energy fraction :data:`EE_FRACTIONS`: RADIUS (px at the
     native scale) enclosing that fraction of the simulated Gaussian PSF as resampled into an
     i2d (:func:`simulation.optics.encircled_energy_radius`), APCORR = 1 / fraction, SKYIN /
     SKYOUT (px) 4 and 6 PSF FWHM (at least 5 and 8 px). NIRCam's rows cover both channels
-    (radii at each channel's pixel scale)."""
+    (radii at each channel's pixel scale).
+    """
     from stdatamodels.jwst import datamodels as dm
 
     instrument = instrument.upper()
@@ -245,9 +263,12 @@ def write_apcorr(path, instrument: str, useafter: str = USEAFTER) -> Path:
 
 
 def write_abvegaoffset(path, instrument: str, useafter: str = USEAFTER) -> Path:
-    """ABVEGAOFFSET reference (ASDF ABVegaOffsetModel): table ``abvega_offset`` with columns
+    """Write an ABVEGAOFFSET reference.
+
+    ABVEGAOFFSET reference (ASDF ABVegaOffsetModel): table ``abvega_offset`` with columns
     filter, pupil (NIRCam, NIRISS) / filter (MIRI) / detector (FGS) and ABVEGA_OFFSET
-    (mag, :func:`simulation.optics.abvega_offset`)."""
+    (mag, :func:`simulation.optics.abvega_offset`).
+    """
     from astropy.table import Table
     from stdatamodels.jwst import datamodels as dm
 

@@ -1,4 +1,6 @@
-"""What the simulated imagers do to light: filters, PSF, flat field, pixel area, photometric
+"""What the simulated imagers do to light.
+
+What the simulated imagers do to light: filters, PSF, flat field, pixel area, photometric
 conversion, filter offsets, AB-Vega offsets. One source of truth for the scenes
 (:mod:`simulation.sky`) and for the reference files that calibrate them
 (:mod:`simulation.imaging_refs`).
@@ -89,8 +91,11 @@ VEGA_ZERO_POINTS = ((0.64, 3064.0), (0.79, 2416.0), (1.235, 1594.0), (1.662, 102
 
 
 def channel(instrument: str, detector: str) -> str:
-    """Filter-set key of :data:`IMAGING_FILTERS`: NIRCAM_SHORT / NIRCAM_LONG by detector,
-    else the instrument."""
+    """Return the filter-set key of a detector.
+
+    Filter-set key of :data:`IMAGING_FILTERS`: NIRCAM_SHORT / NIRCAM_LONG by detector,
+    else the instrument.
+    """
     instrument, detector = instrument.upper(), detector.upper()
     if instrument == "NIRCAM":
         return "NIRCAM_LONG" if detector.endswith("LONG") else "NIRCAM_SHORT"
@@ -110,13 +115,15 @@ def _norm(value: str | None) -> str:
 
 
 def band_name(filter_name: str | None, pupil: str | None) -> str:
-    """The element that defines the band: FILTER, or PUPIL where FILTER is CLEAR (NIRISS)."""
+    """Return the element that defines the band: FILTER, or PUPIL where FILTER is CLEAR (NIRISS)."""
     f, p = _norm(filter_name), _norm(pupil)
     return p if f in ("CLEAR", "N/A") and p.startswith("F") else f
 
 
 def wavelength_um(filter_name: str | None, pupil: str | None = None, instrument: str = "") -> float:
-    """Nominal wavelength (um) from the filter name: digits / 100 (F200W -> 2.0,
+    """Return the nominal wavelength of a filter.
+
+    Nominal wavelength (um) from the filter name: digits / 100 (F200W -> 2.0,
     F1130W -> 11.3); FGS (no filter) :data:`FGS_WAVELENGTH_UM`.
 
     Raises
@@ -172,8 +179,11 @@ def photmjsr(instrument: str, detector: str, filter_name: str | None, pupil: str
 
 
 def psf_sigma(instrument: str, detector: str, filter_name: str | None, pupil: str | None) -> float:
-    """Gaussian PSF sigma in pixels: Airy-core FWHM 1.03 lambda/D over the pixel scale,
-    combined in quadrature with :data:`DETECTOR_BLUR_SIGMA`."""
+    """Return the Gaussian PSF sigma in pixels.
+
+    Gaussian PSF sigma in pixels: Airy-core FWHM 1.03 lambda/D over the pixel scale,
+    combined in quadrature with :data:`DETECTOR_BLUR_SIGMA`.
+    """
     lam = wavelength_um(filter_name, pupil, instrument) * 1.0e-6
     fwhm_arcsec = np.degrees(1.03 * lam / JWST_DIAMETER_M) * 3600.0
     sigma = fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0))) / pixel_scale(instrument, detector)
@@ -187,16 +197,22 @@ I2D_BOXES = 4
 
 
 def encircled_energy_radius(sigma_px: float, fraction: float, boxes: int = I2D_BOXES) -> float:
-    """Radius (px) enclosing ``fraction`` of a Gaussian PSF of ``sigma_px`` seen through
+    """Return the radius enclosing a fraction of a pixelated Gaussian PSF.
+
+    Radius (px) enclosing ``fraction`` of a Gaussian PSF of ``sigma_px`` seen through
     ``boxes`` unit pixel boxes (each adds 1/12 px^2 to the variance): ``s sqrt(-2 ln(1 - f))``
-    with ``s^2 = sigma^2 + boxes / 12``. The default describes jwst's i2d at native scale."""
+    with ``s^2 = sigma^2 + boxes / 12``. The default describes jwst's i2d at native scale.
+    """
     s = np.sqrt(sigma_px**2 + boxes / 12.0)
     return float(s * np.sqrt(-2.0 * np.log(1.0 - fraction)))
 
 
 def vega_flux_jy(wavelength: float) -> float:
-    """Vega's flux density (Jy) at ``wavelength`` um: log-log interpolation (and
-    extrapolation from the two nearest points) of :data:`VEGA_ZERO_POINTS`."""
+    """Return Vega's flux density at a wavelength.
+
+    Vega's flux density (Jy) at ``wavelength`` um: log-log interpolation (and
+    extrapolation from the two nearest points) of :data:`VEGA_ZERO_POINTS`.
+    """
     lam = np.log([p[0] for p in VEGA_ZERO_POINTS])
     f = np.log([p[1] for p in VEGA_ZERO_POINTS])
     x = np.log(wavelength)
@@ -219,7 +235,9 @@ def _seed(*parts) -> int:
 
 def filter_offset(instrument: str, detector: str, filter_name: str | None, pupil: str | None,
                   seed: int = 0) -> tuple[float, float]:
-    """(column, row) offset in pixels of the image through a filter (what a FILTEROFFSET
+    """Return the filter offset of a detector and filter.
+
+    (column, row) offset in pixels of the image through a filter (what a FILTEROFFSET
     reference holds; jwst's assign_wcs adds it to detector pixels before the distortion).
 
     Seeded synthetic values, |offset| <= :data:`MAX_FILTER_OFFSET`; (0, 0) for the
@@ -244,9 +262,12 @@ def full_shape(instrument: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=4)
 def relative_area(instrument: str, detector: str) -> np.ndarray:
-    """Pixel solid angle over the nominal one (:func:`simulation.siaf.pixel_area_map` /
+    """Return the relative pixel area map of a detector.
+
+    Pixel solid angle over the nominal one (:func:`simulation.siaf.pixel_area_map` /
     :func:`simulation.siaf.nominal_pixel_area`), float32 (ny, nx) full frame: the AREA
-    reference's data. Cached (read-only array)."""
+    reference's data. Cached (read-only array).
+    """
     instrument, detector = instrument.upper(), detector.upper()
     model = siaf.distortion_model(instrument, detector)
     area = siaf.pixel_area_map(model, full_shape(instrument))
@@ -256,8 +277,11 @@ def relative_area(instrument: str, detector: str) -> np.ndarray:
 
 
 def reference_pixels(instrument: str) -> np.ndarray:
-    """bool (ny, nx): the reference pixels of the full frame (4-pixel border near-IR,
-    4 columns each side for MIRI), as in :func:`simulation.ramps.make_detector`."""
+    """Return the reference-pixel mask of a full frame.
+
+    Bool (ny, nx): the reference pixels of the full frame (4-pixel border near-IR,
+    4 columns each side for MIRI), as in :func:`simulation.ramps.make_detector`.
+    """
     from simulation.ramps import NREF_MIRI, NREF_NIR
 
     ny, nx = full_shape(instrument)
@@ -273,7 +297,9 @@ def reference_pixels(instrument: str) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def flat_field(instrument: str, detector: str, filter_name: str | None, pupil: str | None,
                seed: int = 0, version: int = 1) -> np.ndarray:
-    """Flat field, float32 (ny, nx) full frame: pixel response times relative pixel area,
+    """Return the simulated flat field of a detector and filter.
+
+    Flat field, float32 (ny, nx) full frame: pixel response times relative pixel area,
     divided by its median over light-sensitive pixels; 1 on reference pixels. Cached
     (read-only array).
 

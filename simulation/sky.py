@@ -53,11 +53,15 @@ class StarField:
     flux: np.ndarray
 
     def __len__(self) -> int:
+        """Return the number of stars."""
         return len(self.ra)
 
     def table(self):
-        """An astropy Table with columns RA, DEC (deg) and FLUX (uJy), the columns a jwst
-        tweakreg ``abs_refcat`` file needs."""
+        """Return the stars as an astropy Table.
+
+        An astropy Table with columns RA, DEC (deg) and FLUX (uJy), the columns a jwst
+        tweakreg ``abs_refcat`` file needs.
+        """
         from astropy.table import Table
 
         return Table({"RA": self.ra, "DEC": self.dec, "FLUX": self.flux},
@@ -73,9 +77,12 @@ class StarField:
 def random_star_field(ra: float, dec: float, radius: float, n: int, seed: int = 0,
                       flux_range: tuple[float, float] = (5.0, 500.0),
                       min_separation: float = 0.0) -> StarField:
-    """``n`` stars uniformly within ``radius`` arcsec of (ra, dec), fluxes log-uniform in
+    """Draw a seeded random star field.
+
+    ``n`` stars uniformly within ``radius`` arcsec of (ra, dec), fluxes log-uniform in
     ``flux_range`` uJy, at least ``min_separation`` arcsec apart (drawn with rejection).
-    Deterministic in all arguments."""
+    Deterministic in all arguments.
+    """
     rng = np.random.default_rng(_seed("field", float(ra), float(dec), float(radius), int(n), seed))
     xs, ys = [], []
     tries = 0
@@ -129,7 +136,9 @@ class Pointing:
     pps_aperture: str | None = None
 
     def keywords(self) -> dict:
-        """Pointing keywords of the exposure (the values jwst's assign_wcs reads):
+        """Return the pointing keywords of the exposure.
+
+        Pointing keywords of the exposure (the values jwst's assign_wcs reads):
 
         RA_REF, DEC_REF (deg): sky position of (V2_REF, V3_REF); ROLL_REF (deg): position
         angle of V3 there; V2_REF, V3_REF (arcsec), V3I_YANG (deg), VPARITY of the aperture;
@@ -172,7 +181,9 @@ def _position_angle(ra1, dec1, ra2, dec2) -> float:
 def make_pointing(instrument: str, aperture: str, ra: float, dec: float, pa: float,
                   dither: tuple[float, float] = (0.0, 0.0), pointing_error: float = 0.0,
                   roll_error: float = 0.0, seed: int = 0, pps_aperture: str | None = None) -> Pointing:
-    """The attitude that puts the target (ra, dec) at ideal position ``dither`` (arcsec) of
+    """Return the attitude that puts a target at a dither position.
+
+    The attitude that puts the target (ra, dec) at ideal position ``dither`` (arcsec) of
     SIAF aperture ``pps_aperture`` (default ``aperture``) with the V3 axis at position angle
     ``pa`` (deg, N through E) there (``pysiaf.utils.rotations.attitude``); ``aperture`` is
     the exposure's own aperture (APERNAME, the reference point of RA_REF/DEC_REF).
@@ -274,6 +285,7 @@ class SkyScene:
     _xy: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self):
+        """Normalise the instrument and detector names to upper case."""
         self.instrument = self.instrument.upper()
         self.detector = self.detector.upper()
         if self.sky_mjysr is None:
@@ -298,8 +310,11 @@ class SkyScene:
         return self._xy
 
     def star_rates(self) -> np.ndarray:
-        """Total count rate of each star, DN/s float64 (n,), for a pixel response of 1:
-        ``flux [MJy] / (PHOTMJSR * PIXAR_SR)`` (see :mod:`simulation.optics`)."""
+        """Return each star's total count rate.
+
+        Total count rate of each star, DN/s float64 (n,), for a pixel response of 1:
+        ``flux [MJy] / (PHOTMJSR * PIXAR_SR)`` (see :mod:`simulation.optics`).
+        """
         pixar = optics.pixar_sr(self.instrument, self.detector)
         return self.stars.flux * 1.0e-12 / (self.photmjsr * pixar)
 
@@ -326,7 +341,7 @@ class SkyScene:
         sig = self.psf_sigma
         half = int(np.ceil(6 * sig)) + 1
         s2 = np.sqrt(2.0) * sig
-        for sx, sy, f in zip(xs, ys, total):
+        for sx, sy, f in zip(xs, ys, total, strict=True):
             ix0, ix1 = max(int(np.floor(sx)) - half, x0), min(int(np.floor(sx)) + half + 1, x0 + nx)
             iy0, iy1 = max(int(np.floor(sy)) - half, y0), min(int(np.floor(sy)) + half + 1, y0 + ny)
             if ix0 >= ix1 or iy0 >= iy1:

@@ -188,7 +188,8 @@ def test_save_products_leaves_nothing_on_error(nrc, tmp_path):
 
 
 def _arrays(res):
-    out = [res.products["rate"].data, res.products["rate"].dq, res.products["rate"].err, res.products["rate"].var_poisson, res.products["rate"].var_rnoise]
+    rate = res.products["rate"]
+    out = [rate.data, rate.dq, rate.err, rate.var_poisson, rate.var_rnoise]
     if res.products.get("rateints") is not None:
         out += [res.products.get("rateints").data, res.products.get("rateints").dq, res.products.get("rateints").err]
     return [np.asarray(a).tobytes() for a in out]
@@ -245,7 +246,8 @@ def test_validate_params():
     assert p["persistence"]["skip"] and p["emicorr"]["skip"] and not p["dq_init"]["skip"]
     assert p["firstframe"]["skip"] and p["charge_migration"]["skip"]
     # jwst allows None for emicorr's use_n_cycles (use all integrations), not for others
-    assert validate_params("calwebb_detector1", {"emicorr": {"use_n_cycles": "None"}})["emicorr"]["use_n_cycles"] is None
+    checked = validate_params("calwebb_detector1", {"emicorr": {"use_n_cycles": "None"}})
+    assert checked["emicorr"]["use_n_cycles"] is None
     with pytest.raises(ValueError, match="rejection_threshold"):
         validate_params("calwebb_detector1", {"jump": {"rejection_threshold": None}})
     for bad, word in (({"jump": {"rejection_threshold": "abc"}}, "rejection_threshold"),

@@ -303,8 +303,8 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
             continue  # an instrument this pipeline does not calibrate
         reads_memo: dict[tuple, set[str]] = {}
 
-        def reads(param_hash: str, detector: str | None, _instr=instr) -> set[str]:
-            """The reftypes a job with these parameters read for this detector (memoised)."""
+        def reads(param_hash: str, detector: str | None, _instr=instr, reads_memo=reads_memo) -> set[str]:
+            """Return the reftypes a job with these parameters read for this detector (memoised)."""
             key = (param_hash, detector)
             if key not in reads_memo:
                 params = session.execute(select(Job.parameters).where(Job.param_hash == param_hash)
