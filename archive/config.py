@@ -16,6 +16,15 @@ beat_interval_seconds  ``ARCHIVE_BEAT_INTERVAL``                ``3600``
 requeue_after_seconds  ``ARCHIVE_REQUEUE_AFTER``                ``21600`` (a queued job not started
                                                                 after this is sent again)
 queue                  ``ARCHIVE_QUEUE``                        ``archive`` (the Celery queue)
+readonly_db_url        ``ARCHIVE_READONLY_DB_URL``              SQLite: the catalog file opened
+                                                                read-only; PostgreSQL: none (set it
+                                                                to the role ``archive db grant``
+                                                                makes; ``archive sql`` refuses a
+                                                                role that can write)
+sql_statement_timeout  ``ARCHIVE_SQL_STATEMENT_TIMEOUT``        ``30`` (seconds, read-only SQL)
+sql_lock_timeout       ``ARCHIVE_SQL_LOCK_TIMEOUT``             ``2`` (seconds, read-only SQL)
+umask                  ``ARCHIVE_UMASK``                        ``022`` (octal: files 0644, directories
+                                                                0755, readable by the group)
 =====================  =======================================  ==============================
 """
 from __future__ import annotations
@@ -39,6 +48,10 @@ class Settings:
     beat_interval_seconds: int = 3600
     requeue_after_seconds: int = 21600
     queue: str = "archive"
+    readonly_db_url: str | None = None
+    sql_statement_timeout: float = 30.0
+    sql_lock_timeout: float = 2.0
+    umask: int = 0o022
     extra: dict = field(default_factory=dict)
 
     @property
@@ -81,6 +94,16 @@ def _config_file(data_dir: Path) -> dict:
     return data.get("archive", data)
 
 
+def _umask(value) -> int:
+    try:
+        mask = int(str(value), 8)
+    except ValueError:
+        raise ValueError(f"ARCHIVE_UMASK={value!r}: not an octal umask such as 022") from None
+    if not 0 <= mask <= 0o777:
+        raise ValueError(f"ARCHIVE_UMASK={value!r}: outside 000..777")
+    return mask
+
+
 def load_settings(data_dir: str | Path | None = None) -> Settings:
     """Resolve the settings from arguments, environment, config file and defaults.
 
@@ -89,7 +112,7 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     FileNotFoundError
         If ``ARCHIVE_CONFIG`` names a file that does not exist.
     ValueError
-        If the config file is not valid TOML.
+        If the config file is not valid TOML, or ``ARCHIVE_UMASK`` is not an octal umask.
     """
     env = os.environ
     ddir = Path(data_dir or env.get("ARCHIVE_DATA_DIR") or "archive-data").expanduser().resolve()
@@ -114,5 +137,9 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         beat_interval_seconds=int(pick("ARCHIVE_BEAT_INTERVAL", "beat_interval_seconds", 3600)),
         requeue_after_seconds=int(pick("ARCHIVE_REQUEUE_AFTER", "requeue_after_seconds", 21600)),
         queue=pick("ARCHIVE_QUEUE", "queue", "archive"),
+        readonly_db_url=pick("ARCHIVE_READONLY_DB_URL", "readonly_db_url") or None,
+        sql_statement_timeout=float(pick("ARCHIVE_SQL_STATEMENT_TIMEOUT", "sql_statement_timeout", 30)),
+        sql_lock_timeout=float(pick("ARCHIVE_SQL_LOCK_TIMEOUT", "sql_lock_timeout", 2)),
+        umask=_umask(pick("ARCHIVE_UMASK", "umask", "022")),
         extra={k: v for k, v in cfg.items()},
     )

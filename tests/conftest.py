@@ -56,6 +56,29 @@ def pg_url():
     dispose_engines()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{readonly_role(url)}"')
+
+
+def readonly_role(url: str) -> str:
+    """The read-only role of a test database (one per database: roles are cluster-wide)."""
+    from sqlalchemy.engine import make_url
+
+    return "ro_" + make_url(url).database
+
+
+def with_readonly(s):
+    """Settings with the catalog's read-only path: on PostgreSQL a role made by
+    ``grant_readonly`` for this database (``archive db grant``); SQLite needs none."""
+    from sqlalchemy.engine import make_url
+
+    from archive.catalog.readonly import grant_readonly
+
+    if s.db_url.startswith("sqlite"):
+        return s
+    role = readonly_role(s.db_url)
+    grant_readonly(s.db_url, role)
+    return s.with_(readonly_db_url=make_url(s.db_url).set(username=role, password=None)
+                   .render_as_string(hide_password=False))
 
 
 @pytest.fixture
@@ -91,4 +114,4 @@ def settings(tmp_path, db_url, monkeypatch):
     for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
         d.mkdir(parents=True, exist_ok=True)
     upgrade(s.db_url)
-    return s
+    return with_readonly(s)

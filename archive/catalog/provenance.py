@@ -1,20 +1,17 @@
-"""Provenance: the lineage of a product or exposure, and read-only SQL on the catalog.
+"""Provenance: the lineage of a product or exposure.
 
-Read-only SQL is enforced by the database, not by parsing the statement: SQLite is opened
-through a ``mode=ro`` URI (and ``PRAGMA query_only``), PostgreSQL in a transaction with
-``default_transaction_read_only`` on, so any INSERT, UPDATE, DELETE or DDL is refused by
-the server itself.
+Read-only SQL on the catalog goes through :mod:`archive.catalog.readonly`;
+:func:`readonly_query` is a thin alias kept for its callers.
 """
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from ..config import Settings
 from .db import session_scope
+from .readonly import run_readonly
 from .models import (
     Association,
     AssociationMember,
@@ -153,38 +150,15 @@ def lineage(settings: Settings, name: str) -> dict:
 
 
 def readonly_query(settings: Settings, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` on a read-only connection and return (column names, rows).
+    """Run one statement on the read-only path and return (column names, rows).
+
+    A thin alias of :func:`archive.catalog.readonly.run_readonly` (row cap 10,000,
+    statement and lock timeouts from the settings).
 
     Raises
     ------
-    sqlalchemy.exc.DBAPIError (or sqlite3.Error)
-        From the database itself: a write is refused there (e.g. "attempt to write a
-        readonly database", "cannot execute INSERT in a read-only transaction").
-    ValueError
-        For an in-memory SQLite catalog (there is no file to open read-only).
+    StatementRefused, StatementTimeout, UnsafeRole
+        See :mod:`archive.catalog.readonly`.
     """
-    url = make_url(settings.db_url)
-    if url.get_backend_name() == "sqlite":
-        db = url.database
-        if not db or db == ":memory:":
-            raise ValueError("read-only SQL needs a file catalog")
-        conn = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            cur = conn.execute(sql, params or {})
-            cols = [d[0] for d in cur.description or []]
-            return cols, [tuple(r) for r in cur.fetchall()]
-        finally:
-            conn.close()
-    engine = create_engine(settings.db_url,
-                           connect_args={"options": "-c default_transaction_read_only=on"})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SET TRANSACTION READ ONLY"))
-            res = conn.execute(text(sql), params or {})
-            cols = list(res.keys()) if res.returns_rows else []
-            rows = [tuple(r) for r in res.fetchall()] if res.returns_rows else []
-            conn.rollback()
-            return cols, rows
-    finally:
-        engine.dispose()
+    result = run_readonly(settings, sql, params)
+    return result.columns, result.rows

@@ -17,6 +17,7 @@ use :mod:`archive.cli.common`). That is how ``simulation`` adds ``simulate`` and
 """
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
@@ -25,8 +26,12 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from . import associations, calibrate, catalog, crds, ingest, reprocessing, workers
+from . import associations, calibrate, catalog, crds, db, ingest, reprocessing, workers
 from .common import State, err
+
+#: exit code of an unexpected error (0 ok, 1 inputs rejected or jobs failed, 2 usage)
+INTERNAL_ERROR = 3
+log = logging.getLogger("archive.cli")
 
 #: entry-point group of the commands other packages add to ``archive``
 COMMANDS_GROUP = "jwst_archive.commands"
@@ -87,6 +92,23 @@ class ArchiveGroup(TyperGroup):
         self._add_registered()
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context):
+        """Run the command; an unexpected error is logged with its traceback and exits 3.
+
+        The exit codes of every command: 0 ok, 1 some inputs rejected or jobs failed,
+        2 usage or configuration error (click's own usage errors included), 3 an internal
+        error (the traceback on stderr; never silent).
+        """
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, click.exceptions.Exit, click.exceptions.Abort,
+                click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=True)
+            err.print(f"[red]internal error: {type(exc).__name__}: {exc} (traceback above; exit 3)")
+            raise typer.Exit(INTERNAL_ERROR) from None
+
 
 app = typer.Typer(cls=ArchiveGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="A JWST archive: ingest raw exposures, calibrate them, and prove how each product was made.")
@@ -102,3 +124,4 @@ def main(data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="ARC
 for _group in (catalog, ingest, associations, reprocessing, calibrate, workers):
     app.add_typer(_group.app)
 app.add_typer(crds.app, name="crds")
+app.add_typer(db.app, name="db")

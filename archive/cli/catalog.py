@@ -170,16 +170,49 @@ def provenance(name: str = typer.Argument(..., help="A product (file name or pat
 
 
 @app.command()
-def sql(query: str = typer.Argument(..., help="A SELECT on the catalog (views: product_provenance, "
+def sql(query: str = typer.Argument(..., help="One SELECT on the catalog (views: product_provenance, "
                                                "product_reference_provenance)."),
+        limit: int = typer.Option(10_000, "--limit", min=0, help="At most this many rows (the rest is not read)."),
+        statement_timeout: Optional[float] = typer.Option(None, "--statement-timeout", min=0.001,
+                                                          help="Seconds (default ARCHIVE_SQL_STATEMENT_TIMEOUT, 30)."),
+        lock_timeout: Optional[float] = typer.Option(None, "--lock-timeout", min=0.001,
+                                                     help="Seconds (default ARCHIVE_SQL_LOCK_TIMEOUT, 2)."),
         as_json: bool = typer.Option(False, "--json")):
-    """Run a read-only SQL query; the database itself refuses any write."""
-    from ..catalog.provenance import readonly_query
+    """Run one read-only SQL statement on the read-only path (ARCHIVE_READONLY_DB_URL on PostgreSQL).
+
+    Rows stream from the database in batches up to --limit. Exit 1 when the database refuses
+    the statement or it times out, 2 when the connection could write (a superuser or the
+    catalog's own role: make a read-only one with `archive db grant`).
+    """
+    from ..catalog.readonly import StatementRefused, StatementTimeout, UnsafeRole, stream_readonly
 
     s = settings()
     try:
-        cols, rows = readonly_query(s, query)
-    except Exception as exc:
-        err.print(f"[red]refused or failed: {str(exc).splitlines()[0]}")
+        with stream_readonly(s, query, limit=limit + 1, statement_timeout_s=statement_timeout,
+                             lock_timeout_s=lock_timeout) as (cols, rows):
+            if as_json:
+                n = 0
+                print("[", end="")
+                for row in rows:
+                    if n == limit:
+                        n += 1
+                        break
+                    print(("," if n else "") + "\n " + json.dumps(dict(zip(cols, row, strict=True)), default=str),
+                          end="")
+                    n += 1
+                print("\n]")
+                truncated = n > limit
+                shown = min(n, limit)
+            else:
+                got = list(rows)
+                truncated, shown = len(got) > limit, min(len(got), limit)
+                print_table(f"{shown} rows" + (f" (cut at --limit {limit})" if truncated else ""), cols,
+                            [list(r) for r in got[:limit]], False)
+    except UnsafeRole as exc:
+        err.print(f"[red]refused: {exc}")
+        raise typer.Exit(2) from None
+    except (StatementRefused, StatementTimeout) as exc:
+        err.print(f"[red]{'timed out' if isinstance(exc, StatementTimeout) else 'refused or failed'}: {exc}")
         raise typer.Exit(1) from None
-    print_table(f"{len(rows)} rows", cols, [list(r) for r in rows], as_json)
+    if truncated:
+        err.print(f"[yellow]more rows than --limit {limit}: only the first {shown} were read")
