@@ -36,6 +36,8 @@ REFERENCE_MODELS = {
     "reset": datamodels.ResetModel,
     "rscd": datamodels.RSCDModel,
     "flat": datamodels.FlatModel,
+    "photom": datamodels.open,             # the instrument's PHOTOM class, from the file's DATAMODL
+    "area": datamodels.PixelAreaModel,
 }
 
 

@@ -45,12 +45,17 @@ class ProductSpec:
         What it holds, with units.
     optional : bool
         Whether the pipeline may not write it (e.g. ``rateints`` only when NINTS > 1).
+    made_before : str, optional
+        The step before which the product is final (jwst writes image2's ``_cal`` before
+        resample runs on a copy): the S_* keywords of that step and later ones are not
+        stamped on it.
     """
 
     suffix: str
     model: str
     doc: str = ""
     optional: bool = False
+    made_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,12 @@ class ReferenceSession:
         """Local path of ``reftype``'s reference, or None when N/A."""
         return _ref_path(self.references, reftype)
 
+    def mark_used(self, reftype: str) -> None:
+        """Record ``reftype``'s file as read (for its R_* keyword); nothing when N/A."""
+        p = self.path(reftype)
+        if p is not None:
+            self.used[reftype] = p
+
     def model(self, reftype: str, step: str):
         """The reference opened as its stdatamodels class (kept open until :meth:`close`)."""
         p = self.path(reftype)
@@ -325,12 +336,15 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
             session.close()
         products = spec.finish(state, status)
     by_name = {s.name: s for s in spec.steps}
-    for model in products.values():
+    made_before = {p.suffix: p.made_before for p in spec.products}
+    order = list(status)
+    for suffix, model in products.items():
         meta = model.meta
         meta.calibration_software_name = "calib"
         meta.calibration_software_version = __version__
-        for name, st in status.items():
-            setattr(meta.cal_step, by_name[name].cal_step, st)
+        last = made_before.get(suffix)
+        for name in (order[:order.index(last)] if last in order else order):
+            setattr(meta.cal_step, by_name[name].cal_step, status[name])
     return PipelineResult(products=products, step_status=status, references_used=dict(session.used),
                           timings=timings, pipeline=spec.name)
 

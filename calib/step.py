@@ -212,6 +212,12 @@ class StepContext:
         """Local path of the reference of ``reftype``, or None when it is N/A."""
         return self._session.path(reftype)
 
+    def mark_used(self, reftype: str) -> None:
+        """Record that the step read ``reftype``'s file itself (by :meth:`path`), so its R_*
+        keyword is written (references read through :meth:`model` or :meth:`prepared` are
+        recorded already)."""
+        self._session.mark_used(reftype)
+
     def model(self, reftype: str):
         """The reference of ``reftype`` opened as its stdatamodels class (None when N/A).
 

@@ -70,9 +70,12 @@ def param_hash(params: dict) -> str:
 
 
 def product_root(filename: str) -> str:
-    """``jw..._uncal.fits`` -> ``jw...`` (the root the jwst products share)."""
+    """Return the root the jwst products share: ``jw..._uncal.fits`` (or ``_rate``/``_rateints``) -> ``jw...``."""
     name = filename[:-5] if filename.endswith(".fits") else filename
-    return name[: -len("_uncal")] if name.endswith("_uncal") else name
+    for suffix in ("_uncal", "_rateints", "_rate"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 @dataclass

@@ -31,6 +31,7 @@ REGISTRY: dict[str, str] = {
     "calwebb_detector1": "calib.pipelines.detector1",
     "calwebb_guider": "calib.pipelines.guider",
     "calwebb_dark": "calib.pipelines.dark",
+    "calwebb_image2": "calib.pipelines.image2",
 }
 
 

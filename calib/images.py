@@ -1,0 +1,214 @@
+"""Stage-2 imaging input: a count-rate image (``_rate``) or a Level-2 association, as one state.
+
+jwst's Image2Pipeline takes a ``_rate`` file (an ImageModel: SCI, ERR, DQ, VAR_POISSON,
+VAR_RNOISE) or a Level-2 association whose product names one science member and, for
+background subtraction, background members (jwst documentation "calwebb_image2",
+"Level 2 associations"). :func:`open_image` opens either as an :class:`ImageState`: the
+opened ImageModel itself is the state the steps work on (its arrays and metadata are
+modified in place, as jwst's steps modify theirs), so the ``_cal`` product is that model.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+
+from calib.errors import InputError
+from calib.ramps import INSTRUMENTS
+from calib.references import ExposureInfo
+from calib.step import ExposureKeys
+
+__all__ = ["ImageState", "open_image", "image_info", "IMAGE_EXP_TYPES", "read_level2_asn"]
+
+#: EXP_TYPEs jwst's Image2Pipeline resamples (``Image2Pipeline.image_exptypes``, jwst 3.0)
+IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+
+
+@dataclass
+class ImageState:
+    """One exposure's count-rate image while calwebb_image2's steps run on it.
+
+    Attributes
+    ----------
+    path : str
+        The science input (the ``_rate`` file).
+    model : stdatamodels.jwst.datamodels.ImageModel
+        The opened input; steps modify its arrays in place: SCI/ERR float32 (ny, nx) DN/s
+        (MJy/sr after photom), DQ uint32 (ny, nx), VAR_POISSON/VAR_RNOISE/VAR_FLAT float32
+        (ny, nx) (DN/s)**2 ((MJy/sr)**2 after photom), AREA float32 (ny, nx) (photom), and
+        ``meta.wcs`` (assign_wcs).
+    keys : ExposureKeys
+    info : ExposureInfo
+        The subarray window (SUBSTRT/SUBSIZE) references are cut to.
+    background : list of str
+        Paths of the association's background members (empty for a plain ``_rate``).
+    asn : dict or None
+        ``{"asn_pool", "asn_table", "product"}`` of the association, when the input is one.
+    i2d : stdatamodels.jwst.datamodels.ImageModel or None
+        Set by resample: the drizzled image.
+    """
+
+    path: str
+    model: Any
+    keys: ExposureKeys
+    info: ExposureInfo
+    background: list[str] = field(default_factory=list)
+    asn: dict | None = None
+    i2d: Any = None
+
+
+def image_info(model, path: str) -> ExposureInfo:
+    """Read and check the header values the stage-2 steps need.
+
+    Parameters
+    ----------
+    model : stdatamodels.jwst.datamodels.ImageModel
+        The opened rate image (SCI 2-D).
+    path : str
+        Its file name, for messages.
+
+    Returns
+    -------
+    ExposureInfo
+
+    Raises
+    ------
+    InputError
+        If SCI is not 2-D, INSTRUME is missing or unknown, or SUBSIZE disagrees with SCI.
+    """
+    data = model.data
+    if data is None or np.ndim(data) != 2 or np.size(data) == 0:
+        raise InputError(f"{path}: SCI must be a 2-D count-rate image (ny, nx), got shape "
+                         f"{None if data is None else np.shape(data)}")
+    ny, nx = data.shape
+    meta = model.meta
+    inst = str(meta.instrument.name or "").upper()
+    if not inst:
+        raise InputError(f"{path}: missing INSTRUME")
+    if inst not in INSTRUMENTS:
+        raise InputError(f"{path}: unsupported instrument {inst!r}")
+    sub, ex = meta.subarray, meta.exposure
+    xstart = int(sub.xstart) if sub.xstart is not None else 1
+    ystart = int(sub.ystart) if sub.ystart is not None else 1
+    xsize = int(sub.xsize) if sub.xsize is not None else nx
+    ysize = int(sub.ysize) if sub.ysize is not None else ny
+    if (ysize, xsize) != (ny, nx):
+        raise InputError(f"{path}: SUBSIZE1/2 = {xsize},{ysize} disagree with SCI shape {(ny, nx)}")
+
+    def num(v, default, kind=int):
+        return default if v is None else kind(v)
+
+    return ExposureInfo(
+        path=path, instrument=inst, detector=str(meta.instrument.detector or ""),
+        exp_type=str(ex.type or ""), nints=num(ex.nints, 1), ngroups=num(ex.ngroups, 1),
+        nframes=num(ex.nframes, 1), groupgap=num(ex.groupgap, 0), frame_divisor=None,
+        group_time=num(ex.group_time, 0.0, float), frame_time=num(ex.frame_time, 0.0, float),
+        xstart=xstart, ystart=ystart, xsize=xsize, ysize=ysize,
+        fastaxis=num(sub.fastaxis, 1), slowaxis=num(sub.slowaxis, 2),
+        noutputs=None if ex.noutputs is None else int(ex.noutputs),
+        subarray=str(sub.name or ""), readpatt=str(ex.readpatt or ""))
+
+
+def read_level2_asn(path: str) -> tuple[str, list[str], dict]:
+    """Read the science member, background members and names of a Level-2 association file.
+
+    Parameters
+    ----------
+    path : str
+        A jwst association JSON (``asn_type`` image2 ...) with one product whose members
+        have ``expname`` and ``exptype`` (science, background ...); member names are
+        relative to the association's directory, as jwst resolves them.
+
+    Returns
+    -------
+    science : str
+        Path of the science member.
+    background : list of str
+        Paths of the background members.
+    names : dict
+        ``{"asn_pool", "asn_table", "product"}``.
+
+    Raises
+    ------
+    InputError
+        If the file is not such an association, has no or several products, or not exactly
+        one science member (naming the file).
+    """
+    try:
+        with open(path) as fh:
+            asn = json.load(fh)
+        products = asn["products"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable Level-2 association: {exc}") from exc
+    if not isinstance(products, list) or len(products) != 1:
+        raise InputError(f"{path}: the calib engine runs one exposure per job: the association has "
+                         f"{len(products) if isinstance(products, list) else 'no'} products (give one per job)")
+    base = os.path.dirname(os.path.abspath(path))
+    by_type: dict[str, list[str]] = {}
+    for member in products[0].get("members", []):
+        by_type.setdefault(str(member.get("exptype", "")).lower(), []).append(
+            os.path.join(base, str(member.get("expname"))))
+    science = by_type.get("science", [])
+    if len(science) != 1:
+        raise InputError(f"{path}: the association's product needs exactly one science member, has {len(science)}")
+    names = {"asn_pool": str(asn.get("asn_pool", " ")), "asn_table": os.path.basename(path),
+             "product": str(products[0].get("name", ""))}
+    return science[0], by_type.get("background", []), names
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
+    """Open a ``_rate`` image or a Level-2 association as an :class:`ImageState`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``_rate.fits`` (ImageModel: SCI/ERR float32 (ny, nx) DN/s, DQ uint32,
+        VAR_POISSON/VAR_RNOISE float32 (DN/s)**2) or a Level-2 association JSON.
+
+    Yields
+    ------
+    ImageState
+
+    Raises
+    ------
+    InputError
+        If the file cannot be opened as an ImageModel (a 3-D ``_rateints`` included: the
+        calib engine makes ``_cal`` images only), or its header is unusable
+        (:func:`image_info`).
+    """
+    path = os.fspath(path)
+    background: list[str] = []
+    asn = None
+    science = path
+    if path.lower().endswith(".json"):
+        science, background, asn = read_level2_asn(path)
+    try:
+        model = datamodels.ImageModel(science)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
+        raise InputError(f"{science}: cannot open as an ImageModel (a _rate image): {exc}") from exc
+    with model:
+        info = image_info(model, science)
+        model.data = np.asarray(model.data, np.float32)
+        model.err = np.asarray(model.err, np.float32) if model.err is not None else np.zeros_like(model.data)
+        model.dq = (np.asarray(model.dq, np.uint32) if model.dq is not None and np.shape(model.dq) == info_shape(info)
+                    else np.zeros(info_shape(info), np.uint32))
+        for name in ("var_poisson", "var_rnoise"):
+            arr = getattr(model, name)
+            setattr(model, name, np.asarray(arr, np.float32) if arr is not None and np.size(arr)
+                    else np.zeros_like(model.data))
+        if asn is not None:
+            model.meta.asn.pool_name = asn["asn_pool"]
+            model.meta.asn.table_name = asn["asn_table"]
+        yield ImageState(path=science, model=model, keys=ExposureKeys.from_model(model), info=info,
+                         background=background, asn=asn)
+
+
+def info_shape(info: ExposureInfo) -> tuple[int, int]:
+    """(ny, nx) of the exposure's window."""
+    return (info.ysize, info.xsize)
