@@ -19,6 +19,12 @@ from calib.runner import PipelineResult
 __all__ = ["save_products", "write_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _stamp(model, provenance: dict, filename: str) -> None:
     meta = model.meta
     meta.filename = filename
@@ -59,6 +65,7 @@ def write_atomic(model, final: pathlib.Path) -> None:
     if final.exists():
         raise FileExistsError(f"refusing to overwrite existing product {final}")
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.fits", dir=final.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a product follows the process umask
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from celery import Celery
 
 from archive.config import Settings, load_settings
+from archive.ingest.storage import apply_umask
 
 VISIBILITY_TIMEOUT_S = 6 * 3600  # above the longest job; the lease (ARCHIVE_LEASE_SECONDS) is shorter
 
@@ -20,6 +21,7 @@ VISIBILITY_TIMEOUT_S = 6 * 3600  # above the longest job; the lease (ARCHIVE_LEA
 def make_app(settings: Settings | None = None) -> Celery:
     """Build the Celery app for these settings (eager when no broker is configured)."""
     settings = settings or load_settings()
+    apply_umask(settings.umask)  # products on shared storage: readable by the group (0644 by default)
     app = Celery("jwst_archive", include=["tasks.jobs"])
     app.conf.update(
         broker_url=settings.broker_url or "memory://",

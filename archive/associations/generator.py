@@ -33,6 +33,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from ..ingest.storage import current_umask
+
 __all__ = [
     "pool_from_rows",
     "sdp_version_id",
@@ -407,7 +409,7 @@ def write_json(asn: dict, directory) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; asn_generate's files are 0644-ish
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

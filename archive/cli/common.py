@@ -27,8 +27,20 @@ class State:
 
 
 def settings() -> Settings:
-    """Return the settings for this invocation (``--data-dir``, environment, config file)."""
-    return load_settings(State.data_dir)
+    """Return the settings for this invocation (``--data-dir``, environment, config file).
+
+    Also sets the process umask from them (``ARCHIVE_UMASK``: what the command writes is
+    readable by the group, 0644 by default).
+    """
+    from ..ingest.storage import apply_umask
+
+    try:
+        s = load_settings(State.data_dir)
+    except (ValueError, FileNotFoundError) as exc:  # a configuration error: exit 2, like a usage error
+        err.print(f"[red]configuration: {exc}")
+        raise typer.Exit(2) from None
+    apply_umask(s.umask)
+    return s
 
 
 def progress() -> Progress:

@@ -8,6 +8,7 @@ in ``ingest_rejections`` with its reason, and the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ from ..catalog.db import session_scope
 from ..catalog.models import Exposure, IngestRejection
 from ..catalog.pipeline_policy import stage1_pipeline
 from ..config import Settings
-from .headers import RejectedFile, header_columns, read_raw_header
+from .headers import RejectedFile, header_columns, open_regular, read_raw_header
 from .pools import pool_rows
 from .storage import atomic_copy, sha256_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,25 +58,43 @@ class IngestReport:
 
 
 def iter_paths(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[Path]:
-    """Expand arguments to files: directories give their ``*.fits`` files (``**`` if recursive)."""
-    out: list[Path] = []
+    """Expand arguments to files: directories give their ``*.fits`` entries (``**`` if recursive).
+
+    Every entry named ``*.fits`` is listed, whatever it is (a FIFO, a device, a link):
+    :func:`ingest_file` rejects what is not a regular file, with the reason.
+    """
+    return [p for p, _root in _paths_with_roots(paths, recursive)]
+
+
+def _paths_with_roots(paths: Iterable[str | os.PathLike], recursive: bool) -> list[tuple[Path, Path | None]]:
+    out: list[tuple[Path, Path | None]] = []
     for p in map(Path, paths):
         if p.is_dir():
             pattern = "**/*.fits" if recursive else "*.fits"
-            out.extend(sorted(q for q in p.glob(pattern) if q.is_file()))
+            out.extend((q, p) for q in sorted(p.glob(pattern)) if not q.is_dir())
         else:
-            out.append(p)
+            out.append((p, None))
     return out
+
+
+def _outside(path: Path, root: Path | None) -> str | None:
+    """Return why a file found in directory ``root`` is refused (a link out of it), or None."""
+    if root is None or not path.is_symlink():
+        return None
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        return f"symbolic link to {target}, outside the directory ingested ({root}); not followed"
+    return None
 
 
 def _record_rejection(settings: Settings, outcome: IngestOutcome, kind: str) -> None:
     with session_scope(settings.db_url) as s:
-        s.add(IngestRejection(path=outcome.path, filename=outcome.filename, sha256=outcome.sha256,
+        s.add(IngestRejection(path=outcome.path, filename=outcome.filename[:255], sha256=outcome.sha256,
                               kind=kind, reason=outcome.reason))
 
 
 def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]] | None = None,
-                pool_name: str | None = None) -> IngestOutcome:
+                pool_name: str | None = None, root: Path | None = None) -> IngestOutcome:
     """Validate, checksum, store and catalogue one file.
 
     Never raises for a bad file: the outcome says what happened (and a rejection is
@@ -91,19 +112,53 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]
         pool's rows (``pool_row``: the order ``archive associate`` gives the generator).
     pool_name : str, optional
         File name of that pool.
+    root : Path, optional
+        The directory the file was found in: a symbolic link leading out of it is refused.
 
     Returns
     -------
     IngestOutcome
+
+    Notes
+    -----
+    Any failure of one file, expected or not, becomes a rejection row with its reason
+    (an unexpected one is logged with its traceback); a file this call put into storage
+    is removed again unless its catalog row was written.
     """
     outcome = IngestOutcome(path=str(path), filename=path.name, status="rejected")
+    stored: list[Path] = []
+    try:
+        return _ingest_file(settings, path, outcome, stored, pool, pool_name, root)
+    except Exception as exc:  # one file never stops the batch
+        log.error("ingest of %s failed", path, exc_info=True)
+        for f in stored:
+            f.unlink(missing_ok=True)
+        outcome.status = "rejected"
+        outcome.reason = f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        _record_rejection(settings, outcome, "rejected")
+        return outcome
+
+
+def _ingest_file(settings: Settings, path: Path, outcome: IngestOutcome, stored: list[Path],
+                 pool: dict[str, tuple[int, dict]] | None, pool_name: str | None,
+                 root: Path | None) -> IngestOutcome:
+    limit = Exposure.__table__.c["filename"].type.length
+    outside = _outside(path, root) or (
+        f"file name is {len(path.name)} characters long; the catalog holds at most {limit}"
+        if len(path.name) > limit else None)
+    if outside:
+        outcome.reason = outside
+        _record_rejection(settings, outcome, "rejected")
+        return outcome
     try:
         keywords = read_raw_header(path)
+        columns = header_columns(keywords)
+        with open_regular(path) as fh:
+            outcome.sha256 = sha256_file(fh)
     except RejectedFile as exc:
         outcome.reason = str(exc)
         _record_rejection(settings, outcome, "rejected")
         return outcome
-    outcome.sha256 = sha256_file(path)
 
     with session_scope(settings.db_url) as s:
         existing = s.execute(select(Exposure).where(Exposure.filename == path.name)).scalar_one_or_none()
@@ -124,19 +179,20 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]
         _record_rejection(settings, outcome, "conflict")
         return outcome
 
-    columns = header_columns(keywords)
-    program = columns.get("program") or "unknown"
-    dest = settings.raw_dir / program / path.name
+    dest = settings.raw_dir / columns["program"] / path.name
     try:
-        if dest.exists():
+        if not dest.exists():
+            try:
+                atomic_copy(path, dest, expected_sha256=outcome.sha256)
+                stored.append(dest)
+            except FileExistsError:
+                pass  # another ingest of the same file stored it meanwhile: compared below
+        if dest not in stored and sha256_file(dest) != outcome.sha256:
             # left by an earlier ingest that stopped before its catalog row was written
-            if sha256_file(dest) != outcome.sha256:
-                outcome.status = "conflict"
-                outcome.reason = f"{dest} exists in storage with other content; not overwritten"
-                _record_rejection(settings, outcome, "conflict")
-                return outcome
-        else:
-            atomic_copy(path, dest, expected_sha256=outcome.sha256)
+            outcome.status = "conflict"
+            outcome.reason = f"{dest} exists in storage with other content; not overwritten"
+            _record_rejection(settings, outcome, "conflict")
+            return outcome
     except (OSError, ValueError) as exc:
         outcome.reason = f"could not store: {exc}"
         _record_rejection(settings, outcome, "rejected")
@@ -157,10 +213,23 @@ def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]
     except IntegrityError:
         # another ingest of the same name won the race: report as that run would
         with session_scope(settings.db_url) as s:
-            other = s.execute(select(Exposure).where(Exposure.filename == path.name)).scalar_one()
-            outcome.exposure_id = other.id
-            outcome.status = "unchanged" if other.sha256 == outcome.sha256 else "conflict"
+            other = s.execute(select(Exposure).where(Exposure.filename == path.name)).scalar_one_or_none()
+        if other is None:
+            raise
+        if other.sha256 != outcome.sha256:
+            for f in stored:  # ours, under another program's directory: not catalogued
+                f.unlink(missing_ok=True)
+        stored.clear()  # else the stored file is the other run's catalogued one now
+        outcome.exposure_id = other.id
+        if other.sha256 == outcome.sha256:
+            outcome.status, outcome.stage1_pipeline = "unchanged", other.stage1_pipeline
+        else:
+            outcome.status = "conflict"
+            outcome.reason = (f"a different file named {path.name} was catalogued meanwhile "
+                              f"(sha256 {other.sha256[:12]}..., this one {outcome.sha256[:12]}...); not overwritten")
+            _record_rejection(settings, outcome, "conflict")
         return outcome
+    stored.clear()
     outcome.status = "ingested"
     outcome.stage1_pipeline = stage1
     return outcome
@@ -205,8 +274,8 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
             pool.setdefault(row.get("FILENAME"), (position, row))
         pool_name = Path(pool_path).name
     report = IngestReport()
-    for path in iter_paths(paths, recursive):
-        outcome = ingest_file(settings, path, pool, pool_name)
+    for path, root in _paths_with_roots(paths, recursive):
+        outcome = ingest_file(settings, path, pool, pool_name, root)
         report.outcomes.append(outcome)
         if progress:
             progress(outcome)

@@ -15,9 +15,30 @@ from pathlib import Path
 CHUNK = 1 << 22  # 4 MiB
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file, read in 4 MiB chunks."""
+def current_umask() -> int:
+    """Return the process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(mask: int) -> None:
+    """Set the process umask from the settings (``ARCHIVE_UMASK``, default 022: files 0644).
+
+    Archives serve products from shared storage, so the group (and by default everyone)
+    may read what the archive writes.
+    """
+    os.umask(mask)
+
+
+def sha256_file(path) -> str:
+    """SHA-256 hex digest of a file (a path, or a binary file object read from its start), in 4 MiB chunks."""
     digest = hashlib.sha256()
+    if hasattr(path, "read"):
+        path.seek(0)
+        for block in iter(lambda: path.read(CHUNK), b""):
+            digest.update(block)
+        return digest.hexdigest()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
@@ -41,6 +62,7 @@ def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike, expected_sha256
         raise FileExistsError(f"{dest}: exists already, not overwritten")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; stored files follow the umask
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:

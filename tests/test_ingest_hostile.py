@@ -1,0 +1,182 @@
+"""Ingest never loses the batch: hostile files, wrong-typed and over-long keywords, FIFOs,
+devices, links out of the directory, and two concurrent ingests (issue 11, item 3)."""
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import stat
+
+import pytest
+from astropy.io import fits
+from sqlalchemy import select
+
+from archive.catalog.db import dispose_engines, session_scope
+from archive.catalog.models import Exposure, IngestRejection
+from archive.ingest.batch import ingest
+
+from .conftest import shared
+
+FGS = "jw01019001001_gs-acq1_2022117003102_uncal.fits"
+
+
+def _variant(tmp_path, name, **cards):
+    """The real FGS exposure with some primary-header cards set (header values, not pixels)."""
+    out = tmp_path / name
+    with fits.open(shared("raw", FGS)) as hdul:
+        for k, v in cards.items():
+            hdul[0].header[k] = v
+        hdul.writeto(out, output_verify="ignore")
+    return out
+
+
+def _rows(settings):
+    with session_scope(settings.db_url) as s:
+        exps = s.execute(select(Exposure.filename, Exposure.sha256, Exposure.program)).all()
+        rej = s.execute(select(IngestRejection.filename, IngestRejection.kind, IngestRejection.reason)).all()
+    return sorted(exps), sorted(rej)
+
+
+def _stored_files(settings):
+    return sorted(p for p in settings.raw_dir.rglob("*") if p.is_file())
+
+
+def test_wrong_typed_and_over_long_keywords_become_rejections(settings, tmp_path):
+    bad = {
+        "jw_nints_uncal.fits": ({"NINTS": "abc"}, "NINTS='abc'"),
+        "jw_ngroups_uncal.fits": ({"NGROUPS": 2.5}, "NGROUPS=2.5"),
+        "jw_subsize_uncal.fits": ({"SUBSIZE1": True}, "SUBSIZE1=True"),
+        "jw_nframes_uncal.fits": ({"NFRAMES": "four"}, "NFRAMES='four'"),
+        "jw_expstart_uncal.fits": ({"EXPSTART": "yesterday"}, "EXPSTART='yesterday'"),
+        "jw_targname_uncal.fits": ({"TARGNAME": "T" * 65}, "65 characters long"),
+        "jw_detector_uncal.fits": ({"DETECTOR": "GUIDER2-WITH-A-VERY-LONG-NAME"}, "DETECTOR="),
+        "jw_exptype_uncal.fits": ({"EXP_TYPE": "X" * 40}, "EXP_TYPE="),
+        "jw_program_uncal.fits": ({"PROGRAM": "../../etc"}, "PROGRAM='../../etc'"),
+        "jw_program2_uncal.fits": ({"PROGRAM": "123456"}, "PROGRAM='123456'"),
+        "jw_program3_uncal.fits": ({"PROGRAM": "01019/.."}, "PROGRAM="),
+    }
+    files = [_variant(tmp_path, name, **cards) for name, (cards, _) in bad.items()]
+    good = tmp_path / FGS
+    good.write_bytes(shared("raw", FGS).read_bytes())
+    report = ingest(settings, [*files, good])
+    by = {o.filename: o for o in report.outcomes}
+    assert by[FGS].status == "ingested"
+    for name, (_, reason) in bad.items():
+        assert by[name].status == "rejected", (name, by[name])
+        assert reason in by[name].reason, (name, by[name].reason)
+    exps, rej = _rows(settings)
+    assert [e[0] for e in exps] == [FGS]
+    assert sorted(r[0] for r in rej) == sorted(bad)
+    assert [p.name for p in _stored_files(settings)] == [FGS]  # nothing stored without its row
+    assert all(p.resolve().is_relative_to(settings.raw_dir.resolve()) for p in _stored_files(settings))
+
+
+def test_hostile_file_kinds_become_rejections(settings, tmp_path):
+    src = shared("raw", FGS)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    gz = inbox / "jw_gz_uncal.fits"
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    fifo = inbox / "jw_fifo_uncal.fits"
+    os.mkfifo(fifo)
+    dev = tmp_path / "jw_dev_uncal.fits"  # named on the command line: the link is followed
+    dev.symlink_to("/dev/zero")
+    outside = tmp_path / "elsewhere" / "secret.fits"
+    outside.parent.mkdir()
+    outside.write_bytes(src.read_bytes())
+    link_out = inbox / "jw_linkout_uncal.fits"
+    link_out.symlink_to(outside)
+    unreadable = inbox / "jw_dangling_uncal.fits"  # a link to a file inside that is not there
+    unreadable.symlink_to(inbox / "gone.fits")
+    empty = inbox / "jw_empty_uncal.fits"
+    empty.write_bytes(b"")
+    data = bytearray(src.read_bytes())  # an absurd NAXIS1 in the SCI header
+    at = data.index(b"NAXIS1  =", data.index(b"XTENSION"))
+    card = b"NAXIS1  = %20d" % 10**12
+    data[at:at + len(card)] = card
+    absurd = inbox / "jw_absurd_uncal.fits"
+    absurd.write_bytes(bytes(data))
+    (inbox / FGS).write_bytes(src.read_bytes())
+
+    report = ingest(settings, [inbox, dev])
+    by = {o.filename: o for o in report.outcomes}
+    assert by[FGS].status == "ingested"
+    assert "gzip-compressed" in by[gz.name].reason
+    assert "FIFO" in by[fifo.name].reason
+    assert "character device" in by[dev.name].reason
+    assert "outside the directory" in by[link_out.name].reason
+    assert "cannot read" in by[unreadable.name].reason
+    assert by[empty.name].status == "rejected"
+    # 1e12 columns x 128 rows x ... uint16: the header announces that many bytes
+    assert "headers announce" in by[absurd.name].reason and "3072000000" in by[absurd.name].reason
+    exps, rej = _rows(settings)
+    assert [e[0] for e in exps] == [FGS]
+    assert [p.name for p in _stored_files(settings)] == [FGS]
+    assert stat.S_IMODE(_stored_files(settings)[0].stat().st_mode) == 0o644
+
+
+def _ingest_in_process(data_dir, db_url, readonly_url, crds, inbox, out):
+    from archive.config import load_settings
+
+    dispose_engines()
+    s = load_settings(data_dir).with_(db_url=db_url, crds_path=crds)
+    report = ingest(s, [inbox])
+    out.put([(o.filename, o.status, o.reason) for o in report.outcomes])
+
+
+def test_two_concurrent_ingests_equal_one(settings, tmp_path):
+    """Two processes ingest the same directory at once: the catalog equals one ingest's and no
+    file is falsely rejected."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    names = []
+    for i in range(6):  # six distinct exposures (another TARGNAME each), same shape
+        name = f"jw0101900100{i}_gs-acq1_2022117003102_uncal.fits"
+        _variant(inbox, name, TARGNAME=f"TARGET {i}")
+        names.append(name)
+    (inbox / "jw_bad_uncal.fits").write_bytes(b"not FITS" * 400)
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    dispose_engines()
+    procs = [ctx.Process(target=_ingest_in_process,
+                         args=(settings.data_dir, settings.db_url, None, settings.crds_path, inbox, q))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    for res in results:
+        statuses = {f: st for f, st, _ in res}
+        assert statuses["jw_bad_uncal.fits"] == "rejected"
+        assert {statuses[n] for n in names} <= {"ingested", "unchanged"}, res
+    # each good file ingested by exactly one of the two
+    for n in names:
+        assert sorted(dict((f, st) for f, st, _ in r)[n] for r in results) == ["ingested", "unchanged"]
+    exps, rej = _rows(settings)
+    assert sorted(e[0] for e in exps) == sorted(names)
+    assert [(r[0], r[1]) for r in rej] == [("jw_bad_uncal.fits", "rejected")] * 2  # the bad file, once per run
+    assert sorted(p.name for p in _stored_files(settings)) == sorted(names)
+
+    # one ingest of the same files into a fresh archive gives the same catalog
+    from archive.catalog.db import upgrade
+
+    one = settings.with_(db_url=f"sqlite:///{tmp_path / 'one.sqlite'}", data_dir=tmp_path / "one")
+    upgrade(one.db_url)
+    ingest(one, [inbox])
+    assert [(e[0], e[1]) for e in _rows(one)[0]] == [(e[0], e[1]) for e in exps]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_stored_files_follow_the_umask(settings, umask, mode):
+    from archive.ingest.storage import apply_umask, current_umask
+
+    old = current_umask()
+    apply_umask(umask)
+    try:
+        ingest(settings, [shared("raw", FGS)])
+    finally:
+        apply_umask(old)
+    [stored] = _stored_files(settings)
+    assert stat.S_IMODE(stored.stat().st_mode) == mode
