@@ -1,0 +1,255 @@
+"""calwebb_image2: calib vs jwst 3.0 on one NIRCam full-frame rate, warm workers (issue 12).
+
+Both pipelines run on the same simulated ``_rate`` (simulation.exposures.write_rate: NRCA1
+FULL, F200W, stars through the exposure's pointing and the SIAF distortion, cosmic rays)
+with the same simulator references (DISTORTION, FILTEROFFSET, FLAT, PHOTOM, AREA; jwst
+through ``override_<reftype>`` under the real jwst_0541 context installed offline), each in
+its own subprocess so that peak RSS (VmHWM) is per pipeline. Each worker runs once to warm
+up (imports, numba, the reference cache), then ``--repeat`` timed runs; the best and the
+median timed run are reported. Ours = ``run_pipeline("calwebb_image2")`` + ``save_products``
+(read, steps, ``_cal`` and ``_i2d`` written); jwst = ``Image2Pipeline.run`` with
+``save_results`` (the same two products). Per-step wall times of the best run are printed
+for both, and the ``_cal``/``_i2d`` agreement of the last runs.
+
+    python benchmarks/stage23_vs_jwst.py --repeat 2 --workdir /tmp/i2bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TARGET = (80.0, -69.5)
+_NA_WCS = ("specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
+           "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
+
+
+def _shared_mappings() -> Path:
+    from tests.conftest import SHARED
+
+    return SHARED / "crds" / "mappings"
+
+
+def prepare(workdir: Path) -> dict:
+    """Simulate the references and the full-frame rate into ``workdir`` (once)."""
+    cfg_path = workdir / "inputs.json"
+    if cfg_path.exists():
+        return json.loads(cfg_path.read_text())
+    from simulation import exposures, imaging_refs, sky
+
+    written = imaging_refs.write_imaging_references(workdir / "refs", "NIRCAM", "NRCA1", [("F200W", "CLEAR")],
+                                                    seed=0)
+    refs = {rt: str(p[0]) for rt, p in written.items()
+            if p and rt in ("distortion", "filteroffset", "flat", "photom", "area")}
+    field = sky.random_star_field(*TARGET, 60.0, 400, seed=3, flux_range=(5.0, 200.0), min_separation=1.0)
+    pointing = sky.make_pointing("NIRCAM", "NRCA1_FULL", *TARGET, 20.0)
+    exp = exposures.ImagingExposure("NIRCAM", "NRCA1", "NRCA1_FULL", "F200W", "CLEAR", "MEDIUM8", 5)
+    rate, _ = exposures.write_rate(workdir / "jw99999001001_01101_00001_nrca1_rate.fits", exp,
+                                   sky.SkyScene(field, pointing, "NIRCAM", "NRCA1", "F200W", "CLEAR"), seed=3)
+    cfg = {"rate": str(rate), "refs": refs}
+    cfg_path.write_text(json.dumps(cfg))
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------
+# workers (run in their own process)
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _runs(cfg: dict, one) -> dict:
+    runs, cold, reset = [], None, False
+    for k in range(cfg["repeat"] + 1):           # k == 0: warm-up
+        out = Path(cfg["out"]) / f"run{k}"
+        out.mkdir(parents=True, exist_ok=True)
+        runs.append(one(out))
+        if k == 0:
+            cold = _peak_rss_mb()
+            reset = _reset_peak_rss()
+    now = _peak_rss_mb()
+    return {"runs": runs, "peak_rss_mb": max(cold or 0.0, now), "warm_peak_rss_mb": now if reset else None}
+
+
+def worker_ours(cfg: dict) -> dict:
+    from calib.pipelines import release_unreachable, run_pipeline
+    from calib.products import save_products
+
+    root = Path(cfg["rate"]).name.replace("_rate.fits", "")
+
+    def one(out: Path) -> dict:
+        t0 = time.perf_counter()
+        res = run_pipeline("calwebb_image2", cfg["rate"], cfg["refs"])
+        t1 = time.perf_counter()
+        save_products(res, out, root, {"crds_context": "benchmark", "references": res.references_used})
+        t2 = time.perf_counter()
+        steps = dict(res.timings)
+        steps["(read+steps)"] = t1 - t0
+        steps["(save)"] = t2 - t1
+        del res
+        release_unreachable()
+        return {"total": t2 - t0, "steps": steps, "dir": str(out)}
+
+    return _runs(cfg, one)
+
+
+def worker_jwst(cfg: dict) -> dict:
+    import gc
+    import logging
+
+    from archive.crds import cache as crdscache
+
+    crdscache.install_real_context(Path(cfg["out"]) / "crds_cache", _shared_mappings())
+    crdscache.configure(Path(cfg["out"]) / "crds_cache")
+    from jwst.pipeline import Image2Pipeline
+
+    logging.getLogger("stpipe").setLevel(logging.WARNING)
+    logging.getLogger("jwst").setLevel(logging.WARNING)
+    r = cfg["refs"]
+    steps = {"assign_wcs": {"override_distortion": r["distortion"], "override_filteroffset": r["filteroffset"],
+                            **{f"override_{rt}": "N/A" for rt in _NA_WCS}},
+             "flat_field": {"override_flat": r["flat"], "override_fflat": "N/A", "override_sflat": "N/A",
+                            "override_dflat": "N/A"},
+             "photom": {"override_photom": r["photom"], "override_area": r["area"]}}
+
+    def one(out: Path) -> dict:
+        p = Image2Pipeline(steps=steps)
+        p.prefetch_references = False
+        p.save_results = True
+        p.output_dir = str(out)
+        times: dict[str, float] = {}
+        for name in p.step_defs:
+            step = getattr(p, name)
+
+            def timed(*a, _run=step.run, _name=name, **kw):
+                t = time.perf_counter()
+                try:
+                    return _run(*a, **kw)
+                finally:
+                    times[_name] = time.perf_counter() - t
+            step.run = timed
+        t0 = time.perf_counter()
+        p.run(cfg["rate"])
+        total = time.perf_counter() - t0
+        del p
+        gc.collect()
+        return {"total": total, "steps": times, "dir": str(out)}
+
+    return _runs(cfg, one)
+
+
+def run_worker(kind: str, cfg: dict) -> dict:
+    res_file = Path(cfg["out"]) / f"{kind}_result.json"
+    Path(cfg["out"]).mkdir(parents=True, exist_ok=True)
+    log = Path(cfg["out"]) / f"{kind}.log"
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--config",
+                               json.dumps(dict(cfg, result=str(res_file)))],
+                              stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} worker failed (exit {proc.returncode}); log {log}:\n" + log.read_text()[-3000:])
+    return json.loads(res_file.read_text())
+
+
+# ------------------------------------------------------------------------------------------
+# comparison and report
+
+def agreement(ours_dir: str, jwst_dir: str, root: str) -> dict:
+    """Fractions of good pixels in agreement (issue 12's criteria) between the two runs."""
+    import numpy as np
+    from stdatamodels.jwst import datamodels
+
+    out = {}
+    with datamodels.open(Path(ours_dir) / f"{root}_cal.fits") as o, \
+            datamodels.open(Path(jwst_dir) / f"{root}_cal.fits") as j:
+        good = ((j.dq & 1) == 0) & np.isfinite(j.data)
+        ok = np.abs(o.data - j.data) <= 1e-4 * np.abs(j.data) + 0.01 * j.err
+        out["cal_sci"] = float(ok[good].mean())
+        out["cal_dq_equal"] = float((o.dq == j.dq).mean())
+    with datamodels.open(Path(ours_dir) / f"{root}_i2d.fits") as o, \
+            datamodels.open(Path(jwst_dir) / f"{root}_i2d.fits") as j:
+        w = j.wht > 0
+        same_shape = o.data.shape == j.data.shape
+        out["i2d_same_shape"] = same_shape
+        if same_shape:
+            ok = np.isclose(o.data, j.data, rtol=1e-3, atol=0)
+            out["i2d_sci"] = float(ok[w].mean())
+            out["i2d_wht"] = float(np.isclose(o.wht, j.wht, rtol=1e-3)[w].mean())
+    return out
+
+
+def _best(res: dict) -> dict:
+    timed = res["runs"][1:] or res["runs"]
+    return min(timed, key=lambda r: r["total"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", default="/tmp/i2bench")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--skip-jwst", action="store_true")
+    ap.add_argument("--worker", choices=["ours", "jwst"], help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        cfg = json.loads(args.config)
+        res = (worker_ours if args.worker == "ours" else worker_jwst)(cfg)
+        Path(cfg["result"]).write_text(json.dumps(res))
+        return 0
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    inputs = prepare(work)
+    print(f"inputs ready ({time.perf_counter() - t:.1f} s): {inputs['rate']}")
+    ours = run_worker("ours", dict(inputs, out=str(work / "ours"), repeat=args.repeat))
+    jw = None if args.skip_jwst else run_worker("jwst", dict(inputs, out=str(work / "jwst"), repeat=args.repeat))
+    ob = _best(ours)
+    print(f"\ncalwebb_image2, NIRCam NRCA1 full frame ({time.strftime('%Y-%m-%d %H:%M')}, "
+          f"load {os.getloadavg()[0]:.1f}), {args.repeat} timed runs after a warm-up:")
+    ours_runs = ", ".join(f"{r['total']:.2f}" for r in ours["runs"][1:])
+    print(f"  ours timed runs: {ours_runs} s; "
+          f"best {ob['total']:.3f}, median {statistics.median(r['total'] for r in ours['runs'][1:]):.3f} s; "
+          f"peak RSS {ours['peak_rss_mb']:.0f} MB (warm runs {ours['warm_peak_rss_mb'] or float('nan'):.0f})")
+    if jw is not None:
+        jb = _best(jw)
+        jwst_runs = ", ".join(f"{r['total']:.2f}" for r in jw["runs"][1:])
+        print(f"  jwst timed runs: {jwst_runs} s; "
+              f"best {jb['total']:.3f} s; peak RSS {jw['peak_rss_mb']:.0f} MB "
+              f"(warm runs {jw['warm_peak_rss_mb'] or float('nan'):.0f})")
+        print(f"  time ratio jwst/ours (best runs): {jb['total'] / ob['total']:.2f}x (goal >= 10x); "
+              f"peak RSS ours/jwst: {ours['peak_rss_mb'] / jw['peak_rss_mb']:.2f} (goal <= 0.5)")
+        print("\n  step            jwst s    ours s")
+        names = list(dict.fromkeys([*jb["steps"], *ob["steps"]]))
+        for n in names:
+            print(f"  {n:<14} {jb['steps'].get(n, float('nan')):8.3f}  {ob['steps'].get(n, float('nan')):8.3f}")
+        root = Path(inputs["rate"]).name.replace("_rate.fits", "")
+        print("\n  agreement (last runs): " + json.dumps(agreement(ours["runs"][-1]["dir"], jw["runs"][-1]["dir"],
+                                                                     root)))
+    else:
+        print("  ours per step (best run): " + ", ".join(f"{k} {v:.3f}" for k, v in ob["steps"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
