@@ -6,7 +6,7 @@ reference files with the project's simulator (``simulation.ramps``; header keywo
 ``simulation.pools.exposure_keywords`` makes them from a real NIRCam template), then runs,
 each in its own subprocess so that peak resident memory is measured separately:
 
-* ours: ``calib.pipelines.detector1.run_detector1`` + ``calib.products.save_products``;
+* ours: ``calib.pipelines.run_pipeline("calwebb_detector1", ...)`` + ``calib.products.save_products``;
 * jwst: ``jwst.pipeline.Detector1Pipeline`` with ``override_<reftype>`` set to the same
   reference files, CRDS in serverless mode on a scratch cache (as
   tests/test_calib_jwst_parity.py does), saving ``_rate``/``_rateints``.
@@ -16,17 +16,23 @@ load, CRDS set-up), then ``--repeat`` timed runs; the best of them is reported t
 the per-step wall times of that run and two peak RSS values (VmHWM): of the whole process
 (the cold first run included: reading and preparing references, numba cache load) and of
 the timed runs only, as in a warm worker (the peak is reset after the warm-up run by
-writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it). Finally the
+writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it); the process's
+``ru_maxrss`` (getrusage) is printed beside them. Finally the
 two products are compared with the parity criterion of the issue: the fraction of good
 pixels with |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst.
 
 Cases:
   full  NIRCam NRCA1 full frame 2048x2048, NGROUPS 10, NINTS 1, READPATT MEDIUM8
   tso   NIRCam NRCALONG SUBGRISM64 (64 x 2048), NGROUPS 10, NINTS 300, READPATT RAPID
+  deepdark  as full, but the dark reference has the depth of a real CRDS dark: 200 RAPID
+        frames (NFRAMES 1, GROUPGAP 0), 3.4 GB (simulation.ramps.write_deep_dark), which
+        the dark_current step averages to the exposure's MEDIUM8 groups (98 frames used);
+        not part of ``--case all``
 
 Usage:
   python benchmarks/detector1_vs_jwst.py --case full --repeat 3 --threads 2
   python benchmarks/detector1_vs_jwst.py --case all --workdir /tmp/d1bench
+  python benchmarks/detector1_vs_jwst.py --case deepdark --repeat 2 --threads 2
 Inputs are kept in ``--workdir`` (default: a directory under the system temp dir) and
 reused when present.
 """
@@ -49,7 +55,11 @@ CASES = {
                  ngroups=10, nints=1, filter="F200W", pupil="CLEAR"),
     "tso": dict(detector="NRCALONG", exp_type="NRC_TSGRISM", subarray="SUBGRISM64",
                 readpatt="RAPID", ngroups=10, nints=300, filter="F444W", pupil="GRISMR"),
+    "deepdark": dict(detector="NRCA1", exp_type="NRC_IMAGE", subarray="FULL", readpatt="MEDIUM8",
+                     ngroups=10, nints=1, filter="F200W", pupil="CLEAR", dark_frames=200),
 }
+#: the cases ``--case all`` runs (deepdark writes a 3.4 GB dark: asked for by name)
+ALL_CASES = ("full", "tso")
 REFTYPES = ("mask", "saturation", "superbias", "linearity", "gain", "readnoise")
 
 
@@ -80,8 +90,12 @@ def prepare(case: str, workdir: Path, seed: int = 1) -> dict:
         det, d / "refs", {rt: f"sim_{rt}_{c['detector'].lower()}.fits" for rt in REFTYPES}).items()}
     spec = sim.ExposureSpec("NIRCAM", c["detector"], c["subarray"], c["readpatt"],
                             c["ngroups"], c["nints"])
-    refs["dark"] = str(sim.write_dark(det, spec, c["ngroups"],
-                                      d / "refs" / f"sim_dark_{case}.fits"))
+    if c.get("dark_frames"):      # a deep RAPID dark, matched to the readout by dark_current
+        refs["dark"] = str(sim.write_deep_dark(det, d / "refs" / f"sim_dark_{case}.fits",
+                                               c["dark_frames"], seed=seed))
+    else:
+        refs["dark"] = str(sim.write_dark(det, spec, c["ngroups"],
+                                          d / "refs" / f"sim_dark_{case}.fits"))
     ramp, _ = sim.simulate_ramp(det, spec, seed=sim.derive_seed("bench", case, seed))
     uncal = sim.write_uncal(d / fname, ramp, {k: v for k, v in kw.items() if v is not None},
                             template=NIRCAM_TEMPLATE,
@@ -94,6 +108,11 @@ def prepare(case: str, workdir: Path, seed: int = 1) -> dict:
 
 # ------------------------------------------------------------------------------------------
 # workers (run in their own process)
+
+def _ru_maxrss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
 
 def _peak_rss_mb() -> float:
     with open("/proc/self/status") as fh:
@@ -129,12 +148,13 @@ class _Peaks:
     def result(self) -> dict:
         now = _peak_rss_mb()
         return {"peak_rss_mb": max(self.cold or 0.0, now),
-                "warm_peak_rss_mb": now if self.reset else None}
+                "warm_peak_rss_mb": now if self.reset else None,
+                "ru_maxrss_mb": _ru_maxrss_mb()}
 
 
 def worker_ours(cfg: dict) -> dict:
     sys.path.insert(0, str(REPO))
-    from calib.pipelines.detector1 import release_unreachable, run_detector1
+    from calib.pipelines import release_unreachable, run_pipeline
     from calib.products import save_products
 
     root = Path(cfg["uncal"]).name.replace("_uncal.fits", "")
@@ -143,7 +163,7 @@ def worker_ours(cfg: dict) -> dict:
     peaks = _Peaks()
     for k in range(cfg["repeat"] + 1):        # k == 0: warm-up
         t0 = time.perf_counter()
-        res = run_detector1(cfg["uncal"], cfg["refs"])
+        res = run_pipeline("calwebb_detector1", cfg["uncal"], cfg["refs"])
         t1 = time.perf_counter()
         save_products(res, out / f"run{k}", root,
                       {"crds_context": "benchmark", "references": cfg["refs"]})
@@ -293,6 +313,10 @@ def report(case: str, info: dict, ours: dict, jw: dict | None) -> dict:
     warm_j = (jw or {}).get("warm_peak_rss_mb") or float("nan")
     warm_o = ours.get("warm_peak_rss_mb") or float("nan")
     print(f"{'  warm runs only':<20}{warm_j:10.0f}{warm_o:10.0f}{warm_j / warm_o:9.1f}")
+    ru_j = (jw or {}).get("ru_maxrss_mb") or float("nan")
+    ru_o = ours.get("ru_maxrss_mb") or float("nan")
+    print(f"{'  ru_maxrss MB':<20}{ru_j:10.0f}{ru_o:10.0f}{ru_j / ru_o:9.1f}")
+    summary["ours_ru_maxrss_mb"] = ours.get("ru_maxrss_mb")
     summary["ours_warm_rss_mb"] = ours.get("warm_peak_rss_mb")
     print(f"ours runs (first = warm-up): {', '.join(f'{t:.2f}' for t in summary['ours_all_s'])} s")
     from statistics import median
@@ -309,6 +333,7 @@ def report(case: str, info: dict, ours: dict, jw: dict | None) -> dict:
                        ratio=rows["jwst"]["total"] / best_o["total"],
                        rss_ratio=jw["peak_rss_mb"] / ours["peak_rss_mb"],
                        jwst_warm_rss_mb=jw.get("warm_peak_rss_mb"),
+                       jwst_ru_maxrss_mb=jw.get("ru_maxrss_mb"),
                        warm_rss_ratio=warm_j / warm_o)
         print(f"jwst runs (first = warm-up): {', '.join(f'{t:.2f}' for t in summary['jwst_all_s'])} s")
         root = Path(info["uncal"]).name.replace("_uncal.fits", "")
@@ -343,7 +368,7 @@ def main(argv=None) -> int:
         return 0
 
     workdir = Path(args.workdir)
-    cases = list(CASES) if args.case == "all" else [args.case]
+    cases = list(ALL_CASES) if args.case == "all" else [args.case]
     summaries = []
     for case in cases:
         info = prepare(case, workdir)

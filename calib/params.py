@@ -99,7 +99,7 @@ class Param:
 
     # ------------------------------------------------------------------ descriptions
     def allowed(self) -> str:
-        """What values are allowed, as a phrase for error messages ("a number >= 0")."""
+        """Describe the allowed values, as a phrase for error messages ("a number >= 0")."""
         if self.support == SUPPORT_DEFAULT_ONLY:
             return (f"only the default {self.default!r} in the calib engine (other values need the "
                     "jwst engine)")

@@ -149,8 +149,11 @@ def exposure_info(model, path: str) -> ExposureInfo:
 
 
 def _release_raw_sci(model) -> None:
-    """Drop the raw SCI array (half the size of the float32 ramp) now rather than when the
-    model closes: both the model and the HDU list ``datamodels.open`` read refer to it."""
+    """Drop the raw SCI array of the input model now.
+
+    Drop the raw SCI array (half the size of the float32 ramp) now rather than when the
+    model closes: both the model and the HDU list ``datamodels.open`` read refer to it.
+    """
     try:
         del model.data
     except Exception:  # noqa: BLE001 - only a memory saving
@@ -216,7 +219,7 @@ def open_ramp(path: str | os.PathLike, model_types: tuple = (datamodels.Level1bM
 # FGS guiding-mode exposures (calwebb_guider)
 
 def guider_exp_types() -> tuple[str, ...]:
-    """The EXP_TYPEs of the FGS guiding modes, upper case, as jwst lists them.
+    """Return the EXP_TYPEs of the FGS guiding modes, upper case, as jwst lists them.
 
     Taken from ``jwst.lib.exposure_types.FGS_GUIDE_EXP_TYPES`` (the list jwst's dq_init
     uses to treat an exposure as guider data): FGS_ACQ1, FGS_ACQ2, FGS_FINEGUIDE,

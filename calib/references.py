@@ -19,8 +19,9 @@ from stdatamodels.jwst import datamodels
 
 from calib.errors import ReferenceFileError
 
-__all__ = ["ExposureInfo", "REFERENCE_MODELS", "open_reference", "subarray_of", "ref_array",
-           "ReferenceCache", "REFERENCE_CACHE", "file_key"]
+__all__ = ["ExposureInfo", "REFERENCE_MODELS", "open_reference", "subarray_of", "window_slices",
+           "ref_array", "SectionArray", "ReferenceSections", "ReferenceCache", "REFERENCE_CACHE",
+           "file_key"]
 
 #: reftype -> stdatamodels class used to open it
 REFERENCE_MODELS = {
@@ -69,14 +70,17 @@ class ExposureInfo:
 
     @property
     def is_miri(self) -> bool:
+        """Whether INSTRUME is MIRI (its detectors, ramps and references differ)."""
         return self.instrument == "MIRI"
 
     @property
     def full_shape(self) -> tuple[int, int]:
+        """Full-frame (ny, nx) in pixels: (1024, 1032) for MIRI, (2048, 2048) near-IR."""
         return (1024, 1032) if self.is_miri else (2048, 2048)
 
     @property
     def is_subarray(self) -> bool:
+        """Whether the exposure's window is smaller than the full frame."""
         return (self.ysize, self.xsize) != self.full_shape
 
 
@@ -108,24 +112,45 @@ def _ref_window(model) -> tuple[int, int, int, int] | None:
     return tuple(int(v) for v in vals)
 
 
-def subarray_of(array: np.ndarray, model, info: ExposureInfo, path: str, step: str,
-                name: str) -> np.ndarray:
-    """Cut ``array`` (a reference array whose last two axes are (ny, nx)) to the science subarray.
+def window_slices(shape: tuple[int, ...], model, info: ExposureInfo, path: str, step: str,
+                  name: str) -> tuple[slice, slice]:
+    """Return the (row, column) slices that cut a reference array to the science window.
 
-    ``model`` provides SUBSTRT1/2 and SUBSIZE1/2 of the reference. When the reference already
-    has the science shape it is returned unchanged (as jwst's ``ref_matches_sci``). Raises
-    ``ReferenceFileError`` when the science window does not lie inside the reference.
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the reference array; its last two axes are (ny, nx) pixels.
+    model : stdatamodels DataModel
+        Provides the reference's SUBSTRT1/2 and SUBSIZE1/2 (a reference without them is
+        taken as full frame, as jwst does).
+    info : ExposureInfo
+        The science window (SUBSTRT1/2, SUBSIZE1/2, 1-indexed).
+    path, step, name : str
+        Named in the error message (file, step, array).
+
+    Returns
+    -------
+    (slice, slice)
+        ``[ystart_sci - ystart_ref : ... + ysize_sci]`` and the same in x, as
+        ``jwst.lib.reffile_utils.get_subarray_model``; full slices when the reference already
+        has the science shape and origin (jwst's ``ref_matches_sci``).
+
+    Raises
+    ------
+    ReferenceFileError
+        If the array is not at least 2-D, its shape disagrees with its SUBSIZE keywords, or
+        the science window does not lie inside it.
     """
-    if array is None or np.ndim(array) < 2 or np.size(array) == 0:
+    if len(shape) < 2 or 0 in shape:
         raise ReferenceFileError(f"{step}: reference file {path!r} has no {name} array")
-    ny, nx = array.shape[-2:]
+    ny, nx = shape[-2:]
     window = _ref_window(model)
     if window is None:
         # jwst assumes full frame for references lacking subarray keywords
         window = (1, 1, nx, ny)
     xs_r, ys_r, xsz_r, ysz_r = window
     if (ny, nx) == (info.ysize, info.xsize) and (xs_r, ys_r) == (info.xstart, info.ystart):
-        return array
+        return slice(None), slice(None)
     if (ny, nx) != (ysz_r, xsz_r):
         raise ReferenceFileError(
             f"{step}: reference file {path!r} {name} shape {(ny, nx)} disagrees with its "
@@ -141,7 +166,179 @@ def subarray_of(array: np.ndarray, model, info: ExposureInfo, path: str, step: s
             f"does not cover the science subarray {info.ysize}x{info.xsize} at "
             f"SUBSTRT {info.xstart},{info.ystart}"
         )
-    return array[..., y0:y1, x0:x1]
+    return slice(y0, y1), slice(x0, x1)
+
+
+def subarray_of(array: np.ndarray, model, info: ExposureInfo, path: str, step: str,
+                name: str) -> np.ndarray:
+    """Cut a reference array to the science subarray.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        The reference array; its last two axes are (ny, nx) pixels.
+    model, info, path, step, name
+        As for :func:`window_slices`.
+
+    Returns
+    -------
+    numpy.ndarray
+        A view of ``array`` (``array`` itself when the reference already has the science
+        window).
+
+    Raises
+    ------
+    ReferenceFileError
+        As :func:`window_slices`, and when ``array`` is None or empty.
+    """
+    if array is None or np.ndim(array) < 2 or np.size(array) == 0:
+        raise ReferenceFileError(f"{step}: reference file {path!r} has no {name} array")
+    ys, xs = window_slices(np.shape(array), model, info, path, step, name)
+    if ys == slice(None) and xs == slice(None):
+        return array
+    return array[..., ys, xs]
+
+
+class SectionArray:
+    """A window of a FITS image extension whose values are read from the file on indexing.
+
+    ``arr[key]`` reads only the requested part through astropy's ``ImageHDU.section`` (file
+    reads of the frames and window rows asked for, BZERO/BSCALE applied; the file is not
+    memory-mapped, so nothing read stays resident once the caller drops it). The window's
+    last two axes are the science subarray's (ny, nx); ``key`` indexes the leading axes
+    only (integers or slices; ``arr[()]`` reads the whole window). With ``leading_axis=True`` a length-1 axis is put in front (a 3-D NIRCam dark read
+    as the 4-D (1, ngroups, ny, nx) of a one-integration MIRI dark).
+
+    Parameters
+    ----------
+    hdu : astropy.io.fits.ImageHDU
+        The extension, from a file opened with ``memmap=False``.
+    rows, cols : slice
+        The science window within the extension (:func:`window_slices`).
+    leading_axis : bool
+        Prepend a length-1 axis.
+    """
+
+    def __init__(self, hdu, rows: slice, cols: slice, leading_axis: bool = False) -> None:
+        self._section = hdu.section
+        self._rows, self._cols = rows, cols
+        self._lead = leading_axis
+        full = tuple(hdu.shape)
+        ny = len(range(*rows.indices(full[-2])))
+        nx = len(range(*cols.indices(full[-1])))
+        self.shape = ((1,) if leading_axis else ()) + full[:-2] + (ny, nx)
+        self.ndim = len(self.shape)
+        self.dtype = self._section.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        """Read ``self[key]`` from the file; ``key`` indexes the leading (non-image) axes."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis or k is None for k in key) or len(key) > self.ndim - 2:
+            raise IndexError("SectionArray takes integers or slices of its leading axes only")
+        key = key + (slice(None),) * (self.ndim - 2 - len(key))
+        lead = None
+        if self._lead:
+            first, key = key[0], key[1:]
+            if isinstance(first, slice):
+                lead = len(range(*first.indices(1)))
+            elif first not in (0, -1):
+                raise IndexError(f"index {first} out of range for axis 0 of size 1")
+        # whole rows: one contiguous read per frame; the columns are cut in memory
+        out = np.asarray(self._section[key + (self._rows, slice(None))])[..., self._cols]
+        return out if lead is None else out[None][:lead]
+
+
+class ReferenceSections:
+    """A reference file whose header is read at once and whose arrays are read by sections.
+
+    For the large references (the dark: hundreds of full-frame frames, several GB) of which
+    a step needs a fraction: the primary header is mapped to the reftype's stdatamodels
+    class (``model``: the same ``meta`` as opening the whole file, no arrays), and
+    :meth:`array` returns a :class:`SectionArray` over an image extension cut to the
+    science window, read on indexing. A context manager; :meth:`close` closes the file.
+
+    Parameters
+    ----------
+    path : str
+        Local path of the reference file.
+    reftype, step, instrument : str
+        As for :func:`open_reference` (MIRI darks map to DarkMIRIModel).
+    info : ExposureInfo
+        The science exposure (its window).
+
+    Raises
+    ------
+    ReferenceFileError
+        Naming the file and the step when it cannot be opened as FITS or its header is not
+        a valid ``reftype`` header.
+    """
+
+    def __init__(self, path: str, reftype: str, step: str, info: ExposureInfo) -> None:
+        from astropy.io import fits
+
+        self.path, self.reftype, self.step, self.info = os.fspath(path), reftype, step, info
+        cls = REFERENCE_MODELS[reftype]
+        if reftype == "dark" and info.instrument.upper() == "MIRI":
+            cls = datamodels.DarkMIRIModel
+        self._hdul = None
+        try:
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=True)
+            header = self._hdul[0].header
+            self.model = cls(fits.HDUList([fits.PrimaryHDU(header=header)]))
+        except Exception as exc:  # noqa: BLE001 - any failure to read is a bad reference
+            self.close()
+            raise ReferenceFileError(
+                f"{step}: cannot open {reftype} reference file {self.path!r}: {exc}"
+            ) from exc
+
+    def has(self, extname: str) -> bool:
+        """Return whether the file has a non-empty image extension ``extname``."""
+        try:
+            hdu = self._hdul[extname]
+        except KeyError:
+            return False
+        return hdu.is_image and hdu.header.get("NAXIS", 0) > 0
+
+    def array(self, extname: str, name: str, *, leading_axis: bool = False) -> SectionArray:
+        """Return extension ``extname`` cut to the science window, read on indexing.
+
+        Parameters
+        ----------
+        extname : str
+            FITS extension name (``SCI``, ``DQ``).
+        name : str
+            The array's name in error messages (``DATA``).
+        leading_axis : bool
+            Prepend a length-1 axis (see :class:`SectionArray`).
+
+        Raises
+        ------
+        ReferenceFileError
+            If the extension is missing or does not cover the science window.
+        """
+        if not self.has(extname):
+            raise ReferenceFileError(f"{self.step}: reference file {self.path!r} has no {name} array")
+        hdu = self._hdul[extname]
+        rows, cols = window_slices(tuple(hdu.shape), self.model, self.info, self.path, self.step, name)
+        return SectionArray(hdu, rows, cols, leading_axis=leading_axis)
+
+    def close(self) -> None:
+        """Close the file and the header model."""
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+        model = getattr(self, "model", None)
+        if model is not None:
+            model.close()
+
+    def __enter__(self) -> "ReferenceSections":
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Close the file."""
+        self.close()
 
 
 def ref_array(model, attr: str, info: ExposureInfo, path: str, step: str, *,
@@ -166,8 +363,10 @@ def ref_array(model, attr: str, info: ExposureInfo, path: str, step: str, *,
 
 
 class _SparseArray:
-    """A read-only integer or boolean array kept as its non-zero elements (see
-    ReferenceCache._pack); ``unpack`` rebuilds an equal read-only array."""
+    """A read-only integer or boolean array kept as its non-zero elements.
+
+    See ``ReferenceCache._pack``; ``unpack`` rebuilds an equal read-only array.
+    """
 
     __slots__ = ("shape", "dtype", "index", "values")
     #: packed only when at most this fraction of the elements is non-zero
@@ -246,9 +445,12 @@ class ReferenceCache:
 
     @staticmethod
     def _pack(value):
-        """The form a value is stored in: mostly-zero integer/boolean arrays (DQ arrays,
-        flags: typically < 2 % non-zero) as their non-zero elements, a fifth of the cache's
-        bytes for a NIRCam detector otherwise; everything else as it is."""
+        """Return the form a value is stored in.
+
+        Mostly-zero integer/boolean arrays (DQ arrays, flags: typically < 2 % non-zero) are
+        kept as their non-zero elements, a fifth of the cache's bytes for a NIRCam detector
+        otherwise; everything else as it is.
+        """
         if isinstance(value, tuple):
             return tuple(_SparseArray.pack(v) for v in value)
         return _SparseArray.pack(value)
@@ -296,12 +498,14 @@ class ReferenceCache:
         return value
 
     def clear(self) -> None:
+        """Drop every cached value."""
         with self._lock:
             self._data.clear()
             self._bytes = 0
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the values held (as stored: sparse arrays count their elements)."""
         return self._bytes
 
 
@@ -319,13 +523,15 @@ REFERENCE_CACHE = ReferenceCache(int(float(os.environ.get("CALIB_REFCACHE_MB", "
 
 
 def _return_freed_arrays_to_os(threshold_kb: int) -> bool:
-    """Make glibc serve allocations of >= ``threshold_kb`` KiB (numpy arrays) from their own
-    memory maps, which go back to the system when freed. By default glibc raises this
+    """Make glibc serve allocations of >= ``threshold_kb`` KiB from their own memory maps.
+
+    Such allocations (numpy arrays) go back to the system when freed. By default glibc raises this
     threshold (up to 32 MiB) after the first large free, after which the full-frame arrays
     a calibration allocates and frees (16 MiB each) stay in the heap: a worker's resident
     memory then keeps ~150 MB it does not use and its peak grows by as much. Set by
     ``CALIB_MMAP_THRESHOLD_KB`` (default 1024; 0 leaves glibc's policy). Returns whether
-    the setting was applied (False off glibc)."""
+    the setting was applied (False off glibc).
+    """
     if threshold_kb <= 0:
         return False
     try:

@@ -24,7 +24,7 @@ from typing import Any, Callable, ContextManager, Mapping
 from calib import __version__
 from calib.errors import ReferenceFileError
 from calib.params import ParamError
-from calib.references import REFERENCE_CACHE, ExposureInfo, file_key, open_reference
+from calib.references import REFERENCE_CACHE, ExposureInfo, ReferenceSections, file_key, open_reference
 from calib.step import STATUS_SKIPPED, ExposureKeys, StepContext, StepSpec
 
 __all__ = ["ProductSpec", "PipelineSpec", "PipelineResult", "ReferenceSession", "run",
@@ -109,7 +109,7 @@ class PipelineSpec:
     doc: str = ""
 
     def step(self, name: str) -> StepSpec:
-        """The declared step ``name``.
+        """Return the declared step ``name``.
 
         Raises
         ------
@@ -240,7 +240,7 @@ class ReferenceSession:
             self.used[reftype] = p
 
     def model(self, reftype: str, step: str):
-        """The reference opened as its stdatamodels class (kept open until :meth:`close`)."""
+        """Return the reference opened as its stdatamodels class (kept open until :meth:`close`)."""
         p = self.path(reftype)
         if p is None:
             return None
@@ -249,18 +249,42 @@ class ReferenceSession:
         self.used[reftype] = p
         return self._open[reftype]
 
-    def prepared(self, reftype: str, step: str, what: tuple, compute: Callable[[Any, str], Any]):
-        """``compute(model, path)`` through the process-wide cache (None when N/A)."""
+    def prepared(self, reftype: str, step: str, what: tuple, compute: Callable[[Any, str], Any], *,
+                 sections: bool = False):
+        """Return ``compute(reference, path)`` through the process-wide cache (None when N/A).
+
+        Parameters
+        ----------
+        reftype, step : str
+            The reference type and the step asking (named in errors).
+        what : tuple
+            Names the derived value, so that values derived from one file are cached apart.
+        compute : callable
+            ``compute(reference, path)``; ``reference`` is the opened stdatamodels model, or
+            with ``sections=True`` a :class:`calib.references.ReferenceSections` (header as
+            the model, arrays read by sections on demand; closed after ``compute``), so a
+            step that needs part of a large reference never holds all of it.
+        sections : bool
+            See ``compute``.
+
+        Raises
+        ------
+        calib.errors.ReferenceFileError
+            If the reference cannot be opened (naming the file and the step).
+        """
         p = self.path(reftype)
         if p is None:
             return None
         fk = file_key(p)
-        if fk is None:                    # not a local file: opening it raises
+        if fk is None and not sections:   # not a local file: opening it raises
             return compute(self.model(reftype, step), p)   # ReferenceFileError naming it
         self.used[reftype] = p
-        key = (*fk, reftype, self.info.instrument, self._window, *what)
+        key = (*(fk or (p,)), reftype, self.info.instrument, self._window, *what)
 
         def load():
+            if sections:
+                with ReferenceSections(p, reftype, step, self.info) as ref:
+                    return compute(ref, p)
             out = compute(self.model(reftype, step), p)
             # the cache keeps the prepared value: release the file's arrays now (a later miss
             # for another value of the same file opens it again); without a cache only the
@@ -268,6 +292,8 @@ class ReferenceSession:
             if reftype in self._open and (REFERENCE_CACHE.max_bytes > 0 or reftype in BIG_REFTYPES):
                 self._open.pop(reftype).close()
             return out
+        if fk is None:
+            return load()                 # raises ReferenceFileError naming the file
         return REFERENCE_CACHE.get(key, load)
 
     def close(self) -> None:

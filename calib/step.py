@@ -147,7 +147,7 @@ class StepSpec:
         return self.reftypes[:1]
 
     def param(self, name: str) -> Param:
-        """The declaration of parameter ``name``.
+        """Return the declaration of parameter ``name``.
 
         Raises
         ------
@@ -188,7 +188,7 @@ class StepSpec:
         return out
 
     def native_params(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
-        """The resolved values of the parameters this engine implements (``skip`` excluded)."""
+        """Return the resolved values of the parameters this engine implements (``skip`` excluded)."""
         return {p.name: resolved[p.name] for p in self.params if p.support == SUPPORT_NATIVE}
 
 
@@ -219,7 +219,7 @@ class StepContext:
         self._session.mark_used(reftype)
 
     def model(self, reftype: str):
-        """The reference of ``reftype`` opened as its stdatamodels class (None when N/A).
+        """Return the reference of ``reftype`` opened as its stdatamodels class (None when N/A).
 
         Raises
         ------
@@ -228,10 +228,13 @@ class StepContext:
         """
         return self._session.model(reftype, self.name)
 
-    def prepared(self, reftype: str, what: tuple, compute: Callable[[Any, str], Any]):
-        """``compute(model, path)`` for the reference of ``reftype``, through the cache.
+    def prepared(self, reftype: str, what: tuple, compute: Callable[[Any, str], Any], *, sections: bool = False):
+        """Return ``compute(reference, path)`` for the reference of ``reftype``, through the cache.
 
         ``what`` names the derived value (e.g. ``("threshold",)``) so that different values
-        derived from one file are cached apart. Returns None when the reference is N/A.
+        derived from one file are cached apart. ``reference`` is the opened stdatamodels
+        model, or with ``sections=True`` a :class:`calib.references.ReferenceSections` whose
+        arrays are read by sections (for a step that needs a fraction of a large reference).
+        Returns None when the reference is N/A.
         """
-        return self._session.prepared(reftype, self.name, what, compute)
+        return self._session.prepared(reftype, self.name, what, compute, sections=sections)

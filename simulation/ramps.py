@@ -799,6 +799,76 @@ def write_dark(det: Detector, spec: ExposureSpec, ngroups: int, path: str | Path
     return path
 
 
+def write_deep_dark(det: Detector, path: str | Path, nframes: int = 200, seed: int = 0) -> Path:
+    """Write a deep full-frame near-IR DARK reference, one frame per group, as CRDS darks are.
+
+    Real NIRCam darks hold hundreds of RAPID frames (several GB); exposures with another
+    readout (MEDIUM8: 8 frames averaged per group, 2 dropped) are matched to them by the
+    dark_current step. DarkModel: SCI float32 (nframes, 2048, 2048) DN, frame f =
+    ``dark_rate * (f + 1) * TFRAME`` plus 3 DN of Gaussian noise and a few NaN pixels
+    (every 17th frame), so averaging and NaN handling are exercised; DQ uint32 (2048, 2048)
+    with the detector's HOT pixels; READPATT RAPID, NFRAMES 1, GROUPGAP 0, NGROUPS
+    ``nframes``; subarray FULL. Written frame by frame (astropy ``StreamingHDU``): memory
+    stays at a few frames whatever ``nframes`` is (200 frames: 3.4 GB on disk).
+
+    Raises
+    ------
+    ValueError
+        For a MIRI detector (MIRI darks are per integration: :func:`write_dark`).
+    """
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels as dm
+
+    if det.instrument == "MIRI":
+        raise ValueError("write_deep_dark: near-IR detectors only (MIRI darks: write_dark)")
+    ny, nx = det.shape
+    spec = ExposureSpec(det.instrument, det.detector, "FULL", "RAPID", ngroups=nframes)
+    tframe = spec.readout().tframe
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = path.with_name(path.name + ".head.fits")
+    part = path.with_name(path.name + ".part")
+    # the headers and small extensions as stdatamodels writes them, with a one-frame SCI
+    m = dm.DarkModel(data=np.zeros((1, ny, nx), np.float32), dq=np.zeros((ny, nx), np.uint32),
+                     dq_def=_dq_def())
+    _ref_meta(m, det, "dark", f"Simulated deep dark for {det.detector} FULL RAPID ({nframes} frames)",
+              subarray="FULL", geometry=spec.geometry())
+    m.meta.exposure.readpatt = "RAPID"
+    m.meta.exposure.nframes, m.meta.exposure.groupgap = 1, 0
+    m.meta.exposure.ngroups, m.meta.exposure.nints = nframes, 1
+    m.save(head, overwrite=True)
+    m.close()
+    try:
+        with fits.open(head) as hl:
+            primary = hl[0].header.copy()
+            sci_header = hl["SCI"].header.copy()
+            rest = [h.copy() for h in hl[2:] if h.name not in ("ASDF", "ERR")]
+        fits.PrimaryHDU(header=primary).writeto(str(part), overwrite=True)
+        sci_header["NAXIS3"] = nframes
+        stream = fits.StreamingHDU(str(part), sci_header)
+        rng = np.random.default_rng(seed)
+        rate = det.dark_rate.astype(np.float32)
+        for f in range(nframes):
+            frame = (rate * np.float32((f + 1) * tframe)
+                     + rng.standard_normal((ny, nx), dtype=np.float32) * np.float32(3))
+            if f % 17 == 3:
+                frame[rng.integers(0, ny, 50), rng.integers(0, nx, 50)] = np.nan
+            stream.write(frame.astype(">f4"))
+        stream.close()
+        dq = np.zeros((ny, nx), np.uint32)
+        dq[det.hot] |= HOT
+        with fits.open(str(part), mode="append") as hl:
+            for h in rest:
+                if h.name == "DQ":
+                    h.data = dq
+                hl.append(h)
+        part.replace(path)
+    finally:
+        head.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+    return path
+
+
 def write_reset(det: Detector, spec: ExposureSpec, path: str | Path) -> Path:
     """Write a MIRI RESET reference for the exposure's subarray and readout pattern.
 

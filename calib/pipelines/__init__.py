@@ -40,7 +40,7 @@ class UnknownPipelineError(ParamError):
 
 
 def get_pipeline(name: str) -> PipelineSpec:
-    """The declared pipeline for a name or alias (``calwebb_detector1``, ``Detector1Pipeline``).
+    """Return the declared pipeline for a name or alias (``calwebb_detector1``, ``Detector1Pipeline``).
 
     Raises
     ------
@@ -64,7 +64,7 @@ def pipeline_names() -> list[str]:
 
 
 def resolve_name(name: str) -> str:
-    """The registered name of a pipeline given by name or alias (raises UnknownPipelineError)."""
+    """Return the registered name of a pipeline given by name or alias (raises UnknownPipelineError)."""
     return get_pipeline(name).name
 
 
@@ -93,7 +93,7 @@ def validate_params(pipeline: str, params: Mapping[str, Mapping[str, Any]] | Non
 
 
 def required_reftypes(pipeline: str, header: Mapping[str, Any], params: Mapping | None = None) -> list[str]:
-    """The CRDS reftypes a run will read, for an exposure header and parameters.
+    """Return the CRDS reftypes a run will read, for an exposure header and parameters.
 
     Only steps that will run (not skipped, implemented, applicable) count, and only the
     reftypes they read for this exposure (e.g. no superbias for MIRI), so CRDS is asked for

@@ -63,7 +63,7 @@ def exp_types() -> tuple[str, ...]:
 
 
 def _flavours(keys: ExposureKeys) -> tuple[StepSpec, ...]:
-    """The steps, in jwst order, for an exposure's instrument.
+    """Return the steps, in jwst order, for an exposure's instrument.
 
     Raises
     ------
@@ -78,7 +78,7 @@ def _flavours(keys: ExposureKeys) -> tuple[StepSpec, ...]:
 
 
 def _products(state: RampState, status: dict[str, str]) -> dict:
-    """The ``dark`` RampModel (see the module docstring); its arrays are the state's."""
+    """Build the ``dark`` RampModel (see the module docstring); its arrays are the state's."""
     m = datamodels.RampModel(data=state.data, pixeldq=state.pdq, groupdq=state.gdq, validate_on_assignment=False)
     m.update(state.model)
     for name in _TABLES:

@@ -42,7 +42,7 @@ MIRI_STEPS: tuple[StepSpec, ...] = (
 
 
 def steps_for(keys: ExposureKeys) -> tuple[StepSpec, ...]:
-    """The calwebb_detector1 steps, in jwst order, for an exposure's instrument.
+    """Return the calwebb_detector1 steps, in jwst order, for an exposure's instrument.
 
     Raises
     ------
@@ -65,7 +65,7 @@ def _check(resolved) -> None:
 
 
 def _products(state: RampState, status: dict[str, str]) -> dict:
-    """The rate ImageModel and (NINTS > 1) the rateints CubeModel, the science header copied in.
+    """Build the rate ImageModel and (NINTS > 1) the rateints CubeModel, the science header copied in.
 
     The header values come from the input model, which datamodels validated when it opened
     the file: validating each again on assignment (~0.15 s a run, asdf re-resolving

@@ -40,7 +40,7 @@ def exp_types() -> tuple[str, ...]:
 
 
 def _flavours(keys: ExposureKeys) -> tuple[StepSpec, ...]:
-    """The steps for an exposure: FGS only.
+    """Return the steps for an exposure: FGS only.
 
     Raises
     ------
@@ -60,7 +60,7 @@ def _check(resolved) -> None:
 
 
 def _products(state: GuiderState, status: dict[str, str]) -> dict:
-    """The ``cal`` GuiderCalModel (see the module docstring).
+    """Build the ``cal`` GuiderCalModel (see the module docstring).
 
     Raises
     ------

@@ -1,4 +1,6 @@
-"""Stage-1 steps (calwebb_detector1, calwebb_dark, calwebb_guider): one module per step, each
+"""Stage-1 calibration steps.
+
+Stage-1 steps (calwebb_detector1, calwebb_dark, calwebb_guider): one module per step, each
 a kernel (numba or numpy) plus a thin step and its declaration (``STEP``).
 
 Working arrays shared by the ramp steps (the RampModel layout, :class:`calib.ramps.RampState`):

@@ -1,4 +1,6 @@
-"""charge_migration: flag groups whose signal may have lost charge to neighbours (jwst
+"""charge_migration: flag groups that may have lost charge to neighbours (jwst charge_migration).
+
+charge_migration: flag groups whose signal may have lost charge to neighbours (jwst
 charge_migration step, off by default there and here).
 
 Method: jwst documentation "charge_migration": every group whose value (DN, after
@@ -24,7 +26,11 @@ _CHLO_DNU = np.uint8(dqflags.group["CHARGELOSS"] | dqflags.DO_NOT_USE)
 
 @numba.njit(cache=True, parallel=True)
 def charge_migration_kernel(data, gdq, threshold):
-    """data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape, updated in place."""
+    """Flag CHARGELOSS | DO_NOT_USE from the first group above the threshold on.
+
+    data float32 (nints, ngroups, ny, nx) DN; gdq uint8 same shape, updated in place;
+    threshold in DN (jwst charge_migration ``signal_threshold``).
+    """
     nints, ngroups, ny, nx = data.shape
     first = np.full((nints, ny, nx), ngroups, np.int64)   # first triggering group per pixel
     for y in numba.prange(ny):

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from calib.errors import ReferenceFileError
 from calib.params import SUPPORT_IGNORED, Param
-from calib.references import ref_array, subarray_of
+from calib.references import ReferenceSections, SectionArray
 from calib.step import StepSpec
 
 __all__ = ["dark_current", "dark_subtract_kernel", "match_dark", "prepare_dark", "STEP"]
@@ -25,7 +25,16 @@ __all__ = ["dark_current", "dark_subtract_kernel", "match_dark", "prepare_dark",
 
 @numba.njit(cache=True, parallel=True)
 def dark_subtract_kernel(data, dark):
-    """data float32 (nints, ngroups, ny, nx) DN, in place; dark float32 (ndint, ngroups, ny, nx)."""
+    """Subtract the matched dark from the ramp, in place.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float32 (nints, ngroups, ny, nx), DN; modified in place.
+    dark : numpy.ndarray
+        float32 (ndint, ngroups, ny, nx), DN, NaN already 0 (:func:`match_dark`); science
+        integration i uses dark integration min(i, ndint - 1), as jwst's dark_current.
+    """
     nints, ngroups, ny, nx = data.shape
     nd = dark.shape[0]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
@@ -43,8 +52,10 @@ def _extrapolate(arr, n_extra):
 
 
 def _in_place_float32(dk: np.ndarray) -> np.ndarray | None:
-    """``dk`` as native float32 without a copy (byte-swapped in place when the file's order
-    is big-endian), or None when that is not possible."""
+    """Return ``dk`` as native float32 without a copy, or None when that is not possible.
+
+    A big-endian array (as read from FITS) is byte-swapped in place.
+    """
     if (dk.dtype.kind != "f" or dk.dtype.itemsize != 4 or not dk.flags.writeable
             or not dk.flags.c_contiguous):
         return None
@@ -56,23 +67,47 @@ def _in_place_float32(dk: np.ndarray) -> np.ndarray | None:
 
 def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap, *,
                reuse_input=False):
-    """Average/copy dark frames (3-D (ngroups_d, ny, nx) or 4-D) to the science group structure.
+    """Average or copy dark frames to the science group structure.
 
-    Returns float32 (ndint, ngroups, ny, nx), or None when the dark cannot be matched.
-    ``reuse_input=True``: when the dark's readout already matches (same NFRAMES/GROUPGAP) and
-    it is a contiguous float32 array, the result is a view of ``dark`` itself, converted in
-    place (native byte order, NaN -> 0): no second full-size array; the caller must not use
-    ``dark`` afterwards (the pipeline passes the array of a reference model it closes next).
+    Method: jwst's dark_current step (stcal ``dark_sub.average_dark_frames``): science group
+    g takes the mean of dark frames ``start .. start + nframes - 1``, ``start`` advancing by
+    ``nframes + groupgap``; NaN counts as 0. A dark shorter than the science is first
+    extrapolated from the difference of its last two groups.
+
+    Parameters
+    ----------
+    dark : numpy.ndarray or calib.references.SectionArray
+        float32 DN, 3-D (ngroups_dark, ny, nx) or 4-D (ndint, ngroups_dark, ny, nx), cut to
+        the science window; a 4-D ``SectionArray`` is read group by group from the file, so
+        only the frames averaged into a science group are read (and one group's frames at a
+        time are in memory).
+    ngroups, nframes, groupgap : int
+        The science readout (NGROUPS, NFRAMES, GROUPGAP).
+    dark_nframes, dark_groupgap : int
+        The dark's NFRAMES and GROUPGAP.
+    reuse_input : bool
+        When the dark's readout already matches and ``dark`` is a contiguous float32
+        ndarray, return a view of ``dark`` itself, converted in place (native byte order,
+        NaN -> 0): no second full-size array; the caller must not use ``dark`` afterwards.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float32 (ndint, ngroups, ny, nx) DN, or None when the dark cannot be matched (more
+        frames per group or a larger gap than the science).
     """
-    dk = np.asarray(dark)
+    lazy = isinstance(dark, SectionArray)
+    dk = dark if lazy else np.asarray(dark)
     if dk.ndim == 3:
+        if lazy:
+            raise ValueError("match_dark: a SectionArray dark must be 4-D (leading_axis=True for 3-D)")
         dk = dk[None]
     d_ngroups = dk.shape[1]
     sci_total = ngroups * nframes + (ngroups - 1) * groupgap
     drk_total = d_ngroups * dark_nframes + (d_ngroups - 1) * dark_groupgap
     if dark_nframes > nframes or dark_groupgap > groupgap:
         return None
-    if (reuse_input and sci_total <= drk_total and nframes == dark_nframes
+    if (reuse_input and not lazy and sci_total <= drk_total and nframes == dark_nframes
             and groupgap == dark_groupgap and (dk.shape[0] == 1 or ngroups == dk.shape[1])):
         own = _in_place_float32(dk)
         if own is not None:
@@ -99,7 +134,8 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap, *,
                 out[:, g] = frames[:, 0] if nframes == 1 else frames.mean(axis=1)
             start = end + groupgap
         return out
-    d = np.array(dark, dtype=np.float32)     # a private copy: NaN are replaced below
+    # a private copy (NaN are replaced below); a dark shorter than the science is read whole
+    d = np.array(dk[()] if lazy else dark, dtype=np.float32)
     if d.ndim == 3:
         d = d[None]
     d_ngroups = d.shape[1]
@@ -127,12 +163,24 @@ def match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap, *,
 
 def prepare_dark(dark, dark_dq, *, ngroups, nframes, groupgap, dark_nframes, dark_groupgap,
                  reuse_input=False):
-    """The dark matched to the science readout and its PIXELDQ contribution.
+    """Match the dark to the science readout and reduce its DQ to PIXELDQ's shape.
 
-    Returns ``(matched, ddq)``: matched float32 (ndint, ngroups, ny, nx) DN (NaN -> 0), or
-    None when the dark cannot be matched (step SKIPPED); ddq uint32 (ny, nx). Depends only
-    on the reference and the readout (NGROUPS, NFRAMES, GROUPGAP), so it can be cached.
-    ``reuse_input``: see :func:`match_dark` (``dark`` may be converted in place).
+    Parameters
+    ----------
+    dark : numpy.ndarray or calib.references.SectionArray
+        See :func:`match_dark`.
+    dark_dq : numpy.ndarray
+        uint32 (ny, nx), or (1, ny, nx), or 4-D (ndint, ngroups, ny, nx) of which the first
+        group of every integration is used (OR over integrations).
+    ngroups, nframes, groupgap, dark_nframes, dark_groupgap, reuse_input
+        See :func:`match_dark`.
+
+    Returns
+    -------
+    tuple
+        ``(matched, ddq)``: matched float32 (ndint, ngroups, ny, nx) DN (NaN -> 0), or None
+        when the dark cannot be matched (step SKIPPED); ddq uint32 (ny, nx). Depends only on
+        the reference and the readout (NGROUPS, NFRAMES, GROUPGAP), so it can be cached.
     """
     matched = match_dark(dark, ngroups, nframes, groupgap, dark_nframes, dark_groupgap,
                          reuse_input=reuse_input)
@@ -165,25 +213,66 @@ def dark_current(data, pdq, dark, dark_dq, *, nframes, groupgap, dark_nframes, d
 
 
 # ------------------------------------------------------------------------------ declared step
-def _prepare(model, path: str, info, step: str):
-    """(matched dark, dark DQ, average dark current) of a DARK reference for this readout."""
-    dark = subarray_of(np.asarray(model.data) if model.data is not None else None, model, info, path, step, "DATA")
-    ddq = ref_array(model, "dq", info, path, step, dtype=np.uint32)
-    if dark.ndim not in (3, 4):
-        raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be 3-D or 4-D, got {dark.shape}")
+def _prepare(ref: ReferenceSections, path: str, info, step: str):
+    """Prepare a DARK reference for this exposure's readout, reading only what it uses.
+
+    Parameters
+    ----------
+    ref : calib.references.ReferenceSections
+        The dark: header mapped to DarkModel/DarkMIRIModel, arrays read by sections.
+    path : str
+        Its local path (named in errors).
+    info : calib.references.ExposureInfo
+        The science exposure: window, NGROUPS, NFRAMES, GROUPGAP.
+    step : str
+        The step name (named in errors).
+
+    Returns
+    -------
+    tuple
+        ``(matched, ddq, average_dark_current)``: matched float32 (ndint, ngroups, ny, nx)
+        DN or None (see :func:`match_dark`); ddq uint32 (ny, nx); the reference's average
+        dark current, e-/s: float32 (ny, nx) from its AVDRKCUR extension, else the AVDRKCUR
+        keyword's value, or None.
+
+    Notes
+    -----
+    Only the dark frames averaged into the science groups are read from the file, group by
+    group (for a 200-frame full-frame dark and a MEDIUM8 exposure of 10 groups, 98 of the
+    200 frames, and never more than one group's frames at once), and of the DQ array only the
+    plane :func:`prepare_dark` uses; the frames come out of the file cut to the science
+    window. jwst's dark_current step (stcal ``dark_sub``) reads the whole reference instead.
+
+    Raises
+    ------
+    ReferenceFileError
+        If SCI is missing or not 3-D/4-D, NFRAMES/GROUPGAP are missing, or the reference
+        does not cover the science window.
+    """
+    model = ref.model
+    if not ref.has("SCI"):
+        raise ReferenceFileError(f"{step}: reference file {path!r} has no DATA array")
+    ndim = len(ref._hdul["SCI"].shape)
+    if ndim not in (3, 4):
+        raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be 3-D or 4-D, got "
+                                 f"{tuple(ref._hdul['SCI'].shape)}")
+    dark = ref.array("SCI", "DATA", leading_axis=ndim == 3)      # 4-D (ndint, ngroups_dark, ny, nx)
     dn, dg = model.meta.exposure.nframes, model.meta.exposure.groupgap
     if dn is None or dg is None:
         raise ReferenceFileError(f"{step}: reference file {path!r} lacks NFRAMES/GROUPGAP")
+    if ref.has("DQ"):
+        dq = ref.array("DQ", "DQ")
+        # only the plane prepare_dark reduces to (ny, nx): all of a 2-D DQ, the first plane
+        # of a 3-D one, the first group of every integration of a 4-D (MIRI) one
+        ddq = dq[()] if dq.ndim == 2 else dq[0:1] if dq.ndim == 3 else dq[:, 0:1]
+        ddq = np.ascontiguousarray(ddq, dtype=np.uint32)
+    else:
+        ddq = np.zeros(dark.shape[-2:], np.uint32)
     matched, ddq = prepare_dark(dark, ddq, ngroups=info.ngroups, nframes=info.nframes, groupgap=info.groupgap,
-                                dark_nframes=int(dn), dark_groupgap=int(dg),
-                                reuse_input=True)   # the model is closed after preparation
+                                dark_nframes=int(dn), dark_groupgap=int(dg))
     avg = None
-    adc = getattr(model, "average_dark_current", None)
-    if adc is not None and np.ndim(adc) == 2 and np.size(adc) > 0:
-        try:
-            avg = ref_array(model, "average_dark_current", info, path, step, dtype=np.float32)
-        except ReferenceFileError:
-            avg = None
+    if ref.has("AVDRKCUR") and len(ref._hdul["AVDRKCUR"].shape) == 2:
+        avg = np.ascontiguousarray(ref.array("AVDRKCUR", "AVERAGE_DARK_CURRENT")[()], dtype=np.float32)
     if avg is None:
         avg = model.meta.exposure.average_dark_current
     return matched, ddq, avg
@@ -192,7 +281,7 @@ def _prepare(model, path: str, info, step: str):
 def _run(state, ctx) -> str:
     info = state.info
     matched, ddq, ref_avg = ctx.prepared("dark", ("matched", info.ngroups, info.nframes, info.groupgap),
-                                         lambda m, p: _prepare(m, p, info, ctx.name))
+                                         lambda r, p: _prepare(r, p, info, ctx.name), sections=True)
     state.data, state.pdq, status = dark_current(
         state.data, state.pdq, None, None, nframes=info.nframes, groupgap=info.groupgap,
         dark_nframes=None, dark_groupgap=None, prepared=(matched, ddq))

@@ -20,10 +20,13 @@ __all__ = ["dq_init", "dq_init_kernel", "STEP"]
 
 @numba.njit(cache=True, parallel=True)
 def dq_init_kernel(gdq, pdq, mask):
-    """gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx); in place.
+    """Propagate the MASK reference into PIXELDQ and GROUPDQ, in place.
+
+    gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), mask uint32 (ny, nx).
 
     One pass over the mask per row (rows in parallel): PIXELDQ |= mask, and the columns
-    with DO_NOT_USE are listed, so that only their GROUPDQ elements are visited."""
+    with DO_NOT_USE are listed, so that only their GROUPDQ elements are visited.
+    """
     nints, ngroups, ny, nx = gdq.shape
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
         cols = np.empty(nx, np.int64)

@@ -84,6 +84,7 @@ class EmiSelection:
 
     @property
     def matched(self) -> bool:
+        """Whether the reference gave row clocks and at least one frequency for the exposure."""
         return self.rowclocks is not None and len(self.names) > 0
 
 
@@ -155,8 +156,11 @@ def select_frequencies(model, subarray: str, readpatt: str, detector: str, path:
 # helpers
 
 def _waveform_spline(wave: np.ndarray):
-    """Cubic (not-a-knot) spline of one waveform period on phase [0, 1), wrapped by one
-    sample at each end: knots at ``(i - 0.5) / n`` for ``i = 0 .. n + 1``."""
+    """Return the periodic spline of one waveform period.
+
+    Cubic (not-a-knot) spline of one waveform period on phase [0, 1), wrapped by one
+    sample at each end: knots at ``(i - 0.5) / n`` for ``i = 0 .. n + 1``.
+    """
     from scipy.interpolate import make_interp_spline
 
     n = wave.size
@@ -177,9 +181,12 @@ def _frame_geometry(ny: int, nx: int, rowclocks: int, nsamples: int, period: flo
 
 @numba.njit(cache=True)
 def _phase_sums(data, ok, bin_of, nbins):
-    """Sum ramps of good pixels per phase bin. data float32 (nints, ngroups, ny, nx); ok bool
+    """Sum the ramps of good pixels per phase bin.
+
+    Sum ramps of good pixels per phase bin. data float32 (nints, ngroups, ny, nx); ok bool
     (nints, ny, nx); bin_of int64 (ny, nx4). Returns y float64 (nints, nbins, ngroups) and
-    n float64 (nints, nbins)."""
+    n float64 (nints, nbins).
+    """
     nints, ngroups, ny, nx = data.shape
     nx4 = nx // 4
     y = np.zeros((nints, nbins, ngroups))
@@ -201,7 +208,10 @@ def _phase_sums(data, ok, bin_of, nbins):
 
 @numba.njit(cache=True)
 def _subtract_channels(plane, emi, amp):
-    """plane float32 (ny, nx) -= amp * emi[:, x // 4] (computed in float64)."""
+    """Subtract an EMI waveform from one plane, in place.
+
+    plane float32 (ny, nx) -= amp * emi[:, x // 4] (computed in float64).
+    """
     ny, nx = plane.shape
     nx4 = emi.shape[1]
     for j in range(ny):
@@ -223,8 +233,11 @@ def _vertex(xs, ys):
 
 
 def _best_phase(phaselist: np.ndarray, chisq: np.ndarray) -> float:
-    """Phase of minimum chi-squared: a parabola through the lowest trial and its two
-    neighbours in the list (wrapping at both ends)."""
+    """Return the phase of minimum chi-squared.
+
+    Phase of minimum chi-squared: a parabola through the lowest trial and its two
+    neighbours in the list (wrapping at both ends).
+    """
     if not np.isfinite(chisq).any():
         return float(phaselist[0])
     ib = int(np.nanargmin(chisq))
@@ -278,8 +291,11 @@ class _JointFit:
         return int(np.argmin((self.phaselist - phase - self.dphase_frame * i) % 1))
 
     def solve(self, phases, ints):
-        """(chisq, amplitude) arrays at each phase (integration-0 convention), fit jointly
-        over the integrations ``ints``."""
+        """Return chi-squared and amplitude at each trial phase.
+
+        (chisq, amplitude) arrays at each phase (integration-0 convention), fit jointly
+        over the integrations ``ints``.
+        """
         chisq = np.full(len(phases), np.nan)
         amp = np.zeros(len(phases))
         for m, ph in enumerate(phases):
@@ -350,8 +366,11 @@ def emicorr_joint(data: np.ndarray, pixeldq: np.ndarray, waveform: np.ndarray,
 # sequential algorithm
 
 def _nearest_lower_resample(arr: np.ndarray, size: float) -> np.ndarray:
-    """Resample a 1-D array to ``ceil(size)`` samples by nearest lower index (IDL congrid
-    without interpolation): index ``floor(i * len / size)``."""
+    """Resample a 1-D array by nearest lower index (IDL congrid).
+
+    Resample a 1-D array to ``ceil(size)`` samples by nearest lower index (IDL congrid
+    without interpolation): index ``floor(i * len / size)``.
+    """
     return arr[np.arange(0, arr.size, arr.size / size).astype(np.int32)]
 
 
@@ -511,7 +530,7 @@ def emicorr(data: np.ndarray, pixeldq: np.ndarray, selection: EmiSelection | Non
                          "the 4 MIRI outputs")
     r1 = str(readpatt).upper() in ("FASTR1", "SLOWR1")
     nph = nints_to_phase
-    for f, w in zip(selection.frequencies, selection.waveforms):
+    for f, w in zip(selection.frequencies, selection.waveforms, strict=True):
         if algorithm == "joint":
             emicorr_joint(data, pixeldq, w, f, int(nsamples), selection.rowclocks,
                           selection.frameclocks if r1 else 0,

@@ -41,7 +41,7 @@ def lastframe(gdq: np.ndarray):
 
 
 def firstframe_bright(gdq: np.ndarray, pdq: np.ndarray):
-    """firstframe with ``bright_use_group1``: keep group 1 where group 3 is SATURATED.
+    """Apply firstframe with ``bright_use_group1``: keep group 1 where group 3 is SATURATED.
 
     gdq uint8 (nints, ngroups, ny, nx), pdq uint32 (ny, nx), both updated in place: group 0
     gets DO_NOT_USE except in pixels whose third group is SATURATED (those pixels get

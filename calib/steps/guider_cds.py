@@ -87,8 +87,11 @@ def guider_cds(data: np.ndarray, exp_type: str, tgroup: float, gain: np.ndarray,
 
 
 def _reference_plane(model, info: ExposureInfo, path: str, step: str, stacked: bool) -> np.ndarray:
-    """The reference's SCI (float32) cut to the science window; for a stacked (ID-STACK)
-    exposure that the reference does not cover, its mean on the window's shape (jwst)."""
+    """Return the reference's SCI cut to the science window.
+
+    The reference's SCI (float32) cut to the science window; for a stacked (ID-STACK)
+    exposure that the reference does not cover, its mean on the window's shape (jwst).
+    """
     try:
         return ref_array(model, "data", info, path, step, dtype=np.float32)
     except ReferenceFileError:

@@ -94,7 +94,7 @@ def ipc(data, kernel, info):
 
 # ------------------------------------------------------------------------------ declared step
 def _prepare_kernel(model, path: str, info, step: str) -> np.ndarray:
-    """The IPC kernel of the reference: float32 (ky, kx), or (ky, kx, ny, nx) cut to the subarray."""
+    """Return the IPC kernel of the reference: float32 (ky, kx), or (ky, kx, ny, nx) cut to the subarray."""
     k = np.asarray(model.data) if model.data is not None else None
     if k is None or k.ndim not in (2, 4) or k.size == 0:
         raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be a 2-D or 4-D IPC kernel")

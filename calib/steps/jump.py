@@ -65,10 +65,13 @@ assert XBLOCK % 8 == 0, "bit-packed neighbour candidates need byte-aligned block
 
 @numba.njit(cache=True, error_model="numpy")
 def _small_median(v, m):
-    """Median of v[:m] (no NaN, m >= 1) by ranks: the element of rank k (ties broken by
+    """Return the median of a few values by ranks.
+
+    Median of v[:m] (no NaN, m >= 1) by ranks: the element of rank k (ties broken by
     position) is the k-th of the sorted values, so the result equals the median of the
     sorted array; branch-free O(m^2), faster than sorting for the few differences of a
-    ramp."""
+    ramp.
+    """
     half = m // 2
     lo = 0.0
     hi = 0.0
@@ -133,10 +136,13 @@ def _median_of(a, n, buf):
 
 @numba.njit(cache=True, error_model="numpy")
 def _median_select(a, n, buf, tmp):
-    """Median of the non-NaN values among a[:n] (NaN if none), the value numpy's nanmedian
+    """Return the median of the non-NaN values, as numpy's nanmedian.
+
+    Median of the non-NaN values among a[:n] (NaN if none), the value numpy's nanmedian
     gives (middle order statistic, or the mean of the two middle ones); a is not
     modified, buf and tmp are float64 scratch (>= n). Up to 32 values as
-    :func:`_median_of`; more by selection (:func:`_select`, O(n)) instead of a sort."""
+    :func:`_median_of`; more by selection (:func:`_select`, O(n)) instead of a sort.
+    """
     m = 0
     for j in range(n):
         v = a[j]
@@ -163,8 +169,11 @@ def _median_select(a, n, buf, tmp):
 
 @numba.njit(cache=True, error_model="numpy")
 def _iter_median(absd, n, tmp, buf):
-    """jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| absd[:n]
-    (NaN = unusable); tmp and buf are scratch arrays of length >= n."""
+    """Return the median first difference of one pixel (stcal calc_med_first_diffs).
+
+    jwst/stcal calc_med_first_diffs on one pixel's pooled |differences| absd[:n]
+    (NaN = unusable); tmp and buf are scratch arrays of length >= n.
+    """
     cnt = 0
     mx = -np.inf
     for j in range(n):
@@ -195,10 +204,13 @@ LANE_MAX_DIFFS = 32
 
 
 def sorting_network(n: int):
-    """Comparator pairs (lo, hi) of Batcher's odd-even merge sort for n elements, as two
+    """Return the comparators of Batcher's odd-even merge sort for n elements.
+
+    Comparator pairs (lo, hi) of Batcher's odd-even merge sort for n elements, as two
     int64 arrays: applying ``v[lo], v[hi] = min, max`` in order sorts any n values. Built
     for the next power of two; comparators touching positions >= n are dropped (valid: it
-    is the same as padding with +inf, which no comparator moves)."""
+    is the same as padding with +inf, which no comparator moves).
+    """
     size = 1
     while size < n:
         size *= 2
@@ -228,8 +240,11 @@ def sorting_network(n: int):
 
 @numba.njit(cache=True, error_model="numpy")
 def _lane_sort(v, ca, cb, w):
-    """Sort v[:, xx] (float32 (n, >= w), no NaN) for every lane xx < w with the comparator
-    network (ca, cb) of :func:`sorting_network`; lanes innermost, branch-free."""
+    """Sort every lane of a block with a sorting network.
+
+    Sort v[:, xx] (float32 (n, >= w), no NaN) for every lane xx < w with the comparator
+    network (ca, cb) of :func:`sorting_network`; lanes innermost, branch-free.
+    """
     for c in range(ca.size):
         i = ca[c]
         j = cb[c]
@@ -242,10 +257,13 @@ def _lane_sort(v, ca, cb, w):
 
 @numba.njit(cache=True, error_model="numpy")
 def _sorted_median(v, c, xx):
-    """Median of the c smallest values of the sorted lane v[:, xx], in float64 (NaN when c
+    """Return the median of the c smallest values of a sorted lane.
+
+    Median of the c smallest values of the sorted lane v[:, xx], in float64 (NaN when c
     is 0): the same value as :func:`_median_sorted_prefix` on those values (equal values
     may be permuted, which can change only the sign of a zero median; callers use the
-    median only through |m| and |x - m|)."""
+    median only through |m| and |x - m|).
+    """
     if c == 0:
         return np.nan
     h = c >> 1
@@ -257,7 +275,9 @@ def _sorted_median(v, c, xx):
 @numba.njit(cache=True, error_model="numpy")
 def _screen_lanes(bd, bq, gain, readnoise, y, x0, w, nints, nd, nframes, rej, mode, ca, cb,
                   done, dl, mxl):
-    """Screen the w pixels of a block (lanes xx, columns x0 + xx of row y) for the common
+    """Screen a block of pixels for the common case of no jump.
+
+    Screen the w pixels of a block (lanes xx, columns x0 + xx of row y) for the common
     case: every group usable and unflagged (no DO_NOT_USE, SATURATED or JUMP_DET), GAIN > 0
     and the primary search finds no jump. Such pixels need nothing more (``done[xx]``
     True): their GROUPDQ stays as it is. All other pixels are left to the per-pixel code.
@@ -452,9 +472,12 @@ def _bit(bits, i, k, y, x):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def flag_neighbors_kernel(gdq, nbcand):
-    """gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate (nbcand
+    """Flag JUMP_DET at candidates and their 4 neighbours.
+
+    Gdq |= JUMP_DET where the pixel or one of its 4 neighbours is a candidate (nbcand
     bit-packed as :func:`jump_kernel` writes it) and the group is neither SATURATED nor
-    DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED."""
+    DO_NOT_USE; then drop JUMP_DET where DO_NOT_USE or SATURATED.
+    """
     nints, ngroups, ny, nx = gdq.shape
     nbx = nbcand.shape[3]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
@@ -491,11 +514,14 @@ def flag_neighbors_kernel(gdq, nbcand):
 
 @numba.njit(cache=True, error_model="numpy")
 def _wirth_kth(a, n, k):
-    """k-th smallest (0-based) of a[:n] (float64, no NaN) by N. Wirth's selection
+    """Return the k-th smallest value by Wirth's selection, as astropy.
+
+    k-th smallest (0-based) of a[:n] (float64, no NaN) by N. Wirth's selection
     ("Algorithms + Data Structures = Programs", 1976; N. Devillard's C version), the
     routine astropy's ``_fast_sigma_clip`` uses: a[:n] is permuted in place exactly as
     that routine permutes it, which matters because astropy then sums the buffer in its
-    new order (floating-point sums depend on the order)."""
+    new order (floating-point sums depend on the order).
+    """
     lo = 0
     hi = n - 1
     while lo < hi:
@@ -524,7 +550,9 @@ def _wirth_kth(a, n, k):
 
 @numba.njit(cache=True, error_model="numpy")
 def _sigma_clip_bounds(buf, count, sigma, maxiters):
-    """Lower and upper bounds of astropy's ``sigma_clip(..., sigma=sigma, maxiters=maxiters,
+    """Return astropy sigma_clip's final bounds for one set of values, exactly.
+
+    Lower and upper bounds of astropy's ``sigma_clip(..., sigma=sigma, maxiters=maxiters,
     cenfunc="median", stdfunc="std")`` for one set of values (the axis=... fast path,
     astropy ``stats/src/compute_bounds.c``), reproduced operation by operation in float64.
 
@@ -578,10 +606,13 @@ _U = 2.0 ** -53
 
 @numba.njit(cache=True, error_model="numpy")
 def _select(a, b, m, k):
-    """k-th smallest (0-based) of a[:m] (float64, no NaN, 0 <= k < m): quickselect with
+    """Return the k-th smallest value by branch-free quickselect.
+
+    k-th smallest (0-based) of a[:m] (float64, no NaN, 0 <= k < m): quickselect with
     branch-free three-way partitions (median-of-3 pivot); a and b (length >= m) are
     overwritten. Returns the value, which as an order statistic does not depend on the
-    algorithm."""
+    algorithm.
+    """
     while True:
         if m <= 2:
             if m == 1:
@@ -626,8 +657,11 @@ def _select(a, b, m, k):
 
 @numba.njit(cache=True, error_model="numpy")
 def _sum4(a, m):
-    """Sum of a[:m] with four accumulators (any summation order is covered by the error
-    bound of :func:`_sigma_clip_bounds_fast`)."""
+    """Return the sum of a[:m] with four accumulators.
+
+    Sum of a[:m] with four accumulators (any summation order is covered by the error
+    bound of :func:`_sigma_clip_bounds_fast`).
+    """
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -672,7 +706,7 @@ def _sqdev4(a, m, mean):
 
 @numba.njit(cache=True, error_model="numpy")
 def _near(a, m, lo, hi, delta):
-    """True when some a[:m] lies within delta of lo or hi."""
+    """Return True when some a[:m] lies within delta of lo or hi."""
     hit = False
     for j in range(m):
         x = a[j]
@@ -682,7 +716,9 @@ def _near(a, m, lo, hi, delta):
 
 @numba.njit(cache=True, error_model="numpy")
 def _sigma_clip_bounds_fast(v, n, sigma, maxiters, t1, t2, t3):
-    """The bounds of :func:`_sigma_clip_bounds` for the finite values v[:n] (float64, in
+    """Return the sigma-clipping bounds by the fast path, certified.
+
+    The bounds of :func:`_sigma_clip_bounds` for the finite values v[:n] (float64, in
     original order, not modified), or ok=False when they cannot be certified.
 
     Medians are order statistics (any selection algorithm gives astropy's values); the
@@ -752,10 +788,13 @@ def _sigma_clip_bounds_fast(v, n, sigma, maxiters, t1, t2, t3):
 
 @numba.njit(cache=True, error_model="numpy")
 def _clip_bounds(v, n, sigma, maxiters, t1, t2, t3):
-    """astropy's sigma-clipping bounds (lo, hi) of the finite values v[:n] (float64,
+    """Return astropy's sigma-clipping bounds of the finite values.
+
+    Astropy's sigma-clipping bounds (lo, hi) of the finite values v[:n] (float64,
     original order, n >= 1, not modified): :func:`_sigma_clip_bounds_fast` when it can
     certify its result, else the exact replica :func:`_sigma_clip_bounds`. t1, t2, t3
-    float64 scratch (>= n)."""
+    float64 scratch (>= n).
+    """
     lo, hi, ok = _sigma_clip_bounds_fast(v, n, sigma, maxiters, t1, t2, t3)
     if ok:
         return lo, hi
@@ -766,9 +805,12 @@ def _clip_bounds(v, n, sigma, maxiters, t1, t2, t3):
 
 @numba.njit(cache=True, inline="always")
 def _row_bounds(row, n, buf, sigma, maxiters, t1, t2, t3, exact_only):
-    """astropy sigma_clip's final (lower, upper) bounds over the finite values among
+    """Return astropy sigma_clip's final bounds over one row's finite values.
+
+    Astropy sigma_clip's final (lower, upper) bounds over the finite values among
     row[:n] (copied to buf as float64), or (NaN, NaN) when there are none: the
-    operation-by-operation replica with ``exact_only``, else the certified fast path."""
+    operation-by-operation replica with ``exact_only``, else the certified fast path.
+    """
     c = 0
     for j in range(n):
         d = np.float64(row[j])
@@ -784,7 +826,9 @@ def _row_bounds(row, n, buf, sigma, maxiters, t1, t2, t3, exact_only):
 
 @numba.njit(cache=True, error_model="numpy")
 def sigma_clip_mask(values, sigma, maxiters, out, exact_only=False):
-    """astropy ``sigma_clip(values, sigma=sigma, maxiters=maxiters, axis=-1,
+    """Compute astropy sigma_clip's mask row by row.
+
+    Astropy ``sigma_clip(values, sigma=sigma, maxiters=maxiters, axis=-1,
     masked=True).mask`` (median centre, standard deviation) computed row by row.
 
     values float32 or float64 (m, n) (any units); out bool (m, n): True where a value is
@@ -869,9 +913,12 @@ def sigclip_jump_kernel(data, gdq, gain, sigma, maxiters, only_use_ints):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _clear_jump_only_planes(gdq):
-    """jwst/stcal after sigma clipping: in a group where every pixel is JUMP_DET or
+    """Unflag groups in which every pixel was flagged (jwst/stcal after sigma clipping).
+
+    jwst/stcal after sigma clipping: in a group where every pixel is JUMP_DET or
     DO_NOT_USE, pixels whose flag is exactly JUMP_DET are reset to 0 (gdq uint8
-    (nints, ngroups, ny, nx), in place)."""
+    (nints, ngroups, ny, nx), in place).
+    """
     nints, ngroups, ny, nx = gdq.shape
     for p in numba.prange(nints * ngroups):
         i = p // ngroups
@@ -892,12 +939,15 @@ def _clear_jump_only_planes(gdq):
 
 
 def _sigma_clip_jumps(data, gdq, gain, threshold, only_use_ints):
-    """Many-integration mode: a difference is a jump when astropy's sigma clipping (median
+    """Detect jumps by sigma clipping across integrations (many-integration mode).
+
+    Many-integration mode: a difference is a jump when astropy's sigma clipping (median
     centre, standard deviation, ``threshold`` sigma, 5 iterations, as jwst/stcal call
     ``astropy.stats.sigma_clip``) rejects it among the same difference of all integrations
     (``only_use_ints``) or among all differences of the pixel; computed by
     :func:`sigclip_jump_kernel` (same masks as astropy), then groups made only of jumps
-    lose them as in jwst."""
+    lose them as in jwst.
+    """
     sigclip_jump_kernel(data, gdq, gain, float(threshold), 5, bool(only_use_ints))
     _clear_jump_only_planes(gdq)
 

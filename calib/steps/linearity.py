@@ -26,8 +26,11 @@ _SAT = np.uint8(dqflags.SATURATED)
 
 @numba.njit(cache=True, parallel=True)
 def linearity_kernel(data, gdq, coeffs):
-    """data float32 (nints, ngroups, ny, nx) DN, in place; gdq uint8 same shape;
-    coeffs float32 (ncoeffs, ny, nx)."""
+    """Correct the ramp for non-linearity in place (polynomial of the reference).
+
+    data float32 (nints, ngroups, ny, nx) DN, in place; gdq uint8 same shape;
+    coeffs float32 (ncoeffs, ny, nx).
+    """
     nints, ngroups, ny, nx = data.shape
     nc = coeffs.shape[0]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)

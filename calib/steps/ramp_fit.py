@@ -99,10 +99,13 @@ def snr_power(snr):
 
 @numba.njit(cache=True, error_model="numpy")
 def _segment_weights(wcache, wcache_n, pidx, n):
-    """The unnormalised weights ``|(k - (n-1)/2) / ((n-1)/2)|**P`` (float32 power, as a
+    """Return the optimal-weighting weights of an n-group segment.
+
+    The unnormalised weights ``|(k - (n-1)/2) / ((n-1)/2)|**P`` (float32 power, as a
     float64) of an n-group segment with exponent ``_POWERS[pidx]``, k = 0..n-1, from the
     per-thread cache ``wcache[pidx, :n]`` (recomputed when ``wcache_n[pidx] != n``):
-    most segments of an exposure share n and P, so the pow() runs rarely."""
+    most segments of an exposure share n and P, so the pow() runs rarely.
+    """
     if wcache_n[pidx] != n:
         power = _POWERS[pidx]
         mid = (n - 1) / 2.0
@@ -132,7 +135,8 @@ def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl,
     calib.steps.jump.sorting_network, excluded differences set to +inf so that they sort
     last; same value up to the sign of a zero, immaterial in a sum starting at +0).
     dl: float64 scratch (ngroups - 1, >= w); loc: float64 scratch (>= w); cnt: int64
-    scratch (>= w). Returns the number of kind-2 lanes."""
+    scratch (>= w). Returns the number of kind-2 lanes.
+    """
     nints, ngroups = bd.shape[0], bd.shape[1]
     nd = ngroups - 1
     orq = np.zeros(w, np.uint8)         # OR of all flags of the lane
@@ -188,13 +192,16 @@ _NSC = 13   # rows of the scratch array of _clean_fit_lanes
 def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mrate, kind,
                      sc, pid, want_ints, r_slope, r_dq, r_vp, r_vr, r_err,
                      i_slope, i_dq, i_vp, i_vr, i_err):
-    """Fit the clean pixels of a block (``kind[xx] == 1``, see :func:`_lane_prep`; mrate[xx]
+    """Fit the clean pixels of a block, all lanes at once.
+
+    Fit the clean pixels of a block (``kind[xx] == 1``, see :func:`_lane_prep`; mrate[xx]
     their summed median rates): one segment of all ngroups groups per integration, so the
     fit of :func:`_fit_segment` and the combination of ``ols_kernel`` reduce to the
     expressions below, evaluated for all lanes at once (lanes innermost) in the same
     order of operations, hence with the same results. wfull float64 (6, ngroups): the
     full-segment weights per exponent (_segment_weights); sc float64 (_NSC, >= w) and pid
-    int64 (>= w) scratch. Writes the outputs of the clean pixels only."""
+    int64 (>= w) scratch. Writes the outputs of the clean pixels only.
+    """
     nints, n = bd.shape[0], bd.shape[1]
     for xx in range(w):
         rn = np.float64(rnoise_e[y, x0 + xx])
@@ -299,11 +306,14 @@ WTAB_MAX_GROUPS = 128
 
 @numba.njit(cache=True, inline="always")
 def _ramp_segments(flags, n, seg_s, seg_l):
-    """The fitted segments of one integration's ramp: runs of groups whose GROUPDQ (flags,
+    """Find the fitted segments of one integration's ramp.
+
+    The fitted segments of one integration's ramp: runs of groups whose GROUPDQ (flags,
     uint8 (n,), PERSISTENCE ignored) is 0, each starting one group earlier when the group
     before it is a JUMP_DET (the jump lies between the two), then the stcal rule of
     :func:`_keep_multi_group_segments`. Writes starts/lengths into seg_s/seg_l; returns
-    ``(nseg, any group flagged)``."""
+    ``(nseg, any group flagged)``.
+    """
     nseg = 0
     in_seg = False
     start = 0
@@ -332,10 +342,13 @@ def _ramp_segments(flags, n, seg_s, seg_l):
 
 @numba.njit(cache=True, inline="always")
 def _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen):
-    """The segments of one integration that are fitted (stcal's rule): with several
+    """Keep the segments stcal fits among those found.
+
+    The segments of one integration that are fitted (stcal's rule): with several
     segments, the one-group ones are dropped when a longer one exists; when all are one
     group long, only the first is kept. Edits seg_s/seg_l (int arrays) in place and returns
-    the new count."""
+    the new count.
+    """
     if nseg < 2:
         return nseg
     if maxlen < 2:
@@ -352,10 +365,13 @@ def _keep_multi_group_segments(seg_s, seg_l, nseg, maxlen):
 
 @numba.njit(cache=True, error_model="numpy")
 def _weight_table(ngroups):
-    """float64 (6, m + 1, m), m = min(ngroups, WTAB_MAX_GROUPS): [pidx, n, :n] the weights
+    """Return the table of segment weights for every exponent and length.
+
+    float64 (6, m + 1, m), m = min(ngroups, WTAB_MAX_GROUPS): [pidx, n, :n] the weights
     of an n-group segment (3 <= n <= m) with exponent ``_POWERS[pidx]``, as
     :func:`_segment_weights` computes them (so the values do not depend on which path
-    uses them); other entries 0. Longer segments use the per-thread cache."""
+    uses them); other entries 0. Longer segments use the per-thread cache.
+    """
     m = min(ngroups, WTAB_MAX_GROUPS)
     wtab = np.zeros((_POWERS.size, m + 1, max(m, 1)), np.float64)
     wc = np.empty((_POWERS.size, max(m, 1)), np.float64)
@@ -373,7 +389,9 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
                     wcache_n, mrate, kind, alld, seg_s, seg_l, want_ints,
                     r_slope, r_dq, r_vp, r_vr, r_err,
                     i_slope, i_dq, i_vp, i_vr, i_err):
-    """Fit the jump-only pixels of a block (``kind[xx] == 2``, see :func:`_lane_prep`;
+    """Fit the jump-only pixels of a block, pixel by pixel.
+
+    Fit the jump-only pixels of a block (``kind[xx] == 2``, see :func:`_lane_prep`;
     mrate[xx] their summed median rates), pixel by pixel.
 
     A candidate with non-finite data or an integration with fewer than 2 unflagged groups
@@ -385,7 +403,8 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
     pixels have no DO_NOT_USE, SATURATED, PERSISTENCE or CHARGELOSS group, so those
     branches do not apply. Scratch: alld float64 (nints, ngroups); seg_s, seg_l int64
     (ngroups,); wtab, wcache, wcache_n see :func:`_fit_segment`. Writes the outputs of
-    the pixels it fits only."""
+    the pixels it fits only.
+    """
     nints, n = bd.shape[0], bd.shape[1]
     median_scale = np.float32(nints)
     for xx in range(w):
@@ -475,11 +494,14 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
 
 @numba.njit(cache=True, error_model="numpy")
 def _fit_segment(alld, i, st, n, g, rn, dc, tg, median_rate, wtab, wcache, wcache_n):
-    """Slope (DN/s), VAR_POISSON and VAR_RNOISE ((DN/s)**2) of the segment of n groups of
+    """Fit one segment: slope and its Poisson and read-noise variances.
+
+    Slope (DN/s), VAR_POISSON and VAR_RNOISE ((DN/s)**2) of the segment of n groups of
     integration i starting at group st (alld float64 (nints, ngroups) DN, NaN counted as
     0 in the sums); g gain, rn read noise (e- per group), dc dark current, tg TGROUP,
     median_rate the pixel's median rate (DN/s); weights from wtab (:func:`_weight_table`)
-    or, for longer segments, from the per-thread cache wcache/wcache_n (_segment_weights)."""
+    or, for longer segments, from the per-thread cache wcache/wcache_n (_segment_weights).
+    """
     if n <= 2:
         if n == 1:
             slope = alld[i, st] / tg
@@ -857,7 +879,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
 
 @numba.njit(cache=True, parallel=True)
 def _any_flag(gdq, flag):
-    """True when some element of gdq (uint8, any shape, C-contiguous) has a bit of flag."""
+    """Return True when some element of gdq (uint8, any shape, C-contiguous) has a bit of flag."""
     flat = gdq.reshape(-1)
     n = flat.size
     chunk = 1 << 20

@@ -43,7 +43,7 @@ NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
 
 @numba.njit(cache=True)
 def clipped_mean(values, low, high):
-    """Iterative sigma-clipped mean of a 1-D float array (scipy.stats.sigmaclip semantics).
+    """Return the iterative sigma-clipped mean of a 1-D float array (scipy.stats.sigmaclip semantics).
 
     Returns NaN for an empty array. Arithmetic in float64.
     """
@@ -124,7 +124,7 @@ def _clip(vals, siglimit):
 
 @numba.njit(cache=True)
 def _running_median_rows_serial(block, ok, length):
-    """Serial twin of :func:`running_median_rows` (same values), for use inside prange."""
+    """Compute :func:`running_median_rows` serially (same values), for use inside prange."""
     nrows, ncols = block.shape
     half = length // 2
     out = np.empty(nrows, np.float64)
@@ -160,8 +160,11 @@ def _det_value(plane, srow, scol, R, C):
 
 @numba.njit(cache=True)
 def _ref_mean(plane, good, srow, scol, rs, re_, c0, c1, step, siglimit, buf):
-    """Clipped mean of the usable detector pixels rows rs:re_, columns c0:c1:step (row-major
-    order, as numpy's boolean indexing gives them); NaN when there are none."""
+    """Return the clipped mean of the usable pixels of a block.
+
+    Clipped mean of the usable detector pixels rows rs:re_, columns c0:c1:step (row-major
+    order, as numpy's boolean indexing gives them); NaN when there are none.
+    """
     n = 0
     for R in range(rs, re_):
         for C in range(c0, c1, step):
@@ -185,8 +188,11 @@ def _top_bottom(a, b):
 @numba.njit(cache=True, parallel=True)
 def _amplifier_kernel(data, good, srow, scol, r0, c0, fa, sa, odd_even, use_side, length,
                       side_gain, siglimit):
-    """Per-amplifier (+ side) correction of every group (planes in parallel, each plane
-    computed serially, so results do not depend on the thread count)."""
+    """Apply the per-amplifier (+ side) correction to every group.
+
+    Per-amplifier (+ side) correction of every group (planes in parallel, each plane
+    computed serially, so results do not depend on the thread count).
+    """
     nints, ngroups, ny, nx = data.shape
     for p in numba.prange(nints * ngroups):
         plane = data[p // ngroups, p % ngroups]
@@ -258,10 +264,13 @@ def _amplifier_kernel(data, good, srow, scol, r0, c0, fa, sa, odd_even, use_side
 
 def _refpix_amplifiers(data, good, r0, c0, fa, sa, odd_even_columns, use_side_ref_pixels,
                        side_smoothing_length, side_gain, siglimit):
-    """The per-amplifier (+ side) method for FASTAXIS +-1 without building the full frame:
+    """Apply the per-amplifier method to a subarray read in place.
+
+    The per-amplifier (+ side) method for FASTAXIS +-1 without building the full frame:
     only the reference rows/columns are read (in detector orientation, so the clipped means
     see the same values in the same order), and one pass corrects the subarray. Same
-    arithmetic as the general path in :func:`refpix`; planes are processed in parallel."""
+    arithmetic as the general path in :func:`refpix`; planes are processed in parallel.
+    """
     ny, nx = data.shape[-2:]
     idx = np.arange(_FULL)
     srow = (idx if sa > 0 else _FULL - 1 - idx) - r0     # det row -> science row

@@ -66,9 +66,12 @@ def rscd_parameters(table, subarray: str, readpatt: str, path: str) -> tuple[int
 
 
 def _skip_counts(gdq: np.ndarray, nskip: int) -> tuple[np.ndarray, bool]:
-    """Per integration and pixel, the number of initial groups to flag (int16
+    """Return the number of initial groups to flag per integration and pixel.
+
+    Per integration and pixel, the number of initial groups to flag (int16
     (n, ny, nx)), lowered for pixels that saturate early (see module docstring), and
-    whether any pixel needed lowering."""
+    whether any pixel needed lowering.
+    """
     skip = np.full((gdq.shape[0],) + gdq.shape[2:], nskip, np.int16)
     g0_sat = (gdq[:, 0] & _SAT) != 0
     level = nskip + 1          # 0-indexed group tested for saturation

@@ -54,7 +54,8 @@ _ADF = np.uint8(dqflags.AD_FLOOR)
 def _grow(src, dst, flag, n):
     """dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True.
 
-    Rows with no True source within n rows are skipped (saturation is rare)."""
+    Rows with no True source within n rows are skipped (saturation is rare).
+    """
     ny, nx = src.shape
     rowany = np.zeros(ny, np.bool_)
     for y in numba.prange(ny):
@@ -90,9 +91,11 @@ def _grow(src, dst, flag, n):
 
 @numba.njit(cache=True)
 def _grow_serial(src, dst, flag, n):
-    """Serial twin of _grow: dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True.
+    """Grow flags serially (the twin of _grow).
 
-    Rows with no True source within n rows are skipped (saturation is rare)."""
+    dst[y, x] |= flag where any src in the (2n+1)^2 box around (y, x) is True.
+    Rows with no True source within n rows are skipped (saturation is rare).
+    """
     ny, nx = src.shape
     rowany = np.zeros(ny, np.bool_)
     for y in range(ny):
@@ -258,9 +261,12 @@ def _saturate_one(data, gdq, i, thresh, no_check, bias, dilution, n_grow,
 @numba.njit(cache=True, parallel=True)
 def saturation_kernel_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
                            grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
-    """As :func:`saturation_kernel`, with integrations in parallel (each one serial): for
+    """Flag saturation with integrations in parallel.
+
+    As :func:`saturation_kernel`, with integrations in parallel (each one serial): for
     many-integration exposures of small frames, where per-row parallelism costs more in
-    thread start-ups than it gains. Same results."""
+    thread start-ups than it gains. Same results.
+    """
     for i in numba.prange(data.shape[0]):
         _saturate_one(data, gdq, i, thresh, no_check, bias, dilution, n_grow,
                       grp2_mean0, grp2_last2, grp2_len1, use_readpatt)
@@ -273,12 +279,15 @@ MASK_MAX_GROUPS = 64
 
 @numba.njit(cache=True)
 def _rows_flag(data, gdq, i, y, thresh, sm, crossed, acc):
-    """Steps 1 (without growing) and 2 for row y of integration i: SATURATED from the first
+    """Flag saturation and the A/D floor in one row (steps 1 and 2).
+
+    Steps 1 (without growing) and 2 for row y of integration i: SATURATED from the first
     group at or above the threshold on, AD_FLOOR | DO_NOT_USE at or below 0 DN. Sets
     sm[y, x] (unsigned integer, >= ngroups bits) to the bit mask of the groups whose
     GROUPDQ has SATURATED (flags already present included), the sources of the growing.
     Scratch: crossed uint8 (nx,), acc uint64 (nx,). Returns True when some pixel of the row
-    has a SATURATED group."""
+    has a SATURATED group.
+    """
     ngroups, nx = data.shape[1], data.shape[3]
     for x in range(nx):
         crossed[x] = 0
@@ -300,7 +309,7 @@ def _rows_flag(data, gdq, i, y, thresh, sm, crossed, acc):
 
 @numba.njit(cache=True)
 def _near(rowany, y, n):
-    """True when some rowany[yy] is True for |yy - y| <= n."""
+    """Return True when some rowany[yy] is True for |yy - y| <= n."""
     for yy in range(max(0, y - n), min(rowany.size, y + n + 1)):
         if rowany[yy]:
             return True
@@ -309,8 +318,11 @@ def _near(rowany, y, n):
 
 @numba.njit(cache=True)
 def _box_or(m, rowany, y, x, n):
-    """OR of m[yy, xx] (uint64) over the (2n+1)^2 box around (y, x), clipped at the array
-    edge; rows with rowany False (all zero) are skipped."""
+    """Return the OR of m over the box around one pixel.
+
+    OR of m[yy, xx] (uint64) over the (2n+1)^2 box around (y, x), clipped at the array
+    edge; rows with rowany False (all zero) are skipped.
+    """
     ny, nx = m.shape
     acc = np.uint64(0)
     for yy in range(max(0, y - n), min(ny, y + n + 1)):
@@ -323,13 +335,16 @@ def _box_or(m, rowany, y, x, n):
 @numba.njit(cache=True)
 def _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution, n, sm, rowany,
                         nf, grp2_mean0, grp2_last2, grp2_len1, use_readpatt):
-    """For row y of integration i, after :func:`_rows_flag` ran on every row: grow the
+    """Grow the SATURATED flags of one row and apply the read-pattern tests.
+
+    For row y of integration i, after :func:`_rows_flag` ran on every row: grow the
     SATURATED flags (step 1: box of n pixels around every source of sm), then the read
     pattern tests on the final SATURATED flags: nf[y, x] (uint64) = the bit mask of the
     groups that step 4a flags DO_NOT_USE (grown by :func:`_rows_grow_dnu`), and step 4b.
     A pixel's final SATURATED flags are the bits of F = OR of sm over its box (n >= 0), so
     rows with no source within n rows have none and nothing to do. Returns True when some
-    nf[y, x] is not 0."""
+    nf[y, x] is not 0.
+    """
     ngroups, nx = data.shape[1], data.shape[3]
     for x in range(nx):
         nf[y, x] = 0
@@ -379,8 +394,11 @@ def _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution, n, sm
 
 @numba.njit(cache=True)
 def _rows_grow_dnu(gdq, i, y, n, nf, nfany):
-    """Step 4a for row y of integration i: DO_NOT_USE on the groups of nf (bit masks from
-    :func:`_rows_grow_readpatt`) over the box of n pixels (n = 0: the pixel itself)."""
+    """Flag DO_NOT_USE on one row's step-4a groups (step 4a).
+
+    Step 4a for row y of integration i: DO_NOT_USE on the groups of nf (bit masks from
+    :func:`_rows_grow_readpatt`) over the box of n pixels (n = 0: the pixel itself).
+    """
     ngroups, nx = gdq.shape[1], gdq.shape[3]
     if not _near(nfany, y, n):
         return
@@ -395,12 +413,15 @@ def _rows_grow_dnu(gdq, i, y, n, nf, nfany):
 @numba.njit(cache=True, parallel=True)
 def saturation_rows(data, gdq, thresh, no_check, bias, dilution, n_grow,
                     grp2_mean0, grp2_last2, grp2_len1, use_readpatt, sm, nf):
-    """As :func:`saturation_kernel` (same arguments, same results; ngroups <= 64), with
+    """Flag saturation with per-pixel bit masks of groups, rows in parallel.
+
+    As :func:`saturation_kernel` (same arguments, same results; ngroups <= 64), with
     rows in parallel and three passes per integration instead of several per group: the
     groups of a pixel are reduced to bit masks (groups flagged SATURATED, groups step 4a
     flags), which are grown instead of per-group planes. Steps 4a and 4b read only the
     final SATURATED flags and the group's own DO_NOT_USE, so their order among groups does
-    not matter. sm, nf: scratch (ny, nx) of an unsigned type of >= ngroups bits."""
+    not matter. sm, nf: scratch (ny, nx) of an unsigned type of >= ngroups bits.
+    """
     nints, ngroups, ny, nx = data.shape
     n = max(n_grow, 0)
     rowany = np.zeros(ny, np.bool_)
@@ -421,10 +442,13 @@ def saturation_rows(data, gdq, thresh, no_check, bias, dilution, n_grow,
 @numba.njit(cache=True, parallel=True)
 def saturation_rows_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
                          grp2_mean0, grp2_last2, grp2_len1, use_readpatt, sm, nf):
-    """As :func:`saturation_rows`, with integrations in parallel (each one serial), for
+    """Flag saturation by bit masks with integrations in parallel.
+
+    As :func:`saturation_rows`, with integrations in parallel (each one serial), for
     many-integration exposures of small frames. Same results. sm, nf: arrays of an
     unsigned type of >= ngroups bits (only their type is used: each integration allocates
-    its own (ny, nx) scratch)."""
+    its own (ny, nx) scratch).
+    """
     nints, ngroups, ny, nx = data.shape
     n = max(n_grow, 0)
     for i in numba.prange(nints):

@@ -15,7 +15,10 @@ __all__ = ["superbias", "superbias_kernel", "STEP"]
 
 @numba.njit(cache=True, parallel=True)
 def superbias_kernel(data, bias):
-    """data float32 (nints, ngroups, ny, nx) DN, bias float32 (ny, nx) DN; in place."""
+    """Subtract the superbias from every group, in place.
+
+    data float32 (nints, ngroups, ny, nx) DN; bias float32 (ny, nx) DN (NaN counts as 0, as jwst).
+    """
     nints, ngroups, ny, nx = data.shape
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
         row = np.empty(nx, np.float32)
