@@ -12,6 +12,7 @@ lacks a required array, does not cover the science subarray, or has NaN where no
 from __future__ import annotations
 
 import os
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,8 +207,9 @@ class SectionArray:
     reads of the frames and window rows asked for, BZERO/BSCALE applied; the file is not
     memory-mapped, so nothing read stays resident once the caller drops it). The window's
     last two axes are the science subarray's (ny, nx); ``key`` indexes the leading axes
-    only (integers or slices; ``arr[()]`` reads the whole window). With ``leading_axis=True`` a length-1 axis is put in front (a 3-D NIRCam dark read
-    as the 4-D (1, ngroups, ny, nx) of a one-integration MIRI dark).
+    only (integers or slices; ``arr[()]`` reads the whole window). With
+    ``leading_axis=True`` a length-1 axis is put in front (a 3-D NIRCam dark read as the
+    4-D (1, ngroups, ny, nx) of a one-integration MIRI dark).
 
     Parameters
     ----------
@@ -322,6 +324,34 @@ class ReferenceSections:
         hdu = self._hdul[extname]
         rows, cols = window_slices(tuple(hdu.shape), self.model, self.info, self.path, self.step, name)
         return SectionArray(hdu, rows, cols, leading_axis=leading_axis)
+
+    def standard_dq(self, dq: np.ndarray) -> np.ndarray:
+        """Return a DQ array read from the file with the standard JWST flag values.
+
+        A reference's DQ_DEF table may define its own bit values (the real NIRSpec darks:
+        HOT = 4, WARM = 2); stdatamodels maps them to the standard flags when it opens such
+        a model (``DefaultDQMixin``: ``stdatamodels.dynamicdq.dynamic_mask`` with the JWST
+        pixel flags), and so does this, with the same function, on the part read.
+
+        Parameters
+        ----------
+        dq : numpy.ndarray
+            DQ values as stored in the file, any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint32, the same shape, standard JWST pixel flags.
+        """
+        from stdatamodels.dynamicdq import dynamic_mask
+        from stdatamodels.jwst.datamodels.dqflags import pixel
+        from stdatamodels.jwst.datamodels.model_base import DefaultDQMixin
+
+        dq = np.asarray(dq, dtype=np.uint32)
+        if not isinstance(self.model, DefaultDQMixin) or "DQ_DEF" not in self._hdul:
+            return dq
+        holder = types.SimpleNamespace(dq=dq, dq_def=self._hdul["DQ_DEF"].data)
+        return dynamic_mask(holder, pixel)
 
     def close(self) -> None:
         """Close the file and the header model."""

@@ -19,6 +19,7 @@ from stdatamodels.jwst import datamodels as dm
 from calib.errors import ReferenceFileError
 from calib.references import ExposureInfo, ReferenceSections, SectionArray, ref_array, subarray_of
 from calib.steps.dark_current import _prepare, prepare_dark
+from tests.conftest import shared
 
 
 def _info(instrument="NIRCAM", *, ngroups, nframes, groupgap, xstart=1, ystart=1, xsize=40, ysize=24):
@@ -146,3 +147,20 @@ def test_a_dark_not_covering_the_subarray_names_the_file(tmp_path):
     (tmp_path / "bad.fits").write_bytes(b"not a FITS file")
     with pytest.raises(ReferenceFileError, match="bad.fits"):
         _lazy(str(tmp_path / "bad.fits"), info)
+
+
+def test_real_nirspec_dark_dq_mapped_through_its_dq_def():
+    """The real CRDS NRS1 SUB512 dark stores DQ as uint8 with its own bit values (HOT = 4):
+    the lazy read maps them to the standard flags as stdatamodels does on open."""
+    path = str(shared("crds", "references", "jwst_nirspec_dark_0046.fits"))
+    info = _info("NIRSPEC", ngroups=8, nframes=1, groupgap=0, xstart=1025, ystart=957, xsize=512, ysize=32)
+    matched, ddq, _ = _lazy(path, info)
+    want, want_dq = _eager(path, info)
+    _same(matched, want)
+    _same(ddq, want_dq)
+    assert (ddq & 2048).any()                  # HOT, stored as 4 in the file
+    sub = _info("NIRSPEC", ngroups=3, nframes=2, groupgap=1, xstart=1100, ystart=960, xsize=64, ysize=20)
+    matched, ddq, _ = _lazy(path, sub)
+    want, want_dq = _eager(path, sub)
+    _same(matched, want)
+    _same(ddq, want_dq)

@@ -265,7 +265,7 @@ def _prepare(ref: ReferenceSections, path: str, info, step: str):
         # only the plane prepare_dark reduces to (ny, nx): all of a 2-D DQ, the first plane
         # of a 3-D one, the first group of every integration of a 4-D (MIRI) one
         ddq = dq[()] if dq.ndim == 2 else dq[0:1] if dq.ndim == 3 else dq[:, 0:1]
-        ddq = np.ascontiguousarray(ddq, dtype=np.uint32)
+        ddq = np.ascontiguousarray(ref.standard_dq(ddq), dtype=np.uint32)
     else:
         ddq = np.zeros(dark.shape[-2:], np.uint32)
     matched, ddq = prepare_dark(dark, ddq, ngroups=info.ngroups, nframes=info.nframes, groupgap=info.groupgap,
