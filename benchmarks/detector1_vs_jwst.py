@@ -17,7 +17,8 @@ the per-step wall times of that run and two peak RSS values (VmHWM): of the whol
 (the cold first run included: reading and preparing references, numba cache load) and of
 the timed runs only, as in a warm worker (the peak is reset after the warm-up run by
 writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it); the process's
-``ru_maxrss`` (getrusage) is printed beside them. Finally the
+``ru_maxrss`` (getrusage) is printed beside them (on Linux the clear_refs reset lowers it
+too, so after the warm-up it is the warm runs' peak). Finally the
 two products are compared with the parity criterion of the issue: the fraction of good
 pixels with |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst.
 
