@@ -213,9 +213,11 @@ class StepContext:
         return self._session.path(reftype)
 
     def mark_used(self, reftype: str) -> None:
-        """Record that the step read ``reftype``'s file itself (by :meth:`path`), so its R_*
-        keyword is written (references read through :meth:`model` or :meth:`prepared` are
-        recorded already)."""
+        """Record that the step read ``reftype``'s file itself (by :meth:`path`).
+
+        Its R_* keyword is then written (references read through :meth:`model` or
+        :meth:`prepared` are recorded already).
+        """
         self._session.mark_used(reftype)
 
     def model(self, reftype: str):
