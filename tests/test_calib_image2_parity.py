@@ -16,6 +16,8 @@ CON equal.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,26 @@ def runs(tmp_path_factory):
             base / name / f"jw99999{k + 2:03d}001_01101_00001_{det.lower()}_rate.fits", exp,
             sky.SkyScene(f, p, instr, det, filt, pup), seed=k, expstart=60100.0 + k,
             observation={"OBSERVTN": f"{k + 2:03d}"})
-        cases[name] = {"uncal": str(path), "refs": refs, "out": str(base / name / "jwst")}
+        cases[name] = {"uncal": str(path), "refs": refs, "out": str(base / name / "jwst"),
+                       "root": path.name[: -len("_rate.fits")]}
+        if name == "nircam":                   # and a Level-2 association with two background members
+            members = [{"expname": str(path), "exptype": "science"}]   # absolute: jwst reads from the cwd
+            for b in range(2):
+                offsky = sky.make_pointing(instr, ap, TARGET[0] + 0.1, TARGET[1] + 0.05 * b, 20.0)
+                few = sky.random_star_field(TARGET[0] + 0.1, TARGET[1] + 0.05 * b, radius, 3, seed=20 + b,
+                                            flux_range=(5.0, 50.0), min_separation=1.0)
+                bpath, _ = exposures.write_rate(
+                    path.parent / f"jw99999{k + 2:03d}001_01101_{b + 2:05d}_{det.lower()}_rate.fits", exp,
+                    sky.SkyScene(few, offsky, instr, det, filt, pup), seed=30 + b, expstart=60100.1 + b,
+                    observation={"OBSERVTN": f"{k + 2:03d}", "EXPOSURE": f"{b + 2:05d}"})
+                members.append({"expname": str(bpath), "exptype": "background"})
+            root = path.name[: -len("_rate.fits")]
+            asn = path.parent / "jw99999-o002_20260101t000000_image2_00001_asn.json"
+            asn.write_text(json.dumps({"asn_type": "image2", "asn_rule": "Asn_Lv2Image", "asn_id": "o002",
+                                       "asn_pool": "simulated", "program": "99999", "code_version": "test",
+                                       "products": [{"name": root, "members": members}]}))
+            cases["nircam_bkg"] = {"uncal": str(asn), "refs": refs, "out": str(base / "nircam_bkg" / "jwst"),
+                                   "root": root}
     bg = JwstBackground(base, "Image2Pipeline", _STEPS, cases)
     ours = {name: run_pipeline("calwebb_image2", c["uncal"], c["refs"]) for name, c in cases.items()}
     yield bg, ours, cases
@@ -70,7 +91,7 @@ def _jwst_product(bg, name, suffix):
     case = bg.cases[name]
     from pathlib import Path
 
-    path = Path(case["out"]) / Path(case["uncal"]).name.replace("_rate.fits", f"_{suffix}.fits")
+    path = Path(case["out"]) / f"{case['root']}_{suffix}.fits"
     return datamodels.open(path)
 
 
@@ -92,7 +113,7 @@ def _wcs_offset_px(ours, theirs, shape, step=16):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [*CASES, "nircam_bkg"])
 def test_cal_parity_with_jwst(runs, case):
     bg, ours, _ = runs
     res = ours[case]
@@ -117,6 +138,12 @@ def test_cal_parity_with_jwst(runs, case):
         for step in ("assign_wcs", "flat_field", "photom"):
             assert getattr(cal.meta.cal_step, step) == getattr(j.meta.cal_step, step) == "COMPLETE", step
         assert cal.meta.cal_step.resample is None and j.meta.cal_step.resample is None   # the cal precedes it
+        if case == "nircam_bkg":           # the background members' clipped mean was subtracted
+            assert cal.meta.cal_step.bkg_subtract == j.meta.cal_step.bkg_subtract == "COMPLETE"
+            assert cal.meta.asn.table_name == j.meta.asn.table_name
+            plain = ours["nircam"].products["cal"]
+            sky_drop = np.nanmedian(plain.data - cal.data)
+            assert sky_drop > 0.5 * np.nanmedian(plain.data)
         # WCS: the same sky over the whole array (1e-3 px), the same SIP header fit and S_REGION
         off = _wcs_offset_px(cal.meta.wcs, j.meta.wcs, cal.data.shape)
         print(f"{case}: cal WCS max offset from jwst's {off:.2e} px")
@@ -126,7 +153,7 @@ def test_cal_parity_with_jwst(runs, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [*CASES, "nircam_bkg"])
 def test_i2d_parity_with_jwst(runs, case):
     bg, ours, _ = runs
     i2d = ours[case].products["i2d"]
