@@ -166,6 +166,17 @@ def test_i2d_parity_with_jwst(runs, case):
         assert w.sum() > 0.3 * w.size and ok[w].mean() >= 0.99
         assert close_fraction(i2d.wht, j.wht, w, 1e-3) >= 0.99
         np.testing.assert_array_equal(i2d.con, j.con)
+        for attr in ("resample.pixfrac", "resample.kernel", "resample.weight_type", "resample.pointings",
+                     "exposure.exposure_time", "exposure.start_time", "exposure.end_time", "bunit_data",
+                     "wcsinfo.s_region", "photometry.conversion_megajanskys"):
+            a, b = i2d.meta, j.meta
+            for part in attr.split("."):
+                a, b = getattr(a, part), getattr(b, part)
+            assert a == b, attr
+        assert i2d.meta.photometry.pixelarea_steradians == pytest.approx(j.meta.photometry.pixelarea_steradians,
+                                                                          rel=1e-9)
+        for arr in ("err", "var_poisson", "var_rnoise", "var_flat"):
+            assert close_fraction(getattr(i2d, arr), getattr(j, arr), w, 1e-3) >= 0.99, arr
         off = _wcs_offset_px(i2d.meta.wcs, j.meta.wcs, i2d.data.shape)
         print(f"{case}: i2d WCS max offset from jwst's {off:.2e} px")
         assert off < 1e-3

@@ -147,6 +147,20 @@ def _resampler_class():
 
         pixmap_errors: list
 
+        def create_output_jwst_model(self, ref_input_model=None):
+            """Make the blank i2d ImageModel as jwst does, without validation on assignment.
+
+            Skips ~1 s of asdf schema checks for a full frame; the values set are the
+            resampler's own, and the model is validated when it is written.
+            """
+            from stdatamodels.jwst import datamodels
+
+            output_model = datamodels.ImageModel(None, validate_on_assignment=False)
+            if ref_input_model is not None:
+                output_model.update(ref_input_model)
+            output_model.meta.wcs = self.output_wcs
+            return output_model
+
         def add_model(self, model):
             """Add one input ImageModel (the sequence of stcal's ``Resample.add_model``)."""
             d = self.input_model_to_dict(model, weight_type=self.weight_type, enable_var=self._enable_var,
