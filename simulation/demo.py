@@ -149,7 +149,7 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
         cal = db.execute(select(Product).join(Exposure, Exposure.id == Product.exposure_id)
                          .where(Exposure.filename == real.name, Product.suffix == "cal")).scalar_one_or_none()
     if cal is not None:
-        with fits.open(cal.path) as hdul:
+        with fits.open(s.data_dir / cal.path) as hdul:
             h = hdul[0].header
             console.print(f"   the real FGS exposure by calwebb_guider: {cal.filename}, SCI {hdul['SCI'].data.shape} "
                           f"{hdul['SCI'].header.get('BUNIT', '')}; S_DQINIT {h['S_DQINIT']}, S_GUICDS {h['S_GUICDS']}, "

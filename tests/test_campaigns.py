@@ -64,7 +64,8 @@ def env(settings, two_detectors, monkeypatch, tmp_path):
 
 def _products(s):
     with session_scope(s.db_url) as db:
-        return {p.id: (e.filename, p.suffix, p.path, p.sha256, bool(p.is_current), p.stale_campaign_id)
+        return {p.id: (e.filename, p.suffix, str(s.data_dir / p.path), p.sha256, bool(p.is_current),
+                       p.stale_campaign_id)
                 for p, e in db.execute(select(Product, Exposure).join(Exposure, Exposure.id == Product.exposure_id))}
 
 
@@ -186,7 +187,7 @@ def test_context_change_on_one_detector_remakes_only_that_detector(env, tmp_path
         assert db.get(Job, new.job_id).campaign_id == cid
         comps = {c.extension: c for c in db.execute(select(ProductComparison)
                                                     .where(ProductComparison.product_id == new.id)).scalars()}
-        new_path = new.path
+        new_path = s.data_dir / new.path
     assert fits.getheader(new_path)["R_DARK"] == f"crds://{new_dark.name}"
     assert set(comps) >= {"SCI", "ERR", "DQ"}
     # 0.5 DN/frame more dark -> every science pixel's rate drops: changed, by a fraction of ERR

@@ -16,9 +16,9 @@ def test_migrations_create_every_table_and_view(settings):
 
     assert set(Base.metadata.tables) <= tables
     assert {"product_provenance", "product_reference_provenance"} <= set(insp.get_view_names())
-    assert current_revision(settings.db_url) == "0004"
+    assert current_revision(settings.db_url) == "0005"
     upgrade(settings.db_url)  # idempotent
-    assert current_revision(settings.db_url) == "0004"
+    assert current_revision(settings.db_url) == "0005"
 
 
 def test_models_and_migrations_agree(settings):

@@ -32,7 +32,7 @@ def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
         fgs = db.execute(select(Product).where(Product.suffix == "cal")).scalar_one()
     from stdatamodels.jwst import datamodels
 
-    with datamodels.open(fgs.path) as m:       # the guider product opens as jwst's class
+    with datamodels.open(str(tmp_path / 'data' / fgs.path)) as m:  # the guider product opens as jwst's class
         assert type(m) is datamodels.GuiderCalModel and m.data.shape == (6, 128, 128)
         assert m.meta.cal_step.guider_cds == "COMPLETE" and m.meta.ref_file.flat.name.startswith("crds://")
     with session_scope(url) as db:

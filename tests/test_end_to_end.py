@@ -2,6 +2,9 @@
 best references, calwebb_detector1, products, provenance."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -112,7 +115,7 @@ def test_main_job(archive_settings, simulated):
                 select(ProductReference, ReferenceFile).join(ReferenceFile)
                 .where(ProductReference.product_id == prod.id)).all()}
             # R_* keywords equal the catalog's references; S_* and provenance keywords present
-            hdr = fits.getheader(prod.path)
+            hdr = fits.getheader(s.data_dir / prod.path)
             r_kw = sorted(v for k, v in hdr.items() if k.startswith("R_") and str(v).startswith("crds://"))
             assert r_kw == sorted(f"crds://{v}" for v in refs.values())
             assert refs == (result.guider_references["GUIDER2"] if exp.filename == FGS
@@ -121,7 +124,7 @@ def test_main_job(archive_settings, simulated):
             assert hdr["CAL_VER"] and hdr["CRDS_VER"]
             assert hdr["S_DQINIT"] == "COMPLETE"
             assert hdr["S_GUICDS" if prod.suffix == "cal" else "S_RAMP"] == "COMPLETE"
-            with datamodels.open(prod.path) as m:
+            with datamodels.open(str(s.data_dir / prod.path)) as m:
                 assert type(m).__name__ == {"rate": "ImageModel", "rateints": "CubeModel",
                                             "cal": "GuiderCalModel"}[prod.suffix]
                 for reftype, name in refs.items():  # R_<REFTYPE> through the schema's keyword names
@@ -174,12 +177,12 @@ def test_rate_recovers_truth_and_reruns_are_identical(archive_settings, simulate
                                        .order_by(Product.id)).scalars().all()
             assert not first.is_current and second.is_current and second.supersedes_id == first.id
             assert first.path != second.path
-            with fits.open(first.path) as a, fits.open(second.path) as b:
+            with fits.open(s.data_dir / first.path) as a, fits.open(s.data_dir / second.path) as b:
                 for ext in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE"):
                     np.testing.assert_array_equal(a[ext].data, b[ext].data)
             # truth recovery: (rate - truth) / ERR over good pixels is centred with unit width
             truth = np.load(result.truths[exp.filename])
-            with fits.open(second.path) as f:
+            with fits.open(s.data_dir / second.path) as f:
                 sci, err, dq = f["SCI"].data, f["ERR"].data, f["DQ"].data
             rate_true = truth["rate"]
             good = (dq & 1 == 0) & np.isfinite(sci) & (err > 0)
@@ -187,3 +190,40 @@ def test_rate_recovers_truth_and_reruns_are_identical(archive_settings, simulate
             assert good.sum() > 0.9 * good.size
             assert abs(np.median(z)) < 0.15, np.median(z)
             assert 0.8 < np.std(z[np.abs(z) < 10]) < 1.25, np.std(z)
+
+
+def test_moved_data_directory_keeps_working(archive_settings, simulated, tmp_path):
+    """The catalog stores paths relative to the data directory (and the CRDS cache): the
+    whole tree moved elsewhere, re-ingest, provenance and a new job work from the new place."""
+    s = archive_settings
+    assert ingest(s, [shared("raw", FGS)]).ok
+    with session_scope(s.db_url) as db:
+        use_context(db, simulated[1].context)
+    assert set(get_dispatcher(s).send(plan(s, exp_type="FGS_ACQ1").job_ids).values()) == {"succeeded"}
+    with session_scope(s.db_url) as db:
+        stored = [db.execute(select(Exposure.storage_path)).scalar_one(),
+                  *db.execute(select(Product.path)).scalars(), *db.execute(select(Job.output_dir)).scalars()]
+        refs = [r for r in db.execute(select(ReferenceFile.path)).scalars() if r]
+    assert stored and refs and not any(Path(p).is_absolute() for p in stored + refs)
+
+    moved = tmp_path / "elsewhere"
+    shutil.move(s.data_dir, moved / "data")
+    shutil.copytree(s.crds_path, moved / "crds")  # the module's cache stays for the other tests
+    s2 = s.with_(data_dir=moved / "data", crds_path=moved / "crds")
+    assert not (s.data_dir / stored[0]).exists()
+
+    assert ingest(s2, [shared("raw", FGS)]).outcomes[0].status == "unchanged"
+    info = lineage(s2, FGS)
+    assert Path(info["exposure"]["storage_path"]).is_file()
+    assert Path(info["exposure"]["storage_path"]).is_relative_to(s2.data_dir)
+    for prod in info["products"]:
+        assert Path(prod["path"]).is_file() and Path(prod["path"]).is_relative_to(s2.data_dir)
+        for ref in prod["references"]:
+            assert Path(ref["path"]).is_file() and Path(ref["path"]).is_relative_to(s2.crds_path)
+    # a new job reads the raw file and the references from where they are now
+    p = plan(s2, exp_type="FGS_ACQ1", pipeline="calwebb_guider", params={"flat_field": {"inverse": False}})
+    assert p.count("new") == 1
+    assert set(get_dispatcher(s2).send(p.job_ids).values()) == {"succeeded"}
+    with session_scope(s.db_url) as db:
+        newest = db.execute(select(Product).order_by(Product.id.desc())).scalars().first()
+    assert (s2.data_dir / newest.path).is_file() and newest.supersedes_id is not None

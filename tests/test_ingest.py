@@ -35,8 +35,8 @@ def test_real_fgs_exposure_ingests(settings):
         assert (exp.nints, exp.ngroups, exp.program) == (6, 2, "01019")
         assert exp.stage1_pipeline == "calwebb_guider"
         stored = exp.storage_path
-    assert hashlib.sha256(open(stored, "rb").read()).hexdigest() == o.sha256
-    assert stored.startswith(str(settings.raw_dir))
+    assert stored == f"raw/01019/{FGS}"  # relative to the data directory
+    assert hashlib.sha256((settings.data_dir / stored).read_bytes()).hexdigest() == o.sha256
 
 
 def test_reingest_is_idempotent_and_conflicts_are_not_overwritten(settings, tmp_path):

@@ -64,7 +64,7 @@ def test_job_runs_on_a_real_worker_through_redis(tmp_path, pg_url, redis_url, si
         with session_scope(s.db_url) as db:
             products = db.execute(select(Product).where(Product.job_id == p.job_ids[0])).scalars().all()
         assert sorted(pr.suffix for pr in products) == ["rate", "rateints"]
-        assert all(os.path.exists(pr.path) for pr in products)
+        assert all((s.data_dir / pr.path).is_file() for pr in products)  # stored relative to the data dir
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

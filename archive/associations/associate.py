@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from ..catalog.db import session_scope
+from ..catalog.paths import to_stored
 from ..catalog.models import Association, AssociationMember, Exposure
 from ..catalog.queries import program_id
 from ..config import Settings
@@ -102,7 +103,8 @@ def associate(settings: Settings, program: str | None = None) -> AssociateReport
                               asn_type=content.get("asn_type", ""), asn_rule=content.get("asn_rule", ""), level=level,
                               program=str(content.get("program", "")) or None,
                               product_name=str(products[0].get("name", "")), content=content,
-                              content_sha256=digest, storage_path=str(path), jwst_version=jwst.__version__)
+                              content_sha256=digest, storage_path=to_stored(path, settings.data_dir),
+                              jwst_version=jwst.__version__)
             s.add(row)
             s.flush()
             for product, expname, exptype in generator.members(content):

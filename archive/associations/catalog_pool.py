@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ..catalog.db import session_scope
+from ..catalog.paths import from_stored
 from ..catalog.models import Exposure
 from ..config import Settings
 
@@ -92,8 +93,8 @@ def catalog_pool_rows(settings: Settings, program: str,
         pooled = sorted((e for e in exps if e.pool_columns),
                         key=lambda e: (e.pool_name or "", e.pool_row if e.pool_row is not None else -1, e.filename))
         rows = [dict(e.pool_columns) for e in pooled]
-        headers = [e.storage_path for e in sorted((e for e in exps if not e.pool_columns),
-                                                  key=lambda e: (e.expstart or 0.0, e.filename))]
+        unpooled = sorted((e for e in exps if not e.pool_columns), key=lambda e: (e.expstart or 0.0, e.filename))
+        headers = [str(from_stored(e.storage_path, settings.data_dir)) for e in unpooled]
         names = {e.pool_name for e in exps}
     name = next(iter(names)) if len(names) == 1 and None not in names else f"jw{program}_catalog_pool"
     return rows + header_pool_rows(headers, left_out), name

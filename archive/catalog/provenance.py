@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..config import Settings
 from .db import session_scope
+from .paths import UnsafePath, from_stored, to_stored
 from .readonly import run_readonly
 from .models import (
     Association,
@@ -32,17 +33,23 @@ class NotFound(LookupError):
     """No product or exposure matches the name given."""
 
 
+def _abs(stored: str | None, root) -> str | None:
+    path = from_stored(stored, root)
+    return str(path) if path is not None else None
+
+
 def _iso(dt) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def _product_lineage(s, product: Product) -> dict:
+def _product_lineage(s, product: Product, settings: Settings) -> dict:
     job = s.get(Job, product.job_id)
     ctx = s.get(CrdsContext, job.context_id)
     inputs = []
     for ji in s.execute(select(JobInput).where(JobInput.job_id == job.id)).scalars():
         exp = s.get(Exposure, ji.exposure_id)
-        inputs.append({"exposure": exp.filename, "sha256": ji.sha256, "storage_path": exp.storage_path,
+        inputs.append({"exposure": exp.filename, "sha256": ji.sha256,
+                       "storage_path": _abs(exp.storage_path, settings.data_dir),
                        "exp_type": exp.exp_type, "detector": exp.detector, "program": exp.program})
     refs = []
     for pr, rf in s.execute(
@@ -50,7 +57,8 @@ def _product_lineage(s, product: Product) -> dict:
         .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
         .where(ProductReference.product_id == product.id).order_by(ProductReference.reftype)
     ).all():
-        refs.append({"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256, "path": rf.path})
+        refs.append({"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256,
+                     "path": _abs(rf.path, settings.crds_path)})
     superseded = s.get(Product, product.supersedes_id) if product.supersedes_id else None
     comparisons = [
         {"extension": c.extension, "n_pixels": c.n_pixels, "frac_changed": c.frac_changed,
@@ -68,12 +76,12 @@ def _product_lineage(s, product: Product) -> dict:
                  "changes": ce.changes if ce else None, "first_step": ce.first_step if ce else None}
     return {
         "product": product.filename,
-        "path": product.path,
+        "path": _abs(product.path, settings.data_dir),
         "suffix": product.suffix,
         "sha256": product.sha256,
         "is_current": bool(product.is_current),
         "created_at": _iso(product.created_at),
-        "supersedes": superseded.path if superseded else None,
+        "supersedes": _abs(superseded.path, settings.data_dir) if superseded else None,
         "stale": stale,
         "comparison_with_superseded": comparisons,
         "inputs": inputs,
@@ -117,11 +125,16 @@ def lineage(settings: Settings, name: str) -> dict:
     base = Path(name).name
     with session_scope(settings.db_url) as s:
         # a path names one product; a file name names every version of it (oldest first)
-        products = s.execute(select(Product).where(Product.path == str(Path(name).resolve()))).scalars().all() \
-            or s.execute(select(Product).where(Product.path == name)).scalars().all() \
+        stored = {name, str(Path(name).resolve())}
+        for candidate in list(stored):
+            try:
+                stored.add(to_stored(candidate, settings.data_dir))
+            except UnsafePath:
+                pass
+        products = s.execute(select(Product).where(Product.path.in_(sorted(stored)))).scalars().all() \
             or s.execute(select(Product).where(Product.filename == base).order_by(Product.id)).scalars().all()
         if products:
-            out = [_product_lineage(s, p) for p in products]
+            out = [_product_lineage(s, p, settings) for p in products]
             return {"kind": "product", "products": out}
         exp = s.execute(select(Exposure).where(Exposure.filename == base)).scalar_one_or_none()
         if exp is None:
@@ -137,7 +150,8 @@ def lineage(settings: Settings, name: str) -> dict:
             "kind": "exposure",
             "exposure": {
                 "filename": exp.filename, "sha256": exp.sha256, "size_bytes": exp.size_bytes,
-                "storage_path": exp.storage_path, "ingested_at": _iso(exp.ingested_at), "program": exp.program,
+                "storage_path": _abs(exp.storage_path, settings.data_dir),
+                "ingested_at": _iso(exp.ingested_at), "program": exp.program,
                 "instrume": exp.instrume, "detector": exp.detector, "exp_type": exp.exp_type,
                 "readpatt": exp.readpatt, "subarray": exp.subarray, "ngroups": exp.ngroups, "nints": exp.nints,
                 "stage1_pipeline": exp.stage1_pipeline,
@@ -145,7 +159,7 @@ def lineage(settings: Settings, name: str) -> dict:
             "associations": [{"asn_id": a, "asn_rule": r, "product": p} for a, r, p in asns],
             "jobs": [{"id": j.id, "pipeline": j.pipeline, "status": j.status, "error": j.error,
                       "attempts": j.attempts} for j in jobs],
-            "products": [_product_lineage(s, p) for p in prods],
+            "products": [_product_lineage(s, p, settings) for p in prods],
         }
 
 

@@ -14,7 +14,7 @@ app = typer.Typer(help="CRDS contexts and best references.", no_args_is_help=Tru
 
 @app.command("status")
 def crds_status(as_json: bool = typer.Option(False, "--json")):
-    """List the known contexts and the one in use."""
+    """List the known contexts and the one in use (only a context the cache holds is called in use)."""
     from sqlalchemy import select
 
     from ..catalog.db import session_scope
@@ -35,7 +35,8 @@ def crds_status(as_json: bool = typer.Option(False, "--json")):
         rows = []
         for name in sorted(set(known) | cached):
             c = known.get(name)
-            rows.append([name, "yes" if name == using else "", "yes" if name in cached else "no",
+            in_use = "" if name != using else "yes" if name in cached else "NO: marked in use, not in the cache"
+            rows.append([name, in_use, "yes" if name in cached else "no",
                          c.first_seen.isoformat(timespec="seconds") if c else "", c.crds_version if c else ""])
     print_table(f"CRDS contexts (cache {s.crds_path})", ["context", "in use", "in cache", "first seen", "crds"],
                 rows, as_json)
@@ -50,7 +51,9 @@ def crds_add(context: str = typer.Argument(..., help="A .pmap name, e.g. jwst_13
              as_json: bool = typer.Option(False, "--json")):
     """Add a CRDS context to the local cache and the catalog; show what it would change.
 
-    Nothing becomes stale until 'archive crds use CONTEXT'.
+    The name and the whole closure are checked before any file is copied; a failed add
+    leaves neither files nor a catalog row. Nothing becomes stale until 'archive crds use
+    CONTEXT'.
     """
     from ..catalog.db import session_scope
     from ..crds.cache import add_context

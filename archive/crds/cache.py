@@ -181,6 +181,17 @@ def _clear_crds_caches() -> None:
     utils.clear_function_caches()
 
 
+def cache_root() -> Path:
+    """Return the configured CRDS cache (``CRDS_PATH``, set by :func:`configure`).
+
+    Raises
+    ------
+    RuntimeError
+        If no cache is configured.
+    """
+    return _cache_path()
+
+
 def _cache_path() -> Path:
     try:
         return Path(os.environ["CRDS_PATH"])
@@ -336,14 +347,81 @@ def _reference_names(text: str) -> set[str]:
     return set(re.findall(r"['\"]([A-Za-z0-9_.-]+\.(?:fits|asdf|json|yaml))['\"]", _selector_text(text)))
 
 
+#: this project's synthetic mapping names (module docstring), which crds' own rule does not list
+SYNTHETIC_MAPPING_RE = re.compile(r"jwst_sim(_[a-z0-9]+)*_[0-9]{4}\.[pir]map")
+#: a reference file name as mappings name them: one plain name with a CRDS reference extension
+REFERENCE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(fits|asdf|json|yaml)")
+
+
+def check_crds_name(name: str, kind: str = "context") -> str:
+    """Return ``name`` if it is a CRDS name of that kind (crds' own name rules) and one plain file name.
+
+    Parameters
+    ----------
+    name : str
+        A file name such as ``jwst_1322.pmap`` or ``jwst_nircam_dark_0001.fits``.
+    kind : {"context", "mapping", "reference"}
+
+    Raises
+    ------
+    ValueError
+        Naming the problem (``../`` or a separator: not one file name; not a CRDS name).
+    """
+    from crds.core import config as crds_config
+
+    from ..catalog.paths import name_component
+
+    name_component(name, f"CRDS {kind} name")
+
+    def mapping(n: str) -> bool:  # crds' rule, or this project's synthetic jwst_sim_* names
+        return bool(crds_config.is_valid_mapping_name(n) or SYNTHETIC_MAPPING_RE.fullmatch(n))
+
+    ok = {"context": lambda n: mapping(n) and n.endswith(".pmap"),
+          "mapping": mapping,
+          "reference": lambda n: bool(crds_config.is_valid_reference_name(n) and REFERENCE_NAME_RE.fullmatch(n))
+          }[kind](name)
+    if not ok:
+        raise ValueError(f"{name!r}: not a CRDS {kind} name")
+    return name
+
+
+def reference_destination(crds_path: str | Path, source_file: str | Path) -> Path:
+    """Return where reference file ``source_file`` belongs in the cache, as crds locates it.
+
+    crds' own ``locate_file`` for the observatory decides (in "instrument" mode it reads the
+    instrument from the file itself when its name does not say it), so the workers'
+    ``crds.locate_file`` finds the file there. The result is checked to lie inside the cache.
+
+    Raises
+    ------
+    ValueError
+        If crds places it outside the cache, or cannot tell where it goes.
+    """
+    import crds.jwst.locate as jwst_locate
+
+    from ..catalog.paths import under_root
+
+    crds_path = Path(crds_path)
+    if os.environ.get("CRDS_PATH") != str(crds_path):
+        configure(crds_path)
+    try:
+        located = Path(jwst_locate.locate_file(str(source_file)))
+    except Exception as exc:
+        raise ValueError(f"{source_file}: crds cannot tell where it goes in the cache: {exc}") from exc
+    return under_root(located, crds_path)
+
+
 def add_context(crds_path: str | Path, context: str, source: str | Path | None = None) -> int:
-    """Put ``context`` and its whole closure into the local cache.
+    """Put ``context`` and its whole closure into the local cache, all or nothing.
 
     ``source`` is another CRDS cache (``mappings/jwst`` and ``references/jwst`` inside) or a
     flat directory of mapping and reference files; None means the context must already be
-    in the cache (synced by ``crds sync --contexts CONTEXT`` or written here). Reference
-    files the mappings name are copied when the source has them. Existing files are never
-    replaced: a CRDS name always stands for one content.
+    in the cache (synced by ``crds sync --contexts CONTEXT`` or written here). Every name
+    is checked against crds' name rules and the whole closure (every mapping, and each
+    reference file the source has) is checked before any file is copied; reference files
+    go where crds' own locate function puts them (:func:`reference_destination`). If
+    anything fails after copying began, the files copied are removed again. Existing
+    files are never replaced: a CRDS name always stands for one content.
 
     Returns
     -------
@@ -354,55 +432,67 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
     FileNotFoundError
         If the context or a mapping of its closure is missing.
     ValueError
-        If a file of the same name but different content is already in the cache.
+        If a name is not a CRDS name (or not one plain file name), or a file of the same
+        name but different content is already in the cache.
     """
+    from ..catalog.paths import under_root
+
+    check_crds_name(context, "context")
     crds_path = Path(crds_path)
     _ensure_layout(crds_path)
     dest = _mapping_dir(crds_path)
-    copied = 0
+    plan: list[tuple[Path, Path]] = []  # (source file, destination): checked before any copy
     if source is not None:
         source = Path(source)
         src_maps = source / "mappings" / OBSERVATORY if (source / "mappings" / OBSERVATORY).is_dir() else source
-        todo, seen = [context], set()
+        ref_dir = source / "references" / OBSERVATORY
+        todo, seen, refs = [context], set(), set()
         while todo:
             name = todo.pop()
             if name in seen:
                 continue
             seen.add(name)
+            check_crds_name(name, "mapping")
             src = src_maps / name
             if not src.is_file():
                 raise FileNotFoundError(f"{name} (closure of {context}): not in {src_maps}")
-            target = dest / name
-            if target.exists():
-                if not filecmp.cmp(src, target, shallow=False):
-                    raise ValueError(f"{target} exists with other content than {src}: a CRDS name is one content")
-            else:
-                shutil.copy2(src, target)
-                copied += 1
+            plan.append((src, under_root(dest / name, crds_path)))
             text = src.read_text()
             todo.extend(_mapping_names(text) - seen)
             if name.endswith(".rmap"):
-                instr = name.split("_")[1]
-                for ref in _reference_names(text):
-                    hits = [p for p in (source / "references" / OBSERVATORY).rglob(ref)] \
-                        if (source / "references").is_dir() else []
-                    hits += [p for p in [source / ref] if p.is_file()]
-                    target_ref = crds_path / "references" / OBSERVATORY / instr / ref
-                    if hits and not target_ref.exists():
-                        target_ref.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(hits[0], target_ref)
-                        copied += 1
-    if not (dest / context).is_file():
+                refs |= _reference_names(text)
+        for ref in sorted(refs):
+            check_crds_name(ref, "reference")
+            hits = sorted(ref_dir.rglob(ref)) if ref_dir.is_dir() else []
+            hits += [p for p in [source / ref] if p.is_file()]
+            if hits:
+                plan.append((hits[0], reference_destination(crds_path, hits[0])))
+        for src, target in plan:
+            if target.exists() and not filecmp.cmp(src, target, shallow=False):
+                raise ValueError(f"{target} exists with other content than {src}: a CRDS name is one content")
+    elif not (dest / context).is_file():
         raise FileNotFoundError(f"{context}: not in the CRDS cache {crds_path} (give --from a cache that has it, "
                                 f"or run 'crds sync --contexts {context}' with CRDS_PATH={crds_path})")
-    configure(crds_path)
-    import crds
-
+    copied: list[Path] = []
     try:
-        crds.get_cached_mapping(context)
-    except Exception as exc:
-        raise FileNotFoundError(f"{context}: its closure is incomplete in {crds_path}: {exc}") from exc
-    return copied
+        for src, target in plan:
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target)
+                copied.append(target)
+        configure(crds_path)
+        import crds
+
+        try:
+            crds.get_cached_mapping(context)
+        except Exception as exc:
+            raise FileNotFoundError(f"{context}: its closure is incomplete in {crds_path}: {exc}") from exc
+    except BaseException:
+        for f in copied:
+            f.unlink(missing_ok=True)
+        _clear_crds_caches()
+        raise
+    return len(copied)
 
 
 #: FITS keyword -> datamodel meta path, to read the properties of ASDF references (EMICORR)

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..catalog.paths import UnsafePath, to_stored
 from ..catalog.models import BestRef, CrdsContext, Exposure, ReferenceFile
 from ..catalog.queries import in_use_context
 from ..config import Settings
@@ -83,7 +84,10 @@ def context_in_use(settings: Settings, session: Session) -> CrdsContext:
 
 
 def ensure_reference(session: Session, name: str, reftype: str, instrument: str | None) -> ReferenceFile:
-    """Return the catalog row of a reference file; its checksum is taken when the file is in the cache."""
+    """Return the catalog row of a reference file; its checksum is taken when the file is in the cache.
+
+    Its path is stored relative to the CRDS cache (``CRDS_PATH``).
+    """
     row = session.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one_or_none()
     if row is None:
         row = ReferenceFile(name=name, reftype=reftype, instrument=instrument)
@@ -94,7 +98,10 @@ def ensure_reference(session: Session, name: str, reftype: str, instrument: str 
         except Exception:
             path = None
         if path is not None and Path(path).is_file():
-            row.path = str(path)
+            try:  # relative to the CRDS cache, so a cache mounted elsewhere keeps working
+                row.path = to_stored(path, crdscache.cache_root())
+            except UnsafePath:
+                row.path = str(path)
             row.sha256 = sha256_file(path)
             row.size_bytes = Path(path).stat().st_size
     session.flush()

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ..catalog.db import session_scope
+from ..catalog.paths import from_stored
 from ..catalog.models import Product, ProductComparison
 from ..config import Settings
 
@@ -101,8 +102,8 @@ def compare_with_superseded(settings: Settings, job_id: int) -> int:
     """
     with session_scope(settings.db_url) as s:
         made = select(Product).where(Product.job_id == job_id, Product.supersedes_id.is_not(None))
-        pairs = [(p.id, p.path, p.supersedes_id) for p in s.execute(made).scalars()]
-        olds = {pid: s.get(Product, sup).path for pid, _, sup in pairs}
+        pairs = [(p.id, from_stored(p.path, settings.data_dir), p.supersedes_id) for p in s.execute(made).scalars()]
+        olds = {pid: from_stored(s.get(Product, sup).path, settings.data_dir) for pid, _, sup in pairs}
         done = {pid for (pid,) in s.execute(select(ProductComparison.product_id).where(
             ProductComparison.product_id.in_([p for p, _, _ in pairs])))}
     rows = []

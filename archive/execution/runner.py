@@ -31,6 +31,7 @@ from calib import __version__ as CAL_VER
 from calib.errors import CalibError
 
 from ..catalog.db import session_scope
+from ..catalog.paths import UnsafePath, from_stored, name_component, program_component, to_stored, under_root
 from ..catalog.models import CrdsContext, Exposure, Job, Product, ProductReference, ReferenceFile, as_utc, utcnow
 from ..config import Settings
 from ..crds import cache as crdscache
@@ -153,15 +154,21 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
             if not row.path:
                 raise PermanentJobError(f"reference file {name} ({reftype}) for {exp.filename} is not in the "
                                         f"CRDS cache {settings.crds_path}")
-            refs[reftype] = row.path
+            refs[reftype] = str(from_stored(row.path, settings.crds_path))
             names[reftype] = name
             sums[reftype] = row.sha256
         # one directory per attempt: a slow run whose lease was taken over never shares files
-        out = (settings.products_dir / (exp.program or "unknown") / product_root(exp.filename)
-               / f"job-{job.id}-attempt-{job.attempts}")
-        job.output_dir = str(out)
-        return _Work(job.id, job.pipeline, dict(job.parameters or {}), exp.id, exp.storage_path, exp.sha256,
-                     exp.program or "unknown", exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out)
+        try:
+            out = (settings.products_dir / program_component(exp.program)
+                   / name_component(product_root(exp.filename), "product root")
+                   / f"job-{job.id}-attempt-{job.attempts}")
+            under_root(out.parent, settings.products_dir)  # after resolving links
+        except UnsafePath as exc:
+            raise PermanentJobError(f"{exp.filename}: {exc}") from exc
+        job.output_dir = to_stored(out, settings.data_dir)
+        return _Work(job.id, job.pipeline, dict(job.parameters or {}), exp.id,
+                     str(from_stored(exp.storage_path, settings.data_dir)), exp.sha256,
+                     exp.program, exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out)
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -194,7 +201,8 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
             for old in previous:
                 old.is_current = False
             s.flush()
-            product = Product(job_id=job.id, exposure_id=work.exposure_id, filename=path.name, path=str(path),
+            product = Product(job_id=job.id, exposure_id=work.exposure_id, filename=path.name,
+                              path=to_stored(path, settings.data_dir),
                               suffix=suffix, sha256=sha256_file(path), size_bytes=path.stat().st_size,
                               is_current=True, supersedes_id=previous[0].id if previous else None)
             s.add(product)

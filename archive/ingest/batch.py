@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..catalog.db import session_scope
 from ..catalog.models import Exposure, IngestRejection
+from ..catalog.paths import name_component, program_component, to_stored, under_root
 from ..catalog.pipeline_policy import stage1_pipeline
 from ..config import Settings
 from .headers import RejectedFile, header_columns, open_regular, read_raw_header
@@ -179,8 +180,9 @@ def _ingest_file(settings: Settings, path: Path, outcome: IngestOutcome, stored:
         _record_rejection(settings, outcome, "conflict")
         return outcome
 
-    dest = settings.raw_dir / columns["program"] / path.name
     try:
+        dest = settings.raw_dir / program_component(columns["program"]) / name_component(path.name, "file name")
+        under_root(dest.parent, settings.raw_dir)  # after resolving links: never outside raw storage
         if not dest.exists():
             try:
                 atomic_copy(path, dest, expected_sha256=outcome.sha256)
@@ -203,7 +205,7 @@ def _ingest_file(settings: Settings, path: Path, outcome: IngestOutcome, stored:
     try:
         with session_scope(settings.db_url) as s:
             exp = Exposure(filename=path.name, sha256=outcome.sha256, size_bytes=path.stat().st_size,
-                           storage_path=str(dest), source_path=str(path.resolve()),
+                           storage_path=to_stored(dest, settings.data_dir), source_path=str(path.resolve()),
                            stage1_pipeline=stage1, header=keywords, pool_columns=row,
                            pool_name=pool_name if row else None, pool_row=position if row else None,
                            **columns)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import stat
 import warnings
 from pathlib import Path
 
 from astropy.io import fits
+
+from ..catalog.paths import PROGRAM_RE
 
 REQUIRED_KEYWORDS = (
     "TELESCOP", "INSTRUME", "DETECTOR", "EXP_TYPE", "NGROUPS", "NINTS", "SUBARRAY",
@@ -42,8 +43,6 @@ class RejectedFile(ValueError):
 COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 #: FITS block size (FITS standard 4.0, section 3.1)
 BLOCK = 2880
-#: PROGRAM: a JWST program number, 1-5 digits (it names a storage directory)
-PROGRAM_RE = re.compile(r"[0-9]{1,5}")
 
 
 def _plain(value):

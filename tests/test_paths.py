@@ -1,0 +1,108 @@
+"""Paths the archive writes: validated components, kept under their root after resolving
+links, stored relative to the data root (migration 0005 converts older absolute rows)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from archive.catalog.db import get_engine, session_scope, upgrade
+from archive.catalog.models import Exposure, IngestRejection
+from archive.catalog.paths import (
+    UnsafePath,
+    from_stored,
+    name_component,
+    program_component,
+    to_stored,
+    under_root,
+)
+from archive.ingest.batch import ingest
+
+from .conftest import shared
+
+FGS = "jw01019001001_gs-acq1_2022117003102_uncal.fits"
+
+
+@pytest.mark.parametrize("program", ["../..", "..", "01019/..", "/etc", "123456", "", None, "1a", " 1019",
+                                     "1019\x00", "٠١٠١٩"])
+def test_program_must_be_one_to_five_digits(program):
+    with pytest.raises(UnsafePath):
+        program_component(program)
+
+
+@pytest.mark.parametrize("program", ["1", "01019", "99999"])
+def test_programs_accepted(program):
+    assert program_component(program) == program
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "../x.fits", "a\\b", "x\x00.fits", "x" * 256])
+def test_names_must_be_one_component(name):
+    with pytest.raises(UnsafePath):
+        name_component(name)
+
+
+def test_under_root_follows_links(tmp_path):
+    root = tmp_path / "root"
+    (root / "inside").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    (root / "fine").symlink_to(root / "inside")
+    assert under_root(root / "inside" / "f", root) == (root / "inside" / "f").resolve()
+    assert under_root(root / "fine" / "f", root) == (root / "inside" / "f").resolve()
+    for bad in (root / "escape" / "f", root / ".." / "outside" / "f", Path("/etc/passwd")):
+        with pytest.raises(UnsafePath):
+            under_root(bad, root)
+
+
+def test_stored_paths_are_relative_and_never_leave_the_root(tmp_path):
+    assert to_stored(tmp_path / "raw" / "01019" / FGS, tmp_path) == f"raw/01019/{FGS}"
+    assert from_stored(f"raw/01019/{FGS}", tmp_path / "moved") == tmp_path / "moved" / "raw" / "01019" / FGS
+    assert from_stored("/old/data/raw/1/x.fits", tmp_path) == Path("/old/data/raw/1/x.fits")  # legacy
+    assert from_stored(None, tmp_path) is None
+    for bad in (tmp_path.parent / "x", tmp_path / ".." / "x"):
+        with pytest.raises(UnsafePath):
+            to_stored(bad, tmp_path)
+    with pytest.raises(UnsafePath):
+        from_stored("raw/../../etc/passwd", tmp_path)
+
+
+def test_ingest_refuses_a_storage_directory_linked_outside(settings, tmp_path):
+    """raw/<program> replaced by a link out of the data tree: nothing is written through it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (settings.raw_dir / "01019").symlink_to(elsewhere)
+    report = ingest(settings, [shared("raw", FGS)])
+    [o] = report.outcomes
+    assert o.status == "rejected" and "outside" in o.reason, o.reason
+    assert list(elsewhere.iterdir()) == []
+    with session_scope(settings.db_url) as s:
+        assert s.execute(select(Exposure)).first() is None
+        assert s.execute(select(IngestRejection.filename)).scalars().all() == [FGS]
+
+
+def test_migration_0005_makes_absolute_paths_relative(db_url, tmp_path):
+    upgrade(db_url, "0004")
+    eng = get_engine(db_url)
+    old = "/srv/old-archive/data"
+    with eng.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO exposures (filename, sha256, size_bytes, storage_path, source_path, instrume, exp_type, "
+            "stage1_pipeline, header, ingested_at) VALUES (:f, :h, 1, :p, '/in/x', 'FGS', 'FGS_ACQ1', "
+            "'calwebb_guider', '{}', CURRENT_TIMESTAMP)"),
+            {"f": FGS, "h": "0" * 64, "p": f"{old}/raw/01019/{FGS}"})
+        conn.execute(text("INSERT INTO exposures (filename, sha256, size_bytes, storage_path, source_path, instrume, "
+                          "exp_type, stage1_pipeline, header, ingested_at) VALUES ('b_uncal.fits', :h, 1, "
+                          "'/somewhere/else/b_uncal.fits', '/in/b', 'FGS', 'FGS_ACQ1', 'calwebb_guider', '{}', "
+                          "CURRENT_TIMESTAMP)"), {"h": "1" * 64})
+        conn.execute(text("INSERT INTO reference_files (name, reftype, instrument, path) VALUES "
+                          "('jwst_fgs_flat_0001.fits', 'flat', 'fgs', "
+                          "'/cache/crds/references/jwst/fgs/jwst_fgs_flat_0001.fits')"))
+    upgrade(db_url)
+    with eng.connect() as conn:
+        paths = dict(conn.execute(text("SELECT filename, storage_path FROM exposures")).all())
+        ref = conn.execute(text("SELECT path FROM reference_files")).scalar()
+    assert paths[FGS] == f"raw/01019/{FGS}"
+    assert paths["b_uncal.fits"] == "/somewhere/else/b_uncal.fits"  # another shape: left absolute, still read
+    assert ref == "references/jwst/fgs/jwst_fgs_flat_0001.fits"
