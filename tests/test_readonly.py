@@ -394,3 +394,22 @@ def test_owner_that_is_not_superuser(pg_url):
         admin.execute(f"DROP ROLE IF EXISTS {owner}")
         admin.execute(f"DROP ROLE IF EXISTS {ro}")
         admin.close()
+
+
+def test_readonly_engine_refuses_writes(catalog, tmp_path):
+    """The web view's engine is the same read-only path: its connections cannot write."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    before = snapshot(catalog)
+    engine = readonly_engine(catalog)
+    for sql in ("DELETE FROM crds_contexts", "UPDATE crds_contexts SET in_use = false",
+                "CREATE TABLE evil (a int)", "DROP TABLE exposures"):
+        with engine.connect() as conn, pytest.raises(DBAPIError):
+            conn.execute(text(sql))
+    if not is_pg(catalog):
+        with engine.connect() as conn, pytest.raises(DBAPIError):
+            conn.execute(text(f"ATTACH DATABASE '{tmp_path / 'evil.db'}' AS evil"))
+        assert not (tmp_path / "evil.db").exists()
+    engine.dispose()
+    assert snapshot(catalog) == before
