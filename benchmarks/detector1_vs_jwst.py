@@ -18,7 +18,9 @@ the per-step wall times of that run and two peak RSS values (VmHWM): of the whol
 the timed runs only, as in a warm worker (the peak is reset after the warm-up run by
 writing 5 to /proc/self/clear_refs; n/a where the kernel does not allow it); the process's
 ``ru_maxrss`` (getrusage) is printed beside them (on Linux the clear_refs reset lowers it
-too, so after the warm-up it is the warm runs' peak). Finally the
+too, so after the warm-up it is the warm runs' peak). The process CPU time of every run
+and the load average are printed too: on a shared machine wall times grow with the load,
+CPU times much less. Finally the
 two products are compared with the parity criterion of the issue: the fraction of good
 pixels with |ours - jwst| <= 1e-4 |jwst| + 0.01 ERR_jwst.
 
@@ -163,7 +165,7 @@ def worker_ours(cfg: dict) -> dict:
     runs = []
     peaks = _Peaks()
     for k in range(cfg["repeat"] + 1):        # k == 0: warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run_pipeline("calwebb_detector1", cfg["uncal"], cfg["refs"])
         t1 = time.perf_counter()
         save_products(res, out / f"run{k}", root,
@@ -172,7 +174,8 @@ def worker_ours(cfg: dict) -> dict:
         steps = dict(res.timings)
         steps["(read+steps)"] = t1 - t0
         steps["(save)"] = t2 - t1
-        runs.append({"total": t2 - t0, "steps": steps, "dir": str(out / f"run{k}")})
+        runs.append({"total": t2 - t0, "cpu": time.process_time() - c0, "steps": steps,
+                     "dir": str(out / f"run{k}")})
         del res
         release_unreachable()      # as the archive's worker does between jobs (~1 ms)
         peaks.after_run(k)
@@ -233,9 +236,10 @@ def worker_jwst(cfg: dict) -> dict:
                 finally:
                     _times[_name] = time.perf_counter() - t
             step.run = timed
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         p.run(cfg["uncal"])
-        runs.append({"total": time.perf_counter() - t0, "steps": times, "dir": str(out)})
+        runs.append({"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "steps": times,
+                     "dir": str(out)})
         del p
         import gc
         gc.collect()               # the same chance for jwst's dropped models
@@ -320,6 +324,12 @@ def report(case: str, info: dict, ours: dict, jw: dict | None) -> dict:
     summary["ours_ru_maxrss_mb"] = ours.get("ru_maxrss_mb")
     summary["ours_warm_rss_mb"] = ours.get("warm_peak_rss_mb")
     print(f"ours runs (first = warm-up): {', '.join(f'{t:.2f}' for t in summary['ours_all_s'])} s")
+    def cpus(result):
+        return ", ".join(f"{r.get('cpu', float('nan')):.2f}" for r in result["runs"])
+    print(f"ours CPU s per run (all threads): {cpus(ours)}")
+    if jw is not None:
+        print(f"jwst CPU s per run: {cpus(jw)}")
+    print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     from statistics import median
     med_o = float(median(summary["ours_all_s"][1:]))
     summary["ours_median_s"] = med_o
