@@ -302,6 +302,10 @@ class ReferenceSections:
             return False
         return hdu.is_image and hdu.header.get("NAXIS", 0) > 0
 
+    def shape(self, extname: str) -> tuple[int, ...]:
+        """Return the shape of image extension ``extname`` (numpy order), () when absent."""
+        return tuple(self._hdul[extname].shape) if self.has(extname) else ()
+
     def array(self, extname: str, name: str, *, leading_axis: bool = False) -> SectionArray:
         """Return extension ``extname`` cut to the science window, read on indexing.
 

@@ -10,6 +10,13 @@ the difference of its last two groups. NaN in the dark counts as 0. PIXELDQ |= D
 (for 4-D MIRI darks the OR over integrations of the first group's DQ).
 MIRI 4-D darks (nints_dark, ngroups, ny, nx): integration i uses dark integration i, the
 last one for later integrations.
+
+The reference is read lazily (:class:`calib.references.ReferenceSections`): its header as
+the stdatamodels DarkModel/DarkMIRIModel, then by FITS sections only the frames averaged into
+the science groups, cut to the science window, one group at a time, and the DQ plane used
+(mapped to the standard flags through its DQ_DEF, as stdatamodels does). A real CRDS dark
+holds hundreds of full-frame frames (several GB) of which an exposure uses a fraction;
+the prepared (matched) dark is what the reference cache keeps.
 """
 from __future__ import annotations
 
@@ -252,10 +259,10 @@ def _prepare(ref: ReferenceSections, path: str, info, step: str):
     model = ref.model
     if not ref.has("SCI"):
         raise ReferenceFileError(f"{step}: reference file {path!r} has no DATA array")
-    ndim = len(ref._hdul["SCI"].shape)
+    ndim = len(ref.shape("SCI"))
     if ndim not in (3, 4):
         raise ReferenceFileError(f"{step}: reference file {path!r} SCI must be 3-D or 4-D, got "
-                                 f"{tuple(ref._hdul['SCI'].shape)}")
+                                 f"{ref.shape('SCI')}")
     dark = ref.array("SCI", "DATA", leading_axis=ndim == 3)      # 4-D (ndint, ngroups_dark, ny, nx)
     dn, dg = model.meta.exposure.nframes, model.meta.exposure.groupgap
     if dn is None or dg is None:
@@ -271,7 +278,7 @@ def _prepare(ref: ReferenceSections, path: str, info, step: str):
     matched, ddq = prepare_dark(dark, ddq, ngroups=info.ngroups, nframes=info.nframes, groupgap=info.groupgap,
                                 dark_nframes=int(dn), dark_groupgap=int(dg))
     avg = None
-    if ref.has("AVDRKCUR") and len(ref._hdul["AVDRKCUR"].shape) == 2:
+    if len(ref.shape("AVDRKCUR")) == 2:
         avg = np.ascontiguousarray(ref.array("AVDRKCUR", "AVERAGE_DARK_CURRENT")[()], dtype=np.float32)
     if avg is None:
         avg = model.meta.exposure.average_dark_current
