@@ -87,7 +87,7 @@ class Exposure(Base):
     groupgap: Mapped[int | None] = mapped_column(Integer)
     filter: Mapped[str | None] = mapped_column(String(16))
     pupil: Mapped[str | None] = mapped_column(String(16))
-    expstart: Mapped[float | None] = mapped_column(Float)
+    expstart: Mapped[float | None] = mapped_column(Float, index=True)
     date_obs: Mapped[str | None] = mapped_column(String(32))
     time_obs: Mapped[str | None] = mapped_column(String(32))
     targname: Mapped[str | None] = mapped_column(String(64))
@@ -350,3 +350,24 @@ class ProductReference(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     reftype: Mapped[str] = mapped_column(String(32))
     reference_file_id: Mapped[int] = mapped_column(ForeignKey("reference_files.id"), index=True)
+
+
+class ProductPreview(Base):
+    """A PNG drawn from a product (``preview`` or ``thumbnail``), written beside it.
+
+    Made with the product by the worker (and by ``archive previews`` for older products);
+    a remade product is a new product with previews of its own.
+    """
+
+    __tablename__ = "product_previews"
+    __table_args__ = (UniqueConstraint("product_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # preview | thumbnail
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -216,3 +216,19 @@ def sql(query: str = typer.Argument(..., help="One SELECT on the catalog (views:
         raise typer.Exit(1) from None
     if truncated:
         err.print(f"[yellow]more rows than --limit {limit}: only the first {shown} were read")
+
+
+@app.command()
+def previews(redo: bool = typer.Option(False, "--redo", help="Draw again products that have previews."),
+             all_products: bool = typer.Option(False, "--all", help="Superseded products too, not only current."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Draw and catalogue PNG previews (and thumbnails) of existing image products."""
+    from ..execution.previews import make_previews
+
+    s = settings()
+    report = make_previews(s, redo=redo, current_only=not all_products)
+    rows = [[f, "drawn", ""] for f in report.drawn] + [[f, "failed", why] for f, why in report.failed]
+    print_table(f"{len(report.drawn)} drawn, {len(report.failed)} failed", ["product", "result", "reason"], rows,
+                as_json)
+    if report.failed:
+        raise typer.Exit(1)

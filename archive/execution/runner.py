@@ -38,6 +38,7 @@ from ..crds import cache as crdscache
 from ..crds.references import compute_bestrefs, crds_header, ensure_reference
 from ..ingest.storage import remove_tree_quietly, sha256_file
 from .comparison import compare_with_superseded
+from .previews import draw_quietly, preview_rows
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,12 @@ def _verify(path: str, expected: str, what: str) -> None:
                                 f"{expected}")
 
 
-def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: dict, worker: str) -> bool:
-    """Write the products and mark the job succeeded, once. False if another run did it first."""
+def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: dict, worker: str,
+            previews: dict | None = None) -> bool:
+    """Write the products (and their previews) and mark the job succeeded, once.
+
+    False if another run did it first.
+    """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
         if job.status == "succeeded":
@@ -210,6 +215,7 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
             for reftype, name in work.reference_names.items():
                 ref = s.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one()
                 s.add(ProductReference(product_id=product.id, reftype=reftype, reference_file_id=ref.id))
+            s.add_all(preview_rows(product.id, (previews or {}).get(suffix, [])))
         job.status = "succeeded"
         job.finished_at = utcnow()
         job.lease_expires_at = None
@@ -302,6 +308,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
                       "references": dict(work.reference_names)}
         files = save_products(result, work.output_dir, product_root(work.filename), provenance)
         files = {k: Path(v) for k, v in files.items() if v}
+        previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
         timings = dict(getattr(result, "timings", {}) or {})
         del result
         release_unreachable()      # the products' arrays, before the worker's next job
@@ -313,7 +320,7 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
         raise
-    if not _record(settings, work, files, timings, worker):
+    if not _record(settings, work, files, timings, worker, previews):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)

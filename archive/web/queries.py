@@ -1,0 +1,546 @@
+"""What the web view shows, as plain dicts: shared by the HTML pages and the JSON API.
+
+Every function takes an open read-only :class:`sqlalchemy.orm.Session` (bound to
+:func:`archive.web.db.catalog_engine`) and never writes. Lists are paged by keyset (the
+id of the last row shown), so a page costs the same on the millionth row as on the first.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from ..catalog.models import (
+    Association,
+    AssociationMember,
+    BestRef,
+    Campaign,
+    CampaignExposure,
+    CrdsContext,
+    Exposure,
+    Job,
+    JobInput,
+    Product,
+    ProductComparison,
+    ProductPreview,
+    ProductReference,
+    ReferenceFile,
+)
+from ..config import Settings
+
+PAGE = 50
+
+
+class NotFound(LookupError):
+    """Nothing in the catalog by that name or id."""
+
+
+def _iso(dt) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.isoformat(timespec="seconds")
+
+
+def stage_of(pipeline: str | None) -> int:
+    """Return the stage (1, 2 or 3) of a jwst pipeline name (calwebb_image2 -> 2).
+
+    Parameters
+    ----------
+    pipeline : str or None
+        A pipeline name as jwst spells it (calwebb_detector1, calwebb_spec3 ...).
+
+    Returns
+    -------
+    int
+        3 or 2 when the name ends with that digit, else 1 (detector1, guider, dark).
+    """
+    name = pipeline or ""
+    return 3 if name.endswith("3") else 2 if name.endswith("2") else 1
+
+
+def abs_path(settings: Settings, path: str) -> Path:
+    """Return a catalogued path as an absolute one (relative paths are under the data root)."""
+    p = Path(path)
+    return p if p.is_absolute() else settings.data_dir / p
+
+
+def mjd(date: str) -> float:
+    """Return the MJD of a calendar date ``YYYY-MM-DD`` (UTC midnight), for EXPSTART filters.
+
+    Raises
+    ------
+    ValueError
+        If ``date`` is not an ISO date.
+    """
+    d = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return (d - datetime(1858, 11, 17, tzinfo=timezone.utc)).total_seconds() / 86400.0
+
+
+def exposures(s: Session, program: str | None = None, instrument: str | None = None, exp_type: str | None = None,
+              detector: str | None = None, date_from: str | None = None, date_to: str | None = None,
+              before: int | None = None, limit: int = PAGE) -> dict:
+    """Return one page of exposures, newest id first, with the filters applied.
+
+    Parameters
+    ----------
+    s : Session
+        A read-only session.
+    program, instrument, exp_type, detector : str, optional
+        Equality filters (indexed columns); ``program`` is zero-padded as stored.
+    date_from, date_to : str, optional
+        ``YYYY-MM-DD``: EXPSTART on or after the first day, before the day after the last.
+    before : int, optional
+        Keyset: only exposures with a smaller id (the ``next_before`` of the previous page).
+    limit : int
+        Rows per page (at most 500).
+
+    Returns
+    -------
+    dict
+        ``rows`` (one dict per exposure) and ``next_before`` (None on the last page).
+    """
+    from ..catalog.queries import program_id
+
+    limit = max(1, min(int(limit), 500))
+    conds = []
+    if program:
+        conds.append(Exposure.program == program_id(program))
+    if instrument:
+        conds.append(Exposure.instrume == instrument.upper())
+    if exp_type:
+        conds.append(Exposure.exp_type == exp_type.upper())
+    if detector:
+        conds.append(Exposure.detector == detector.upper())
+    if date_from:
+        conds.append(Exposure.expstart >= mjd(date_from))
+    if date_to:
+        conds.append(Exposure.expstart < mjd(date_to) + 1.0)
+    if before is not None:
+        conds.append(Exposure.id < before)
+    q = (select(Exposure.id, Exposure.filename, Exposure.program, Exposure.instrume, Exposure.detector,
+                Exposure.exp_type, Exposure.subarray, Exposure.readpatt, Exposure.ngroups, Exposure.nints,
+                Exposure.date_obs, Exposure.time_obs, Exposure.expstart)
+         .where(and_(*conds)).order_by(Exposure.id.desc()).limit(limit + 1))
+    rows = [dict(r._mapping) for r in s.execute(q)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"rows": rows, "next_before": rows[-1]["id"] if more else None}
+
+
+def exposure_facets(s: Session) -> dict:
+    """Distinct instruments and EXP_TYPEs (for the filter menus)."""
+    return {"instruments": [r[0] for r in s.execute(select(Exposure.instrume).distinct().order_by(Exposure.instrume))],
+            "exp_types": [r[0] for r in s.execute(select(Exposure.exp_type).distinct().order_by(Exposure.exp_type))]}
+
+
+def _product_summary(p: Product, job: Job | None = None, thumb: int | None = None) -> dict:
+    return {"id": p.id, "filename": p.filename, "suffix": p.suffix, "is_current": bool(p.is_current),
+            "created_at": _iso(p.created_at), "job_id": p.job_id, "size_bytes": p.size_bytes, "sha256": p.sha256,
+            "stale_campaign_id": p.stale_campaign_id, "supersedes_id": p.supersedes_id,
+            "pipeline": job.pipeline if job else None, "stage": stage_of(job.pipeline) if job else None,
+            "thumbnail_id": thumb}
+
+
+def _thumbs(s: Session, product_ids: list[int], kind: str = "thumbnail") -> dict[int, int]:
+    if not product_ids:
+        return {}
+    return {pid: vid for vid, pid in s.execute(select(ProductPreview.id, ProductPreview.product_id).where(
+        ProductPreview.product_id.in_(product_ids), ProductPreview.kind == kind))}
+
+
+def exposure(s: Session, filename: str) -> dict:
+    """Return one exposure: header values, products by stage, jobs, associations.
+
+    Raises
+    ------
+    NotFound
+        If no exposure has that file name.
+    """
+    exp = s.execute(select(Exposure).where(Exposure.filename == filename)).scalar_one_or_none()
+    if exp is None:
+        raise NotFound(f"no exposure {filename!r}")
+    jobs = s.execute(select(Job).where(Job.exposure_id == exp.id).order_by(Job.id)).scalars().all()
+    by_id = {j.id: j for j in jobs}
+    prods = s.execute(select(Product).where(Product.exposure_id == exp.id).order_by(Product.id)).scalars().all()
+    for j in s.execute(select(Job).where(Job.id.in_({p.job_id for p in prods} - set(by_id)))).scalars():
+        by_id[j.id] = j
+    thumbs = _thumbs(s, [p.id for p in prods])
+    stages: dict[int, list] = {}
+    for p in prods:
+        d = _product_summary(p, by_id.get(p.job_id), thumbs.get(p.id))
+        stages.setdefault(d["stage"] or 1, []).append(d)
+    asns = s.execute(
+        select(Association.id, Association.asn_name, Association.asn_type, Association.asn_rule,
+               AssociationMember.product_name, AssociationMember.exptype)
+        .join(AssociationMember, AssociationMember.association_id == Association.id)
+        .where(AssociationMember.exposure_id == exp.id).order_by(Association.id)).all()
+    columns = {c.key: getattr(exp, c.key) for c in Exposure.__table__.columns
+               if c.key not in ("header", "pool_columns")}
+    columns["ingested_at"] = _iso(exp.ingested_at)
+    return {
+        "exposure": columns,
+        "header": {k: v for k, v in (exp.header or {}).items() if not str(k).startswith("_")},
+        "products_by_stage": {str(k): v for k, v in sorted(stages.items())},
+        "jobs": [{"id": j.id, "pipeline": j.pipeline, "engine": j.engine, "status": j.status,
+                  "attempts": j.attempts, "worker": j.worker, "error": j.error, "campaign_id": j.campaign_id,
+                  "created_at": _iso(j.created_at), "started_at": _iso(j.started_at),
+                  "finished_at": _iso(j.finished_at), "step_timings": j.step_timings or {},
+                  "parameters": j.parameters} for j in jobs],
+        "associations": [{"id": a[0], "asn_name": a[1], "asn_type": a[2], "asn_rule": a[3], "product": a[4],
+                          "exptype": a[5]} for a in asns],
+    }
+
+
+def _fits_header(path: Path) -> list[tuple[str, str, str]]:
+    from astropy.io import fits
+
+    try:
+        hdr = fits.getheader(path, 0)
+    except (OSError, ValueError) as exc:
+        return [("ERROR", f"{path}: {exc}", "")]
+    return [(c.keyword, str(c.value), c.comment) for c in hdr.cards if c.keyword not in ("", "COMMENT", "HISTORY")]
+
+
+def product(s: Session, settings: Settings, product_id: int, read_header: bool = True) -> dict:
+    """Return one product: previews, header, R_* references, S_* statuses, lineage, comparison.
+
+    Parameters
+    ----------
+    s : Session
+        A read-only session.
+    settings : Settings
+        Where relative catalog paths are rooted.
+    product_id : int
+        ``products.id``.
+    read_header : bool
+        Read the FITS primary header from the file (the R_*/S_* keywords come from it).
+
+    Returns
+    -------
+    dict
+        Keys ``product``, ``job``, ``context``, ``previews`` (kind -> preview id),
+        ``header`` [(keyword, value, comment)], ``references`` [{reftype, name, header}],
+        ``statuses`` [(keyword, value)], ``inputs`` (upward lineage: raw exposures and
+        input products), ``derived`` (downward: products made from this one),
+        ``supersedes`` / ``superseded_by`` and ``comparison`` (per extension).
+
+    Raises
+    ------
+    NotFound
+        If there is no such product.
+    """
+    p = s.get(Product, product_id)
+    if p is None:
+        raise NotFound(f"no product {product_id}")
+    job = s.get(Job, p.job_id)
+    ctx = s.get(CrdsContext, job.context_id) if job else None
+    previews = {kind: vid for vid, kind in s.execute(
+        select(ProductPreview.id, ProductPreview.kind).where(ProductPreview.product_id == p.id))}
+    refs = [{"reftype": pr.reftype, "name": rf.name, "sha256": rf.sha256} for pr, rf in s.execute(
+        select(ProductReference, ReferenceFile)
+        .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
+        .where(ProductReference.product_id == p.id).order_by(ProductReference.reftype)).all()]
+    header = _fits_header(abs_path(settings, p.path)) if read_header else []
+    r_keys = [(k, v) for k, v, _ in header if k.startswith("R_")]
+    statuses = [(k, v) for k, v, _ in header if k.startswith("S_")]
+    ref_names = {r["name"] for r in refs}
+    r_links = [{"keyword": k, "value": v, "name": v[len("crds://"):] if v.startswith("crds://") else None,
+                "catalogued": (v[len("crds://"):] if v.startswith("crds://") else v) in ref_names}
+               for k, v in r_keys]
+    # upward: the job's raw inputs, and input products where the catalog records them
+    inputs = []
+    for ji, exp in s.execute(select(JobInput, Exposure).join(Exposure, Exposure.id == JobInput.exposure_id)
+                             .where(JobInput.job_id == p.job_id).order_by(JobInput.id)).all():
+        item = {"exposure": exp.filename, "exposure_id": exp.id, "sha256": ji.sha256}
+        in_pid = getattr(ji, "product_id", None)
+        if in_pid is not None:
+            ip = s.get(Product, in_pid)
+            item["product"] = {"id": ip.id, "filename": ip.filename} if ip else None
+        inputs.append(item)
+    # downward: products of jobs that read this product (when job inputs name products)
+    derived = []
+    if hasattr(JobInput, "product_id"):
+        q = (select(Product).join(JobInput, JobInput.job_id == Product.job_id)
+             .where(JobInput.product_id == p.id).order_by(Product.id))
+        derived = [_product_summary(d) for d in s.execute(q).scalars()]
+    sup = s.get(Product, p.supersedes_id) if p.supersedes_id else None
+    later = s.execute(select(Product).where(Product.supersedes_id == p.id)).scalars().first()
+    comps = [{"extension": c.extension, "n_pixels": c.n_pixels, "frac_changed": c.frac_changed,
+              "median_dev_over_err": c.median_dev_over_err, "p99_dev_over_err": c.p99_dev_over_err,
+              "dq_gained": c.dq_gained, "dq_lost": c.dq_lost}
+             for c in s.execute(select(ProductComparison).where(ProductComparison.product_id == p.id)
+                                .order_by(ProductComparison.id)).scalars()]
+    exp = s.get(Exposure, p.exposure_id) if p.exposure_id else None
+    return {
+        "product": {**_product_summary(p, job), "path": p.path, "exposure": exp.filename if exp else None},
+        "job": {"id": job.id, "pipeline": job.pipeline, "engine": job.engine, "status": job.status,
+                "cal_version": job.cal_version, "software_versions": job.software_versions,
+                "parameters": job.parameters, "worker": job.worker, "started_at": _iso(job.started_at),
+                "finished_at": _iso(job.finished_at), "step_timings": job.step_timings or {}} if job else None,
+        "context": ctx.name if ctx else None,
+        "previews": previews,
+        "header": header,
+        "references": refs,
+        "r_keywords": r_links,
+        "statuses": statuses,
+        "inputs": inputs,
+        "derived": derived,
+        "supersedes": {"id": sup.id, "filename": sup.filename, "created_at": _iso(sup.created_at)} if sup else None,
+        "superseded_by": {"id": later.id, "filename": later.filename} if later else None,
+        "comparison": comps,
+    }
+
+
+def preview_file(s: Session, settings: Settings, preview_id: int) -> Path:
+    """Return the PNG file of a catalogued preview.
+
+    Raises
+    ------
+    NotFound
+        If there is no such preview row, or its file is gone.
+    """
+    row = s.get(ProductPreview, preview_id)
+    if row is None:
+        raise NotFound(f"no preview {preview_id}")
+    path = abs_path(settings, row.path)
+    if not path.is_file():
+        raise NotFound(f"preview {preview_id}: {path} is missing")
+    return path
+
+
+def associations(s: Session, program: str | None = None, before: int | None = None, limit: int = PAGE) -> dict:
+    """Return one page of associations (newest first), with member and product counts."""
+    from ..catalog.queries import program_id
+
+    conds = []
+    if program:
+        conds.append(Association.program == program_id(program))
+    if before is not None:
+        conds.append(Association.id < before)
+    n_members = (select(func.count()).where(AssociationMember.association_id == Association.id)
+                 .correlate(Association).scalar_subquery())
+    q = (select(Association.id, Association.asn_name, Association.asn_type, Association.asn_rule, Association.level,
+                Association.program, Association.product_name, n_members.label("n_members"))
+         .where(and_(*conds)).order_by(Association.id.desc()).limit(limit + 1))
+    rows = [dict(r._mapping) for r in s.execute(q)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"rows": rows, "next_before": rows[-1]["id"] if more else None}
+
+
+def association(s: Session, asn_id: int) -> dict:
+    """Return one association: its members (with their exposures) and the jobs run on it.
+
+    Raises
+    ------
+    NotFound
+        If there is no such association.
+    """
+    a = s.get(Association, asn_id)
+    if a is None:
+        raise NotFound(f"no association {asn_id}")
+    members = [{"product": m.product_name, "expname": m.expname, "exptype": m.exptype,
+                "exposure": e.filename if e else None} for m, e in s.execute(
+        select(AssociationMember, Exposure).outerjoin(Exposure, Exposure.id == AssociationMember.exposure_id)
+        .where(AssociationMember.association_id == a.id).order_by(AssociationMember.id)).all()]
+    jobs = s.execute(select(Job).where(Job.association_id == a.id).order_by(Job.id)).scalars().all()
+    prods = s.execute(select(Product).where(Product.job_id.in_([j.id for j in jobs])).order_by(Product.id)
+                      ).scalars().all() if jobs else []
+    return {"association": {"id": a.id, "asn_name": a.asn_name, "asn_id": a.asn_id, "asn_type": a.asn_type,
+                            "asn_rule": a.asn_rule, "level": a.level, "program": a.program,
+                            "product_name": a.product_name, "jwst_version": a.jwst_version,
+                            "created_at": _iso(a.created_at)},
+            "members": members,
+            "jobs": [{"id": j.id, "pipeline": j.pipeline, "status": j.status, "error": j.error} for j in jobs],
+            "products": [_product_summary(p) for p in prods],
+            "content": a.content}
+
+
+def contexts(s: Session) -> list[dict]:
+    """Every CRDS context seen (newest first): when, in use, jobs and products made under it."""
+    n_jobs = select(func.count()).where(Job.context_id == CrdsContext.id).correlate(CrdsContext).scalar_subquery()
+    n_products = (select(func.count()).select_from(Product).join(Job, Job.id == Product.job_id)
+                  .where(Job.context_id == CrdsContext.id).correlate(CrdsContext).scalar_subquery())
+    q = select(CrdsContext, n_jobs.label("n_jobs"), n_products.label("n_products")).order_by(CrdsContext.id.desc())
+    return [{"id": c.id, "name": c.name, "first_seen": _iso(c.first_seen), "in_use": bool(c.in_use),
+             "in_use_since": _iso(c.in_use_since), "crds_version": c.crds_version, "n_jobs": nj,
+             "n_products": npr} for c, nj, npr in s.execute(q).all()]
+
+
+def context(s: Session, name: str, limit: int = 200) -> dict:
+    """Return one context and (up to ``limit``) products made under it.
+
+    Raises
+    ------
+    NotFound
+        If the catalog has no context of that name.
+    """
+    c = s.execute(select(CrdsContext).where(CrdsContext.name == name)).scalar_one_or_none()
+    if c is None:
+        raise NotFound(f"no CRDS context {name!r}")
+    prods = s.execute(select(Product).join(Job, Job.id == Product.job_id).where(Job.context_id == c.id)
+                      .order_by(Product.id.desc()).limit(limit)).scalars().all()
+    return {"context": {"id": c.id, "name": c.name, "first_seen": _iso(c.first_seen), "in_use": bool(c.in_use),
+                        "in_use_since": _iso(c.in_use_since), "crds_version": c.crds_version},
+            "products": [_product_summary(p) for p in prods]}
+
+
+def context_diff(s: Session, old: str, new: str) -> dict:
+    """Return the best references that differ between two contexts, by reftype.
+
+    Compares the catalog's ``bestrefs`` rows of exposures known under both contexts.
+
+    Returns
+    -------
+    dict
+        ``old``, ``new`` and ``reftypes``: reftype -> list of {old, new, n_exposures}
+        (only changed selections; "N/A" when the reftype does not apply).
+
+    Raises
+    ------
+    NotFound
+        If either context is unknown.
+    """
+    ids = {}
+    for name in (old, new):
+        c = s.execute(select(CrdsContext.id).where(CrdsContext.name == name)).scalar_one_or_none()
+        if c is None:
+            raise NotFound(f"no CRDS context {name!r}")
+        ids[name] = c
+    a, b = aliased(BestRef), aliased(BestRef)
+    q = (select(a.reftype, a.value, b.value, func.count())
+         .join(b, and_(b.exposure_id == a.exposure_id, b.reftype == a.reftype, b.context_id == ids[new]))
+         .where(a.context_id == ids[old], a.value != b.value)
+         .group_by(a.reftype, a.value, b.value).order_by(a.reftype, a.value))
+    out: dict[str, list] = {}
+    for reftype, vo, vn, n in s.execute(q):
+        out.setdefault(reftype, []).append({"old": vo, "new": vn, "n_exposures": n})
+    return {"old": old, "new": new, "reftypes": out}
+
+
+def references(s: Session, reftype: str | None = None, after: str | None = None, limit: int = 200) -> dict:
+    """Return one page of reference files by name, with how many products used each."""
+    n = (select(func.count()).where(ProductReference.reference_file_id == ReferenceFile.id)
+         .correlate(ReferenceFile).scalar_subquery())
+    conds = []
+    if reftype:
+        conds.append(ReferenceFile.reftype == reftype.lower())
+    if after:
+        conds.append(ReferenceFile.name > after)
+    q = (select(ReferenceFile.id, ReferenceFile.name, ReferenceFile.reftype, ReferenceFile.instrument,
+                ReferenceFile.sha256, n.label("n_products"))
+         .where(and_(*conds)).order_by(ReferenceFile.name).limit(limit + 1))
+    rows = [dict(r._mapping) for r in s.execute(q)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"rows": rows, "next_after": rows[-1]["name"] if more else None}
+
+
+def reference(s: Session, name: str, before: int | None = None, limit: int = 200) -> dict:
+    """Return one reference file and (a page of) the products made with it.
+
+    Raises
+    ------
+    NotFound
+        If the catalog has no reference file of that name.
+    """
+    rf = s.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one_or_none()
+    if rf is None:
+        raise NotFound(f"no reference file {name!r}")
+    conds = [ProductReference.reference_file_id == rf.id]
+    if before is not None:
+        conds.append(Product.id < before)
+    prods = s.execute(select(Product).join(ProductReference, ProductReference.product_id == Product.id)
+                      .where(*conds).order_by(Product.id.desc()).limit(limit + 1)).scalars().all()
+    more = len(prods) > limit
+    prods = prods[:limit]
+    return {"reference": {"id": rf.id, "name": rf.name, "reftype": rf.reftype, "instrument": rf.instrument,
+                          "sha256": rf.sha256, "size_bytes": rf.size_bytes, "path": rf.path},
+            "products": [_product_summary(p) for p in prods],
+            "next_before": prods[-1].id if more else None}
+
+
+def campaigns(s: Session) -> list[dict]:
+    """Every campaign, newest first, with its job counts by status."""
+    rows = s.execute(select(Campaign).order_by(Campaign.id.desc()).limit(500)).scalars().all()
+    counts: dict[int, dict] = {}
+    if rows:
+        for cid, st, n in s.execute(select(Job.campaign_id, Job.status, func.count())
+                                    .where(Job.campaign_id.in_([c.id for c in rows]))
+                                    .group_by(Job.campaign_id, Job.status)):
+            counts.setdefault(cid, {})[st] = n
+    return [{"id": c.id, "created_at": _iso(c.created_at), "reason": c.reason, "kind": c.kind, "status": c.status,
+             "n_jobs": c.n_jobs, "counts": counts.get(c.id, {})} for c in rows]
+
+
+def campaign(s: Session, campaign_id: int, window_s: float = 600.0) -> dict:
+    """Return a campaign's progress: counts per stage and status, throughput, ETA, failures.
+
+    Parameters
+    ----------
+    s : Session
+        A read-only session.
+    campaign_id : int
+        ``campaigns.id``.
+    window_s : float
+        Throughput is over the jobs that finished in the last ``window_s`` seconds
+        (jobs per hour); ETA = jobs left / throughput.
+
+    Raises
+    ------
+    NotFound
+        If there is no such campaign.
+    """
+    c = s.get(Campaign, campaign_id)
+    if c is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    by_stage: dict[str, dict[str, int]] = {}
+    totals = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0}
+    for pipeline, st, n in s.execute(select(Job.pipeline, Job.status, func.count()).where(Job.campaign_id == c.id)
+                                     .group_by(Job.pipeline, Job.status)):
+        key = f"stage {stage_of(pipeline)}: {pipeline}"
+        by_stage.setdefault(key, {}).setdefault(st, 0)
+        by_stage[key][st] += n
+        totals[st] = totals.get(st, 0) + n
+    never_run = s.execute(select(func.count()).select_from(CampaignExposure).where(
+        CampaignExposure.campaign_id == c.id,
+        ~select(Job.id).where(Job.campaign_id == c.id, Job.exposure_id == CampaignExposure.exposure_id).exists())
+    ).scalar_one()
+    now = datetime.now(timezone.utc)
+    since = now.timestamp() - window_s
+    finished = [f for (f,) in s.execute(select(Job.finished_at).where(
+        Job.campaign_id == c.id, Job.status == "succeeded", Job.finished_at.is_not(None)))]
+    recent = [f for f in finished if (f if f.tzinfo else f.replace(tzinfo=timezone.utc)).timestamp() >= since]
+    throughput = len(recent) * 3600.0 / window_s if recent else None
+    left = totals["queued"] + totals["running"] + never_run
+    eta = left * 3600.0 / throughput if throughput and left else (0.0 if not left else None)
+    failures = [{"job_id": j, "exposure": e, "pipeline": pl, "error": err} for j, e, pl, err in s.execute(
+        select(Job.id, Exposure.filename, Job.pipeline, Job.error).outerjoin(Exposure, Exposure.id == Job.exposure_id)
+        .where(Job.campaign_id == c.id, Job.status == "failed").order_by(Job.id.desc()).limit(50))]
+    done = totals["succeeded"]
+    total = sum(totals.values()) + never_run
+    return {"campaign": {"id": c.id, "created_at": _iso(c.created_at), "reason": c.reason, "kind": c.kind,
+                         "status": c.status, "closed_at": _iso(c.closed_at), "n_jobs": c.n_jobs,
+                         "summary": c.summary},
+            "counts": {**totals, "never_run": never_run}, "by_stage": by_stage, "total": total, "done": done,
+            "percent": round(100.0 * done / total, 1) if total else 100.0,
+            "throughput_per_hour": throughput, "eta_seconds": eta, "failures": failures,
+            "as_of": _iso(now)}
+
+
+def home(s: Session) -> dict:
+    """Return counts of the catalog's nouns, the context in use, the open campaigns."""
+    def count(model, *where):
+        return s.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+
+    in_use = s.execute(select(CrdsContext.name).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
+    return {"exposures": count(Exposure), "associations": count(Association),
+            "products": count(Product), "current_products": count(Product, Product.is_current.is_(True)),
+            "jobs": count(Job), "failed_jobs": count(Job, Job.status == "failed"),
+            "contexts": count(CrdsContext), "references": count(ReferenceFile), "context_in_use": in_use,
+            "open_campaigns": [c for c in campaigns(s) if c["status"] == "open"],
+            "queued_or_running": count(Job, or_(Job.status == "queued", Job.status == "running"))}
