@@ -342,7 +342,9 @@ def test_every_page_and_endpoint_answers(web_archive, client):
     assert e["jobs"][0]["step_timings"]
     ctxs = {c["name"]: c for c in client.get("/api/contexts").json()}
     assert ctxs[new_ctx]["in_use"] and not ctxs[old_ctx]["in_use"]
-    assert ctxs[old_ctx]["n_products"] == 7 and ctxs[new_ctx]["n_products"] == 2
+    assert ctxs[old_ctx]["n_jobs"] == 4 and ctxs[new_ctx]["n_jobs"] == 1
+    assert len(client.get(f"/api/contexts/{old_ctx}").json()["products"]) == 7
+    assert len(client.get(f"/api/contexts/{new_ctx}").json()["products"]) == 2
 
 
 def test_exposures_filters_and_keyset_pages(web_archive, client):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from ..catalog.models import (
@@ -131,10 +131,23 @@ def exposures(s: Session, program: str | None = None, instrument: str | None = N
     return {"rows": rows, "next_before": rows[-1]["id"] if more else None}
 
 
+def _distinct(s: Session, column) -> list[str]:
+    """Distinct values of an indexed column by a skip scan (one index probe per value).
+
+    ``SELECT DISTINCT`` reads the whole table; walking the index from each value to the
+    next larger one costs one probe per distinct value, on SQLite and PostgreSQL alike.
+    """
+    table, name = column.table.name, column.name
+    sql = text(f"WITH RECURSIVE v(x) AS (SELECT min({name}) FROM {table} UNION ALL "
+               f"SELECT (SELECT min({name}) FROM {table} WHERE {name} > v.x) FROM v WHERE v.x IS NOT NULL) "
+               f"SELECT x FROM v WHERE x IS NOT NULL")
+    return [r[0] for r in s.execute(sql)]
+
+
 def exposure_facets(s: Session) -> dict:
-    """Distinct instruments and EXP_TYPEs (for the filter menus)."""
-    return {"instruments": [r[0] for r in s.execute(select(Exposure.instrume).distinct().order_by(Exposure.instrume))],
-            "exp_types": [r[0] for r in s.execute(select(Exposure.exp_type).distinct().order_by(Exposure.exp_type))]}
+    """Return the distinct instruments and EXP_TYPEs (for the filter menus)."""
+    return {"instruments": _distinct(s, Exposure.__table__.c.instrume),
+            "exp_types": _distinct(s, Exposure.__table__.c.exp_type)}
 
 
 def _product_summary(p: Product, job: Job | None = None, thumb: int | None = None) -> dict:
@@ -361,14 +374,15 @@ def association(s: Session, asn_id: int) -> dict:
 
 
 def contexts(s: Session) -> list[dict]:
-    """Every CRDS context seen (newest first): when, in use, jobs and products made under it."""
-    n_jobs = select(func.count()).where(Job.context_id == CrdsContext.id).correlate(CrdsContext).scalar_subquery()
-    n_products = (select(func.count()).select_from(Product).join(Job, Job.id == Product.job_id)
-                  .where(Job.context_id == CrdsContext.id).correlate(CrdsContext).scalar_subquery())
-    q = select(CrdsContext, n_jobs.label("n_jobs"), n_products.label("n_products")).order_by(CrdsContext.id.desc())
+    """Return every CRDS context seen (newest first): when, in use, how many jobs ran under it.
+
+    The products each context made are on its own page (:func:`context`).
+    """
+    n_jobs = dict(s.execute(select(Job.context_id, func.count()).group_by(Job.context_id)).all())
+    q = select(CrdsContext).order_by(CrdsContext.id.desc())
     return [{"id": c.id, "name": c.name, "first_seen": _iso(c.first_seen), "in_use": bool(c.in_use),
-             "in_use_since": _iso(c.in_use_since), "crds_version": c.crds_version, "n_jobs": nj,
-             "n_products": npr} for c, nj, npr in s.execute(q).all()]
+             "in_use_since": _iso(c.in_use_since), "crds_version": c.crds_version, "n_jobs": n_jobs.get(c.id, 0)}
+            for c in s.execute(q).scalars()]
 
 
 def context(s: Session, name: str, limit: int = 200) -> dict:
@@ -534,13 +548,18 @@ def campaign(s: Session, campaign_id: int, window_s: float = 600.0) -> dict:
 
 def home(s: Session) -> dict:
     """Return counts of the catalog's nouns, the context in use, the open campaigns."""
-    def count(model, *where):
-        return s.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    def count(model):
+        return s.execute(select(func.count()).select_from(model)).scalar_one()
 
+    n_products, n_current = s.execute(select(func.count(), func.coalesce(func.sum(
+        case((Product.is_current.is_(True), 1), else_=0)), 0))).one()
+    jobs = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     in_use = s.execute(select(CrdsContext.name).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
+    open_campaigns = [{"id": i, "reason": r} for i, r in s.execute(
+        select(Campaign.id, Campaign.reason).where(Campaign.status == "open").order_by(Campaign.id.desc()))]
     return {"exposures": count(Exposure), "associations": count(Association),
-            "products": count(Product), "current_products": count(Product, Product.is_current.is_(True)),
-            "jobs": count(Job), "failed_jobs": count(Job, Job.status == "failed"),
+            "products": n_products, "current_products": int(n_current),
+            "jobs": sum(jobs.values()), "failed_jobs": jobs.get("failed", 0),
             "contexts": count(CrdsContext), "references": count(ReferenceFile), "context_in_use": in_use,
-            "open_campaigns": [c for c in campaigns(s) if c["status"] == "open"],
-            "queued_or_running": count(Job, or_(Job.status == "queued", Job.status == "running"))}
+            "open_campaigns": open_campaigns,
+            "queued_or_running": jobs.get("queued", 0) + jobs.get("running", 0)}
