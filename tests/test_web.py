@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from archive.catalog.db import session_scope
+from archive.catalog.paths import from_stored
 from archive.catalog.models import (
     Association,
     Campaign,
@@ -33,7 +34,7 @@ from archive.ingest.batch import ingest
 from archive.reprocessing.planner import plan_and_send
 from calib.previews import MASK_RGBA, normalise, preview_kind, write_previews
 
-from .conftest import PG_ADMIN, need_server, shared
+from .conftest import PG_ADMIN, need_server, readonly_role, shared, with_readonly
 from .test_end_to_end import FGS, simulated  # noqa: F401 - the module-scoped simulation fixture
 
 
@@ -59,8 +60,10 @@ def new_pg_database() -> tuple[str, callable]:
         dispose_engines()
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{readonly_role(url)}"')
 
-    return str(admin.set(database=name).render_as_string(hide_password=False)), drop
+    url = str(admin.set(database=name).render_as_string(hide_password=False))
+    return url, drop
 
 
 def build_archive(root: Path, db_url: str, simulated, remake: bool = True):  # noqa: F811
@@ -80,6 +83,7 @@ def build_archive(root: Path, db_url: str, simulated, remake: bool = True):  # n
     for d in (s.raw_dir, s.products_dir, s.associations_dir):
         d.mkdir(parents=True, exist_ok=True)
     upgrade(s.db_url)
+    s = with_readonly(s)  # PostgreSQL: the read-only role `archive db grant` makes
     report = ingest(s, [*result.files, shared("raw", FGS)], pool_path=pool)
     assert report.ok, [o.reason for o in report.outcomes]
     with session_scope(s.db_url) as db:
@@ -220,13 +224,15 @@ def test_worker_writes_and_catalogues_previews(web_archive):
         kinds = by_product.get(p.id, {})
         assert set(kinds) == {"preview", "thumbnail"}, p.filename
         for r in kinds.values():
-            assert Path(r.path).is_file() and Path(r.path).parent == Path(p.path).parent
-            img = mpimg.imread(r.path)
+            assert not Path(r.path).is_absolute()  # stored relative to the data root, as products are
+            png, fits_path = from_stored(r.path, s.data_dir), from_stored(p.path, s.data_dir)
+            assert png.is_file() and png.parent == fits_path.parent
+            img = mpimg.imread(png)
             assert img.shape[:2] == (r.height, r.width)
-        with fits.open(p.path) as hdul:
+        with fits.open(from_stored(p.path, s.data_dir)) as hdul:
             sci, dq = hdul["SCI"].data, hdul["DQ"].data
         if sci.ndim == 2:  # a rate: full size, DO_NOT_USE pixels drawn in the mask colour, y up
-            img = mpimg.imread(kinds["preview"].path)
+            img = mpimg.imread(from_stored(kinds["preview"].path, s.data_dir))
             assert img.shape[:2] == sci.shape
             bad = np.argwhere((dq & 1) != 0)
             assert len(bad), "the simulated rate has DO_NOT_USE pixels"
@@ -251,8 +257,9 @@ def test_archive_previews_draws_what_is_missing(web_archive):
         old = {r.kind: r.sha256 for r in db.execute(select(ProductPreview).where(ProductPreview.product_id == p.id))
                .scalars()}
         db.execute(delete(ProductPreview).where(ProductPreview.product_id == p.id))
-    for f in Path(p.path).parent.glob("*.png"):
-        if f.name.startswith(Path(p.path).stem):
+    fits_path = from_stored(p.path, s.data_dir)
+    for f in fits_path.parent.glob("*.png"):
+        if f.name.startswith(fits_path.stem):
             f.unlink()
     env = {"ARCHIVE_DB_URL": s.db_url, "CRDS_PATH": str(s.crds_path)}
     r = CliRunner().invoke(cli_app, ["--data-dir", str(s.data_dir), "previews", "--json"], env=env,
@@ -391,8 +398,7 @@ def test_nothing_can_change_the_catalog(web_archive, client):
     for sql in ("DELETE FROM products", "UPDATE jobs SET status = 'queued'", "DROP TABLE exposures",
                 "INSERT INTO crds_contexts (name, first_seen, in_use) VALUES ('x.pmap', '2026-01-01', false)"):
         r = client.get("/sql", params={"q": sql})
-        assert r.status_code == 200 and 'id="sql-error"' in r.text, sql
-        assert "read" in r.text.lower()  # the database's own words: read-only / readonly
+        assert r.status_code == 200 and 'id="sql-error"' in r.text and "refused" in r.text, sql
         assert client.get("/api/sql", params={"q": sql}).status_code == 400
     rows = client.get("/api/sql", params={"q": "SELECT id FROM exposures ORDER BY id", "limit": 2, "offset": 1}).json()
     assert rows["n_rows"] == 4 and len(rows["rows"]) == 2
@@ -410,11 +416,15 @@ def test_web_engine_is_read_only(web_archive):
     s = web_archive[0]
     with catalog_engine(s).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM exposures")).scalar_one() == 4
-        with pytest.raises(Exception, match="(?i)read.?only"):
+        with pytest.raises(Exception, match="(?i)read.?only|not authorized"):
             conn.execute(text("DELETE FROM product_previews"))
 
 
-def test_archive_serve_refuses_an_in_memory_catalog(tmp_path):
+def test_archive_serve_refuses_what_it_cannot_read_safely(tmp_path, pg_url):
     r = CliRunner().invoke(cli_app, ["--data-dir", str(tmp_path), "serve", "--port", "1"],
-                           env={"ARCHIVE_DB_URL": "sqlite://"})
+                           env={"ARCHIVE_DB_URL": "sqlite://", "ARCHIVE_READONLY_DB_URL": ""})
     assert r.exit_code == 2 and "file catalog" in r.output
+    # PostgreSQL as the catalog's own (writing) role: refused before the server listens
+    r = CliRunner().invoke(cli_app, ["--data-dir", str(tmp_path), "serve", "--port", "1"],
+                           env={"ARCHIVE_DB_URL": pg_url, "ARCHIVE_READONLY_DB_URL": pg_url})
+    assert r.exit_code == 2 and "refused" in r.output

@@ -61,7 +61,7 @@ def served(tmp_path_factory, simulated):  # noqa: F811
         new_ctx, cid = redeliver_dark(s, result, root)
         port = _free_port()
         env = {**os.environ, "ARCHIVE_DATA_DIR": str(s.data_dir), "ARCHIVE_DB_URL": s.db_url,
-               "CRDS_PATH": str(s.crds_path)}
+               "ARCHIVE_READONLY_DB_URL": s.readonly_db_url, "CRDS_PATH": str(s.crds_path)}
         for k in ("ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG"):
             env.pop(k, None)
         log = open(root / "serve.log", "w")
@@ -174,7 +174,7 @@ def test_every_page_renders(served, browser):
     _shot(page, "sql")
     page.fill("textarea[name=q]", "DELETE FROM products")
     page.click("button[type=submit]")
-    assert "read-only" in page.locator("#sql-error").inner_text()
+    assert "refused" in page.locator("#sql-error").inner_text()
     assert not errors, errors
     page.close()
 

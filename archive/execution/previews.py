@@ -17,6 +17,7 @@ from calib.previews import IMAGE_SUFFIXES, SPECTRUM_SUFFIXES, Preview, write_pre
 
 from ..catalog.db import session_scope
 from ..catalog.models import Product, ProductPreview
+from ..catalog.paths import from_stored, to_stored
 from ..config import Settings
 from ..ingest.storage import sha256_file
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PreviewReport", "draw_quietly", "make_previews", "preview_rows"]
 
 
-def preview_rows(product_id: int, previews: list[Preview]) -> list[ProductPreview]:
+def preview_rows(product_id: int, previews: list[Preview], data_dir: str | Path) -> list[ProductPreview]:
     """Catalog rows for the PNGs drawn from one product.
 
     Parameters
@@ -34,13 +35,16 @@ def preview_rows(product_id: int, previews: list[Preview]) -> list[ProductPrevie
         ``products.id``.
     previews : list of Preview
         What :func:`calib.previews.write_previews` wrote.
+    data_dir : str or Path
+        The data root: paths are stored relative to it, as products' are.
 
     Returns
     -------
     list of ProductPreview
         Unsaved rows with the files' sha256, size and pixel size.
     """
-    return [ProductPreview(product_id=product_id, kind=p.kind, path=str(p.path), sha256=sha256_file(p.path),
+    return [ProductPreview(product_id=product_id, kind=p.kind, path=to_stored(p.path, data_dir),
+                           sha256=sha256_file(p.path),
                            size_bytes=Path(p.path).stat().st_size, width=p.width, height=p.height)
             for p in previews]
 
@@ -103,8 +107,8 @@ def make_previews(settings: Settings, redo: bool = False, current_only: bool = T
         todo = s.execute(q.order_by(Product.id)).all()
     for pid, path, filename, suffix in todo:
         try:
-            previews = write_previews(path, suffix)
-            rows = preview_rows(pid, previews)
+            previews = write_previews(from_stored(path, settings.data_dir), suffix)
+            rows = preview_rows(pid, previews, settings.data_dir)
         except Exception as exc:  # one bad file never stops the batch
             report.failed.append((filename, f"{type(exc).__name__}: {exc}"))
             continue

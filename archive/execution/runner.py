@@ -215,7 +215,7 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
             for reftype, name in work.reference_names.items():
                 ref = s.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one()
                 s.add(ProductReference(product_id=product.id, reftype=reftype, reference_file_id=ref.id))
-            s.add_all(preview_rows(product.id, (previews or {}).get(suffix, [])))
+            s.add_all(preview_rows(product.id, (previews or {}).get(suffix, []), settings.data_dir))
         job.status = "succeeded"
         job.finished_at = utcnow()
         job.lease_expires_at = None

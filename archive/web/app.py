@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from ..catalog.readonly import ReadonlyError
 from ..config import Settings
 from . import queries
 from .db import catalog_engine, run_sql
@@ -158,11 +159,11 @@ def create_app(settings: Settings) -> FastAPI:
     def api_sql(q: str, offset: int = Query(0, ge=0), limit: int = Query(SQL_PAGE, ge=1, le=1000)) -> dict:
         """Read-only SQL, as ``archive sql``: the database refuses any write (400 with its message)."""
         try:
-            cols, rows = run_sql(settings, q)
-        except Exception as exc:
+            res = run_sql(settings, q)
+        except ReadonlyError as exc:
             raise HTTPException(400, f"refused or failed: {str(exc).splitlines()[0]}") from None
-        return {"columns": cols, "rows": [list(r) for r in rows[offset:offset + limit]], "n_rows": len(rows),
-                "offset": offset}
+        return {"columns": res.columns, "rows": [list(r) for r in res.rows[offset:offset + limit]],
+                "n_rows": len(res.rows), "truncated": res.truncated, "offset": offset}
 
     # ---------------------------------------------------------------- pages
     @app.get("/", include_in_schema=False)
@@ -230,9 +231,10 @@ def create_app(settings: Settings) -> FastAPI:
         result, error = None, None
         if q.strip():
             try:
-                cols, rows = run_sql(settings, q)
-                result = {"columns": cols, "rows": rows[offset:offset + SQL_PAGE], "n_rows": len(rows)}
-            except Exception as exc:
+                res = run_sql(settings, q)
+                result = {"columns": res.columns, "rows": res.rows[offset:offset + SQL_PAGE], "n_rows": len(res.rows),
+                          "truncated": res.truncated}
+            except ReadonlyError as exc:
                 error = f"refused or failed: {str(exc).splitlines()[0]}"
         return page(request, "sql.html", title="SQL", q=q, result=result, error=error, offset=offset,
                     page_size=SQL_PAGE)

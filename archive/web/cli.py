@@ -19,13 +19,22 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     """Serve the read-only web view of the catalog (pages, previews, JSON under /api/)."""
     import uvicorn
 
+    from sqlalchemy import text
+
+    from ..catalog.readonly import ReadonlyError
     from .app import create_app
+    from .db import catalog_engine
 
     s = settings()
-    try:
+    try:  # the read-only path must work before the server listens
+        with catalog_engine(s).connect() as conn:
+            conn.execute(text("SELECT count(*) FROM exposures")).scalar_one()
         app_ = create_app(s)
-    except ValueError as exc:
-        err.print(f"[red]{exc}")
+    except ReadonlyError as exc:
+        err.print(f"[red]refused: {exc}")
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        err.print(f"[red]the catalog cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         raise typer.Exit(2) from None
     err.print(f"serving {s.db_url} read-only on http://{host}:{port}/ (API: /api/docs)")
     if workers > 1:

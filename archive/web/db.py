@@ -1,27 +1,22 @@
-"""The web view's only ways into the catalog: a read-only engine and read-only SQL.
+"""The web view's only ways into the catalog: the read-only path of ``archive sql``.
 
-Both are built on the read-only path of ``archive sql`` (:mod:`archive.catalog.provenance`):
-SQLite opened through a ``mode=ro`` URI with ``PRAGMA query_only``, PostgreSQL with
-``default_transaction_read_only`` on (plus a statement timeout), so the database itself
-refuses any write, whatever a page or the SQL page sends.
+Both functions here stand on :mod:`archive.catalog.readonly`: SQLite opened through a
+``mode=ro`` URI with ``query_only`` and a read-only authorizer, PostgreSQL as the
+read-only role (``ARCHIVE_READONLY_DB_URL``, made by ``archive db grant``) in read-only
+transactions with statement and lock timeouts, so the database itself refuses any write,
+whatever a page or the SQL page sends.
 """
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from sqlalchemy.engine import Engine
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
-
-from ..catalog.provenance import readonly_query
+from ..catalog.readonly import ReadonlyResult, readonly_engine, run_readonly
 from ..config import Settings
 
-#: a page's statement is cancelled by PostgreSQL after this long (milliseconds)
-STATEMENT_TIMEOUT_MS = 15000
-#: the SQL page shows at most this many rows of a result
+#: the SQL page reads at most this many rows of a result
 SQL_ROW_LIMIT = 10000
 
-_ENGINES: dict[str, Engine] = {}
+_ENGINES: dict[tuple, Engine] = {}
 
 
 def catalog_engine(settings: Settings) -> Engine:
@@ -30,41 +25,22 @@ def catalog_engine(settings: Settings) -> Engine:
     Parameters
     ----------
     settings : Settings
-        The archive's settings (``db_url``).
+        The archive's settings (``db_url``, ``readonly_db_url``, SQL timeouts).
 
     Returns
     -------
     sqlalchemy.engine.Engine
-        A pooled engine (one per URL per process) on which the database refuses writes.
+        :func:`archive.catalog.readonly.readonly_engine`, one per read-only URL per process.
 
     Raises
     ------
-    ValueError
-        For an in-memory SQLite catalog (there is no file to open read-only).
+    archive.catalog.readonly.UnsafeRole
+        On PostgreSQL without a read-only URL, or (on first connect) with a role that can write.
     """
-    engine = _ENGINES.get(settings.db_url)
-    if engine is not None:
-        return engine
-    url = make_url(settings.db_url)
-    if url.get_backend_name() == "sqlite":
-        db = url.database
-        if not db or db == ":memory:":
-            raise ValueError("the web view needs a file catalog (an in-memory SQLite cannot be opened read-only)")
-        uri = f"file:{Path(db).resolve()}?mode=ro"
-
-        def connect():
-            return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-
-        engine = create_engine("sqlite://", creator=connect)
-
-        @event.listens_for(engine, "connect")
-        def _query_only(dbapi_connection, _record):
-            dbapi_connection.execute("PRAGMA query_only = ON")
-    else:
-        options = f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        engine = create_engine(settings.db_url, connect_args={"options": options}, pool_size=5, max_overflow=5,
-                               pool_pre_ping=True)
-    _ENGINES[settings.db_url] = engine
+    key = (settings.db_url, settings.readonly_db_url)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        engine = _ENGINES[key] = readonly_engine(settings)
     return engine
 
 
@@ -75,7 +51,7 @@ def dispose() -> None:
     _ENGINES.clear()
 
 
-def run_sql(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+def run_sql(settings: Settings, sql: str) -> ReadonlyResult:
     """Run the SQL page's statement on the read-only path of ``archive sql``.
 
     Parameters
@@ -83,17 +59,16 @@ def run_sql(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
     settings : Settings
         The archive's settings.
     sql : str
-        The statement as typed.
+        One statement, as typed.
 
     Returns
     -------
-    tuple of (list of str, list of tuple)
-        Column names and at most :data:`SQL_ROW_LIMIT` rows.
+    archive.catalog.readonly.ReadonlyResult
+        Columns, at most :data:`SQL_ROW_LIMIT` rows, and whether there were more.
 
     Raises
     ------
-    Exception
-        The database's own error, e.g. for a write ("read-only transaction").
+    archive.catalog.readonly.ReadonlyError
+        StatementRefused (e.g. a write, refused by the database), StatementTimeout, UnsafeRole.
     """
-    cols, rows = readonly_query(settings, sql)
-    return cols, rows[:SQL_ROW_LIMIT]
+    return run_readonly(settings, sql, limit=SQL_ROW_LIMIT)

@@ -63,9 +63,16 @@ def stage_of(pipeline: str | None) -> int:
 
 
 def abs_path(settings: Settings, path: str) -> Path:
-    """Return a catalogued path as an absolute one (relative paths are under the data root)."""
-    p = Path(path)
-    return p if p.is_absolute() else settings.data_dir / p
+    """Return a catalogued product or preview path as an absolute one (stored relative to the data root).
+
+    Raises
+    ------
+    archive.catalog.paths.UnsafePath
+        For a stored path that would leave the data root.
+    """
+    from ..catalog.paths import from_stored
+
+    return from_stored(path, settings.data_dir)
 
 
 def mjd(date: str) -> float:
