@@ -4,7 +4,7 @@
 reads the catalog in a short session on the read-only engine (:mod:`archive.web.db`);
 nothing here can write it, and any method other than GET or HEAD is refused (405) before
 it reaches a route. The OpenAPI description is at ``/api/openapi.json`` and its page at
-``/api/docs``.
+``/api/docs`` (Swagger UI from the ``swagger-ui-bundle-v2`` package, served locally).
 """
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from typing import Iterator
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.middleware.base import BaseHTTPMiddleware
+from swagger_ui_bundle import swagger_ui_path
 
 from ..catalog.readonly import ReadonlyError
 from ..config import Settings
@@ -54,8 +57,18 @@ def create_app(settings: Settings) -> FastAPI:
         The application; serve it with uvicorn (``archive serve``).
     """
     app = FastAPI(title="jwst-archive", summary="A read-only view of the JWST archive's catalog",
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.add_middleware(ReadOnlyMethods)
+    # the OpenAPI page with Swagger UI from an installed package: no CDN, works offline
+    app.mount("/api/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs():
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="jwst-archive API",
+                                   swagger_js_url="/api/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/api/static/swagger-ui.css",
+                                   swagger_favicon_url="/api/static/favicon-32x32.png")
+
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, default=str)
 

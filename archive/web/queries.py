@@ -131,7 +131,7 @@ def exposures(s: Session, program: str | None = None, instrument: str | None = N
     q = (select(Exposure.id, Exposure.filename, Exposure.program, Exposure.instrume, Exposure.detector,
                 Exposure.exp_type, Exposure.subarray, Exposure.readpatt, Exposure.ngroups, Exposure.nints,
                 Exposure.date_obs, Exposure.time_obs, Exposure.expstart)
-         .where(and_(*conds)).order_by(Exposure.id.desc()).limit(limit + 1))
+         .where(*conds).order_by(Exposure.id.desc()).limit(limit + 1))
     rows = [dict(r._mapping) for r in s.execute(q)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -345,7 +345,7 @@ def associations(s: Session, program: str | None = None, before: int | None = No
                  .correlate(Association).scalar_subquery())
     q = (select(Association.id, Association.asn_name, Association.asn_type, Association.asn_rule, Association.level,
                 Association.program, Association.product_name, n_members.label("n_members"))
-         .where(and_(*conds)).order_by(Association.id.desc()).limit(limit + 1))
+         .where(*conds).order_by(Association.id.desc()).limit(limit + 1))
     rows = [dict(r._mapping) for r in s.execute(q)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -454,7 +454,7 @@ def references(s: Session, reftype: str | None = None, after: str | None = None,
         conds.append(ReferenceFile.name > after)
     q = (select(ReferenceFile.id, ReferenceFile.name, ReferenceFile.reftype, ReferenceFile.instrument,
                 ReferenceFile.sha256, n.label("n_products"))
-         .where(and_(*conds)).order_by(ReferenceFile.name).limit(limit + 1))
+         .where(*conds).order_by(ReferenceFile.name).limit(limit + 1))
     rows = [dict(r._mapping) for r in s.execute(q)]
     more = len(rows) > limit
     rows = rows[:limit]
