@@ -196,7 +196,7 @@ def test_campaign_page_follows_a_real_worker(served, browser, redis_url):
         assert list(out.values()) == ["enqueued"], out
         # no reload: the page's own refresh shows the worker's progress
         page.wait_for_function("document.getElementById('n-succeeded').textContent === '1'", timeout=240_000)
-        assert page.locator("#percent").inner_text() == "100.0"
+        assert float(page.locator("#percent").inner_text()) == 100.0
         assert page.locator("#n-never_run").inner_text() == "0"
         _shot(page, "campaign-after")
     finally:
