@@ -19,9 +19,11 @@ NIS_IMAGE, MIR_IMAGE, FGS_IMAGE) are resampled; the step is SKIPPED for others, 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
+from calib.drizzle import drizzle_square
 from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
 from calib.step import StepSpec
@@ -146,6 +148,9 @@ def _resampler_class():
         """
 
         pixmap_errors: list
+        #: drizzle with :func:`calib.drizzle.drizzle_square` (square kernel, one input) instead of
+        #: four calls of drizzle's C kernel
+        own_kernel = True
 
         def create_output_jwst_model(self, ref_input_model=None):
             """Make the blank i2d ImageModel as jwst does, without validation on assignment.
@@ -171,6 +176,37 @@ def _resampler_class():
             if self.blendheaders:
                 self._blender.accumulate(model)
 
+        def _drizzle_once(self, model, data, weight, pixmap, bounds, iscale) -> None:
+            """Drizzle SCI and the square roots of the variances in one pass.
+
+            :func:`calib.drizzle.drizzle_square` (jwst: four passes of drizzle's C kernel with
+            the same overlaps); the results stand in for stcal's Drizzle outputs and variance
+            resamplings.
+            """
+            names = [n for n in self.variance_array_names
+                     if self._enable_var and self._check_var_array(model, n)]
+            shape = tuple(self.output_array_shape)
+            fill = str(self.fillval).strip().upper()
+            fill = np.nan if fill in ("NAN", "INDEF", "NONE") else float(fill)
+            out_img = np.full(shape, fill, np.float32)
+            out_wht = np.zeros(shape, np.float32)
+            out_ctx = np.zeros((1, *shape), np.int32) if self._enable_ctx else None
+            extra = np.empty((len(names), *data.shape), np.float32)
+            for k, n in enumerate(names):
+                extra[k] = np.sqrt(model[n])
+            out_extra = np.full((len(names), *shape), np.nan, np.float32)
+            drizzle_square(data, extra, weight, pixmap, bounds, self.pixfrac, out_img, out_extra, out_wht,
+                           None if out_ctx is None else out_ctx[0], bit=1, iscale=iscale)
+            self._driz = SimpleNamespace(out_img=out_img, out_wht=out_wht, out_ctx=out_ctx, out_dq=None)
+            self._own_variances = {n: out_extra[k] ** 2 for k, n in enumerate(names)}
+
+        def _resample_one_variance_array(self, name, model, **kwargs):
+            """Return the variance resampled by :meth:`_drizzle_once` when it ran, else stcal's."""
+            own = getattr(self, "_own_variances", {})
+            if name in own:
+                return own.pop(name)
+            return super()._resample_one_variance_array(name, model=model, **kwargs)
+
         def _add(self, model: dict) -> None:
             if self._finalized:
                 raise RuntimeError("resampling was finalized")
@@ -188,6 +224,23 @@ def _resampler_class():
             if not model["subtracted"] and model["level"] is not None:
                 data = data - model["level"]
             xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
+            if self.own_kernel and self.kernel == "square" and not self._propagate_dq \
+                    and self._compute_err != "driz_err" and self._n_res_models == 1:
+                self._drizzle_once(model, data, weight, pixmap, (xmin, xmax, ymin, ymax), iscale)
+                hook = {"pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio, "iscale": iscale,
+                        "xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
+                self.add_model_hook(model=model, weight_map=weight, **hook)
+                if (group_id := model["group_id"]) not in self._group_ids:
+                    self.update_time(model)
+                    self._group_ids.append(group_id)
+                    self._output_model["pointings"] += 1
+                if self._enable_var:
+                    self.resample_variance_arrays(model=model, weight_map=weight, **hook)
+                self._output_model["data"] = self._driz.out_img
+                self._output_model["wht"] = self._driz.out_wht
+                if self._driz.out_ctx is not None:
+                    self._output_model["con"] = self._driz.out_ctx
+                return
             kw = {"exptime": model["exposure_time"], "pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio,
                   "iscale": iscale, "weight_map": weight, "wht_scale": 1.0, "pixfrac": self.pixfrac,
                   "in_units": "cps", "xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
