@@ -464,12 +464,6 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
                         gdq[i, k, y, x0 + xx] = bq[i, k, xx]
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _bit(bits, i, k, y, x):
-    """Pixel x of the bit-packed candidate plane bits[i, k, y]."""
-    return (bits[i, k, y, x >> 3] >> (x & 7)) & 1 != 0
-
-
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def flag_neighbors_kernel(gdq, nbcand):
     """Flag JUMP_DET at candidates and their 4 neighbours.
@@ -483,33 +477,29 @@ def flag_neighbors_kernel(gdq, nbcand):
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
         for i in range(nints):
             for k in range(ngroups):
-                anyc = False
-                for yy in range(max(0, y - 1), min(ny, y + 2)):
-                    for b in range(nbx):
-                        anyc |= nbcand[i, k, yy, b] != 0
-                if not anyc:
-                    for x in range(nx):
-                        q = gdq[i, k, y, x]
-                        if (q & _JUMP) != 0 and (q & (_SAT | _DNU)) != 0:
-                            gdq[i, k, y, x] = q & ~_JUMP
-                    continue
+                # first no JUMP_DET where SATURATED or DO_NOT_USE (vectorised over the row) ...
                 for x in range(nx):
                     q = gdq[i, k, y, x]
-                    if (q & (_SAT | _DNU)) == 0:
-                        hit = _bit(nbcand, i, k, y, x)
-                        if y > 0 and _bit(nbcand, i, k, y - 1, x):
-                            hit = True
-                        if y < ny - 1 and _bit(nbcand, i, k, y + 1, x):
-                            hit = True
-                        if x > 0 and _bit(nbcand, i, k, y, x - 1):
-                            hit = True
-                        if x < nx - 1 and _bit(nbcand, i, k, y, x + 1):
-                            hit = True
-                        if hit:
-                            q |= _JUMP
                     if (q & _JUMP) != 0 and (q & (_SAT | _DNU)) != 0:
-                        q = q & ~_JUMP
-                    gdq[i, k, y, x] = q
+                        gdq[i, k, y, x] = q & ~_JUMP
+                # ... then JUMP_DET at the (few) candidates of rows y-1, y, y+1 that touch
+                # row y, except where SATURATED or DO_NOT_USE: the same result as testing
+                # every pixel's 4 neighbours, visiting only the candidates
+                for yy in range(max(0, y - 1), min(ny, y + 2)):
+                    for b in range(nbx):
+                        bits = nbcand[i, k, yy, b]
+                        if bits == 0:
+                            continue
+                        for j in range(8):
+                            if (bits >> j) & 1 == 0:
+                                continue
+                            xc = (b << 3) + j
+                            lo = xc - 1 if (yy == y and xc > 0) else xc
+                            hi = xc + 1 if (yy == y and xc < nx - 1) else xc
+                            for x in range(lo, hi + 1):
+                                q = gdq[i, k, y, x]
+                                if (q & (_SAT | _DNU)) == 0:
+                                    gdq[i, k, y, x] = q | _JUMP
 
 
 @numba.njit(cache=True, error_model="numpy")
