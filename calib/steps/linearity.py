@@ -34,18 +34,18 @@ def linearity_kernel(data, gdq, coeffs):
     nints, ngroups, ny, nx = data.shape
     nc = coeffs.shape[0]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
+        r = np.empty(nx, np.float32)      # Horner's scheme for a whole row at a time
         for i in range(nints):
             for g in range(ngroups):
+                v = data[i, g, y]
                 for x in range(nx):
-                    if gdq[i, g, y, x] & _SAT:
-                        continue
-                    v = data[i, g, y, x]
-                    r = coeffs[nc - 1, y, x] * v
-                    for k in range(nc - 2, 0, -1):
-                        r += coeffs[k, y, x]
-                        r *= v
-                    r += coeffs[0, y, x]
-                    data[i, g, y, x] = r
+                    r[x] = coeffs[nc - 1, y, x] * v[x]
+                for k in range(nc - 2, 0, -1):
+                    for x in range(nx):
+                        r[x] = (r[x] + coeffs[k, y, x]) * v[x]
+                for x in range(nx):
+                    if (gdq[i, g, y, x] & _SAT) == 0:
+                        v[x] = r[x] + coeffs[0, y, x]
 
 
 def prepare_coefficients(coeffs, lin_dq, pdq=None):
