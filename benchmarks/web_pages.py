@@ -5,7 +5,8 @@ exposures (4 instruments, 10 detectors, 6 EXP_TYPEs, EXPSTART over 3 years, a he
 ~40 keywords each), one calwebb_detector1 job and one current ``_rate`` product per
 exposure with 4 product_references, 20 reference files, two CRDS contexts and a campaign;
 the products that are requested get a real FITS file (header with R_*/S_* keywords) and a
-PNG preview. Then it starts ``archive serve`` as its own process and times sequential GETs
+PNG preview. Then it makes the read-only role (``archive db grant``), starts ``archive
+serve`` on it as its own process and times sequential GETs
 over HTTP (wall time from request to the last byte) of every page kind, with filters and
 deep keyset pages, and prints the p50/p95/max per page kind and the p95 over all.
 
@@ -168,7 +169,12 @@ def main() -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, "ARCHIVE_DATA_DIR": str(tmp), "ARCHIVE_DB_URL": url}
+        from archive.catalog.readonly import grant_readonly
+
+        role = f"ro_{name}"
+        grant_readonly(url, role)  # `archive db grant`: the web view reads as this role only
+        ro_url = admin.set(database=name, username=role, password=None).render_as_string(hide_password=False)
+        env = {**os.environ, "ARCHIVE_DATA_DIR": str(tmp), "ARCHIVE_DB_URL": url, "ARCHIVE_READONLY_DB_URL": ro_url}
         env.pop("ARCHIVE_BROKER_URL", None)
         proc = subprocess.Popen([sys.executable, "-m", "archive.cli", "serve", "--port", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -224,6 +230,7 @@ def main() -> None:
         dispose_engines()
         with psycopg.connect(admin_info, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "ro_{name}"')
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
