@@ -249,17 +249,23 @@ def _amplifier_kernel(data, good, srow, scol, r0, c0, fa, sa, odd_even, use_side
                 else:
                     cm = le if np.isnan(ri) else 0.5 * (le + ri)
                 side[R] = side_gain * cm
+        # the offset of every science column (+0.0 where none applies: v - 0.0 == v for
+        # every float32 v, -0.0 and NaN included), so that the rows are corrected branch-free
+        offx = np.zeros(nx, np.float32)
+        for x in range(nx):
+            C = c0 + x if fa > 0 else _FULL - 1 - (c0 + x)
+            if use_off[C]:
+                offx[x] = off[C]
         for y in range(ny):
             R = r0 + y if sa > 0 else _FULL - 1 - (r0 + y)
             sr = side[R]
-            for x in range(nx):
-                C = c0 + x if fa > 0 else _FULL - 1 - (c0 + x)
-                v = plane[y, x]
-                if use_off[C]:
-                    v = v - off[C]
-                if use_side:
-                    v = np.float32(np.float64(v) - sr)
-                plane[y, x] = v
+            row = plane[y]
+            if use_side:
+                for x in range(nx):
+                    row[x] = np.float32(np.float64(row[x] - offx[x]) - sr)
+            else:
+                for x in range(nx):
+                    row[x] = row[x] - offx[x]
 
 
 def _refpix_amplifiers(data, good, r0, c0, fa, sa, odd_even_columns, use_side_ref_pixels,
