@@ -250,7 +250,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status", "status"), Index("ix_jobs_exposure_pipeline", "exposure_id", "pipeline"),
-                      Index("ix_jobs_campaign_id", "campaign_id"))
+                      Index("ix_jobs_campaign_id", "campaign_id"), Index("ix_jobs_association_id", "association_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(32))
@@ -292,6 +292,9 @@ class JobInput(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     exposure_id: Mapped[int] = mapped_column(ForeignKey("exposures.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"), index=True)
+    """The catalogued product a stage-2/3 job read (a member's rate, cal ...); NULL: the raw
+    exposure itself (stage 1)."""
 
 
 class Product(Base):
@@ -303,6 +306,9 @@ class Product(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     exposure_id: Mapped[int | None] = mapped_column(ForeignKey("exposures.id"))
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
+    """The association whose stage-2/3 job made it (NULL: stage 1). A stage-3 product of the
+    whole association (i2d, cat, segm) has no exposure."""
     filename: Mapped[str] = mapped_column(String(255), index=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
     suffix: Mapped[str] = mapped_column(String(16))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from ..config import Settings
 from .db import session_scope
@@ -48,9 +48,14 @@ def _product_lineage(s, product: Product, settings: Settings) -> dict:
     inputs = []
     for ji in s.execute(select(JobInput).where(JobInput.job_id == job.id)).scalars():
         exp = s.get(Exposure, ji.exposure_id)
-        inputs.append({"exposure": exp.filename, "sha256": ji.sha256,
-                       "storage_path": _abs(exp.storage_path, settings.data_dir),
-                       "exp_type": exp.exp_type, "detector": exp.detector, "program": exp.program})
+        item = {"exposure": exp.filename, "sha256": ji.sha256,
+                "storage_path": _abs(exp.storage_path, settings.data_dir),
+                "exp_type": exp.exp_type, "detector": exp.detector, "program": exp.program}
+        if ji.product_id is not None:   # a stage-2/3 job read a product of the previous stage
+            src = s.get(Product, ji.product_id)
+            item.update(product=src.filename, product_path=_abs(src.path, settings.data_dir),
+                        product_is_current=bool(src.is_current))
+        inputs.append(item)
     refs = []
     for pr, rf in s.execute(
         select(ProductReference, ReferenceFile)
@@ -96,7 +101,34 @@ def _product_lineage(s, product: Product, settings: Settings) -> dict:
         "crds_context": ctx.name,
         "crds_version": ctx.crds_version,
         "references": refs,
+        "upstream": _upstream(s, product) if product.association_id is not None else None,
     }
+
+
+def _upstream(s, product: Product) -> dict:
+    """Everything behind a stage-2/3 product (the ``product_lineage`` view, a recursive CTE).
+
+    Every raw exposure (name, sha256) and every product of an earlier stage with the
+    references it was made with, by depth (1: the job's own inputs).
+    """
+    rows = s.execute(text("SELECT input_product_id, exposure_id, depth FROM product_lineage "
+                          "WHERE product_id = :p ORDER BY depth, input_product_id"), {"p": product.id}).all()
+    raw = sorted({eid for pid, eid, _ in rows if pid is None})
+    products = []
+    for pid, _eid, depth in rows:
+        if pid is None:
+            continue
+        p = s.get(Product, pid)
+        j = s.get(Job, p.job_id)
+        refs = s.execute(select(ProductReference.reftype, ReferenceFile.name, ReferenceFile.sha256)
+                         .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
+                         .where(ProductReference.product_id == pid).order_by(ProductReference.reftype)).all()
+        products.append({"depth": depth, "product": p.filename, "sha256": p.sha256, "pipeline": j.pipeline,
+                         "engine": j.engine, "job": j.id,
+                         "references": [{"reftype": r, "name": n, "sha256": h} for r, n, h in refs]})
+    exposures = [{"exposure": e.filename, "sha256": e.sha256}
+                 for e in s.execute(select(Exposure).where(Exposure.id.in_(raw)).order_by(Exposure.filename)).scalars()]
+    return {"raw_exposures": exposures, "products": products}
 
 
 def lineage(settings: Settings, name: str) -> dict:

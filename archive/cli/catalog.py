@@ -95,7 +95,13 @@ def status(campaign: Optional[int] = typer.Option(None, "--campaign"),
             e.add_column(c)
         for j, f, m in st.last_errors:
             e.add_row(str(j), f, m)
-        return Group(t, e) if st.last_errors else t
+        h = Table(title="held back: a member failed")
+        for c in ("association", "which and why"):
+            h.add_column(c)
+        for a, why in st.held or []:
+            h.add_row(a, why)
+        parts = [t] + ([e] if st.last_errors else []) + ([h] if st.held else [])
+        return Group(*parts) if len(parts) > 1 else t
 
     if not watch:
         console.print(render(st, rows))

@@ -32,7 +32,19 @@ from calib.errors import CalibError
 
 from ..catalog.db import session_scope
 from ..catalog.paths import UnsafePath, from_stored, name_component, program_component, to_stored, under_root
-from ..catalog.models import CrdsContext, Exposure, Job, Product, ProductReference, ReferenceFile, as_utc, utcnow
+from ..catalog.models import (
+    Association,
+    AssociationMember,
+    CrdsContext,
+    Exposure,
+    Job,
+    JobInput,
+    Product,
+    ProductReference,
+    ReferenceFile,
+    as_utc,
+    utcnow,
+)
 from ..config import Settings
 from ..crds import cache as crdscache
 from ..crds.references import compute_bestrefs, crds_header, ensure_reference
@@ -42,7 +54,7 @@ from .previews import draw_quietly, preview_rows
 
 log = logging.getLogger(__name__)
 
-SOFTWARE = ("jwst-archive", "numpy", "numba", "astropy", "crds", "stdatamodels", "sqlalchemy", "celery")
+SOFTWARE = ("jwst-archive", "jwst", "numpy", "numba", "astropy", "crds", "stdatamodels", "sqlalchemy", "celery")
 
 
 class PermanentJobError(RuntimeError):
@@ -96,6 +108,12 @@ class _Work:
     reference_names: dict[str, str]  # reftype -> name (applicable only)
     reference_sha256: dict[str, str]
     output_dir: Path
+    association_id: int | None = None
+    engine: str = "calib"
+    asn: dict | None = None
+    inputs: dict[str, tuple[str, str]] | None = None  # expname -> (absolute path, sha256) of a catalogued product
+    member_roots: dict[str, int] | None = None  # product root -> exposure id
+    instrument: str | None = None
 
 
 def _claim(settings: Settings, job_id: int, worker: str) -> _Work | None:
@@ -130,7 +148,6 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
             return None  # a duplicate message of a job that failed for good; the planner revives it
         if job.status == "running" and (as_utc(job.lease_expires_at) or now) > now and job.worker != worker:
             return None  # leased by a live worker
-        exp = s.get(Exposure, job.exposure_id)
         job.status = "running"
         job.attempts += 1
         job.started_at = now
@@ -138,6 +155,9 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         job.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
         job.error = None
         ctx = s.get(CrdsContext, job.context_id)
+        if job.association_id is not None:
+            return _claim_association(settings, s, job, ctx)
+        exp = s.get(Exposure, job.exposure_id)
         # CRDS is asked only for what the steps that will run read (calib's declarations)
         reftypes = required_reftypes(job.pipeline, crds_header(exp), job.parameters or {})
         try:
@@ -170,6 +190,65 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         return _Work(job.id, job.pipeline, dict(job.parameters or {}), exp.id,
                      str(from_stored(exp.storage_path, settings.data_dir)), exp.sha256,
                      exp.program, exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out)
+
+
+def _claim_association(settings: Settings, s, job: Job, ctx: CrdsContext) -> _Work:
+    """Load a stage-2/3 job: its association, its input products (from job_inputs), where it writes.
+
+    A calib-engine job (a native stage-2 pipeline) also gets the best references of its
+    exposure, as stage 1 does; the jwst engine lets crds choose under the job's context.
+    """
+    from calib.pipelines import required_reftypes
+
+    asn = s.get(Association, job.association_id)
+    rows = s.execute(select(JobInput, Product).join(Product, Product.id == JobInput.product_id)
+                     .where(JobInput.job_id == job.id)).all()
+    by_exposure = {ji.exposure_id: (str(from_stored(p.path, settings.data_dir)), ji.sha256) for ji, p in rows}
+    members = s.execute(select(AssociationMember).where(AssociationMember.association_id == asn.id)
+                        .order_by(AssociationMember.id)).scalars().all()
+    inputs: dict[str, tuple[str, str]] = {}
+    roots: dict[str, int] = {}
+    instrument = None
+    for m in members:
+        if m.exposure_id in by_exposure:
+            inputs[m.expname] = by_exposure[m.exposure_id]
+            exp_row = s.get(Exposure, m.exposure_id)
+            roots[product_root(exp_row.filename)] = exp_row.id
+            instrument = instrument or exp_row.instrume
+    if not inputs:
+        raise PermanentJobError(f"job {job.id}: association {asn.asn_name} has no catalogued input product")
+    refs: dict[str, str | None] = {}
+    names: dict[str, str] = {}
+    sums: dict[str, str] = {}
+    exp = s.get(Exposure, job.exposure_id) if job.exposure_id else None
+    if job.engine == "calib" and exp is not None:
+        reftypes = required_reftypes(job.pipeline, crds_header(exp), job.parameters or {})
+        try:
+            best = compute_bestrefs(settings, s, exp, ctx, reftypes)
+        except crdscache.BestrefsError as exc:
+            raise PermanentJobError(f"{exp.filename}: best references under {ctx.name}: {exc}") from exc
+        for reftype, name in best.items():
+            if name == "N/A":
+                refs[reftype] = None
+                continue
+            row = ensure_reference(s, name, reftype, exp.instrume)
+            if not row.path:
+                raise PermanentJobError(f"reference file {name} ({reftype}) is not in the CRDS cache "
+                                        f"{settings.crds_path}")
+            refs[reftype] = str(from_stored(row.path, settings.crds_path))
+            names[reftype], sums[reftype] = name, row.sha256
+    try:
+        out = (settings.products_dir / program_component(asn.program)
+               / name_component(asn.asn_name, "association name") / f"job-{job.id}-attempt-{job.attempts}")
+        under_root(out.parent, settings.products_dir)
+    except UnsafePath as exc:
+        raise PermanentJobError(f"{asn.asn_name}: {exc}") from exc
+    job.output_dir = to_stored(out, settings.data_dir)
+    first_path, first_sha = next(iter(inputs.values()))
+    return _Work(job.id, job.pipeline, dict(job.parameters or {}), job.exposure_id, first_path, first_sha,
+                 asn.program, exp.filename if exp is not None else asn.asn_name, ctx.name,
+                 ctx.crds_version or "", refs, names, sums, out, association_id=asn.id, engine=job.engine,
+                 asn=dict(asn.content), inputs=inputs, member_roots=roots, instrument=instrument)
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -222,6 +301,79 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
         job.worker = worker
         job.step_timings = timings
     return True
+
+
+def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Path, int | None, dict[str, str]]],
+                    timings: dict, worker: str) -> bool:
+    """Record a stage-2/3 job's files once: (suffix, path, exposure id or None, {reftype: file}).
+
+    A new product supersedes the current one of the same association, exposure (None: the
+    association's own product) and suffix. False if another run recorded the job first.
+    """
+    with session_scope(settings.db_url) as s:
+        job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
+        if job.status == "succeeded":
+            return False
+        for suffix, path, exposure_id, references in outputs:
+            same = (Product.exposure_id == exposure_id) if exposure_id is not None else Product.exposure_id.is_(None)
+            previous = s.execute(
+                select(Product).where(Product.association_id == work.association_id, same, Product.suffix == suffix,
+                                      Product.is_current.is_(True))).scalars().all()
+            for old in previous:
+                old.is_current = False
+            s.flush()
+            product = Product(job_id=job.id, exposure_id=exposure_id, association_id=work.association_id,
+                              filename=path.name, path=to_stored(path, settings.data_dir), suffix=suffix,
+                              sha256=sha256_file(path), size_bytes=path.stat().st_size, is_current=True,
+                              supersedes_id=previous[0].id if previous else None)
+            s.add(product)
+            s.flush()
+            for reftype, name in references.items():
+                ref = ensure_reference(s, name, reftype, work.instrument)
+                s.add(ProductReference(product_id=product.id, reftype=reftype, reference_file_id=ref.id))
+        job.status = "succeeded"
+        job.finished_at = utcnow()
+        job.lease_expires_at = None
+        job.worker = worker
+        job.step_timings = timings
+    return True
+
+
+def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
+    """Run a claimed stage-2/3 job with its engine; return (outputs for _record_outputs, timings)."""
+    import time
+
+    from calib.pipelines import release_unreachable, run_pipeline
+    from calib.products import save_products
+
+    from .jwst_engine import run_association
+
+    for _expname, (path, sha) in work.inputs.items():
+        _verify(path, sha, "input product")
+    t0 = time.perf_counter()
+    if work.engine == "jwst":
+        files = run_association(work.pipeline, work.asn, {k: v[0] for k, v in work.inputs.items()},
+                                work.output_dir, settings.crds_path, work.context, work.params,
+                                member_roots=list(work.member_roots))
+        outputs = [(f.suffix, f.path, work.member_roots.get(f.member_root) if f.member_root else None,
+                    f.references) for f in files]
+        if work.exposure_id is not None:  # a stage-2 job: its products are its exposure's
+            outputs = [(sfx, path, eid if eid is not None else work.exposure_id, refs)
+                       for sfx, path, eid, refs in outputs]
+        return outputs, {"jwst": round(time.perf_counter() - t0, 3)}
+    for reftype, path in work.references.items():
+        if path is not None:
+            _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
+    work.output_dir.mkdir(parents=True, exist_ok=False)
+    result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
+    provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
+                  "references": dict(work.reference_names)}
+    files = save_products(result, work.output_dir, product_root(work.filename), provenance)
+    timings = dict(getattr(result, "timings", {}) or {})
+    del result
+    release_unreachable()
+    return ([(sfx, Path(path), work.exposure_id, dict(work.reference_names)) for sfx, path in files.items() if path],
+            timings)
 
 
 def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None,
@@ -297,6 +449,8 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         raise PermanentJobError(f"job {job_id}: {type(exc).__name__}: {exc}") from exc
     if work is None:
         return "skipped"
+    if work.association_id is not None:
+        return _execute_association(settings, job_id, work, worker)
     try:
         _verify(work.exposure_path, work.exposure_sha256, "input exposure")
         for reftype, path in work.references.items():
@@ -328,6 +482,25 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         compare_with_superseded(settings, job_id)
     except Exception:
         log.exception("job %s: comparison with the superseded product failed", job_id)
+    return "succeeded"
+
+
+def _execute_association(settings: Settings, job_id: int, work: _Work, worker: str) -> str:
+    """Run and record a claimed stage-2/3 job: the rest of :func:`execute_job` (same outcomes, errors)."""
+    try:
+        outputs, timings = _run_association(settings, work)
+    except (CalibError, PermanentJobError) as exc:
+        remove_tree_quietly(work.output_dir)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker)
+        raise PermanentJobError(str(exc)) from exc
+    except BaseException as exc:
+        remove_tree_quietly(work.output_dir)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
+        raise
+    if not _record_outputs(settings, work, outputs, timings, worker):
+        remove_tree_quietly(work.output_dir)
+        return "duplicate"
+    _remove_other_attempts(work)
     return "succeeded"
 
 

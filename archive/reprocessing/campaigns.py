@@ -25,7 +25,7 @@ from ..catalog.queries import in_use_context, program_id
 from ..config import Settings
 from ..crds import cache as crdscache
 from ..crds.references import ContextError, use_context
-from .stale import CHUNK, StaleExposure, compute_stale_set
+from .stale import CHUNK, StaleExposure, compute_graph_stale, compute_stale_set, downstream_products
 
 
 def software_first_step(pipeline: str, instrument: str) -> str:
@@ -66,10 +66,26 @@ def _mark(session: Session, campaign: Campaign, items) -> int:
     for start in range(0, len(rows), CHUNK):
         session.execute(CampaignExposure.__table__.insert(), rows[start:start + CHUNK])
     members = select(CampaignExposure.exposure_id).where(CampaignExposure.campaign_id == campaign.id)
-    res = session.execute(update(Product).where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
-                                                Product.exposure_id.in_(members))
-                          .values(stale_campaign_id=campaign.id).execution_options(synchronize_session=False))
-    return res.rowcount
+    stage1 = [it.exposure_id for it in items if it.stage == 1]
+    n = 0
+    if stage1:   # stage-1 changes: the exposures' stage-1 products (rate, rateints ...)
+        res = session.execute(update(Product).where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                                                    Product.association_id.is_(None),
+                                                    Product.exposure_id.in_(stage1 if len(stage1) < CHUNK else members))
+                              .values(stale_campaign_id=campaign.id).execution_options(synchronize_session=False))
+        n += res.rowcount
+    listed = sorted({pid for it in items for pid in it.product_ids})
+    flagged = sorted(set(listed) | set(session.execute(select(Product.id).where(
+        Product.stale_campaign_id == campaign.id)).scalars()))
+    # and everything made from them, at any depth (the lineage view): cal -> i2d, crf, cat ...
+    for ids in (listed, downstream_products(session, flagged)):
+        for start in range(0, len(ids), CHUNK):
+            res = session.execute(update(Product).where(Product.id.in_(ids[start:start + CHUNK]),
+                                                        Product.is_current.is_(True),
+                                                        Product.stale_campaign_id.is_(None))
+                                  .values(stale_campaign_id=campaign.id).execution_options(synchronize_session=False))
+            n += res.rowcount
+    return n
 
 
 def switch_context(settings: Settings, name: str, *, dry_run: bool = False,
@@ -113,6 +129,7 @@ def switch_context(settings: Settings, name: str, *, dry_run: bool = False,
             return report
         if old is not None:
             stale = compute_stale_set(s, old.name, name)
+            stale.exposures += compute_graph_stale(s, old.name, name, {e.exposure_id for e in stale.exposures})
             report.changed_reftypes = stale.changed_reftypes
             report.stale_exposures = len(stale.exposures)
             report.stale_products = sum(len(e.product_ids) for e in stale.exposures)

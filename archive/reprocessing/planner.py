@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 from calib import __version__ as CAL_VER
 
 from ..catalog.db import session_scope
-from ..catalog.models import Exposure, Job, JobInput, Product, as_utc, utcnow
+from ..catalog.models import Exposure, Job, JobInput, Product, utcnow
+from ..catalog.pipeline_policy import STAGE1_PIPELINES
 from ..catalog.queries import in_use_context, program_id
 from ..config import Settings
 from ..crds.references import ContextError, context_in_use
@@ -25,6 +26,7 @@ from ..execution.dispatch import Dispatcher, get_dispatcher
 from ..execution.engines import engine_for
 from ..execution.runner import param_hash, software_versions
 from .campaigns import close_finished, switch_context
+from .graph import plan_graph, revive
 
 
 @dataclass
@@ -134,7 +136,8 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
 
         if pipeline is None:
             raise ParamError("step parameters apply to one pipeline: name it (--pipeline calwebb_detector1)")
-        validate_params(pipeline, params)
+        if engine_for(pipeline) == "calib":   # the jwst engine's parameters are jwst's to check
+            validate_params(pipeline, params)
     phash = param_hash(params)
     now = utcnow()
     requeue_before = now - timedelta(seconds=settings.requeue_after_seconds)
@@ -148,7 +151,8 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
         current: dict[int, int] = {}
         stale: dict[int, int] = {}
         cq = (select(Product.exposure_id, Product.stale_campaign_id, Job.id, Job.param_hash, Job.pipeline)
-              .join(Job, Job.id == Product.job_id).where(Product.is_current.is_(True), Job.status == "succeeded"))
+              .join(Job, Job.id == Product.job_id).where(Product.is_current.is_(True), Job.status == "succeeded",
+                                                         Job.association_id.is_(None)))
         for eid, stale_cid, jid, jhash, _pipeline in s.execute(cq):
             if stale_cid is not None:
                 stale[eid] = stale_cid
@@ -156,16 +160,17 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
                 current.setdefault(eid, jid)
         open_jobs: dict[int, Job] = {}
         for job in s.execute(select(Job).where(Job.context_id == ctx.id, Job.cal_version == CAL_VER,
-                                               Job.param_hash == phash, Job.status != "succeeded")
+                                               Job.param_hash == phash, Job.status != "succeeded",
+                                               Job.association_id.is_(None))
                              .order_by(Job.id)).scalars():
             open_jobs[job.exposure_id] = job  # the latest one wins
         q = _select_exposures(select(Exposure).order_by(Exposure.filename), program, instrument, exp_type)
+        ids: set[int] = set()
         if stale_only:
             ids = set(stale) | set(open_jobs)
-            if not ids:
-                return result
             q = q.where(Exposure.id.in_(sorted(ids))) if len(ids) < 30000 else q
-        for exp in s.execute(q).scalars():
+        stage1 = pipeline is None or pipeline in STAGE1_PIPELINES
+        for exp in (s.execute(q).scalars() if stage1 and (ids or not stale_only) else ()):
             if stale_only and exp.id not in stale and exp.id not in open_jobs:
                 continue
             needed = exp.stage1_pipeline
@@ -181,30 +186,8 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
             owner = campaign_id or stale.get(exp.id)
             job = open_jobs.get(exp.id)
             if job is not None and job.pipeline == needed:
-                send = False
-                if job.status == "failed":
-                    if retry_failed:
-                        action, detail, send = "retry", f"failed before: {(job.error or '')[:80]}", True
-                        if not dry_run:
-                            job.status, job.error, job.retryable = "queued", None, None
-                    else:
-                        action, detail = "failed", (job.error or "")[:80]
-                elif job.status == "running":
-                    if (as_utc(job.lease_expires_at) or now) <= now:
-                        action, detail, send = "requeue", f"lease of {job.worker} expired", True
-                        if not dry_run:
-                            job.status = "queued"
-                    else:
-                        action, detail = "pending", f"running on {job.worker}"
-                else:  # queued
-                    if broker_epoch is None or job.broker_epoch is None:
-                        action, detail, send = "requeue", "queued, not in a broker", True
-                    elif job.broker_epoch != broker_epoch:
-                        action, detail, send = "requeue", "the broker restarted since it was sent", True
-                    elif (as_utc(job.enqueued_at) or now) < requeue_before:
-                        action, detail, send = "requeue", "sent long ago and not started", True
-                    else:
-                        action, detail = "pending", "queued"
+                action, detail, send = revive(job, now=now, broker_epoch=broker_epoch, retry_failed=retry_failed,
+                                              dry_run=dry_run, requeue_before=requeue_before)
                 if send and not dry_run:
                     job.enqueued_at, job.broker_epoch = now, broker_epoch
                     if owner and job.campaign_id is None:
@@ -223,6 +206,10 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
                 s.add(JobInput(job_id=job.id, exposure_id=exp.id, sha256=exp.sha256))
                 item.job_id = job.id
             result.items.append(item)
+        if not stage1 or (pipeline is None and not instrument and not exp_type):
+            plan_graph(s, ctx, result, item_cls=PlanItem, program=program, pipeline=pipeline, params=params,
+                       phash=phash, dry_run=dry_run, campaign_id=campaign_id, stale_only=stale_only,
+                       retry_failed=retry_failed, broker_epoch=broker_epoch, now=now, requeue_before=requeue_before)
         if dry_run:
             s.rollback()
         else:
@@ -241,6 +228,10 @@ def unsend(settings: Settings, job_ids: list[int]) -> None:
 def plan_and_send(settings: Settings, dispatcher: Dispatcher | None = None, progress=None, **plan_args):
     """Plan what the catalog owes (:func:`plan`) and send it.
 
+    Executed in-process (the dispatcher has no broker epoch), each round's products make
+    the next stage's jobs ready, so it plans and runs again, down to stage 3 (at most four
+    rounds); with a broker, beat's next plan advances the graph.
+
     Jobs are stamped with the broker's epoch before they are sent; if sending fails they
     are un-stamped (so the next plan sends them again) and the error is raised.
 
@@ -251,12 +242,24 @@ def plan_and_send(settings: Settings, dispatcher: Dispatcher | None = None, prog
     """
     dispatcher = dispatcher or get_dispatcher(settings)
     epoch = dispatcher.epoch() if hasattr(dispatcher, "epoch") else None
-    p = plan(settings, broker_epoch=epoch, **plan_args)
-    if plan_args.get("dry_run") or not p.job_ids:
-        return p, {}
-    try:
-        outcomes = dispatcher.send(p.job_ids, progress=progress)
-    except BaseException:
-        unsend(settings, p.job_ids)
-        raise
-    return p, outcomes
+    outcomes: dict[int, str] = {}
+    total: Plan | None = None
+    for _stage in range(4):    # executed in-process (no epoch): go on down the graph, stage after stage
+        p = plan(settings, broker_epoch=epoch, **plan_args)
+        if total is None:
+            total = p
+        else:                  # the next stage's jobs join the first plan's report
+            sent_now = {i.exposure: i for i in p.items if i.action in ("new", "retry", "requeue")}
+            total.items = [sent_now.pop(i.exposure, i) for i in total.items] + list(sent_now.values())
+        if plan_args.get("dry_run") or not p.job_ids:
+            break
+        try:
+            sent = dispatcher.send(p.job_ids, progress=progress)
+        except BaseException:
+            unsend(settings, p.job_ids)
+            raise
+        outcomes.update(sent)
+        if epoch is not None or not any(o == "succeeded" for o in sent.values()):
+            break
+        plan_args = {**plan_args, "retry_failed": False}
+    return total, outcomes

@@ -44,6 +44,8 @@ class StaleExposure:
     product_ids: list[int]
     changes: list[dict]  # [{"reftype": r, "old": name, "new": name}]
     first_step: str | None
+    stage: int = 1
+    """1: the exposure's stage-1 products are stale; 2: only the listed stage-2 products."""
 
 
 @dataclass
@@ -366,3 +368,60 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
                                      [c["reftype"] for c in item.changes])
     result.exposures = [found[e] for e in sorted(found)]
     return result
+
+
+def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_exposures: set[int]) -> list[StaleExposure]:
+    """Find the current stage-2 products whose references differ under ``new_ctx``.
+
+    A stage-2 product (made by a Level-2 association's job: cal, i2d ...) records the
+    references its pipeline read (its R_* keywords, ``product_references``). For each
+    (instrument, reftype) whose rmaps differ, the products that used a reference of that
+    type are asked crds's best reference under ``new_ctx`` for their exposure's keywords
+    (:class:`RmapSelector`); only real differences count. Exposures in ``skip_exposures``
+    (their stage-1 product is stale already: everything downstream is remade anyway) are
+    left out. Stage-3 products follow through the lineage (:func:`downstream_products`).
+
+    Returns
+    -------
+    list of StaleExposure
+        One per exposure, with the stage-2 product ids and the changes (first_step None:
+        the stage-2 pipeline starts again from the current stage-1 product).
+    """
+    diff = crdscache.context_reftypes_diff(old_ctx, new_ctx)
+    found: dict[int, StaleExposure] = {}
+    for instr, reftype in sorted(diff):
+        selector = None
+        q = (select(Product.id, Product.exposure_id, ReferenceFile.name, Exposure.header)
+             .join(ProductReference, ProductReference.product_id == Product.id)
+             .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
+             .join(Exposure, Exposure.id == Product.exposure_id)
+             .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                    Product.association_id.is_not(None), ProductReference.reftype == reftype,
+                    Exposure.instrume == instr.upper()))
+        for pid, eid, old, header in session.execute(q):
+            if eid in skip_exposures:
+                continue
+            selector = selector or RmapSelector(new_ctx, instr, reftype)
+            new = selector.best({k: v for k, v in (header or {}).items() if not k.startswith("_")})
+            if new == old:
+                continue
+            item = found.setdefault(eid, StaleExposure(eid, [], [], None, stage=2))
+            item.product_ids.append(pid)
+            change = {"instrument": instr, "reftype": reftype, "old": old, "new": new}
+            if change not in item.changes:
+                item.changes.append(change)
+    return [found[e] for e in sorted(found)]
+
+
+def downstream_products(session: Session, product_ids: list[int]) -> list[int]:
+    """Return the current products made, at any depth, from ``product_ids`` (the ``product_lineage`` view)."""
+    from sqlalchemy import text
+
+    out: set[int] = set()
+    for start in range(0, len(product_ids), CHUNK):
+        chunk = product_ids[start:start + CHUNK]
+        rows = session.execute(text(
+            "SELECT DISTINCT l.product_id FROM product_lineage l JOIN products p ON p.id = l.product_id "
+            f"WHERE p.is_current AND l.input_product_id IN ({','.join(str(int(i)) for i in chunk)})"))
+        out.update(r[0] for r in rows)
+    return sorted(out - set(product_ids))

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from ..catalog.db import session_scope
-from ..catalog.models import Campaign, Exposure, Job, Product
+from ..catalog.models import Association, Campaign, Exposure, Job, Product
+from ..catalog.queries import in_use_context
 from ..config import Settings
 from .campaigns import close_finished
 
@@ -25,6 +26,7 @@ class Status:
     eta_seconds: float | None
     last_errors: list[tuple[int, str, str]]  # (job id, exposure, error)
     state: str | None = None
+    held: list[tuple[str, str]] | None = None  # (association, which member's upstream job failed and why)
 
 
 def campaign_status(settings: Settings, campaign_id: int | None = None, window_s: float = 600.0) -> Status:
@@ -86,12 +88,31 @@ def campaign_status(settings: Settings, campaign_id: int | None = None, window_s
             rate = len(finished) / span * 3600.0
         remaining = counts["queued"] + counts["running"] + never
         eta = remaining / rate * 3600.0 if rate else None
-        eq = select(Job.id, Exposure.filename, Job.error).join(Exposure, Exposure.id == Job.exposure_id).where(
-            Job.status == "failed").order_by(Job.finished_at.desc()).limit(5)
+        eq = (select(Job.id, func.coalesce(Exposure.filename, Association.asn_name), Job.error)
+              .outerjoin(Exposure, Exposure.id == Job.exposure_id)
+              .outerjoin(Association, Association.id == Job.association_id)
+              .where(Job.status == "failed").order_by(Job.finished_at.desc()).limit(5))
         if campaign_id is not None:
             eq = eq.where(Job.campaign_id == campaign_id)
         errors = [(j, f, (e or "")[:300]) for j, f, e in s.execute(eq)]
         state = None
         if campaign_id is not None:
             state = campaign.status
-    return Status(campaign_id, counts, rate, eta, errors, state)
+        held = _held(s, now)
+    return Status(campaign_id, counts, rate, eta, errors, state, held)
+
+
+def _held(s, now) -> list[tuple[str, str]]:
+    """Associations whose stage-2/3 job a failed member holds back: (association, which and why)."""
+    from .graph import plan_graph
+    from .planner import Plan, PlanItem
+
+    ctx = in_use_context(s)
+    if ctx is None:
+        return []
+    probe = Plan(ctx.name, "", "")
+    plan_graph(s, ctx, probe, item_cls=PlanItem, program=None, pipeline=None, params={}, phash="",
+               dry_run=True, campaign_id=None, stale_only=False, retry_failed=False, broker_epoch=None, now=now,
+               requeue_before=now)
+    s.rollback()
+    return [(i.exposure, i.detail) for i in probe.items if i.action == "held"]

@@ -1,0 +1,180 @@
+"""The jwst engine: a pipeline calib does not implement, run by the official jwst package.
+
+A stage-2/3 job whose pipeline is not in calib's registry (:mod:`archive.execution.engines`)
+runs the class the jwst package's own configuration names (``jwst/pipeline/<pipeline>.cfg``,
+e.g. ``calwebb_image3.cfg`` -> ``jwst.pipeline.Image3Pipeline``) on the association JSON,
+whose members point at the catalogued input products. It runs in a child Python process:
+crds reads ``CRDS_PATH``, ``CRDS_CONTEXT`` and ``CRDS_SERVER_URL`` once per process, so each
+job gets a fresh one pinned to the job's context in the archive's offline cache (the
+archive's reference selection: crds's bestrefs under the job's context), and the worker's
+memory is not held by jwst's models. The references each product was made with are read
+back from its R_* keywords (``meta.ref_file``) into ``product_references``.
+
+Source of the method: jwst's "Running the pipeline" documentation (``Step.call`` with a
+configuration file and ``steps`` overrides; association files as input).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from calib.errors import CalibError
+
+from ..catalog.pipeline_policy import jwst_pipeline_config
+
+#: files a jwst run leaves that are not products (the association, logs, the run's config)
+RUN_DIR = "_run"
+SERVERLESS = "https://jwst-serverless-mode.stsci.edu"
+
+
+class JwstEngineError(CalibError):
+    """jwst could not run the job on its input (bad input or a missing reference): permanent."""
+
+
+@dataclass
+class JwstOutput:
+    """One file jwst wrote.
+
+    Its suffix, the member root it belongs to (None: the whole association's product), and
+    the references its R_* keywords name (reftype -> file).
+    """
+
+    path: Path
+    suffix: str
+    member_root: str | None
+    references: dict[str, str]
+
+
+def _suffix_and_owner(name: str, product_name: str, member_roots: list[str]) -> tuple[str, str | None]:
+    """``<product>_i2d.fits`` -> ("i2d", None); ``<member>_c1000_crf.fits`` -> ("crf", member)."""
+    stem = name.split(".", 1)[0]
+    suffix = stem.rsplit("_", 1)[-1]
+    for root in sorted(member_roots, key=len, reverse=True):
+        if stem.startswith(root + "_") and root != product_name:
+            return suffix, root
+    return suffix, None
+
+
+def product_references(path: Path) -> dict[str, str]:
+    """Return reftype -> reference file name from a jwst product's ``meta.ref_file``.
+
+    Read through stdatamodels (the R_* keywords are abbreviated: ``R_DISTOR``, ``R_FILOFF``),
+    ``crds://`` stripped; an empty dict for a file that is not a FITS data model (ECSV).
+    """
+    if not path.name.endswith(".fits"):
+        return {}
+    from stdatamodels.jwst import datamodels
+
+    out = {}
+    with datamodels.open(path) as model:
+        ref_file = model.meta.ref_file.instance if model.meta.hasattr("ref_file") else {}
+    for reftype, entry in (ref_file or {}).items():
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name.startswith("crds://"):
+            out[reftype.lower()] = name[len("crds://"):]
+    return out
+
+
+def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir: Path, crds_path: Path,
+                    context: str, params: dict | None = None, member_roots: list[str] | None = None,
+                    timeout: float | None = None) -> list[JwstOutput]:
+    """Run a jwst pipeline on an association whose members are catalogued products.
+
+    Parameters
+    ----------
+    pipeline : str
+        ``calwebb_<name>`` with a configuration file in the jwst package.
+    asn : dict
+        The association JSON as the generator made it (catalogued content).
+    inputs : dict
+        Member ``expname`` -> absolute path of the catalogued input product.
+    output_dir : pathlib.Path
+        The attempt's own directory (must not exist); products are written there, the
+        association and the log under ``_run/``.
+    crds_path : pathlib.Path
+        The offline CRDS cache.
+    context : str
+        The job's context (``.pmap``): every reference is crds's best under it.
+    params : dict, optional
+        ``{step: {parameter: value}}`` passed to jwst as ``steps``.
+    member_roots : list of str, optional
+        Product roots of the members (file names of per-member outputs start with them).
+    timeout : float, optional
+        Seconds before the child process is killed.
+
+    Returns
+    -------
+    list of JwstOutput
+        Every file written (FITS, ECSV ...), with its suffix and references.
+
+    Raises
+    ------
+    JwstEngineError
+        If jwst fails (the message ends with jwst's last error line), or writes nothing.
+    """
+    cfg = jwst_pipeline_config(pipeline)
+    if cfg is None:
+        raise JwstEngineError(f"the jwst package defines no pipeline {pipeline}")
+    output_dir.mkdir(parents=True, exist_ok=False)
+    run = output_dir / RUN_DIR
+    run.mkdir()
+    content = json.loads(json.dumps(asn))
+    for product in content.get("products", []):
+        for member in product.get("members", []):
+            if member.get("expname") in inputs:
+                member["expname"] = str(inputs[member["expname"]])
+    asn_path = run / f"{content.get('asn_id', 'asn')}_{content.get('asn_type', 'asn')}_asn.json"
+    asn_path.write_text(json.dumps(content, indent=1))
+    spec = {"config": str(cfg), "asn": str(asn_path), "output_dir": str(output_dir), "crds_path": str(crds_path),
+            "context": context, "steps": params or {}}
+    spec_path = run / "run.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env.update(CRDS_PATH=str(crds_path), CRDS_CONTEXT=context, CRDS_MODE="local", CRDS_SERVER_URL=SERVERLESS)
+    log = run / "jwst.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.run([sys.executable, "-m", "archive.execution.jwst_engine", str(spec_path)],
+                              stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or ["no output"]
+        raise JwstEngineError(f"jwst {pipeline} on {asn_path.name} under {context} failed "
+                              f"(exit {proc.returncode}): {tail[0][:500]}")
+    product_name = (content.get("products") or [{}])[0].get("name", "")
+    roots = list(member_roots or [])
+    # references the inputs carry from earlier stages (jwst copies a rate's R_* keywords into
+    # the cal): not this job's
+    inherited = {(k, v) for path in inputs.values() for k, v in product_references(Path(path)).items()}
+    out = []
+    for path in sorted(p for p in output_dir.iterdir() if p.is_file()):
+        suffix, owner = _suffix_and_owner(path.name, product_name, roots)
+        refs = {k: v for k, v in product_references(path).items() if (k, v) not in inherited}
+        out.append(JwstOutput(path, suffix, owner, refs))
+    if not out:
+        raise JwstEngineError(f"jwst {pipeline} on {asn_path.name} wrote no product")
+    return out
+
+
+def _main(spec_path: str) -> None:  # the child process: CRDS_* are set before jwst is imported
+    spec = json.loads(Path(spec_path).read_text())
+    from stpipe.utilities import import_class
+
+    from jwst.stpipe import Step
+
+    cls_name = None
+    for line in Path(spec["config"]).read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "class":
+            cls_name = value.strip().strip('"').strip("'")
+    cls = import_class(cls_name, subclassof=Step)
+    kwargs = {"output_dir": spec["output_dir"], "save_results": True}
+    if spec["steps"]:
+        kwargs["steps"] = spec["steps"]
+    cls.call(spec["asn"], config_file=spec["config"], **kwargs)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])
