@@ -1,11 +1,11 @@
 """The product graph (issue 10, items 2-4): stage 2 and 3 from associations, the jwst engine,
 staleness through the graph, lineage.
 
-One small NIRCam imaging program (three rows of a real pool: NRCA1 twice and NRCB1, SUB320, NGROUPS 3, simulated with
-stars and the stage-2/3 references) goes raw -> rate (calib) -> cal + i2d (jwst's
-Image2Pipeline, the jwst engine) -> i2d + cat + segm + crf (Image3Pipeline) on the SQLite
-in-process path; then a re-delivered flat for one detector remakes that cal and the stage-3
-products, and no rate.
+One small NIRCam imaging program (three rows of a real pool: NRCA1 twice and NRCB1, SUB320,
+NGROUPS 3, simulated with stars and the stage-2/3 references) goes raw -> rate (calib) -> cal
++ i2d (calwebb_image2: calib's when registered, else jwst's Image2Pipeline) -> i2d + cat +
+segm + crf (jwst's Image3Pipeline, the jwst engine) on the SQLite in-process path; then a
+re-delivered flat for one detector remakes that cal and the stage-3 products, and no rate.
 """
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def test_three_stages_in_process_then_a_new_flat(world, monkeypatch):
     from archive.catalog.provenance import lineage
     from archive.crds import cache as crdscache
     from archive.execution.dispatch import get_dispatcher
+    from archive.execution.engines import engine_for
     from archive.reprocessing.campaigns import switch_context
     from archive.reprocessing.planner import plan, plan_and_send
     from simulation import imaging_refs
@@ -79,8 +80,9 @@ def test_three_stages_in_process_then_a_new_flat(world, monkeypatch):
     assert set(outcomes.values()) == {"succeeded"}, outcomes
     with session_scope(s.db_url) as db:
         jobs = db.execute(select(Job).order_by(Job.id)).scalars().all()
+        # calwebb_image2 runs natively when calib registers it, else through jwst: engine_for decides
         assert [(j.pipeline, j.engine) for j in jobs] == [("calwebb_detector1", "calib")] * 3 + [
-            ("calwebb_image2", "jwst")] * 3 + [("calwebb_image3", "jwst")]
+            ("calwebb_image2", engine_for("calwebb_image2"))] * 3 + [("calwebb_image3", "jwst")]
         assert all(j.software_versions["jwst"].startswith("3.") for j in jobs)
         current = db.execute(select(Product).where(Product.is_current.is_(True))).scalars().all()
         by_suffix = sorted(p.suffix for p in current)
@@ -199,7 +201,7 @@ def test_a_failed_member_holds_the_level3_back(world, monkeypatch):
     assert report.stale_exposures == 2
     from archive.catalog.paths import from_stored
 
-    with open(from_stored(bad.path, s.data_dir), "ab") as fh:           # the rate changed on disk behind the catalog's back
+    with open(from_stored(bad.path, s.data_dir), "ab") as fh:     # changed on disk behind the catalog
         fh.write(b"\0" * 2880)
     _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False)
     with session_scope(s.db_url) as db:
