@@ -215,3 +215,53 @@ def test_a_failed_member_holds_the_level3_back(world, monkeypatch):
     (asn, why), = st.held
     root = exps[0].filename.removesuffix("_uncal.fits")
     assert "image3" in asn and f"{root}_cal.fits" in why and f"job {failed.id}" in why and "changed on disk" in why
+
+
+def test_lineage_view_and_downstream_on_both_catalogs(settings):
+    """The recursive product_lineage view on SQLite and PostgreSQL: two raw exposures ->
+    two rates -> two cals -> one mosaic; everything behind the mosaic, and what a rate feeds."""
+    from archive.catalog.db import session_scope
+    from archive.catalog.models import Association, CrdsContext, Exposure, Job, JobInput, Product
+    from archive.reprocessing.stale import downstream_products
+
+    with session_scope(settings.db_url) as db:
+        ctx = CrdsContext(name="jwst_sim_0001.pmap")
+        asn = Association(asn_name="jw1-o001_image3_00001_asn", asn_id="o001", asn_type="image3",
+                          asn_rule="candidate_Asn_Lv3Image", level=3, product_name="jw1-o001_t001",
+                          content={}, content_sha256="0" * 64, jwst_version="3.0.0")
+        db.add_all([ctx, asn])
+        db.flush()
+
+        def job(pipeline, inputs, made, exposure=None):
+            j = Job(pipeline=pipeline, context_id=ctx.id, cal_version="0", software_versions={}, parameters={},
+                    param_hash="h", status="succeeded", exposure_id=exposure)
+            db.add(j)
+            db.flush()
+            for eid, pid in inputs:
+                db.add(JobInput(job_id=j.id, exposure_id=eid, product_id=pid, sha256="1" * 64))
+            p = Product(job_id=j.id, exposure_id=exposure, filename=made, path=f"products/{j.id}/{made}",
+                        suffix=made.rsplit("_", 1)[-1].split(".")[0], sha256="2" * 64, size_bytes=1,
+                        association_id=asn.id if pipeline == "calwebb_image3" else None)
+            db.add(p)
+            db.flush()
+            return p.id
+
+        exps = []
+        for k in (1, 2):
+            e = Exposure(filename=f"jw_{k}_uncal.fits", sha256=str(k) * 64, size_bytes=1, storage_path="raw/x",
+                         instrume="NIRCAM", exp_type="NRC_IMAGE", stage1_pipeline="calwebb_detector1", header={})
+            db.add(e)
+            db.flush()
+            exps.append(e.id)
+        rates = [job("calwebb_detector1", [(e, None)], f"jw_{k}_rate.fits", e) for k, e in enumerate(exps)]
+        cals = [job("calwebb_image2", [(e, r)], f"jw_{k}_cal.fits", e)
+                for k, (e, r) in enumerate(zip(exps, rates, strict=True))]
+        mosaic = job("calwebb_image3", list(zip(exps, cals, strict=True)), "jw1-o001_t001_i2d.fits")
+        rows = db.execute(text("SELECT input_product_id, exposure_id, depth FROM product_lineage "
+                               "WHERE product_id = :p"), {"p": mosaic}).all()
+        assert sorted((r[0], r[1], r[2]) for r in rows if r[0] is not None) == sorted(
+            [(c, e, 1) for c, e in zip(cals, exps, strict=True)]
+            + [(r, e, 2) for r, e in zip(rates, exps, strict=True)])
+        assert sorted(r[1] for r in rows if r[0] is None) == sorted(exps)          # the raw exposures, depth 3
+        assert {r[2] for r in rows if r[0] is None} == {3}
+        assert downstream_products(db, [rates[0]]) == sorted([cals[0], mosaic])
