@@ -88,8 +88,9 @@ def plan_graph(s, ctx, result, *, item_cls, program: str | None, pipeline: str |
     ``current``, ``unsupported`` as for stage 1, plus ``waiting`` (an input is still being
     made) and ``held`` (a member's upstream job failed; the detail names it and its error).
     ``stale_only`` (beat, ``reprocess --stale``) considers only associations processed
-    before or fed by a campaign's products, so a campaign advances through the stages
-    without starting work nobody asked for.
+    before or whose members' stage 1 has run, so work sent through a broker (and a
+    campaign) advances through the stages with each beat, without starting the graph of
+    exposures nobody asked to process.
     """
     q = select(Association).order_by(Association.level, Association.id)
     if program:
@@ -139,8 +140,9 @@ def plan_graph(s, ctx, result, *, item_cls, program: str | None, pipeline: str |
             else:
                 waiting.append(f"{m.expname} ({'stale' if cur is not None else 'not made yet'})")
         history = jobs_of.get(asn.id, [])
-        if stale_only and not history and not any(c.job_id in campaign_jobs for _, c in inputs):
-            continue
+        started = any((m.exposure_id, 1) in upstream for m in members.get(asn.id, []))
+        if stale_only and not history and not started:
+            continue   # beat advances what has been started (a member's stage 1 ran), nothing else
         if held:
             result.items.append(item_cls(asn.asn_name, pipe, "held", "; ".join(held)))
             continue
