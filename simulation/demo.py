@@ -75,7 +75,8 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
     w = what_if(s, campaign_id=report.campaign_id)
     cost = f"{w.est_core_seconds:.1f}" if w.est_core_seconds is not None else "unknown"
     console.print(f"   plan: {w.jobs} to remake, first step {w.by_first_step}, est. {cost} core-seconds")
-    _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False)
+    _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False,
+                                graph=False)     # stage 1 (no stage-2 references here)
     st = campaign_status(s, report.campaign_id)
     console.print(f"   campaign {report.campaign_id}: {st.counts['succeeded']} succeeded, "
                   f"{st.counts['failed']} failed; {st.state}")

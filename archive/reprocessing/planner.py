@@ -91,7 +91,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
          exp_type: str | None = None, context: str | None = None,
          pipeline: str | None = None, params: dict | None = None,
          dry_run: bool = False, campaign_id: int | None = None, stale_only: bool = False,
-         retry_failed: bool = True, broker_epoch: str | None = None) -> Plan:
+         retry_failed: bool = True, broker_epoch: str | None = None, graph: bool = True) -> Plan:
     """Decide, from the catalog, which jobs are owed, and (unless ``dry_run``) create them.
 
     An exposure is *current* when it has a current product of this pipeline made with
@@ -112,6 +112,8 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
     ``pipeline`` limits the plan to exposures whose stage-1 pipeline it is (None: every
     stage-1 pipeline, calwebb_detector1, calwebb_guider, calwebb_dark); ``params`` are step
     parameters of that one pipeline and need it named.
+
+    ``graph`` False leaves stages 2 and 3 (:mod:`archive.reprocessing.graph`) out: stage 1 only.
 
     ``stale_only`` limits the plan to exposures with a stale product or an unfinished
     job (what ``archive reprocess --stale`` and the beat schedule do). Jobs to send are
@@ -206,7 +208,7 @@ def plan(settings: Settings, *, program: str | None = None, instrument: str | No
                 s.add(JobInput(job_id=job.id, exposure_id=exp.id, sha256=exp.sha256))
                 item.job_id = job.id
             result.items.append(item)
-        if not stage1 or (pipeline is None and not instrument and not exp_type):
+        if graph and (not stage1 or (pipeline is None and not instrument and not exp_type)):
             plan_graph(s, ctx, result, item_cls=PlanItem, program=program, pipeline=pipeline, params=params,
                        phash=phash, dry_run=dry_run, campaign_id=campaign_id, stale_only=stale_only,
                        retry_failed=retry_failed, broker_epoch=broker_epoch, now=now, requeue_before=requeue_before)
