@@ -50,8 +50,8 @@ def simulate(pool: Path = typer.Option(..., "--pool", exists=True, dir_okay=Fals
 
 @app.command()
 def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Default: a new temporary directory."),
-         limit: int = typer.Option(4, "--limit", help="How many pool rows to simulate."),
-         ngroups: int = typer.Option(5, "--ngroups")):
+         limit: Optional[int] = typer.Option(None, "--limit", help="Simulate only the first N of the demo's rows."),
+         ngroups: int = typer.Option(3, "--ngroups")):
     """Run the main job end to end on the embedded default (SQLite, in-process tasks)."""
     from .demo import run_demo
 

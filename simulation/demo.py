@@ -1,11 +1,15 @@
 """``archive demo``: the main job end to end on the embedded default.
 
 In a fresh data directory (SQLite catalog, Celery tasks run in-process) it does what an
-operator does: simulate raw exposures from a real pool (shipped in ``simulation/data``), ingest
-them together with a real FGS exposure and a deliberately truncated file, choose the CRDS
-context, generate associations, plan and run calwebb_detector1; then a new CRDS context
-re-delivers one detector's dark: only that exposure is remade and compared with the
-product it supersedes. It finishes with a summary table and a provenance query in SQL.
+operator does: simulate raw exposures with stars from three rows of a real NIRCam imaging
+pool (shipped in ``simulation/data``; cut to SUB320 to stay fast), ingest them together with a
+real FGS exposure and a deliberately truncated file, choose the CRDS context, generate
+associations, plan and run calwebb_detector1 (and calwebb_guider for the FGS exposure); a new
+CRDS context re-delivers one detector's dark: only that exposure is remade and compared with
+the product it supersedes. Then the product graph runs stages 2 and 3 (calwebb_image2 per
+exposure, calwebb_image3 for the association: cal, i2d, cat, segm, crf), and a re-delivered
+flat for one detector remakes only that cal and the stage-3 products, not the rates. It
+finishes with a summary table and a provenance query in SQL.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from sqlalchemy import select
 
 from archive.associations.associate import associate
 from archive.catalog.db import session_scope, upgrade
-from archive.catalog.models import Exposure, Product, ProductComparison
+from archive.catalog.models import CrdsContext, Exposure, Product, ProductComparison
 from archive.catalog.provenance import readonly_query
 from archive.config import load_settings
 from archive.crds import cache as crdscache
@@ -37,6 +41,9 @@ from archive.reprocessing.whatif import what_if
 from .pools import simulate_pool
 
 DEMO_POOL = "pool_003_image_nircam.csv"
+#: rows of DEMO_POOL simulated (NRCA1 twice and NRCB1: one image3 association), cut to SUB320
+DEMO_ROWS = (0, 1, 8)
+DEMO_SUBARRAY = "sub320"
 REAL_RAW = "jw01019001001_gs-acq1_2022117003102_uncal.fits"
 
 PROVENANCE_SQL = """
@@ -49,6 +56,76 @@ ORDER BY product, reftype
 
 def _data(*parts: str) -> Path:
     return Path(str(resources.files("simulation").joinpath("data", *parts)))
+
+
+def _demo_pool(src: Path, out: Path) -> Path:
+    """Write the demo's pool: :data:`DEMO_ROWS` of the real pool ``src``, SUBARRAY SUB320.
+
+    Parameters
+    ----------
+    src : Path
+        The shipped real association pool (``|``-separated, jwst's pool format).
+    out : Path
+        Directory for the new pool file ``demo_imaging_pool.csv``.
+
+    Returns
+    -------
+    Path
+        The pool file written.
+    """
+    from archive.ingest.pools import pool_rows
+
+    rows = pool_rows(src)
+    picked = [dict(rows[i], SUBARRAY=DEMO_SUBARRAY) for i in DEMO_ROWS]
+    out.mkdir(parents=True, exist_ok=True)
+    pool = out / "demo_imaging_pool.csv"
+    pool.write_text("|".join(picked[0]) + "\n"
+                    + "".join("|".join(str(v) for v in r.values()) + "\n" for r in picked))
+    return pool
+
+
+def _stages_2_and_3(s, sim, workdir: Path, console: Console) -> dict:
+    """Run stages 2 and 3 through the product graph, then a re-delivered flat for one detector.
+
+    Returns the outcomes of the jobs that did not succeed.
+    """
+    from archive.catalog.models import Job
+    from simulation import imaging_refs
+
+    console.print("[bold]8. stages 2 and 3[/] (the product graph: calwebb_image2 per exposure from its rate, "
+                  "calwebb_image3 for the association from the cals)")
+    _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=False, retry_failed=False)
+    failed = {j: o for j, o in outcomes.items() if o != "succeeded"}
+    with session_scope(s.db_url) as db:
+        made = db.execute(select(Job.pipeline, Job.engine, Product.suffix, Product.filename)
+                          .join(Product, Product.job_id == Job.id)
+                          .where(Job.pipeline.in_(("calwebb_image2", "calwebb_image3")), Product.is_current.is_(True))
+                          .order_by(Job.id, Product.filename)).all()
+    for pipeline, engine, suffix, filename in made:
+        console.print(f"   {pipeline} ({engine}): {suffix:5s} {filename}")
+    with session_scope(s.db_url) as db:
+        exp = db.execute(select(Exposure).where(Exposure.detector == "NRCB1")).scalars().first()
+        det, filt, pupil = exp.detector, exp.filter, exp.pupil
+        rates_before = dict(db.execute(select(Product.filename, Product.id).where(
+            Product.is_current.is_(True), Product.suffix == "rate")).all())
+    crdscache.configure(s.crds_path)
+    flat = imaging_refs.write_flat(workdir / f"jwst_sim_nircam_flat_{det.lower()}_v2.fits", "NIRCAM", det, filt,
+                                   pupil, seed=7, version=2)
+    with session_scope(s.db_url) as db:   # the context in use: the one with the re-delivered dark
+        in_use = db.execute(select(CrdsContext.name).where(CrdsContext.in_use.is_(True))).scalar_one()
+    ctx = crdscache.derive_context(s.crds_path, in_use, {("nircam", "flat", det): flat})
+    console.print(f"[bold]9. a new CRDS context[/] {ctx}: the {det} {filt} flat re-delivered")
+    report = switch_context(s, ctx)
+    console.print(f"   reftypes that differ: {report.changed_reftypes}; stale: {report.by_change}")
+    _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False)
+    failed.update({j: o for j, o in outcomes.items() if o != "succeeded"})
+    with session_scope(s.db_url) as db:
+        remade = db.execute(select(Job.pipeline).where(Job.campaign_id == report.campaign_id)
+                            .order_by(Job.id)).scalars().all()
+        rates_after = dict(db.execute(select(Product.filename, Product.id).where(
+            Product.is_current.is_(True), Product.suffix == "rate")).all())
+    console.print(f"   campaign {report.campaign_id} ran {remade}; rates untouched: {rates_after == rates_before}")
+    return failed
 
 
 def _new_context_campaign(s, sim, console: Console) -> dict:
@@ -76,7 +153,7 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
     cost = f"{w.est_core_seconds:.1f}" if w.est_core_seconds is not None else "unknown"
     console.print(f"   plan: {w.jobs} to remake, first step {w.by_first_step}, est. {cost} core-seconds")
     _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False,
-                                graph=False)     # stage 1 (no stage-2 references here)
+                                graph=False)     # stage 1 here; stages 2 and 3 follow in step 8
     st = campaign_status(s, report.campaign_id)
     console.print(f"   campaign {report.campaign_id}: {st.counts['succeeded']} succeeded, "
                   f"{st.counts['failed']} failed; {st.state}")
@@ -93,7 +170,7 @@ def _new_context_campaign(s, sim, console: Console) -> dict:
     return {j: o for j, o in outcomes.items() if o != "succeeded"}
 
 
-def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Console | None = None) -> int:
+def run_demo(workdir: Path | None, limit: int | None = None, ngroups: int = 3, console: Console | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every planned job succeeded)."""
     console = console or Console()
     t0 = time.monotonic()
@@ -110,11 +187,13 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
     upgrade(s.db_url)
 
     pool = _data("pools", DEMO_POOL)
-    console.print(f"[bold]2. archive simulate[/] --pool {pool.name} --limit {limit}: ramps + a synthetic CRDS cache")
+    pool = _demo_pool(pool, workdir)
+    console.print(f"[bold]2. archive simulate[/] --pool {pool.name} (rows {DEMO_ROWS} of {DEMO_POOL}, SUB320): "
+                  "ramps with stars + a synthetic CRDS cache with the stage-2/3 imaging references")
     real = _data("raw", REAL_RAW)
     guider = str(fits.getval(real, "DETECTOR"))
-    sim = simulate_pool(pool, workdir / "incoming", s.crds_path, limit=limit, seed=1, ngroups=ngroups,
-                        guider_detectors=(guider,))
+    sim = simulate_pool(pool, workdir / "incoming", s.crds_path, limit=limit, seed=3, ngroups=ngroups,
+                        guider_detectors=(guider,), imaging=True, star_density=0.1, max_stars=60000)
     console.print(f"   {len(sim.files)} exposures, context {sim.context} (with {guider} references for "
                   "calwebb_guider)")
 
@@ -138,10 +217,10 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
 
     console.print("[bold]6. archive reprocess[/] (stage 1: calwebb_detector1, calwebb_guider for the real FGS "
                   "exposure; --dry-run first)")
-    p = plan(s, dry_run=True, pipeline=None)
+    p = plan(s, dry_run=True, pipeline=None, graph=False)
     for item in p.items:
         console.print(f"   {item.exposure}: {item.action} {item.detail}")
-    p = plan(s, pipeline=None)
+    p = plan(s, pipeline=None, graph=False)
     outcomes = get_dispatcher(s).send(p.job_ids)
     failed = {j: o for j, o in outcomes.items() if o != "succeeded"}
     for j, o in failed.items():
@@ -157,15 +236,16 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
                           f"S_FLAT {h['S_FLAT']}; R_FLAT {h.get('R_FLAT')}")
 
     failed.update(_new_context_campaign(s, sim, console))
+    failed.update(_stages_2_and_3(s, sim, workdir, console))
 
-    console.print("[bold]8. summary[/]")
+    console.print("[bold]10. summary[/]")
     cols, rows = readonly_query(s, """
         SELECT e.filename AS exposure, e.exp_type, e.detector, e.stage1_pipeline AS pipeline,
                COALESCE(j.status, (SELECT j2.status FROM jobs j2 WHERE j2.exposure_id = e.id
                                    ORDER BY j2.id DESC LIMIT 1), 'not run') AS job,
                p.filename AS product, c.name AS context
         FROM exposures e
-        LEFT JOIN products p ON p.exposure_id = e.id AND p.is_current AND p.suffix IN ('rate', 'cal', 'dark')
+        LEFT JOIN products p ON p.exposure_id = e.id AND p.is_current AND p.suffix IN ('rate', 'cal', 'i2d')
         LEFT JOIN jobs j ON j.id = p.job_id
         LEFT JOIN crds_contexts c ON c.id = j.context_id
         ORDER BY e.filename""")
@@ -174,7 +254,7 @@ def run_demo(workdir: Path | None, limit: int = 4, ngroups: int = 5, console: Co
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
 
-    console.print("[bold]9. archive sql[/] (provenance view):" + PROVENANCE_SQL)
+    console.print("[bold]11. archive sql[/] (provenance view):" + PROVENANCE_SQL)
     cols, rows = readonly_query(s, PROVENANCE_SQL)
     t = Table(*cols, title="which reference made which product")
     for r in rows:

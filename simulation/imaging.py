@@ -191,7 +191,8 @@ class PoolImaging:
         return out
 
 
-def plan_pool_imaging(plans: list[dict], seed: int = 0) -> PoolImaging:
+def plan_pool_imaging(plans: list[dict], seed: int = 0, star_density: float | None = None,
+                      max_stars: int | None = None) -> PoolImaging:
     """Plan star fields, pointings and scenes for a pool's imaging exposures.
 
     Star fields, pointings and scenes for the imaging exposures among ``plans`` (FITS
@@ -199,8 +200,11 @@ def plan_pool_imaging(plans: list[dict], seed: int = 0) -> PoolImaging:
 
     Target (RA, Dec) is seeded per (PROGRAM, TARGNAME) (|Dec| < 60 deg), the position angle
     per (PROGRAM, OBSERVTN); the field covers every detector that looks at the target with
-    :data:`STAR_DENSITY` stars per arcsec^2 (at most :data:`MAX_STARS`).
+    :data:`STAR_DENSITY` stars per arcsec^2 (at most :data:`MAX_STARS`); ``star_density`` and
+    ``max_stars`` override them (denser fields give tweakreg enough stars in a subarray).
     """
+    density = STAR_DENSITY if star_density is None else star_density
+    cap = MAX_STARS if max_stars is None else max_stars
     out = PoolImaging(seed=seed)
     todo = [(i, kw) for i, kw in enumerate(plans) if is_imaging(kw)]
     geometry = {}
@@ -214,7 +218,7 @@ def plan_pool_imaging(plans: list[dict], seed: int = 0) -> PoolImaging:
     for target, r in radius.items():
         rng = np.random.default_rng(_seed("target", *target, seed))
         ra, dec = float(rng.uniform(0.0, 360.0)), float(np.degrees(np.arcsin(rng.uniform(-0.86, 0.86))))
-        n = int(min(MAX_STARS, STAR_DENSITY * np.pi * r * r))
+        n = int(min(cap, density * np.pi * r * r))
         out.targets[target] = (ra, dec)
         out.fields[target] = random_star_field(ra, dec, r, n, seed=_seed("stars", *target, seed),
                                                flux_range=FLUX_RANGE, min_separation=0.5)

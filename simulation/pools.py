@@ -241,7 +241,8 @@ def _refname(instr: str, reftype: str, *parts) -> str:
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
                   ngroups: int | None = None, nints: int | None = None,
                   base_context: str | None = None, imaging: bool = False,
-                  guider_detectors: tuple[str, ...] = (), minimal: bool = False) -> SimulationResult:
+                  guider_detectors: tuple[str, ...] = (), minimal: bool = False,
+                  star_density: float | None = None, max_stars: int | None = None) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
 
     Every row that names a JWST exposure is made; a row that cannot be made (a placeholder
@@ -268,6 +269,8 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         pointing and distortion, their headers carry the pointing keywords, and the context
         gets the stage-2/3 imaging references; each target's stars are written to
         ``out_dir/truth/<program>_<target>_stars.ecsv``.
+    star_density, max_stars : stars per arcsec^2 and their cap for ``imaging`` (default
+        :data:`simulation.imaging.STAR_DENSITY`, :data:`simulation.imaging.MAX_STARS`).
     guider_detectors : FGS detectors (``GUIDER1``, ``GUIDER2``) whose calwebb_guider
         references (mask, gain, readnoise, flat: :func:`simulation.ramps.write_guider_references`)
         join the context, for real guiding-mode exposures calibrated alongside the pool's
@@ -338,7 +341,8 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         from simulation.imaging import plan_pool_imaging
 
         order = sorted(plans)
-        stage2 = plan_pool_imaging([plans[i] for i in order], seed)
+        stage2 = plan_pool_imaging([plans[i] for i in order], seed, star_density=star_density,
+                                   max_stars=max_stars)
         # plan_pool_imaging numbers the exposures it was given; back to pool row indices
         stage2.scenes = {order[j]: v for j, v in stage2.scenes.items()}
         stage2.pointing = {order[j]: v for j, v in stage2.pointing.items()}
