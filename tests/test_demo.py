@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
     from archive.catalog.db import session_scope
-    from archive.catalog.models import Campaign, Exposure, IngestRejection, Job, Product, ProductComparison
+    from archive.catalog.models import (Campaign, Exposure, IngestRejection, Job, Product, ProductComparison,
+                                        ProductPreview)
     from simulation.demo import REAL_RAW, run_demo
 
     for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG", "CRDS_PATH"):
@@ -44,6 +45,11 @@ def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
         assert current == sorted(["rate"] * 3 + ["cal"] * 4 + ["i2d"] * 4 + ["crf"] * 3 + ["cat", "segm"])
         assert db.scalar(select(func.count()).select_from(Product).where(
             Product.is_current.is_(True), Product.stale_campaign_id.is_not(None))) == 0
+        # every image product has its preview and thumbnail, stage-2/3 ones included
+        image = db.execute(select(Product.id, Product.suffix).where(
+            Product.is_current.is_(True), Product.suffix.in_(("rate", "cal", "i2d", "crf")))).all()
+        drawn = {(pid, kind) for pid, kind in db.execute(select(ProductPreview.product_id, ProductPreview.kind))}
+        assert len(image) == 14 and all((pid, kind) in drawn for pid, _ in image for kind in ("preview", "thumbnail"))
         fgs = db.execute(select(Product).join(Exposure, Exposure.id == Product.exposure_id).where(
             Exposure.filename == REAL_RAW, Product.suffix == "cal")).scalar_one()
     from stdatamodels.jwst import datamodels

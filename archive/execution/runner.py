@@ -304,11 +304,12 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
 
 
 def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Path, int | None, dict[str, str]]],
-                    timings: dict, worker: str) -> bool:
+                    timings: dict, worker: str, previews: dict[Path, list] | None = None) -> bool:
     """Record a stage-2/3 job's files once: (suffix, path, exposure id or None, {reftype: file}).
 
     A new product supersedes the current one of the same association, exposure (None: the
-    association's own product) and suffix. False if another run recorded the job first.
+    association's own product) and suffix; ``previews`` (by product path) are recorded with
+    their product. False if another run recorded the job first.
     """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
@@ -331,6 +332,7 @@ def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Pa
             for reftype, name in references.items():
                 ref = ensure_reference(s, name, reftype, work.instrument)
                 s.add(ProductReference(product_id=product.id, reftype=reftype, reference_file_id=ref.id))
+            s.add_all(preview_rows(product.id, (previews or {}).get(path, []), settings.data_dir))
         job.status = "succeeded"
         job.finished_at = utcnow()
         job.lease_expires_at = None
@@ -497,7 +499,8 @@ def _execute_association(settings: Settings, job_id: int, work: _Work, worker: s
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
         raise
-    if not _record_outputs(settings, work, outputs, timings, worker):
+    previews = {path: draw_quietly(path, sfx) for sfx, path, _, _ in outputs}  # PNGs beside each image product
+    if not _record_outputs(settings, work, outputs, timings, worker, previews):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)
