@@ -117,6 +117,11 @@ def _stages_2_and_3(s, sim, workdir: Path, console: Console) -> dict:
     console.print(f"[bold]9. a new CRDS context[/] {ctx}: the {det} {filt} flat re-delivered")
     report = switch_context(s, ctx)
     console.print(f"   reftypes that differ: {report.changed_reftypes}; stale: {report.by_change}")
+    w = what_if(s, campaign_id=report.campaign_id)
+    console.print("   plan by stage: " + "; ".join(
+        f"{k} {v['jobs']} now, {v['waiting']} waiting, est. "
+        + ("unknown" if v["est_core_seconds"] is None else f"{v['est_core_seconds']:.0f}") + " core-seconds"
+        for k, v in w.by_stage.items()))
     _, outcomes = plan_and_send(s, get_dispatcher(s), stale_only=True, retry_failed=False)
     failed.update({j: o for j, o in outcomes.items() if o != "succeeded"})
     with session_scope(s.db_url) as db:

@@ -41,6 +41,9 @@ def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
         # the re-delivered NRCB1 flat: that exposure's cal and the association's stage 3; no rate
         assert by_campaign[flat_campaign.id] == ["calwebb_image2", "calwebb_image3"]
         assert "rates untouched: True" in text
+        # archive plan before it ran: one image2 job now, the image3 waiting for its cal
+        assert "plan by stage: calwebb_image2 1 now, 0 waiting" in text
+        assert "calwebb_image3 0 now, 1 waiting" in text
         current = sorted(db.execute(select(Product.suffix).where(Product.is_current.is_(True))).scalars())
         assert current == sorted(["rate"] * 3 + ["cal"] * 4 + ["i2d"] * 4 + ["crf"] * 3 + ["cat", "segm"])
         assert db.scalar(select(func.count()).select_from(Product).where(

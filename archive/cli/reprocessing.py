@@ -106,3 +106,8 @@ def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="On
     print_table("products to make", ["kind", "exposures"], [[k, v] for k, v in w.by_kind.items()], False)
     print_table("why", ["change", "exposures"], [[k, v] for k, v in w.by_change.items()], False)
     print_table("first step to redo", ["step", "exposures"], [[k, v] for k, v in w.by_first_step.items()], False)
+    print_table("by stage (stage 1 per exposure, stages 2 and 3 per association)",
+                ["pipeline", "jobs now", "waiting for inputs", "held", "est. core-seconds"],
+                [[k, v["jobs"], v["waiting"], v["held"],
+                  "unknown" if v["est_core_seconds"] is None else f"{v['est_core_seconds']:.0f}"]
+                 for k, v in w.by_stage.items()], False)

@@ -6,7 +6,7 @@ to redo, and the cost estimated from past jobs of the same shape.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -92,6 +92,55 @@ class WhatIf:
     est_core_seconds: float | None
     basis: dict[str, int]  # cost basis -> exposures
     unsupported: int = 0
+    by_stage: dict[str, dict] = field(default_factory=dict)  # pipeline -> stage_costs() entry
+
+
+#: plan actions that are work to do now (sendable) or later (after their inputs are made)
+_TO_DO = ("new", "retry", "requeue", "pending")
+
+
+def stage_costs(settings: Settings, *, stale_only: bool = False, cores_per_job: int = 1) -> dict[str, dict]:
+    """Count the owed jobs of every stage and estimate their cost, from a dry-run plan.
+
+    Stage 1 jobs are per exposure, stage 2/3 jobs per association (the product graph): a job
+    is counted as ``jobs`` when it can run now and as ``waiting`` when its inputs are still to
+    be made or remade (it will run once they are); ``held`` ones wait on a failed member and
+    are not counted in the cost. The cost of a pipeline's job is the median wall time of its
+    past succeeded jobs (stage 2/3 run per association, so their shape is the pipeline's),
+    times ``cores_per_job``.
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (its catalog).
+    stale_only : bool
+        Only stale work, as ``plan(stale_only=True)`` (what beat and ``reprocess --stale`` do).
+    cores_per_job : int
+        Cores one job occupies.
+
+    Returns
+    -------
+    dict
+        Pipeline name -> ``{"jobs": int, "waiting": int, "held": int, "est_core_seconds":
+        float or None}`` (None: no past job of that pipeline to estimate from).
+    """
+    p = plan(settings, dry_run=True, stale_only=stale_only, retry_failed=True)
+    out: dict[str, dict] = {}
+    for item in p.items:
+        st = out.setdefault(item.pipeline, {"jobs": 0, "waiting": 0, "held": 0, "est_core_seconds": None})
+        if item.action in _TO_DO:
+            st["jobs"] += 1
+        elif item.action in ("waiting", "held"):
+            st[item.action] += 1
+    out = {k: v for k, v in out.items() if v["jobs"] or v["waiting"] or v["held"]}
+    with session_scope(settings.db_url) as s:
+        for pipeline, st in out.items():
+            past = [sec for job in s.execute(select(Job).where(Job.pipeline == pipeline, Job.status == "succeeded")
+                                             .order_by(Job.id.desc()).limit(500)).scalars()
+                    if (sec := _job_seconds(job)) is not None]
+            if past:
+                st["est_core_seconds"] = statistics.median(past) * (st["jobs"] + st["waiting"]) * cores_per_job
+    return dict(sorted(out.items()))
 
 
 def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: bool = False,
@@ -132,7 +181,7 @@ def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: b
             unsupported = 0
         else:
             p = plan(settings, dry_run=True, stale_only=stale_only, retry_failed=True)
-            names = [i.exposure for i in p.items if i.action in ("new", "retry", "requeue", "pending")]
+            names = [i.exposure for i in p.items if i.action in _TO_DO]
             unsupported = p.count("unsupported")
             exps = []
             for start in range(0, len(names), CHUNK):
@@ -174,5 +223,6 @@ def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: b
                 known = False
             else:
                 total += sec * cores_per_job
+    stages = stage_costs(settings, stale_only=stale_only or campaign_id is not None, cores_per_job=cores_per_job)
     return WhatIf(campaign_id, len(exps), dict(sorted(by_kind.items())), dict(sorted(by_change.items())),
-                  by_step, total if known else None, basis, unsupported)
+                  by_step, total if known else None, basis, unsupported, stages)
