@@ -268,3 +268,41 @@ def test_lineage_view_and_downstream_on_both_catalogs(settings):
         assert sorted(r[1] for r in rows if r[0] is None) == sorted(exps)          # the raw exposures, depth 3
         assert {r[2] for r in rows if r[0] is None} == {3}
         assert downstream_products(db, [rates[0]]) == sorted([cals[0], mosaic])
+
+
+def test_a_mode_without_references_fails_for_good_naming_them(world, tmp_path, monkeypatch):
+    """Item 6: a spectroscopic job under a context made for imaging is a permanent failure
+    whose message names the reftypes the context lacks for the mode and the context."""
+    from astropy.io import fits
+
+    from archive.catalog.db import session_scope
+    from archive.catalog.models import Product
+    from archive.catalog.paths import from_stored
+    from archive.execution.dispatch import get_dispatcher
+    from archive.execution.jwst_engine import MissingReferencesError, run_association
+    from archive.reprocessing.planner import plan
+    from calib.errors import CalibError
+
+    s, sim, base = world
+    for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    stage1 = plan(s, pipeline="calwebb_detector1")      # nothing to do after the tests above
+    get_dispatcher(s).send(stage1.job_ids)
+    with session_scope(s.db_url) as db:
+        rate = db.execute(select(Product).where(Product.suffix == "rate", Product.is_current.is_(True))
+                          .order_by(Product.id)).scalars().first()
+        ctx = db.execute(text("SELECT name FROM crds_contexts WHERE in_use")).scalar_one()
+    wfss = tmp_path / "jw_wfss_rate.fits"
+    wfss.write_bytes(from_stored(rate.path, s.data_dir).read_bytes())
+    fits.setval(wfss, "EXP_TYPE", value="NRC_WFSS")       # NIRCam grism: needs specwcs, wavelengthrange ...
+    fits.setval(wfss, "PUPIL", value="GRISMR")
+    asn = {"asn_type": "spec2", "asn_id": "a3001", "asn_pool": "jw99009_pool",
+           "products": [{"name": "jw_wfss", "members": [{"expname": wfss.name, "exptype": "science"}]}]}
+    with pytest.raises(MissingReferencesError) as info:
+        run_association("calwebb_spec2", asn, {wfss.name: str(wfss)}, tmp_path / "out", s.crds_path, ctx)
+    assert isinstance(info.value, CalibError)             # the runner records it as permanent
+    msg = str(info.value)
+    assert ctx in msg and "calwebb_spec2" in msg and "Traceback" not in msg
+    assert {"flat", "photom"} <= set(info.value.reftypes)
+    assert all("NRC_WFSS" in reason for reason in info.value.reftypes.values())
+    assert all(r in msg for r in info.value.reftypes)

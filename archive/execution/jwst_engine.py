@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -33,6 +34,43 @@ SERVERLESS = "https://jwst-serverless-mode.stsci.edu"
 
 class JwstEngineError(CalibError):
     """jwst could not run the job on its input (bad input or a missing reference): permanent."""
+
+
+class MissingReferencesError(JwstEngineError):
+    """The job's context has no reference of a type jwst needs for this mode (a permanent failure).
+
+    ``reftypes`` maps each reftype crds could not select to crds's reason, e.g. ``{"specwcs":
+    "parameter='META.EXPOSURE.TYPE' value='NRC_WFSS' is not in ['NRC_IMAGE']"}``.
+    """
+
+    def __init__(self, message: str, reftypes: dict[str, str]) -> None:
+        super().__init__(message)
+        self.reftypes = reftypes
+
+
+#: how crds (through jwst's prefetch) logs a reftype it cannot select under the context
+_CRDS_LOOKUP_ERROR = re.compile(r"Error determining best reference for '(\w+)'\s*=\s*(.*)$")
+
+
+def missing_references(log_text: str) -> dict[str, str]:
+    """Return the reftypes crds could not select, from a jwst run's log, with crds's reason.
+
+    Parameters
+    ----------
+    log_text : str
+        The child process's log (jwst and crds log lines).
+
+    Returns
+    -------
+    dict
+        Reftype -> crds's reason (empty when the failure was not a reference lookup).
+    """
+    out: dict[str, str] = {}
+    for line in log_text.splitlines():
+        m = _CRDS_LOOKUP_ERROR.search(line)
+        if m:
+            out.setdefault(m.group(1), " ".join(m.group(2).split()))
+    return out
 
 
 @dataclass
@@ -113,8 +151,13 @@ def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir
 
     Raises
     ------
+    MissingReferencesError
+        If the context has no reference of a type jwst needs for the mode (e.g. specwcs for
+        a spectroscopic mode under a context made for imaging): the message names the
+        reftypes, the context and crds's reason.
     JwstEngineError
-        If jwst fails (the message ends with jwst's last error line), or writes nothing.
+        If jwst fails otherwise (the message ends with jwst's last error line), or writes
+        nothing.
     """
     cfg = jwst_pipeline_config(pipeline)
     if cfg is None:
@@ -140,7 +183,14 @@ def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir
         proc = subprocess.run([sys.executable, "-m", "archive.execution.jwst_engine", str(spec_path)],
                               stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
     if proc.returncode != 0:
-        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or ["no output"]
+        text = log.read_text(errors="replace")
+        missing = missing_references(text)
+        if missing:
+            reasons = sorted(set(missing.values()))
+            raise MissingReferencesError(
+                f"jwst {pipeline} on {asn_path.name}: context {context} has no {', '.join(sorted(missing))} "
+                f"reference for this mode ({'; '.join(reasons)[:400]})", missing)
+        tail = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["no output"]
         raise JwstEngineError(f"jwst {pipeline} on {asn_path.name} under {context} failed "
                               f"(exit {proc.returncode}): {tail[0][:500]}")
     product_name = (content.get("products") or [{}])[0].get("name", "")
