@@ -164,11 +164,11 @@ def test_context_change_on_one_detector_through_a_worker(small, make_archive, tm
         for prod, exp in rows:
             if exp.detector == "NRCB1":  # untouched: the same rows, still current, same files
                 assert (exp.detector, prod.path) in before and prod.is_current and prod.stale_campaign_id is None
-                assert sha256_file(prod.path) == before[(exp.detector, prod.path)] == prod.sha256
+                assert sha256_file(a.stored(prod.path)) == before[(exp.detector, prod.path)] == prod.sha256
             elif (exp.detector, prod.path) in before:
                 assert not prod.is_current  # superseded by the campaign's product
             else:
                 assert prod.is_current and prod.supersedes_id is not None
-                assert fits.getheader(prod.path)["R_DARK"] == f"crds://{new_dark.name}"
+                assert fits.getheader(a.stored(prod.path))["R_DARK"] == f"crds://{new_dark.name}"
         assert sum(1 for prod, exp in rows if exp.detector == "NRCB1") == N  # 4 exposures x 2 products
     assert campaign_status(a.settings, report.campaign_id).state == "done"

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select
 
 from archive.catalog.db import session_scope
-from archive.catalog.models import Exposure, Job, Product
+from archive.catalog.models import Exposure, Job, Product, ProductPreview
 from archive.crds.references import compute_bestrefs, context_in_use, use_context
 from archive.execution.dispatch import get_dispatcher
 from archive.ingest.batch import ingest
@@ -125,6 +125,12 @@ class Archive:
         self.procs.append((proc, log_path))
         return proc
 
+    def stored(self, path: str) -> Path:
+        """The absolute path of a path as the catalog stores it (relative to the data directory)."""
+        from archive.catalog.paths import from_stored
+
+        return from_stored(path, self.settings.data_dir)
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in self.procs if p.exists())
 
@@ -173,17 +179,21 @@ class Archive:
         _purge_queue(self.redis_url, self.queue)
 
     def assert_storage_matches_catalog(self) -> None:
-        """Every file under the products tree is a catalogued product with its checksum;
-        no temporary file, no directory of an attempt that recorded nothing."""
+        """Every file under the products tree is a catalogued product or preview with its
+        checksum; no temporary file, no directory of an attempt that recorded nothing."""
         from archive.ingest.storage import sha256_file
 
         products = self.products()
-        catalogued = {Path(p.path): p for p in products}
+        catalogued = {self.stored(p.path): p for p in products}
+        with session_scope(self.settings.db_url) as db:
+            previews = {self.stored(v.path): v.sha256 for v in db.execute(select(ProductPreview)).scalars()}
         on_disk = {p for p in self.settings.products_dir.rglob("*") if p.is_file()}
-        assert on_disk == set(catalogued), (sorted(map(str, on_disk - set(catalogued))),
-                                            sorted(map(str, set(catalogued) - on_disk)))
+        files = set(catalogued) | set(previews)
+        assert on_disk == files, (sorted(map(str, on_disk - files)), sorted(map(str, files - on_disk)))
         for path, prod in catalogued.items():
             assert sha256_file(path) == prod.sha256, path
+        for path, sha in previews.items():
+            assert sha256_file(path) == sha, path
         attempt_dirs = {p for p in self.settings.products_dir.rglob("job-*-attempt-*") if p.is_dir()}
         assert attempt_dirs == {p.parent for p in catalogued}, sorted(map(str, attempt_dirs))
 
@@ -253,7 +263,7 @@ def test_killed_worker_costs_time_not_correctness(exposures, make_archive):
 
     def running_in_new_process(exclude: set[int]):
         def pred(jobs):
-            return any(j.status == "running" and j.output_dir and os.path.isdir(j.output_dir)
+            return any(j.status == "running" and j.output_dir and a.stored(j.output_dir).is_dir()
                        and _worker_pid(j) not in exclude for j in jobs.values())
         return pred
 
@@ -381,7 +391,7 @@ def test_corrupted_reference_fails_its_jobs_once(exposures, make_archive, tmp_pa
         job = jobs[jid]
         assert victim_name in job.error and "sha256" in job.error, job.error
         assert job.attempts == 1  # a PermanentJobError is not retried
-        assert not Path(job.output_dir).exists()
+        assert job.output_dir and not a.stored(job.output_dir).exists()
     log = (tmp_path / "worker-refs.log").read_text()
     assert "Retry in" not in log, log[-3000:]
     assert sum(1 for j in jobs.values() if j.status == "succeeded") == 3
