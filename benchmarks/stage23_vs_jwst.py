@@ -11,7 +11,7 @@ median timed run are reported. Ours = ``run_pipeline("calwebb_image2")`` + ``sav
 ``save_results`` (the same two products). Per-step wall times of the best run are printed
 for both, and the ``_cal``/``_i2d`` agreement of the last runs.
 
-    python benchmarks/stage23_vs_jwst.py --repeat 2 --workdir /tmp/i2bench
+    python benchmarks/stage23_vs_jwst.py --repeat 2   # inputs kept under <tmp>/image2_bench (--workdir)
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def _best(res: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workdir", default="/tmp/i2bench")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "image2_bench"))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip-jwst", action="store_true")
     ap.add_argument("--worker", choices=["ours", "jwst"], help=argparse.SUPPRESS)

@@ -170,9 +170,8 @@ def test_turning_read_only_off_refused(catalog, tmp_path):
                           "FROM (SELECT 1) s, LATERAL (SELECT 1 FROM crds_contexts FOR UPDATE) x"], tmp_path)
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a PostgreSQL attack class
 def test_copy_refused(catalog, tmp_path):
-    if not is_pg(catalog):
-        pytest.skip("SQLite has no COPY (its file-writing statements are ATTACH and VACUUM INTO, tried below)")
     refused_all(catalog, [
         "COPY crds_contexts TO '{tmp}/dump.csv'",
         "COPY (SELECT 1) TO PROGRAM 'touch {tmp}/owned'",
@@ -182,9 +181,8 @@ def test_copy_refused(catalog, tmp_path):
     ], tmp_path)
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a PostgreSQL attack class
 def test_large_objects_refused(catalog, tmp_path):
-    if not is_pg(catalog):
-        pytest.skip("PostgreSQL large objects")
     refused_all(catalog, [
         "SELECT lo_import('/etc/hostname')",
         "SELECT lo_create(0)",
@@ -198,9 +196,8 @@ def test_large_objects_refused(catalog, tmp_path):
     admin.close()
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a PostgreSQL attack class
 def test_server_file_functions_refused(catalog, tmp_path):
-    if not is_pg(catalog):
-        pytest.skip("PostgreSQL server file functions")
     refused_all(catalog, [
         "SELECT pg_read_file('/etc/passwd')",
         "SELECT pg_read_file('postgresql.conf')",
@@ -212,9 +209,8 @@ def test_server_file_functions_refused(catalog, tmp_path):
     ], tmp_path)
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a PostgreSQL attack class
 def test_terminating_backends_refused(catalog, tmp_path):
-    if not is_pg(catalog):
-        pytest.skip("PostgreSQL backends")
     victim = psycopg.connect(_pg_conninfo(catalog.db_url))
     pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
     refused_all(catalog, [
@@ -257,9 +253,8 @@ def test_lock_and_sleep_bounded(catalog, tmp_path):
     assert run_readonly(catalog, "SELECT count(*) FROM crds_contexts").rows == [(3,)]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's own attack classes
 def test_sqlite_file_and_extension_attacks_refused(catalog, tmp_path):
-    if is_pg(catalog):
-        pytest.skip("SQLite's ATTACH, VACUUM, PRAGMA and load_extension")
     refused_all(catalog, [
         "ATTACH DATABASE '{tmp}/evil.db' AS evil",
         "ATTACH '{tmp}/evil2.db' AS e2",
