@@ -115,3 +115,32 @@ def settings(tmp_path, db_url, monkeypatch):
         d.mkdir(parents=True, exist_ok=True)
     upgrade(s.db_url)
     return with_readonly(s)
+
+
+# Disk use of the suite. tmp_path_retention_policy = "failed" (pyproject.toml) deletes a passed
+# test's tmp_path at its teardown; the directories module-scoped fixtures make with
+# tmp_path_factory.mktemp (simulated exposures, jwst outputs: up to GBs per module) would stay
+# until the session ends. They are deleted when their module is done, unless a test of the
+# module failed (then they are kept for inspection, like pytest keeps failed tests' tmp_path).
+_FAILED_MODULES: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.module.__name__ if item.module else item.nodeid)
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_module_temp_dirs(request, tmp_path_factory):
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.module.__name__ in _FAILED_MODULES:
+        return
+    for path in set(base.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True)
