@@ -12,6 +12,14 @@ jwst drizzles SCI and the square roots of VAR_POISSON, VAR_RNOISE and VAR_FLAT w
 pixel map and weights, in four passes of drizzle's C kernel; the overlaps are the same in
 all four, so :func:`drizzle_square` computes them once and updates every array.
 
+Parallel and still in drizzle's order: the output rows are cut into bands (``BANDS_PER_THREAD``
+per numba thread), each band a task that scans the input in drizzle's order (rows, then
+columns) and updates only its own rows, so each output pixel receives its drops in the serial
+order from one thread and the result is bit-identical to the serial kernel for any number of
+threads. A first pass records, per input row segment of ``SEGMENT`` pixels, the output rows
+its drops reach, so a band skips the segments that cannot touch it; input pixels of weight 0
+are skipped (they add nothing).
+
 Edges: drizzle first limits the input pixels it scans to a polygon (the input bounding
 box's mapped corners joined by straight lines, clipped to the output frame, mapped back,
 its rows truncated and its columns rounded), so where the output frame cuts the input
@@ -105,88 +113,138 @@ def _overlap(ii, jj, xs, ys):
     return abs(area)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
+    """Corners (xs, ys) of input pixel (i, j)'s drop in the output frame; False when one is unmapped.
+
+    Corner order as drizzle's: (-, +), (+, +), (+, -), (-, -) in (x, y) about the centre.
+    """
+    if shared:
+        a, b = j - ymin, i - xmin
+        xs[0], ys[0] = cx[a + 1, b], cy[a + 1, b]
+        xs[1], ys[1] = cx[a + 1, b + 1], cy[a + 1, b + 1]
+        xs[2], ys[2] = cx[a, b + 1], cy[a, b + 1]
+        xs[3], ys[3] = cx[a, b], cy[a, b]
+        for k in range(4):
+            if np.isnan(xs[k]) or np.isnan(ys[k]):
+                return False
+        return True
+    for k in range(4):
+        xi = i - dh if (k == 0 or k == 3) else i + dh
+        yi = j + dh if k < 2 else j - dh
+        ox, oy = _interp(pixmap, xi, yi, ny, nx)
+        if np.isnan(ox) or np.isnan(oy):
+            return False
+        xs[k] = ox
+        ys[k] = oy
+    return True
+
+
+@numba.njit(cache=True, parallel=True)
+def _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy):
+    """Output positions of the input pixel corners (x +- 0.5, y +- 0.5) of the drizzled range."""
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    for cj in numba.prange(ymax - ymin + 2):
+        for ci in range(xmax - xmin + 2):
+            cx[cj, ci], cy[cj, ci] = _interp(pixmap, xmin + ci - 0.5, ymin + cj - 0.5, ny, nx)
+
+
+@numba.njit(cache=True, parallel=True)
+def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, seg, lo, hi):
+    """Range of output rows (drizzle's rounding, unclipped) the drops of each row segment reach.
+
+    ``lo[r, s] > hi[r, s]`` when no drop of input row ``ymin + r``, pixels ``xmin + s*seg``
+    onward, has weight and is mapped.
+    """
+    ny, nx = pixmap.shape[0], pixmap.shape[1]
+    nseg = lo.shape[1]
+    for r in numba.prange(ymax - ymin + 1):
+        j = ymin + r
+        xs = np.empty(4)
+        ys = np.empty(4)
+        for s in range(nseg):
+            a, b = 2**31 - 1, -2**31
+            for i in range(xmin + s * seg, min(xmin + (s + 1) * seg, xmax + 1)):
+                if weight[j, i] == 0.0 or not _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
+                    continue
+                a = min(a, _fortran_round(ys.min()))
+                b = max(b, _fortran_round(ys.max()))
+            lo[r, s] = a
+            hi[r, s] = b
+
+
+@numba.njit(cache=True, parallel=True)
 def _square_kernel(data, extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
-                   out_img, out_extra, out_wht, out_ctx, bit):
+                   out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges):
+    """Drizzle the input range onto output row bands ``edges[b]:edges[b + 1]``, one band per task.
+
+    Each band scans the input in drizzle's order (rows, then columns) and updates only its own
+    output rows, so every output pixel receives its drops in the serial order, by one thread.
+    """
     ny, nx = data.shape
     my, mx = out_img.shape
     nextra = extra.shape[0]
+    nseg = lo.shape[1]
     dh = 0.5 * pixfrac
-    xs = np.empty(4)
-    ys = np.empty(4)
-    xin = np.empty(4)
-    yin = np.empty(4)
     scale = np.float32(iscale)
-    dex = np.empty(nextra, np.float32)
-    shared = pixfrac == 1.0             # neighbouring pixels share corners: map each corner once
-    if shared:
-        cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
-        cy = np.empty((ymax - ymin + 2, xmax - xmin + 2))
-        for cj in range(ymax - ymin + 2):
-            for ci in range(xmax - xmin + 2):
-                cx[cj, ci], cy[cj, ci] = _interp(pixmap, xmin + ci - 0.5, ymin + cj - 0.5, ny, nx)
-    else:
-        cx = np.empty((1, 1))
-        cy = np.empty((1, 1))
-    for j in range(ymin, ymax + 1):
-        yin[0] = yin[1] = j + dh
-        yin[2] = yin[3] = j - dh
-        for i in range(xmin, xmax + 1):
-            bad = False
-            if shared:
-                a, b = j - ymin, i - xmin
-                xs[0], ys[0] = cx[a + 1, b], cy[a + 1, b]
-                xs[1], ys[1] = cx[a + 1, b + 1], cy[a + 1, b + 1]
-                xs[2], ys[2] = cx[a, b + 1], cy[a, b + 1]
-                xs[3], ys[3] = cx[a, b], cy[a, b]
-                for k in range(4):
-                    if np.isnan(xs[k]) or np.isnan(ys[k]):
-                        bad = True
-            else:
-                xin[0] = xin[3] = i - dh
-                xin[1] = xin[2] = i + dh
-                for k in range(4):
-                    ox, oy = _interp(pixmap, xin[k], yin[k], ny, nx)
-                    if np.isnan(ox) or np.isnan(oy):
-                        bad = True
-                        break
-                    xs[k] = ox
-                    ys[k] = oy
-            if bad:
-                continue
-            jaco = 0.5 * ((xs[1] - xs[3]) * (ys[0] - ys[2]) - (xs[0] - xs[2]) * (ys[1] - ys[3]))
-            if jaco < 0.0:
-                jaco = -jaco
-                xs[1], xs[3] = xs[3], xs[1]
-                ys[1], ys[3] = ys[3], ys[1]
-            d = np.float32(data[j, i] * scale)
-            for e in range(nextra):
-                dex[e] = np.float32(extra[e, j, i] * scale)
-            w = np.float64(weight[j, i])
-            jj0 = max(_fortran_round(ys.min()), 0)
-            jj1 = min(_fortran_round(ys.max()), my - 1)
-            ii0 = max(_fortran_round(xs.min()), 0)
-            ii1 = min(_fortran_round(xs.max()), mx - 1)
-            for jj in range(jj0, jj1 + 1):
-                for ii in range(ii0, ii1 + 1):
-                    dover = _overlap(ii, jj, xs, ys)
-                    if dover > 0.0:
-                        dow = np.float32(dover / jaco * w)
-                        if out_ctx.shape[0] > 0 and dow > 0.0:
-                            out_ctx[jj, ii] |= bit
-                        if dow == 0.0:
-                            continue
-                        vc = out_wht[jj, ii]
-                        tot = np.float64(np.float32(vc + dow))
-                        if vc == 0.0:
-                            out_img[jj, ii] = d
-                            for e in range(nextra):
-                                out_extra[e, jj, ii] = dex[e]
-                        else:           # float32 numerator, double quotient: drizzle's arithmetic
-                            out_img[jj, ii] = np.float32(out_img[jj, ii] * vc + dow * d) / tot
-                            for e in range(nextra):
-                                out_extra[e, jj, ii] = np.float32(out_extra[e, jj, ii] * vc + dow * dex[e]) / tot
-                        out_wht[jj, ii] = np.float32(tot)
+    for band in numba.prange(edges.size - 1):
+        b0 = edges[band]
+        b1 = edges[band + 1] - 1
+        xs = np.empty(4)
+        ys = np.empty(4)
+        dex = np.empty(nextra, np.float32)
+        for r in range(ymax - ymin + 1):
+            j = ymin + r
+            for s in range(nseg):
+                if hi[r, s] < b0 or lo[r, s] > b1:
+                    continue
+                for i in range(xmin + s * seg, min(xmin + (s + 1) * seg, xmax + 1)):
+                    w = np.float64(weight[j, i])
+                    if w == 0.0:        # adds nothing (drizzle: dow = 0)
+                        continue
+                    if not _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
+                        continue
+                    jj0 = max(_fortran_round(ys.min()), 0, b0)
+                    jj1 = min(_fortran_round(ys.max()), my - 1, b1)
+                    if jj0 > jj1:
+                        continue
+                    jaco = 0.5 * ((xs[1] - xs[3]) * (ys[0] - ys[2]) - (xs[0] - xs[2]) * (ys[1] - ys[3]))
+                    if jaco < 0.0:
+                        jaco = -jaco
+                        xs[1], xs[3] = xs[3], xs[1]
+                        ys[1], ys[3] = ys[3], ys[1]
+                    d = np.float32(data[j, i] * scale)
+                    for e in range(nextra):
+                        dex[e] = np.float32(extra[e, j, i] * scale)
+                    ii0 = max(_fortran_round(xs.min()), 0)
+                    ii1 = min(_fortran_round(xs.max()), mx - 1)
+                    for jj in range(jj0, jj1 + 1):
+                        for ii in range(ii0, ii1 + 1):
+                            dover = _overlap(ii, jj, xs, ys)
+                            if dover > 0.0:
+                                dow = np.float32(dover / jaco * w)
+                                if out_ctx.shape[0] > 0 and dow > 0.0:
+                                    out_ctx[jj, ii] |= bit
+                                if dow == 0.0:
+                                    continue
+                                vc = out_wht[jj, ii]
+                                tot = np.float64(np.float32(vc + dow))
+                                if vc == 0.0:
+                                    out_img[jj, ii] = d
+                                    for e in range(nextra):
+                                        out_extra[e, jj, ii] = dex[e]
+                                else:   # float32 numerator, double quotient: drizzle's arithmetic
+                                    out_img[jj, ii] = np.float32(out_img[jj, ii] * vc + dow * d) / tot
+                                    for e in range(nextra):
+                                        out_extra[e, jj, ii] = np.float32(out_extra[e, jj, ii] * vc
+                                                                          + dow * dex[e]) / tot
+                                out_wht[jj, ii] = np.float32(tot)
+
+
+#: input pixels per row segment whose reach in output rows is found before drizzling
+SEGMENT = 64
+#: output row bands per thread (more bands: finer load balance, more rescanning)
+BANDS_PER_THREAD = 8
 
 
 def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_extra, out_wht, out_ctx=None,
@@ -222,7 +280,24 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     """
     ctx = out_ctx if out_ctx is not None else np.zeros((0, 0), np.int32)
     xmin, xmax, ymin, ymax = (int(v) for v in bounds)
-    _square_kernel(np.ascontiguousarray(data, np.float32), np.ascontiguousarray(extra, np.float32),
-                   np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(pixmap, np.float64),
-                   xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht, ctx,
-                   np.int32(bit))
+    if xmax < xmin or ymax < ymin:
+        return
+    pixmap = np.ascontiguousarray(pixmap, np.float64)
+    shared = float(pixfrac) == 1.0     # neighbouring pixels share corners: map each corner once
+    if shared:
+        cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
+        cy = np.empty_like(cx)
+        _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy)
+    else:
+        cx = cy = np.empty((1, 1))
+    weight = np.ascontiguousarray(weight, np.float32)
+    nseg = (xmax - xmin) // SEGMENT + 1
+    lo = np.empty((ymax - ymin + 1, nseg), np.int32)
+    hi = np.empty_like(lo)
+    _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi)
+    my = out_img.shape[0]
+    nbands = max(1, min(my, numba.get_num_threads() * BANDS_PER_THREAD))
+    edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
+    _square_kernel(np.ascontiguousarray(data, np.float32), np.ascontiguousarray(extra, np.float32), weight,
+                   pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht, ctx,
+                   np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges)
