@@ -189,7 +189,9 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
     if path.lower().endswith(".json"):
         science, background, asn = read_level2_asn(path)
     try:
-        model = datamodels.ImageModel(science)
+        # no schema check on each assignment of the steps (~1 s of asdf validator set-up for a
+        # full frame); the whole model is validated when a product is written
+        model = datamodels.ImageModel(science, validate_on_assignment=False)
     except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
         raise InputError(f"{science}: cannot open as an ImageModel (a _rate image): {exc}") from exc
     with model:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 
 from calib.drizzle import drizzle_square
@@ -35,6 +36,106 @@ IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 #: largest allowed difference (output px) between the interpolated and the exact pixel map
 #: at the centres of the node grid's cells
 PIXMAP_TOLERANCE = 1e-4
+
+
+@numba.njit(cache=True, parallel=True)
+def _count_unmatched(data, err, dq, var_rnoise, var_poisson, var_flat):
+    """Pixels invalid somewhere (NaN in an array or DO_NOT_USE) but not NaN + DO_NOT_USE everywhere."""
+    ny, nx = data.shape
+    bad = 0
+    for y in numba.prange(ny):
+        for x in range(nx):
+            n = (np.isnan(data[y, x]) + np.isnan(err[y, x]) + np.isnan(var_rnoise[y, x])
+                 + np.isnan(var_poisson[y, x]) + np.isnan(var_flat[y, x]))
+            flagged = (dq[y, x] & 1) != 0
+            if (n > 0 or flagged) and not (n == 5 and flagged):
+                bad += 1
+    return bad
+
+
+def nans_and_flags_matched(model) -> bool:
+    """Whether jwst's ``match_nans_and_flags`` would leave ``model`` as it is.
+
+    Parameters
+    ----------
+    model : stdatamodels.jwst.datamodels.ImageModel
+        SCI, ERR, VAR_RNOISE, VAR_POISSON, VAR_FLAT float32 (ny, nx), DQ uint32 (ny, nx).
+
+    Returns
+    -------
+    bool
+        True when all six arrays are present with SCI's shape and every pixel that is NaN in
+        one of the five float arrays or has DO_NOT_USE is NaN in all five and has DO_NOT_USE
+        (calib's flat_field leaves its output so); False otherwise (then it must run).
+    """
+    inst = model.instance
+    names = ("data", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
+    arrays = [inst.get(n) for n in names]
+    if any(not isinstance(a, np.ndarray) or a.shape != arrays[0].shape or a.ndim != 2 for a in arrays):
+        return False
+    data, err, dq, vr, vp, vf = arrays
+    if any(a.dtype != np.float32 for a in (data, err, vr, vp, vf)) or dq.dtype != np.uint32:
+        return False
+    return _count_unmatched(data, err, dq, vr, vp, vf) == 0
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
+    """Add one input's resampled variance to stcal's running sums, with stcal's arithmetic.
+
+    ``sq``/``sq_rn``: float32 (my, mx) drizzled square roots of the variance and of
+    VAR_RNOISE (variance = their float32 square). Weight w (float64): ``float32(1 / VAR_RNOISE)``
+    where VAR_RNOISE > 0 and finite (``ivm``), else ``texp``; where w > 0 and the variance is
+    finite and >= 0: ``wsum = float32(nan_to_0(wsum) + var w w)`` (double), ``wt = float32(wt + w)``.
+    """
+    my, mx = sq.shape
+    for y in numba.prange(my):
+        for x in range(mx):
+            if ivm:
+                r = sq_rn[y, x]
+                rn = r * r
+                w = np.float64(np.float32(1.0) / rn) if (rn > 0 and np.isfinite(rn)) else 0.0
+            else:
+                w = texp
+            if not w > 0.0:
+                continue
+            s = sq[y, x]
+            v = s * s
+            if not (v >= 0 and np.isfinite(v)):
+                continue
+            old = wsum[y, x]
+            acc = 0.0 if np.isnan(old) else np.float64(old)
+            term = np.float64(v) * w * w
+            if not np.isnan(term):
+                acc += term
+            wsum[y, x] = np.float32(acc)
+            wt[y, x] = np.float32(np.float64(wt[y, x]) + w)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _final_variance(wsum, wt, scaling, out):
+    """Return stcal's final variance in float32: ``wsum * scaling / wt / wt``."""
+    my, mx = wsum.shape
+    for y in numba.prange(my):
+        for x in range(mx):
+            out[y, x] = wsum[y, x] * scaling / wt[y, x] / wt[y, x]
+
+
+@numba.njit(cache=True, parallel=True)
+def _error_from_variances(var, out):
+    """ERR = sqrt of the NaN-skipping float32 sum over ``var`` (k, my, mx) in order; NaN where all are NaN."""
+    k, my, mx = var.shape
+    for y in numba.prange(my):
+        for x in range(mx):
+            acc = np.float32(0.0)
+            n = 0
+            for e in range(k):
+                v = var[e, y, x]
+                if np.isnan(v):
+                    v = np.float32(0.0)
+                    n += 1
+                acc = v if e == 0 else acc + v
+            out[y, x] = np.float32(np.nan) if n == k else np.sqrt(acc)
 
 
 def _bbox_limits(wcs, shape):
@@ -138,7 +239,7 @@ def _resampler_class():
     Made on first use: jwst is imported only when a resample runs.
     """
     from jwst.resample.resample import ResampleImage
-    from stcal.resample.utils import build_driz_weight, resample_range
+    from stcal.resample.utils import build_driz_weight, get_tmeasure, is_imaging_wcs, resample_range
 
     class PixmapResample(ResampleImage):
         """A ResampleImage whose pixel map is :func:`pixel_map`'s.
@@ -198,14 +299,83 @@ def _resampler_class():
             drizzle_square(data, extra, weight, pixmap, bounds, self.pixfrac, out_img, out_extra, out_wht,
                            None if out_ctx is None else out_ctx[0], bit=1, iscale=iscale)
             self._driz = SimpleNamespace(out_img=out_img, out_wht=out_wht, out_ctx=out_ctx, out_dq=None)
-            self._own_variances = {n: out_extra[k] ** 2 for k, n in enumerate(names)}
+            self._own_sqrt_var = {n: out_extra[k] for k, n in enumerate(names)}
 
         def _resample_one_variance_array(self, name, model, **kwargs):
             """Return the variance resampled by :meth:`_drizzle_once` when it ran, else stcal's."""
-            own = getattr(self, "_own_variances", {})
+            own = getattr(self, "_own_sqrt_var", {})
             if name in own:
-                return own.pop(name)
+                return own.pop(name) ** 2
             return super()._resample_one_variance_array(name, model=model, **kwargs)
+
+        def resample_variance_arrays(self, model, pixmap, pixel_scale_ratio, iscale, weight_map, xmin, xmax, ymin,
+                                     ymax):
+            """Add the variances drizzled by :meth:`_drizzle_once` to the running sums in numba.
+
+            stcal's ``resample_variance_arrays`` (ivm or exptime weights, NaN-skipping weighted
+            sums in double stored as float32) in one pass per array, bit for bit; stcal's own
+            code for anything else.
+            """
+            own = getattr(self, "_own_sqrt_var", None) or {}
+            names = [n for n in self.variance_array_names if self._check_var_array(model, n)]
+            ivm = str(self.weight_type).startswith("ivm")
+            info = getattr(self, "_variance_info", {})
+            if (not names or any(n not in own or n not in info for n in names) or (ivm and "var_rnoise" not in own)
+                    or not (ivm or self.weight_type == "exptime")
+                    or any(info[n][k].dtype != np.float32 for n in names for k in ("wsum", "wt"))):
+                return super().resample_variance_arrays(model, pixmap, pixel_scale_ratio, iscale, weight_map,
+                                                        xmin, xmax, ymin, ymax)
+            texp = 0.0 if ivm else float(get_tmeasure(model)[0])
+            for n in names:
+                _accumulate_variance(own[n], own["var_rnoise"] if ivm else own[n], ivm, texp, info[n]["wsum"],
+                                     info[n]["wt"])
+            self._own_sqrt_var = {}
+
+        def finalize_resample_variance(self, output_model):
+            """Make stcal's final variances (running sums / weights**2, times the pixel-area scaling) in numba.
+
+            And, when :meth:`finalize` asked for it, ERR from them (stcal: the square root of the
+            NaN-skipping sum of the variances, NaN where all are NaN).
+            """
+            names = list(self.variance_array_names)
+            info = self._variance_info
+            stacked = None
+            if any(self.output_array_types[n] != np.float32 or info[n]["wsum"].dtype != np.float32
+                   or info[n]["wt"].dtype != np.float32 for n in names):
+                super().finalize_resample_variance(output_model)
+            else:
+                if self.pixel_scale_ratio is None:
+                    scaling = 1.0
+                elif is_imaging_wcs(self.output_wcs):
+                    scaling = 1.0 / self.pixel_scale_ratio**2
+                else:
+                    scaling = self.pixel_scale_ratio
+                out = stacked = np.empty((len(names), *self.output_array_shape), np.float32)
+                for k, n in enumerate(names):
+                    _final_variance(info[n]["wsum"], info[n]["wt"], np.float32(scaling), out[k])
+                    output_model[n] = out[k]
+                del self._variance_info
+                self._finalized = True
+            if getattr(self, "_own_err", False):
+                include = self.variance_array_names if self.error_from_variances is None \
+                    else self.error_from_variances
+                err = np.empty(tuple(self.output_array_shape), np.float32)
+                var = stacked if stacked is not None and list(include) == names \
+                    else np.stack([output_model[n] for n in include])
+                _error_from_variances(var, err)
+                output_model["err"] = err
+
+        def finalize(self):
+            """Finalize as jwst does, with ERR from the variances made by :meth:`finalize_resample_variance`."""
+            saved = self._compute_err
+            self._own_err = bool(self._enable_var and saved == "from_var" and not self._finalized)
+            if self._own_err:
+                self._compute_err = "own"          # stcal's finalize then leaves ERR to us
+            try:
+                super().finalize()
+            finally:
+                self._compute_err = saved
+                self._own_err = False
 
         def _add(self, model: dict) -> None:
             if self._finalized:
@@ -295,8 +465,15 @@ def resample_image(model, params: dict):
     from jwst.resample.resample_step import GOOD_BITS
     from jwst.resample.resample_utils import load_custom_wcs
 
-    m = model.copy()
-    match_nans_and_flags(m)
+    if nans_and_flags_matched(model):
+        # nothing for match_nans_and_flags to do: a copy sharing the arrays (resample reads
+        # them only) and the gwcs, with its own metadata (the ModelLibrary writes to it)
+        shared = {id(v): v for v in model.instance.values() if isinstance(v, np.ndarray)}
+        shared[id(model.meta.wcs)] = model.meta.wcs
+        m = model.copy(memo=shared)
+    else:
+        m = model.copy()
+        match_nans_and_flags(m)
     shape = params["output_shape"]
     lib = ModelLibrary([m], on_disk=False)
     global _RESAMPLER
