@@ -306,3 +306,62 @@ def test_a_mode_without_references_fails_for_good_naming_them(world, tmp_path, m
     assert {"flat", "photom"} <= set(info.value.reftypes)
     assert all("NRC_WFSS" in reason for reason in info.value.reftypes.values())
     assert all(r in msg for r in info.value.reftypes)
+    # the plan's prediction (jwst's prefetch list, crds on the header) names the same reftypes
+    from archive.crds import cache as crdscache
+    from archive.execution.jwst_engine import prefetch_reftypes
+
+    crdscache.configure(s.crds_path)
+    predicted = crdscache.unselectable(dict(fits.getheader(wfss)) | dict(fits.getheader(wfss, "SCI")), ctx,
+                                       prefetch_reftypes("calwebb_spec2"))
+    assert set(predicted) == set(info.value.reftypes)   # (jwst's log adds the FITS keyword to the reason)
+
+
+def test_the_plan_names_jobs_the_context_lacks_references_for(world, monkeypatch):
+    """Item 6: before any job runs, ``archive plan`` says which planned stage-2 job cannot run
+    (a NIRCam WFSS spec2 association under the imaging context), naming the missing reftypes
+    and the context; the imaging jobs are not among them."""
+    from archive.catalog.db import session_scope
+    from archive.catalog.models import Association, AssociationMember, Exposure
+    from archive.execution.jwst_engine import prefetch_reftypes
+    from archive.reprocessing.whatif import what_if
+
+    s, sim, base = world
+    for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "CRDS_CONTEXT", "ARCHIVE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    spec2 = set(prefetch_reftypes("calwebb_spec2"))
+    assert {"specwcs", "wavelengthrange", "flat", "photom", "extract1d", "pathloss"} <= spec2
+    assert "dark" not in spec2 and not any(r.startswith("pars-") for r in spec2)
+    with session_scope(s.db_url) as db:
+        ctx = db.execute(text("SELECT name FROM crds_contexts WHERE in_use")).scalar_one()
+        src = db.execute(select(Exposure).order_by(Exposure.id)).scalars().first()
+        cols = {c.key: getattr(src, c.key) for c in Exposure.__table__.columns if c.key != "id"}
+        root = "jw99009001001_03101_00001_nrcalong"
+        header = dict(src.header, EXP_TYPE="NRC_WFSS", PUPIL="GRISMR", FILENAME=f"{root}_uncal.fits")
+        wfss = Exposure(**dict(cols, filename=f"{root}_uncal.fits", exp_type="NRC_WFSS", pupil="GRISMR",
+                               header=header, sha256="0" * 64))
+        db.add(wfss)
+        db.flush()
+        asn = Association(asn_name="jw99009-o001_spec2_00001_asn", asn_id="o001", asn_type="spec2",
+                          asn_rule="Asn_Lv2WFSS", level=2, program="99009", product_name=root,
+                          content={"asn_type": "spec2"}, content_sha256="f" * 64, jwst_version="3.0.0")
+        db.add(asn)
+        db.flush()
+        db.add(AssociationMember(association_id=asn.id, product_name=root, expname=f"{root}_rate.fits",
+                                 exptype="science", exposure_id=wfss.id))
+        ids = (wfss.id, asn.id)
+    try:
+        w = what_if(s)
+    finally:
+        with session_scope(s.db_url) as db:
+            db.execute(text("DELETE FROM association_members WHERE association_id = :a"), {"a": ids[1]})
+            db.execute(text("DELETE FROM associations WHERE id = :a"), {"a": ids[1]})
+            db.execute(text("DELETE FROM exposures WHERE id = :e"), {"e": ids[0]})
+    (group,) = w.lacking
+    assert (group.pipeline, group.context, group.instrument, group.exp_type) == ("calwebb_spec2", ctx, "NIRCAM",
+                                                                                  "NRC_WFSS")
+    assert group.associations == ["jw99009-o001_spec2_00001_asn"]
+    assert {"flat", "photom", "distortion"} <= set(group.reftypes) <= spec2
+    assert all("NRC_WFSS" in why for why in group.reftypes.values())
+    assert group.mode["META.EXPOSURE.TYPE"] == "NRC_WFSS"
+    assert w.by_stage["calwebb_spec2"]["no_references"] == 1 and w.by_stage["calwebb_spec2"]["waiting"] == 0
+    assert all(st["no_references"] == 0 for p, st in w.by_stage.items() if p != "calwebb_spec2")

@@ -107,7 +107,15 @@ def plan_cmd(campaign: Optional[int] = typer.Option(None, "--campaign", help="On
     print_table("why", ["change", "exposures"], [[k, v] for k, v in w.by_change.items()], False)
     print_table("first step to redo", ["step", "exposures"], [[k, v] for k, v in w.by_first_step.items()], False)
     print_table("by stage (stage 1 per exposure, stages 2 and 3 per association)",
-                ["pipeline", "jobs now", "waiting for inputs", "held", "est. core-seconds"],
-                [[k, v["jobs"], v["waiting"], v["held"],
+                ["pipeline", "jobs now", "waiting for inputs", "held", "no references", "est. core-seconds"],
+                [[k, v["jobs"], v["waiting"], v["held"], v["no_references"],
                   "unknown" if v["est_core_seconds"] is None else f"{v['est_core_seconds']:.0f}"]
                  for k, v in w.by_stage.items()], False)
+    if w.lacking:
+        print_table("jobs that cannot run: the context lacks references for their mode",
+                    ["pipeline", "mode", "context", "missing reftypes", "associations", "crds says"],
+                    [[g.pipeline, f"{g.instrument} {g.exp_type}", g.context, ", ".join(g.reftypes),
+                      f"{len(g.associations)}: {', '.join(g.associations[:3])}"
+                      + (" ..." if len(g.associations) > 3 else ""),
+                      "; ".join(sorted(set(g.reftypes.values())))[:200]]
+                     for g in w.lacking], False)

@@ -841,6 +841,95 @@ def bestrefs(header: dict, context: str, reftypes: list[str]) -> dict[str, str]:
     return out
 
 
+def unselectable(header: dict, context: str, reftypes) -> dict[str, str]:
+    """Reftypes crds cannot select for an exposure header under ``context``, with crds's reason.
+
+    The same look-up as :func:`bestrefs` (crds's ``getrecommendations`` on the FITS keywords),
+    but every failure is returned instead of raised: what jwst's prefetch would log as
+    "Error determining best reference" before a job fails. A reftype the context declares
+    N/A or does not define is selectable (nothing applies).
+
+    Parameters
+    ----------
+    header : dict
+        FITS keyword dict of the exposure.
+    context : str
+        A .pmap name present in the configured cache.
+    reftypes : iterable of str
+        Lower-case reftypes.
+
+    Returns
+    -------
+    dict
+        Reftype -> crds's reason (e.g. ``"parameter='META.EXPOSURE.TYPE' value='NRC_WFSS' is
+        not in ['NRC_IMAGE']"``); empty when every reftype can be selected.
+    """
+    import crds
+
+    reftypes = list(reftypes)
+    if not reftypes:
+        return {}
+    hdr = {str(k): v for k, v in dict(header).items() if k not in ("", "COMMENT", "HISTORY")}
+    try:
+        recs = crds.getrecommendations(hdr, context=context, observatory=OBSERVATORY, reftypes=reftypes)
+    except Exception as exc:   # the whole look-up failed (e.g. an instrument the context lacks)
+        return {rt: " ".join(str(exc).split()) for rt in reftypes}
+    out = {}
+    for rt in reftypes:
+        sval = str(recs.get(rt, "NOT FOUND no answer from crds"))
+        upper = sval.upper()
+        if upper.startswith("NOT FOUND") and "N/A" not in upper and "UNKNOWN REFERENCE TYPE" not in upper:
+            reason = sval[len("NOT FOUND"):].strip()
+            out[rt] = " ".join(reason.split()) or "not found"
+    return out
+
+
+#: parkeys that select a reference by date (useafter), not by mode
+_DATE_PARKEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
+
+
+def selection_mode(header: dict, context: str, reftypes) -> tuple:
+    """Return the values of ``header`` that ``context`` selects ``reftypes`` by: the exposure's mode.
+
+    Two headers with the same mode get the same answer from :func:`unselectable` (up to the
+    date parkeys of useafter matching, which are left out), so a plan over many
+    associations asks crds once per mode and context. The parkeys are crds's own: the union
+    of what the instrument's rmaps for these reftypes match on.
+
+    Parameters
+    ----------
+    header : dict
+        FITS keyword dict of the exposure (INSTRUME among them).
+    context : str
+        A .pmap name present in the configured cache.
+    reftypes : iterable of str
+        Lower-case reftypes.
+
+    Returns
+    -------
+    tuple
+        ``(instrument, ((parkey, value), ...))``, hashable; parkeys in datamodel form
+        (``META.EXPOSURE.TYPE``).
+    """
+    import crds
+    from crds.jwst.locate import fits_to_parkeys
+
+    instrument = str(header.get("INSTRUME", "")).upper()
+    parkeys: set[str] = set()
+    try:
+        imap = crds.get_cached_mapping(context).get_imap(instrument.lower())
+    except Exception:
+        return instrument, ()
+    for rt in reftypes:
+        try:
+            rmap = imap.get_rmap(rt)
+        except Exception:   # N/A, omitted or unknown for this instrument: selects by nothing
+            continue
+        parkeys.update(str(k).upper() for k in rmap.get_required_parkeys())
+    values = fits_to_parkeys({k: v for k, v in header.items() if k not in ("", "COMMENT", "HISTORY")})
+    return instrument, tuple((k, values.get(k)) for k in sorted(parkeys - set(_DATE_PARKEYS)))
+
+
 def context_reftypes_diff(old_pmap: str, new_pmap: str) -> set[tuple[str, str]]:
     """(instrument, reftype) pairs whose selections differ between two contexts in the cache.
 

@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from calib.errors import CalibError
@@ -208,18 +209,58 @@ def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir
     return out
 
 
-def _main(spec_path: str) -> None:  # the child process: CRDS_* are set before jwst is imported
-    spec = json.loads(Path(spec_path).read_text())
+def _config_class(config: Path):
+    """Return the Step/Pipeline class a jwst ``.cfg`` file names (its ``class`` line)."""
     from stpipe.utilities import import_class
 
     from jwst.stpipe import Step
 
     cls_name = None
-    for line in Path(spec["config"]).read_text().splitlines():
+    for line in Path(config).read_text().splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "class":
             cls_name = value.strip().strip('"').strip("'")
-    cls = import_class(cls_name, subclassof=Step)
+    return import_class(cls_name, subclassof=Step)
+
+
+@lru_cache(maxsize=None)
+def prefetch_reftypes(pipeline: str) -> tuple[str, ...]:
+    """Return the reftypes jwst's pipeline prefetches before it runs, as jwst itself lists them.
+
+    The pipeline is built from the jwst package's own configuration (the class and the
+    operational parameters the engine runs, :func:`run_association`), and asked for
+    ``reference_file_types``: stpipe's ``Pipeline`` gathers them from every step that is not
+    skipped and prefetches references, and looks each up with crds on the first science
+    member's header before any step runs. A type crds cannot select under the job's
+    context is what fails the job (:class:`MissingReferencesError`). Importing jwst costs
+    a few seconds once per process; the answer is cached per pipeline.
+
+    Parameters
+    ----------
+    pipeline : str
+        ``calwebb_<name>`` with a configuration file in the jwst package.
+
+    Returns
+    -------
+    tuple of str
+        Sorted lower-case reftypes (``pars-*`` step-parameter references are not among them).
+
+    Raises
+    ------
+    JwstEngineError
+        If the jwst package defines no such pipeline.
+    """
+    cfg = jwst_pipeline_config(pipeline)
+    if cfg is None:
+        raise JwstEngineError(f"the jwst package defines no pipeline {pipeline}")
+    cls = _config_class(cfg)
+    step = cls.from_config_file(str(cfg))
+    return tuple(sorted({str(r).lower() for r in step.reference_file_types}))
+
+
+def _main(spec_path: str) -> None:  # the child process: CRDS_* are set before jwst is imported
+    spec = json.loads(Path(spec_path).read_text())
+    cls = _config_class(spec["config"])
     kwargs = {"output_dir": spec["output_dir"], "save_results": True}
     if spec["steps"]:
         kwargs["steps"] = spec["steps"]

@@ -12,8 +12,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog.db import session_scope
-from ..catalog.models import Campaign, CampaignExposure, Exposure, Job, Product, as_utc
+from ..catalog.models import (
+    Association,
+    AssociationMember,
+    Campaign,
+    CampaignExposure,
+    Exposure,
+    Job,
+    Product,
+    as_utc,
+)
+from ..catalog.pipeline_policy import STAGE1_PIPELINES
 from ..config import Settings
+from ..crds import cache as crdscache
+from ..crds.references import crds_header
 from .planner import plan
 from .stale import CHUNK
 
@@ -93,21 +105,121 @@ class WhatIf:
     basis: dict[str, int]  # cost basis -> exposures
     unsupported: int = 0
     by_stage: dict[str, dict] = field(default_factory=dict)  # pipeline -> stage_costs() entry
+    lacking: list[LackingReferences] = field(default_factory=list)
+
+
+@dataclass
+class LackingReferences:
+    """Planned stage-2/3 jobs of one pipeline and mode that cannot run: the context lacks references.
+
+    ``reftypes`` maps each reftype jwst's pipeline prefetches that crds cannot select for the
+    mode under ``context`` to crds's reason; ``associations`` are the planned jobs' names.
+    """
+
+    pipeline: str
+    context: str
+    instrument: str
+    exp_type: str
+    reftypes: dict[str, str]
+    associations: list[str] = field(default_factory=list)
+    mode: dict[str, str] = field(default_factory=dict)  # parkey -> value crds selects by
 
 
 #: plan actions that are work to do now (sendable) or later (after their inputs are made)
 _TO_DO = ("new", "retry", "requeue", "pending")
 
 
-def stage_costs(settings: Settings, *, stale_only: bool = False, cores_per_job: int = 1) -> dict[str, dict]:
+def lacking_references(settings: Settings, items, context: str) -> list[LackingReferences]:
+    """Predict which planned stage-2/3 jobs cannot run because ``context`` lacks references.
+
+    The same determination a job makes when it starts (:mod:`archive.execution.jwst_engine`):
+    the reftypes jwst's pipeline for the association prefetches
+    (:func:`archive.execution.jwst_engine.prefetch_reftypes`, asked of jwst itself), looked up
+    by crds under the context on the header of each science member
+    (:func:`archive.crds.cache.unselectable`); a reftype crds cannot select is one the job
+    would fail on (:class:`~archive.execution.jwst_engine.MissingReferencesError`). crds is
+    asked once per pipeline, context and mode (the header values the context's rmaps select
+    by, :func:`archive.crds.cache.selection_mode`), so a plan over many associations costs a
+    few look-ups; jwst is imported (a few seconds) only when stage-2/3 jobs are planned.
+
+    Parameters
+    ----------
+    settings : Settings
+        The archive's settings (catalog, CRDS cache).
+    items : iterable of PlanItem
+        Plan items; those of stage-2/3 pipelines with work to do (new, retry, requeue,
+        pending, waiting) are checked, others ignored.
+    context : str
+        The context the jobs run under (the plan's).
+
+    Returns
+    -------
+    list of LackingReferences
+        One entry per pipeline and mode that lacks references, with its associations; empty
+        when every planned job can find its references.
+    """
+    from ..execution.jwst_engine import JwstEngineError, prefetch_reftypes
+
+    todo = [i for i in items if i.pipeline not in STAGE1_PIPELINES and i.action in (*_TO_DO, "waiting")]
+    if not todo:
+        return []
+    crdscache.configure(settings.crds_path)
+    answers: dict[tuple, dict[str, str]] = {}
+    groups: dict[tuple, LackingReferences] = {}
+    with session_scope(settings.db_url) as s:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            asns = {a.asn_name: a for a in s.execute(select(Association).where(
+                Association.asn_name.in_([i.exposure for i in chunk]))).scalars()}
+            science: dict[int, list[Exposure]] = {}
+            for m, exp in s.execute(select(AssociationMember, Exposure)
+                                    .join(Exposure, Exposure.id == AssociationMember.exposure_id)
+                                    .where(AssociationMember.association_id.in_([a.id for a in asns.values()]),
+                                           AssociationMember.exptype == "science")
+                                    .order_by(AssociationMember.id)):
+                science.setdefault(m.association_id, []).append(exp)
+            for item in chunk:
+                asn = asns.get(item.exposure)
+                if asn is None:
+                    continue
+                try:
+                    reftypes = prefetch_reftypes(item.pipeline)
+                except JwstEngineError:
+                    continue   # no jwst pipeline of that name: "unsupported" already says so
+                seen: set[tuple] = set()
+                for exp in science.get(asn.id, []):
+                    header = crds_header(exp)
+                    mode = crdscache.selection_mode(header, context, reftypes)
+                    key = (item.pipeline, context, mode)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    if key not in answers:
+                        answers[key] = crdscache.unselectable(header, context, reftypes)
+                    if not answers[key]:
+                        continue
+                    group = groups.get(key)
+                    if group is None:
+                        group = groups[key] = LackingReferences(
+                            item.pipeline, context, exp.instrume or mode[0], exp.exp_type or "",
+                            dict(sorted(answers[key].items())), [],
+                            {k: str(v) for k, v in mode[1]})
+                    if item.exposure not in group.associations:
+                        group.associations.append(item.exposure)
+    return list(groups.values())
+
+
+def stage_costs(settings: Settings, *, stale_only: bool = False, cores_per_job: int = 1,
+                lacking: list | None = None) -> dict[str, dict]:
     """Count the owed jobs of every stage and estimate their cost, from a dry-run plan.
 
     Stage 1 jobs are per exposure, stage 2/3 jobs per association (the product graph): a job
     is counted as ``jobs`` when it can run now and as ``waiting`` when its inputs are still to
     be made or remade (it will run once they are); ``held`` ones wait on a failed member and
-    are not counted in the cost. The cost of a pipeline's job is the median wall time of its
-    past succeeded jobs (stage 2/3 run per association, so their shape is the pipeline's),
-    times ``cores_per_job``.
+    ``no_references`` ones cannot run because the context lacks references for their mode
+    (:func:`lacking_references`); neither is counted in ``jobs``, ``waiting`` or the cost.
+    The cost of a pipeline's job is the median wall time of its past succeeded jobs (stage
+    2/3 run per association, so their shape is the pipeline's), times ``cores_per_job``.
 
     Parameters
     ----------
@@ -117,22 +229,32 @@ def stage_costs(settings: Settings, *, stale_only: bool = False, cores_per_job: 
         Only stale work, as ``plan(stale_only=True)`` (what beat and ``reprocess --stale`` do).
     cores_per_job : int
         Cores one job occupies.
+    lacking : list, optional
+        Receives the :class:`LackingReferences` found.
 
     Returns
     -------
     dict
-        Pipeline name -> ``{"jobs": int, "waiting": int, "held": int, "est_core_seconds":
-        float or None}`` (None: no past job of that pipeline to estimate from).
+        Pipeline name -> ``{"jobs": int, "waiting": int, "held": int, "no_references": int,
+        "est_core_seconds": float or None}`` (None: no past job of that pipeline to estimate
+        from).
     """
     p = plan(settings, dry_run=True, stale_only=stale_only, retry_failed=True)
+    found = lacking_references(settings, p.items, p.context)
+    if lacking is not None:
+        lacking.extend(found)
+    cannot = {(g.pipeline, name) for g in found for name in g.associations}
     out: dict[str, dict] = {}
     for item in p.items:
-        st = out.setdefault(item.pipeline, {"jobs": 0, "waiting": 0, "held": 0, "est_core_seconds": None})
-        if item.action in _TO_DO:
+        st = out.setdefault(item.pipeline, {"jobs": 0, "waiting": 0, "held": 0, "no_references": 0,
+                                            "est_core_seconds": None})
+        if (item.pipeline, item.exposure) in cannot and item.action in (*_TO_DO, "waiting"):
+            st["no_references"] += 1
+        elif item.action in _TO_DO:
             st["jobs"] += 1
         elif item.action in ("waiting", "held"):
             st[item.action] += 1
-    out = {k: v for k, v in out.items() if v["jobs"] or v["waiting"] or v["held"]}
+    out = {k: v for k, v in out.items() if v["jobs"] or v["waiting"] or v["held"] or v["no_references"]}
     with session_scope(settings.db_url) as s:
         for pipeline, st in out.items():
             past = [sec for job in s.execute(select(Job).where(Job.pipeline == pipeline, Job.status == "succeeded")
@@ -223,6 +345,8 @@ def what_if(settings: Settings, *, campaign_id: int | None = None, stale_only: b
                 known = False
             else:
                 total += sec * cores_per_job
-    stages = stage_costs(settings, stale_only=stale_only or campaign_id is not None, cores_per_job=cores_per_job)
+    lacking: list[LackingReferences] = []
+    stages = stage_costs(settings, stale_only=stale_only or campaign_id is not None, cores_per_job=cores_per_job,
+                         lacking=lacking)
     return WhatIf(campaign_id, len(exps), dict(sorted(by_kind.items())), dict(sorted(by_change.items())),
-                  by_step, total if known else None, basis, unsupported, stages)
+                  by_step, total if known else None, basis, unsupported, stages, lacking)
