@@ -258,6 +258,15 @@ def test_archive_calibrate_runs_image2_on_a_rate(runs, tmp_path, monkeypatch):
     assert hdr["R_DISTOR"] == "crds://" + case["refs"]["distortion"].rsplit("/", 1)[-1]
     assert hdr["S_PHOTOM"] == "COMPLETE" and "S_RESAMP" not in hdr
     assert fits.getheader(i2d)["S_RESAMP"] == "COMPLETE"
+    # a Level-2 association as input (strun calwebb_image2 x_asn.json): references are
+    # selected with the science member's header, products are named after the asn product
+    asn = cases["nircam_bkg"]
+    r = CliRunner().invoke(app, ["calibrate", "calwebb_image2", asn["uncal"], "--output-dir", str(tmp_path / "asn")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    hdr = fits.getheader(tmp_path / "asn" / f"{asn['root']}_cal.fits")
+    assert hdr["S_BKDSUB"] == "COMPLETE" and hdr["R_FLAT"] == "crds://" + case["refs"]["flat"].rsplit("/", 1)[-1]
+    assert hdr["ASNTABLE"] == asn["uncal"].rsplit("/", 1)[-1]
 
 
 @pytest.mark.slow

@@ -111,6 +111,60 @@ def _context(settings: Settings, required: bool) -> str | None:
     return ctx
 
 
+def selection_header(path: Path) -> dict:
+    """Return the primary header CRDS selects references with for one input.
+
+    For a FITS input it is the file's own primary header; for a Level-2 association
+    (``*_asn.json``, as jwst's ``strun calwebb_image2 x_asn.json``) it is the primary header
+    of the product's science member (path relative to the association file), which is
+    the exposure the pipeline calibrates.
+
+    Parameters
+    ----------
+    path : Path
+        A FITS file or a Level-2 association JSON.
+
+    Returns
+    -------
+    dict
+        Header keyword -> value.
+
+    Raises
+    ------
+    calib.errors.InputError
+        If the association cannot be read or names no science member.
+    OSError
+        If the FITS file cannot be read.
+    """
+    from astropy.io import fits
+
+    if path.suffix.lower() == ".json":
+        from calib.images import read_level2_asn
+
+        science, _background, _names = read_level2_asn(str(path))
+        return dict(fits.getheader(science, 0))
+    return dict(fits.getheader(path, 0))
+
+
+def output_root(path: Path) -> str:
+    """Return the file-name root of the products of one input.
+
+    ``jw..._uncal.fits`` -> ``jw...``; for a Level-2 association its product's ``name``, as
+    jwst names the products of ``strun calwebb_image2 x_asn.json``.
+
+    Raises
+    ------
+    calib.errors.InputError
+        If the association cannot be read.
+    """
+    if path.suffix.lower() == ".json":
+        from calib.images import read_level2_asn
+
+        name = read_level2_asn(str(path))[2]["product"]
+        return name or product_root(path.name[: -len(".json")])
+    return product_root(path.name)
+
+
 def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output_dir: Path | None,
                     params: dict, progress=None) -> list[CalibrateOutcome]:
     """Calibrate ``files`` in turn with a registered calib pipeline; a failing file does not stop the others.
@@ -147,7 +201,6 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
         file is opened).
     """
     import crds  # heavy (crds, astropy, numba kernels): loaded when files are calibrated
-    from astropy.io import fits
 
     from calib.params import ParamError
     from calib.pipelines import release_unreachable, required_reftypes, run_pipeline, validate_params
@@ -165,7 +218,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
         path = Path(path)
         out_dir = Path(output_dir) if output_dir else path.parent
         try:
-            header = dict(fits.getheader(path, 0))
+            header = selection_header(path)
             reftypes = required_reftypes(pipeline, header, params)
             needed = [r for r in reftypes if r not in overrides]
             context = _context(settings, required=bool(needed))
@@ -186,7 +239,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
             result = run_pipeline(pipeline, path, refs, params)
             prov = {"crds_context": context or "N/A", "crds_version": crds.__version__, "cal_version": cal_ver,
                     "references": names, "overrides": {r for r in overrides if r in reftypes}}
-            files_out = save_products(result, out_dir, product_root(path.name), prov)
+            files_out = save_products(result, out_dir, output_root(path), prov)
             del result
             release_unreachable()     # the products' arrays, before the next file
             outcomes.append(CalibrateOutcome(path, "succeeded", {k: Path(v) for k, v in files_out.items() if v},
