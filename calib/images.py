@@ -23,7 +23,7 @@ from calib.ramps import INSTRUMENTS
 from calib.references import ExposureInfo
 from calib.step import ExposureKeys
 
-__all__ = ["ImageState", "open_image", "image_info", "IMAGE_EXP_TYPES", "read_level2_asn"]
+__all__ = ["ImageState", "open_image", "Image3State", "open_image3", "image_info", "IMAGE_EXP_TYPES", "read_level2_asn"]
 
 #: EXP_TYPEs jwst's Image2Pipeline resamples (``Image2Pipeline.image_exptypes``, jwst 3.0)
 IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
@@ -214,3 +214,100 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
 def info_shape(info: ExposureInfo) -> tuple[int, int]:
     """(ny, nx) of the exposure's window."""
     return (info.ysize, info.xsize)
+
+
+@dataclass
+class Image3State:
+    """The members of a Level-3 imaging association while calwebb_image3's steps run on them.
+
+    Attributes
+    ----------
+    path : str
+        The association file (``*_image3_*_asn.json``).
+    library : jwst.datamodels.ModelLibrary
+        Its science members (``_cal`` ImageModels: SCI/ERR float32 (ny, nx) MJy/sr, DQ
+        uint32, VAR_* (MJy/sr)**2, gwcs), in memory; steps modify them in place (they
+        become the ``_crf`` products), as jwst's steps modify the library's models.
+    keys : ExposureKeys
+        Of the first member.
+    info : ExposureInfo
+        Of the first member (the window references are cut to).
+    asn : dict
+        The association (``asn_id``, ``products[0]["name"]`` ...).
+    product_name : str
+        The Level-3 product's name (root of ``_i2d``, ``_cat.ecsv``, ``_segm``).
+    i2d, catalog, segm : object
+        Set by resample (ImageModel) and source_catalog (astropy Table, SegmentationMapModel).
+    models : list
+        The members' ImageModels in association order: the very objects the library holds
+        in memory (``on_disk=False``), so a step may modify them directly.
+    """
+
+    path: str
+    library: Any
+    keys: ExposureKeys
+    info: ExposureInfo
+    asn: dict
+    product_name: str
+    i2d: Any = None
+    catalog: Any = None
+    segm: Any = None
+
+    models: list = field(default_factory=list)
+
+@contextlib.contextmanager
+def open_image3(path: str | os.PathLike) -> Iterator[Image3State]:
+    """Open a Level-3 imaging association's science members as an :class:`Image3State`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A jwst association JSON (``asn_type`` image3) with one product whose ``science``
+        members are ``_cal`` images (names relative to the association's directory, as jwst
+        resolves them).
+
+    Yields
+    ------
+    Image3State
+
+    Raises
+    ------
+    InputError
+        If the association cannot be read, has no science member, or a member cannot be
+        opened as a 2-D ImageModel with a WCS (naming the file).
+    """
+    from jwst.datamodels import ModelLibrary
+
+    path = os.fspath(path)
+    try:
+        with open(path) as fh:
+            asn = json.load(fh)
+        name = str(asn["products"][0].get("name", ""))
+        library = ModelLibrary(path, asn_exptypes=["science"], on_disk=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
+        raise InputError(f"{path}: not a readable Level-3 association of images: {exc}") from exc
+    if len(library) == 0:
+        raise InputError(f"{path}: the association has no science member")
+    models = []
+    with library:
+        for i in range(len(library)):
+            try:
+                model = library.borrow(i)
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(f"{path}: member {i} cannot be opened as an ImageModel: {exc}") from exc
+            models.append(model)
+            if np.ndim(model.data) != 2 or model.meta.wcs is None:
+                for j, m in enumerate(models):
+                    library.shelve(m, j, modify=False)
+                raise InputError(f"{path}: member {model.meta.filename} is not a calibrated 2-D image with a WCS "
+                                 "(a _cal product of calwebb_image2)")
+        info = image_info(models[0], models[0].meta.filename or path)
+        keys = ExposureKeys.from_model(models[0])
+        for i, m in enumerate(models):
+            library.shelve(m, i, modify=True)
+    try:
+        yield Image3State(path=path, library=library, keys=keys, info=info, asn=asn, product_name=name,
+                          models=models)
+    finally:
+        for m in models:
+            m.close()

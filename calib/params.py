@@ -169,6 +169,8 @@ class Param:
                 if value == choice or (isinstance(value, str) and isinstance(choice, str)
                                        and value.strip().lower() == choice.lower()):
                     return choice
+                if not isinstance(choice, str) and str(value).strip() == str(choice):
+                    return str(choice)      # configobj's option(4, 8) gives the string, "8"
             raise self._error(step, value)
         if kind.endswith("_list"):
             items = value.split(",") if isinstance(value, str) else value

@@ -368,7 +368,7 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
         meta = model.meta
         meta.calibration_software_name = "calib"
         meta.calibration_software_version = __version__
-        last = made_before.get(suffix)
+        last = made_before.get(suffix.partition(":")[0])   # "crf:<root>": one product per member
         for name in (order[:order.index(last)] if last in order else order):
             setattr(meta.cal_step, by_name[name].cal_step, status[name])
     return PipelineResult(products=products, step_status=status, references_used=dict(session.used),

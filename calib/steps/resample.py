@@ -18,6 +18,7 @@ NIS_IMAGE, MIR_IMAGE, FGS_IMAGE) are resampled; the step is SKIPPED for others, 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -26,10 +27,10 @@ import numpy as np
 
 from calib.drizzle import drizzle_square
 from calib.errors import InputError
-from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, SUPPORT_NATIVE, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "resample_image", "pixel_map", "PIXMAP_TOLERANCE"]
+__all__ = ["STEP", "STEP_IMAGE3", "resample_image", "make_resampler", "pixel_map", "PIXMAP_TOLERANCE"]
 
 #: jwst's ``Image2Pipeline.image_exptypes``
 IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
@@ -233,6 +234,23 @@ def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMA
         step //= 2
 
 
+def _merge(out_img, out_wht, img, wht) -> None:
+    """Merge one input's drizzled image into the running output, in place.
+
+    ``out_img``/``out_wht`` and ``img``/``wht`` are float32 (my, mx) weighted means and
+    their weights; the merged mean is ``(out_img out_wht + img wht) / (out_wht + wht)``
+    where ``wht > 0`` (``img`` where nothing was there yet), as drizzle's running mean gives
+    when the input's drops are added one by one (equal up to float32 rounding).
+    """
+    add = wht > 0
+    first = add & ~(out_wht > 0)
+    both = add & (out_wht > 0)
+    out_img[first] = img[first]
+    vc, w = out_wht[both].astype(np.float64), wht[both].astype(np.float64)
+    out_img[both] = ((out_img[both] * vc + img[both] * w) / (vc + w)).astype(np.float32)
+    out_wht[add] = (out_wht[add].astype(np.float64) + wht[add]).astype(np.float32)
+
+
 def _resampler_class():
     """Make jwst's ResampleImage with this project's pixel map.
 
@@ -278,28 +296,53 @@ def _resampler_class():
                 self._blender.accumulate(model)
 
         def _drizzle_once(self, model, data, weight, pixmap, bounds, iscale) -> None:
-            """Drizzle SCI and the square roots of the variances in one pass.
+            """Drizzle SCI and the square roots of the variances of one input in one pass.
 
-            :func:`calib.drizzle.drizzle_square` (jwst: four passes of drizzle's C kernel with
-            the same overlaps); the results stand in for stcal's Drizzle outputs and variance
-            resamplings.
+            :func:`calib.drizzle.drizzle_square` into arrays of this input alone (jwst: four
+            passes of drizzle's C kernel with the same overlaps); SCI is then merged into the
+            running output as drizzle's running weighted mean would have it (out = (out W +
+            img w) / (W + w)), the context bit of the input (its index: plane k // 32, bit
+            k % 32, as drizzle numbers inputs) is set where it added weight, and the resampled
+            variances of this input alone stand in for stcal's per-input variance resamplings.
             """
             names = [n for n in self.variance_array_names
                      if self._enable_var and self._check_var_array(model, n)]
             shape = tuple(self.output_array_shape)
             fill = str(self.fillval).strip().upper()
             fill = np.nan if fill in ("NAN", "INDEF", "NONE") else float(fill)
-            out_img = np.full(shape, fill, np.float32)
-            out_wht = np.zeros(shape, np.float32)
-            out_ctx = np.zeros((1, *shape), np.int32) if self._enable_ctx else None
+            k = self._own_count
+            self._own_count += 1
+            img = np.full(shape, fill, np.float32)
+            wht = np.zeros(shape, np.float32)
+            ctx = np.zeros(shape, np.int32) if self._enable_ctx else None
             extra = np.empty((len(names), *data.shape), np.float32)
-            for k, n in enumerate(names):
-                extra[k] = np.sqrt(model[n])
+            for e, n in enumerate(names):
+                extra[e] = np.sqrt(model[n])
             out_extra = np.full((len(names), *shape), np.nan, np.float32)
-            drizzle_square(data, extra, weight, pixmap, bounds, self.pixfrac, out_img, out_extra, out_wht,
-                           None if out_ctx is None else out_ctx[0], bit=1, iscale=iscale)
-            self._driz = SimpleNamespace(out_img=out_img, out_wht=out_wht, out_ctx=out_ctx, out_dq=None)
-            self._own_sqrt_var = {n: out_extra[k] for k, n in enumerate(names)}
+            drizzle_square(data, extra, weight, pixmap, bounds, self.pixfrac, img, out_extra, wht, ctx, bit=1,
+                           iscale=iscale)
+            own = self._own
+            if own is None:
+                out_ctx = None
+                if ctx is not None:
+                    out_ctx = np.zeros((1, *shape), np.int32)
+                    out_ctx[0] = ctx
+                own = self._own = SimpleNamespace(out_img=img, out_wht=wht, out_ctx=out_ctx, out_dq=None)
+            else:
+                _merge(own.out_img, own.out_wht, img, wht)
+                if ctx is not None:
+                    plane, bit = divmod(k, 32)
+                    if own.out_ctx.shape[0] <= plane:
+                        own.out_ctx = np.concatenate([own.out_ctx, np.zeros((1, *shape), np.int32)])
+                    own.out_ctx[plane] |= np.where(ctx != 0, np.uint32(1 << bit), np.uint32(0)).view(np.int32)
+            self._driz = own
+            self._own_sqrt_var = {n: out_extra[e] for e, n in enumerate(names)}
+
+        def reset_arrays(self, n_input_models=None):
+            """Reset the outputs (stcal's) and this engine's running arrays for a new output."""
+            super().reset_arrays(n_input_models=n_input_models)
+            self._own = None
+            self._own_count = 0
 
         def _resample_one_variance_array(self, name, model, **kwargs):
             """Return the variance resampled by :meth:`_drizzle_once` when it ran, else stcal's."""
@@ -395,7 +438,7 @@ def _resampler_class():
                 data = data - model["level"]
             xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
             if self.own_kernel and self.kernel == "square" and not self._propagate_dq \
-                    and self._compute_err != "driz_err" and self._n_res_models == 1:
+                    and self._compute_err != "driz_err":
                 self._drizzle_once(model, data, weight, pixmap, (xmin, xmax, ymin, ymax), iscale)
                 hook = {"pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio, "iscale": iscale,
                         "xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
@@ -462,8 +505,6 @@ def resample_image(model, params: dict):
     """
     from jwst.datamodels import ModelLibrary
     from jwst.lib.pipe_utils import match_nans_and_flags
-    from jwst.resample.resample_step import GOOD_BITS
-    from jwst.resample.resample_utils import load_custom_wcs
 
     if nans_and_flags_matched(model):
         # nothing for match_nans_and_flags to do: a copy sharing the arrays (resample reads
@@ -474,24 +515,53 @@ def resample_image(model, params: dict):
     else:
         m = model.copy()
         match_nans_and_flags(m)
-    shape = params["output_shape"]
-    lib = ModelLibrary([m], on_disk=False)
+    return make_resampler(ModelLibrary([m], on_disk=False), params, blendheaders=False).resample_many_to_one()
+
+
+def make_resampler(library, params: dict, *, blendheaders: bool, output: str | None = None, **overrides):
+    """Make jwst's ResampleImage, with this project's pixel map and drizzle kernel, for a library.
+
+    Parameters
+    ----------
+    library : jwst.datamodels.ModelLibrary
+        The calibrated images (NaN and DO_NOT_USE matched, as jwst's resample step does).
+    params : dict
+        The resample step's resolved parameters (jwst's names).
+    blendheaders : bool
+        Whether the output header blends the inputs' (jwst: True for several inputs).
+    output : str, optional
+        The output product name (an association product's ``name``).
+    **overrides
+        Keyword arguments of ``ResampleImage`` that replace those derived from ``params``
+        (outlier_detection's singles: ``enable_ctx=False, enable_var=False, compute_err=None``).
+
+    Returns
+    -------
+    jwst.resample.resample.ResampleImage
+        Whose ``resample_many_to_one`` / ``resample_many_to_many`` drizzle the library.
+    """
+    from jwst.resample.resample_step import GOOD_BITS
+    from jwst.resample.resample_utils import load_custom_wcs
+
+    shape = params.get("output_shape")
     global _RESAMPLER
     if _RESAMPLER is None:
         _RESAMPLER = _resampler_class()
-    resamp = _RESAMPLER(
-        lib, output=None, enable_ctx=params["enable_ctx"], enable_var=params["enable_err"],
-        report_var=params["enable_err"] and params["report_var"],
-        compute_err="from_var" if params["enable_err"] else None,
+    enable_err = params.get("enable_err", False)
+    kw = dict(
+        output=output, enable_ctx=params.get("enable_ctx", False), enable_var=enable_err,
+        report_var=enable_err and params.get("report_var", False),
+        compute_err="from_var" if enable_err else None,
         pixfrac=params["pixfrac"], kernel=params["kernel"], fillval=params["fillval"],
-        weight_type=params["weight_type"], good_bits=GOOD_BITS, blendheaders=False,
+        weight_type=params["weight_type"], good_bits=params.get("good_bits", GOOD_BITS), blendheaders=blendheaders,
         pixmap_stepsize=params["pixmap_stepsize"], pixmap_order=params["pixmap_order"],
-        propagate_dq=params["propagate_dq"],
-        output_wcs=load_custom_wcs(params["output_wcs"], shape),
-        wcs_pars={"crpix": params["crpix"], "crval": params["crval"], "rotation": params["rotation"],
-                  "pixel_scale": params["pixel_scale"], "pixel_scale_ratio": params["pixel_scale_ratio"],
+        propagate_dq=params.get("propagate_dq", False),
+        output_wcs=load_custom_wcs(params.get("output_wcs", ""), shape),
+        wcs_pars={"crpix": params.get("crpix"), "crval": params.get("crval"), "rotation": params.get("rotation"),
+                  "pixel_scale": params.get("pixel_scale"), "pixel_scale_ratio": params.get("pixel_scale_ratio", 1.0),
                   "output_shape": None if shape is None else shape[::-1]})
-    return resamp.resample_many_to_one()
+    kw.update(overrides)
+    return _RESAMPLER(library, **kw)
 
 
 def _run(state, ctx) -> str:
@@ -530,4 +600,29 @@ STEP = StepSpec(
             Param("pixmap_stepsize", "float", 1.0, doc="pixel-map evaluation step, px"),
             Param("pixmap_order", "integer", 1, doc="pixel-map interpolation order (1 or 3)")),
     doc="drizzle the cal image onto a sky grid (own pixel map, checked to 1e-4 px; drizzle C kernel) -> _i2d.",
+)
+
+
+def _run_image3(state, ctx) -> str:
+    from jwst.lib.pipe_utils import match_nans_and_flags
+
+    if not hasattr(state, "library"):
+        raise InputError(f"{state.path}: calwebb_image3's resample runs on a Level-3 association's members")
+    if any(np.ndim(m.data) != 2 for m in state.models):
+        raise InputError(f"{state.path}: resample needs 2-D images")
+    for m in state.models:                # as jwst's resample step does to its library's models
+        match_nans_and_flags(m)
+    p = dict(ctx.params)
+    resamp = make_resampler(state.library, p, blendheaders=p["blendheaders"], output=state.product_name or None)
+    state.i2d = resamp.resample_many_to_one()
+    return "COMPLETE"
+
+
+#: resample in calwebb_image3: every member drizzled onto one grid (the ``_i2d`` mosaic)
+STEP_IMAGE3 = StepSpec(
+    name="resample", jwst_class="jwst.resample.ResampleStep", reftypes=(), run=_run_image3,
+    params=tuple(dataclasses.replace(p, support=SUPPORT_NATIVE) if p.name == "blendheaders" else p
+                 for p in STEP.params),
+    doc="drizzle every member onto one sky grid (jwst's output WCS from all footprints; own pixel maps and "
+        "square kernel) -> _i2d.",
 )

@@ -1,0 +1,83 @@
+"""calwebb_image3: the calibrated images of a Level-3 association to one mosaic (``_i2d``) and its catalog.
+
+This project's engine for jwst's ``Image3Pipeline`` (jwst documentation "calwebb_image3"),
+declared on the step registry in jwst 3.0's order: assign_mtwcs (moving targets only:
+SKIPPED for fixed targets, refused for moving ones), tweakreg (declared; not yet native:
+it must be skipped), skymatch (stcal's sky matching), outlier_detection (declared; not yet
+native), resample (every member drizzled onto jwst's output grid with this project's pixel
+maps and square kernel), source_catalog (declared; not yet native). The input is a
+Level-3 association JSON whose science members are ``_cal`` images
+(:func:`calib.images.open_image3`).
+
+Products:
+
+* ``crf:<member root>_<asn_id>``: each member after outlier_detection (ImageModel; only
+  when outlier_detection ran), written as ``<member root>_<asn_id>_crf.fits``.
+* ``i2d``: ImageModel: SCI/ERR float32 (my, mx) MJy/sr, WHT float32, CON int32
+  (nplanes, my, mx), VAR_* float32 (MJy/sr)**2, the output gwcs.
+
+References: apcorr, abvegaoffset (source_catalog, when it runs).
+"""
+from __future__ import annotations
+
+from calib.errors import InputError
+from calib.images import open_image3
+from calib.runner import PipelineSpec, ProductSpec
+from calib.step import ExposureKeys, StepSpec
+from calib.steps import assign_mtwcs, outlier_detection, resample, skymatch, source_catalog, tweakreg
+
+__all__ = ["PIPELINE", "STEPS"]
+
+#: the order of jwst 3.0's Image3Pipeline.process
+STEPS: tuple[StepSpec, ...] = (assign_mtwcs.STEP, tweakreg.STEP, skymatch.STEP, outlier_detection.STEP,
+                               resample.STEP_IMAGE3, source_catalog.STEP)
+
+INSTRUMENTS = ("NIRCAM", "NIRISS", "MIRI", "FGS")
+
+
+def _flavours(keys: ExposureKeys) -> tuple[StepSpec, ...]:
+    """Return the steps (one order for every instrument, as jwst's Image3Pipeline).
+
+    Raises
+    ------
+    InputError
+        For an instrument this engine's image3 does not serve.
+    """
+    if keys.instrument not in INSTRUMENTS:
+        raise InputError(f"calwebb_image3 in the calib engine is for NIRCam, NIRISS, MIRI and FGS imaging, not "
+                         f"instrument {keys.instrument or None!r} (use the jwst engine)")
+    return STEPS
+
+
+def crf_root(model, asn_id: str) -> str:
+    """``<member root>_<asn_id>``: the name jwst gives a member's ``_crf`` (before ``_crf.fits``)."""
+    name = str(model.meta.filename or "member")
+    root = name.rsplit(".", 1)[0]
+    if root.endswith("_cal"):
+        root = root[: -len("_cal")]
+    return f"{root}_{asn_id}" if asn_id else root
+
+
+def _products(state, status: dict[str, str]) -> dict:
+    """``crf:<root>`` per member (when outlier_detection ran) and ``i2d`` (when resample ran)."""
+    out = {}
+    if status.get("outlier_detection") == "COMPLETE":
+        asn_id = str(state.asn.get("asn_id") or "")
+        for m in state.models:
+            out[f"crf:{crf_root(m, asn_id)}"] = m
+    if state.i2d is not None:
+        out["i2d"] = state.i2d
+    return out
+
+
+PIPELINE = PipelineSpec(
+    name="calwebb_image3", jwst_class="jwst.pipeline.Image3Pipeline",
+    aliases=("image3", "Image3Pipeline", "jwst.pipeline.Image3Pipeline", "calwebb_image3.cfg"),
+    flavours=_flavours, steps=STEPS,
+    products=(ProductSpec("crf", "ImageModel", "each member with outliers flagged (DQ OUTLIER|DO_NOT_USE, SCI NaN)",
+                          optional=True, made_before="resample"),
+              ProductSpec("i2d", "ImageModel", "the mosaic: SCI/ERR MJy/sr, WHT, CON, VAR_*, output gwcs",
+                          optional=True, made_before="source_catalog")),
+    open=open_image3, finish=_products, instruments=INSTRUMENTS, input_model="ModelLibrary",
+    doc="imaging stage 3: sky matching, outlier flagging, mosaic, source catalog",
+)
