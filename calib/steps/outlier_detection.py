@@ -1,32 +1,236 @@
 """outlier_detection: cosmic rays and other outliers of the members of a Level-3 imaging association.
 
-Declared with jwst 3.0's parameters (jwst documentation "outlier_detection", imaging
-mode).
+jwst's imaging outlier detection (jwst documentation "outlier_detection", imaging mode;
+Fruchter & Hook 2002 for drizzle, the STScI drizzlepac "driz_cr" algorithm):
+
+1. each exposure group is drizzled alone ("single") onto one common grid (jwst's output
+   WCS from all members; this project's pixel maps and square kernel, ``pixfrac``,
+   ``kernel``, ``weight_type``, ``good_bits``), without context or variances;
+2. in each single, pixels whose weight is below ``maskpt`` times the 3-sigma-clipped mean
+   of the positive weights (stcal's ``compute_weight_threshold``) are set to NaN;
+3. the NaN-skipping median of the singles, pixel by pixel (:func:`nanmedian_stack`, numba;
+   the mean of the two middle values in float32 for an even count, as numpy's nanmedian);
+4. the median is "blotted" back to each member's pixels (:func:`blot_linear`, numba:
+   drizzle's bilinear blot at the member pixel's position in the median grid, NaN outside
+   it; positions from :func:`calib.steps.resample.pixel_map`);
+5. a member pixel is an outlier when |SCI - blot - backg| exceeds ``snr1 ERR + scale1
+   |d blot|`` in a 3x3 neighbourhood and ``snr2 ERR + scale2 |d blot|`` itself (stcal's
+   ``flag_resampled_crs``; ``backg`` is the member's unsubtracted sky level when skymatch
+   recorded one); it gets DQ DO_NOT_USE | OUTLIER and SCI/ERR/VAR_* NaN (jwst's
+   ``match_nans_and_flags``).
+
+The flagged members are the ``_crf`` products. Units: MJy/sr (SCI, ERR, median, blot).
 """
 from __future__ import annotations
 
-from calib.params import SUPPORT_IGNORED, Param
+import numba
+import numpy as np
+
+from calib.errors import InputError
+from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP"]
+__all__ = ["STEP", "nanmedian_stack", "blot_linear", "detect_outliers"]
+
+
+@numba.njit(cache=True, parallel=True)
+def _nanmedian_stack(stack, out):
+    n, ny, nx = stack.shape
+    for j in numba.prange(ny):
+        vals = np.empty(n, np.float32)
+        for i in range(nx):
+            k = 0
+            for g in range(n):
+                v = stack[g, j, i]
+                if not np.isnan(v):
+                    vals[k] = v
+                    k += 1
+            if k == 0:
+                out[j, i] = np.nan
+                continue
+            s = np.sort(vals[:k])
+            h = k // 2
+            if k % 2 == 1:
+                out[j, i] = s[h]
+            else:
+                out[j, i] = np.float32(np.float32(s[h - 1] + s[h]) / np.float32(2.0))
+
+
+def nanmedian_stack(stack: np.ndarray) -> np.ndarray:
+    """Median over the first axis, skipping NaN (NaN where every value is NaN).
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        float32 (n, ny, nx): the drizzled singles (MJy/sr), NaN where masked.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx). For an even count of finite values, the float32 mean of the two
+        middle ones (numpy's ``nanmedian`` on float32, which jwst uses through stcal).
+    """
+    stack = np.ascontiguousarray(stack, np.float32)
+    out = np.empty(stack.shape[1:], np.float32)
+    _nanmedian_stack(stack, out)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _blot_linear(data, pixmap, fill, out):
+    my, mx = data.shape
+    ny, nx = out.shape
+    fx_max = np.float32(mx)
+    fy_max = np.float32(my)
+    one = np.float32(1.0)
+    for j in numba.prange(ny):
+        for i in range(nx):
+            px = pixmap[j, i, 0]
+            py = pixmap[j, i, 1]
+            if np.isnan(px) or np.isnan(py):
+                out[j, i] = fill
+                continue
+            x = np.float32(px)
+            y = np.float32(py)
+            if not (x >= 0.0 and x < fx_max and y >= 0.0 and y < fy_max):
+                out[j, i] = fill
+                continue
+            ix = int(x)
+            iy = int(y)
+            f00 = data[iy, ix]
+            if ix == mx - 1:
+                if iy == my - 1:
+                    out[j, i] = f00
+                else:
+                    sy = np.float32(y - np.float32(iy))
+                    out[j, i] = (one - sy) * f00 + sy * data[iy + 1, ix]
+            elif iy == my - 1:
+                sx = np.float32(x - np.float32(ix))
+                out[j, i] = (one - sx) * f00 + sx * data[iy, ix + 1]
+            else:
+                sx = np.float32(x - np.float32(ix))
+                tx = one - sx
+                sy = np.float32(y - np.float32(iy))
+                ty = one - sy
+                out[j, i] = (tx * ty * f00 + sx * ty * data[iy, ix + 1] + sy * tx * data[iy + 1, ix]
+                             + sx * sy * data[iy + 1, ix + 1])
+
+
+def blot_linear(data: np.ndarray, pixmap: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """Sample an image at given positions by bilinear interpolation (drizzle's "linear" blot).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float32 (my, mx): the image blotted from (the median, MJy/sr).
+    pixmap : numpy.ndarray
+        float64 (ny, nx, 2): x, y (0-based) in ``data`` of each output pixel; NaN: none.
+    fill : float
+        Value of output pixels whose position is NaN or outside ``0 <= x < mx``,
+        ``0 <= y < my``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx). The interpolation is done in float32, interpolating along one axis
+        only in the last column/row and taking the pixel itself at the last corner, as the
+        ``drizzle`` package's ``blot_image(interp="linear")`` (jwst's blot in
+        outlier_detection) does.
+    """
+    out = np.empty(pixmap.shape[:2], np.float32)
+    _blot_linear(np.ascontiguousarray(data, np.float32), np.ascontiguousarray(pixmap, np.float64),
+                 np.float32(fill), out)
+    return out
+
+
+def detect_outliers(library, models: list, params: dict) -> int:
+    """Flag outliers of every member in place (DQ, NaN in SCI/ERR/VAR_*).
+
+    Parameters
+    ----------
+    library : jwst.datamodels.ModelLibrary
+        The association's members (in memory); its ``group_indices`` define the singles.
+    models : list of ImageModel
+        The same members, as the library holds them (``_cal``: SCI/ERR float32 (ny, nx)
+        MJy/sr, DQ uint32, gwcs).
+    params : dict
+        The step's resolved parameters (jwst's names).
+
+    Returns
+    -------
+    int
+        The number of pixels flagged, over all members.
+    """
+    from jwst.lib.pipe_utils import match_nans_and_flags
+    from stcal.outlier_detection.utils import compute_weight_threshold, flag_resampled_crs
+    from stdatamodels.jwst.datamodels.dqflags import pixel
+
+    from calib.steps.resample import make_resampler, pixel_map
+
+    snr1, snr2 = (float(v) for v in str(params["snr"]).split())
+    scale1, scale2 = (float(v) for v in str(params["scale"]).split())
+    rpars = {k: params[k] for k in ("pixfrac", "kernel", "fillval", "weight_type", "pixmap_stepsize",
+                                   "pixmap_order", "good_bits")}
+    resamp = make_resampler(library, rpars, blendheaders=False, enable_ctx=False, enable_var=False,
+                            compute_err=None)
+    groups = list(library.group_indices.values())
+    stack = None
+    for g, indices in enumerate(groups):
+        single = resamp.resample_group(indices)
+        if stack is None:
+            stack = np.empty((len(groups), *single.data.shape), np.float32)
+        threshold = compute_weight_threshold(single.wht, params["maskpt"])
+        data = np.asarray(single.data, np.float32)
+        data[single.wht < threshold] = np.nan
+        stack[g] = data
+        del single
+    median = nanmedian_stack(stack)
+    del stack
+    median_wcs = resamp.output_wcs
+    flag = np.uint32(pixel["DO_NOT_USE"] | pixel["OUTLIER"])
+    total = 0
+    for model in models:
+        pixmap, _, _ = pixel_map(model.meta.wcs, median_wcs, model.data.shape)
+        blot = blot_linear(median, pixmap)
+        bg = model.meta.background
+        backg = bg.level if (bg.subtracted is False and bg.level is not None) else params["backg"]
+        mask = flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
+        model.dq |= mask.astype(np.uint32) * flag
+        total += int(np.count_nonzero(mask))
+        match_nans_and_flags(model)
+    return total
+
+
+def _run(state, ctx) -> str:
+    if not hasattr(state, "library"):
+        raise InputError(f"{state.path}: the calib engine's outlier_detection runs on a Level-3 association")
+    if len(state.models) < 2:
+        return "SKIPPED"                    # jwst: fewer than two exposures
+    detect_outliers(state.library, state.models, dict(ctx.params))
+    for m in state.models:
+        m.meta.cal_step.outlier_detection = "COMPLETE"
+    return "COMPLETE"
+
 
 STEP = StepSpec(
-    name="outlier_detection", jwst_class="jwst.outlier_detection.OutlierDetectionStep",
+    name="outlier_detection", jwst_class="jwst.outlier_detection.OutlierDetectionStep", run=_run,
     params=(
-            Param("weight_type", "option", "ivm", choices=("ivm", "exptime"), doc=""),
+            Param("weight_type", "option", "ivm", choices=("ivm", "exptime"), doc="weighting of the singles"),
             Param("pixfrac", "float", 1.0, min=0.0, max=1.0, doc="Pixel shrinkage factor"),
             Param("kernel", "option", "square", choices=("square", "point", "turbo"), doc="Flux distribution kernel"),
-            Param("fillval", "string", "NAN", doc=""),
-            Param("maskpt", "float", 0.7, doc=""),
-            Param("snr", "string", "5.0 4.0", doc=""),
-            Param("scale", "string", "1.2 0.7", doc=""),
-            Param("backg", "float", 0.0, doc=""),
-            Param("kernel_size", "string", "7 7", doc=""),
-            Param("threshold_percent", "float", 99.8, doc=""),
-            Param("rolling_window_width", "integer", 25, doc=""),
-            Param("ifu_second_check", "boolean", False, doc=""),
-            Param("save_intermediate_results", "boolean", False, support=SUPPORT_IGNORED, doc=""),
-            Param("resample_data", "boolean", True, doc=""),
+            Param("fillval", "string", "NAN", doc="value of single pixels without weight"),
+            Param("maskpt", "float", 0.7, doc="weight threshold, fraction of the clipped mean weight"),
+            Param("snr", "string", "5.0 4.0", doc="'snr1 snr2': thresholds in ERR before and after the 3x3 spread"),
+            Param("scale", "string", "1.2 0.7", doc="'scale1 scale2': multiples of the blot's derivative added"),
+            Param("backg", "float", 0.0, doc="sky level added to the blot, MJy/sr"),
+            Param("kernel_size", "string", "7 7", support=SUPPORT_IGNORED, doc="IFU mode only"),
+            Param("threshold_percent", "float", 99.8, support=SUPPORT_IGNORED, doc="IFU mode only"),
+            Param("rolling_window_width", "integer", 25, support=SUPPORT_IGNORED, doc="TSO mode only"),
+            Param("ifu_second_check", "boolean", False, support=SUPPORT_IGNORED, doc="IFU mode only"),
+            Param("save_intermediate_results", "boolean", False, support=SUPPORT_IGNORED,
+                  doc="write singles, median and blots"),
+            Param("resample_data", "boolean", True, support=SUPPORT_DEFAULT_ONLY,
+                  doc="drizzle singles (False: median of the inputs)"),
             Param("good_bits", "string", "~DO_NOT_USE", doc="DQ flags to allow"),
             Param("in_memory", "boolean", True, support=SUPPORT_IGNORED,
                   doc="in_memory flag ignored if run within the pipeline; set at pipeline level instead"),
@@ -34,5 +238,5 @@ STEP = StepSpec(
                   doc="Interpolation step size for pixel map; interpolation is used for stepsize > 1"),
             Param("pixmap_order", "integer", 1, doc="Spline order for pixel mapping, must be 1 or 3"),
     ),
-    doc="median of the members drizzled apart, blotted back and compared with each member; not implemented.",
+    doc="median of the exposure groups drizzled apart, blotted back and compared with each member (driz_cr).",
 )
