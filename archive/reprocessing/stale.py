@@ -377,18 +377,38 @@ def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_expos
     references its pipeline read (its R_* keywords, ``product_references``). For each
     (instrument, reftype) whose rmaps differ, the products that used a reference of that
     type are asked crds's best reference under ``new_ctx`` for their exposure's keywords
-    (:class:`RmapSelector`); only real differences count. Exposures in ``skip_exposures``
-    (their stage-1 product is stale already: everything downstream is remade anyway) are
-    left out. Stage-3 products follow through the lineage (:func:`downstream_products`).
+    (:class:`RmapSelector`); only real differences count. Products that recorded no
+    reference of that type (it was N/A for them) are candidates too when their job's
+    pipeline reads the type (:func:`stage2_reads`): a context that gives them a file
+    (N/A -> file) makes them stale as well. Exposures in ``skip_exposures`` (their
+    stage-1 product is stale already: everything downstream is remade anyway) are left
+    out. Stage-3 products follow through the lineage (:func:`downstream_products`).
 
     Returns
     -------
     list of StaleExposure
         One per exposure, with the stage-2 product ids and the changes (first_step None:
         the stage-2 pipeline starts again from the current stage-1 product).
+
+    Raises
+    ------
+    crdscache.BestrefsError
+        If crds cannot select for a candidate's header.
     """
+    from sqlalchemy import exists
+
     diff = crdscache.context_reftypes_diff(old_ctx, new_ctx)
     found: dict[int, StaleExposure] = {}
+    reads_memo: dict[tuple, frozenset[str]] = {}
+
+    def note(pid: int, eid: int, instr: str, reftype: str, old: str, new: str) -> None:
+        item = found.setdefault(eid, StaleExposure(eid, [], [], None, stage=2))
+        if pid not in item.product_ids:
+            item.product_ids.append(pid)
+        change = {"instrument": instr, "reftype": reftype, "old": old, "new": new}
+        if change not in item.changes:
+            item.changes.append(change)
+
     for instr, reftype in sorted(diff):
         selector = None
         q = (select(Product.id, Product.exposure_id, ReferenceFile.name, Exposure.header)
@@ -402,15 +422,82 @@ def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_expos
             if eid in skip_exposures:
                 continue
             selector = selector or RmapSelector(new_ctx, instr, reftype)
-            new = selector.best({k: v for k, v in (header or {}).items() if not k.startswith("_")})
-            if new == old:
+            new = selector.best(_selection_keywords(header))
+            if new != old:
+                note(pid, eid, instr, reftype, old, new)
+        # N/A -> file: the products whose job recorded no reference of this type on any of
+        # its products (an output that carries fewer R_* keywords than its siblings is not N/A)
+        sibling = Product.__table__.alias("sibling")
+        recorded = (exists().where(ProductReference.product_id == sibling.c.id, sibling.c.job_id == Product.job_id,
+                                   ProductReference.reftype == reftype))
+        q = (select(Product.id, Product.exposure_id, Exposure.header, Job.pipeline, Job.engine, Job.param_hash,
+                    Job.parameters)
+             .join(Exposure, Exposure.id == Product.exposure_id)
+             .join(Job, Job.id == Product.job_id)
+             .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
+                    Product.association_id.is_not(None), Exposure.instrume == instr.upper(), ~recorded))
+        for pid, eid, header, pipeline, engine, phash, params in session.execute(q):
+            if eid in skip_exposures:
                 continue
-            item = found.setdefault(eid, StaleExposure(eid, [], [], None, stage=2))
-            item.product_ids.append(pid)
-            change = {"instrument": instr, "reftype": reftype, "old": old, "new": new}
-            if change not in item.changes:
-                item.changes.append(change)
+            keywords = _selection_keywords(header)
+            key = (pipeline, engine, phash, keywords.get("DETECTOR"), keywords.get("EXP_TYPE"))
+            if key not in reads_memo:
+                reads_memo[key] = stage2_reads(pipeline, engine, keywords, params or {})
+            if reftype not in reads_memo[key]:
+                continue
+            selector = selector or RmapSelector(new_ctx, instr, reftype)
+            new = selector.best(keywords)
+            if new != "N/A":
+                note(pid, eid, instr, reftype, "N/A", new)
+    for item in found.values():
+        item.product_ids.sort()
     return [found[e] for e in sorted(found)]
+
+
+def _selection_keywords(header: dict | None) -> dict:
+    """Return an exposure's stored header without the catalog's private (``_``) entries."""
+    return {k: v for k, v in (header or {}).items() if not k.startswith("_")}
+
+
+def stage2_reads(pipeline: str, engine: str, header: dict, params: dict) -> frozenset[str]:
+    """Return the reftypes a stage-2/3 job of ``pipeline`` reads for an exposure.
+
+    Native jobs (engine ``calib``) read what the pipeline's declared steps that run need
+    (:func:`calib.pipelines.required_reftypes` with the job's parameters); jobs of the jwst
+    engine read what jwst's pipeline prefetches
+    (:func:`archive.execution.jwst_engine.prefetch_reftypes`, asked of jwst).
+
+    Parameters
+    ----------
+    pipeline : str
+        ``calwebb_image2`` ...
+    engine : str
+        ``calib`` or ``jwst``.
+    header : dict
+        The exposure's selection keywords (INSTRUME, DETECTOR, EXP_TYPE ...).
+    params : dict
+        The job's ``{step: {parameter: value}}``.
+
+    Returns
+    -------
+    frozenset of str
+        Lower-case reftypes; empty when neither engine knows the pipeline.
+    """
+    from calib.errors import CalibError
+
+    if engine == "calib":
+        from calib.pipelines import required_reftypes
+
+        try:
+            return frozenset(required_reftypes(pipeline, header, params))
+        except (CalibError, KeyError, ValueError):
+            return frozenset()
+    from ..execution.jwst_engine import JwstEngineError, prefetch_reftypes
+
+    try:
+        return frozenset(prefetch_reftypes(pipeline))
+    except JwstEngineError:
+        return frozenset()
 
 
 def downstream_products(session: Session, product_ids: list[int]) -> list[int]:
