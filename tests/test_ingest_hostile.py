@@ -180,3 +180,23 @@ def test_stored_files_follow_the_umask(settings, umask, mode):
         apply_umask(old)
     [stored] = _stored_files(settings)
     assert stat.S_IMODE(stored.stat().st_mode) == mode
+
+
+def test_a_pool_name_the_catalog_cannot_hold_is_refused_before_any_file(settings, tmp_path):
+    """A pool file name over the catalog's 128 characters: a usage error naming the pool, and
+    nothing is stored or catalogued (not one internal-error rejection per file)."""
+    from typer.testing import CliRunner
+
+    from archive.cli import app
+
+    good = tmp_path / FGS
+    good.write_bytes(shared("raw", FGS).read_bytes())
+    pool = tmp_path / ("p" * 130 + "_pool.csv")
+    pool.write_text("FILENAME|EXP_TYPE\n" + f"{FGS}|FGS_ACQ1\n")
+    with pytest.raises(ValueError, match="pool file name is 139 characters long"):
+        ingest(settings, [good], pool_path=pool)
+    assert _rows(settings) == ([], []) and _stored_files(settings) == []
+    env = {"ARCHIVE_DATA_DIR": str(settings.data_dir), "ARCHIVE_DB_URL": settings.db_url}
+    r = CliRunner().invoke(app, ["ingest", str(good), "--pool", str(pool)], env=env)
+    assert r.exit_code == 2 and "139 characters" in r.output, r.output
+    assert _rows(settings) == ([], [])

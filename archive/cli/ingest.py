@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import ensure_catalog, print_table, progress, settings
+from .common import ensure_catalog, err, print_table, progress, settings
 
 app = typer.Typer()
 
@@ -24,9 +24,13 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of
     s = settings()
     ensure_catalog(s)
     files = iter_paths(paths, recursive)
-    with progress() as prog:
-        task = prog.add_task("ingest", total=len(files))
-        report = do_ingest(s, files, pool_path=pool, progress=lambda o: prog.advance(task))
+    try:
+        with progress() as prog:
+            task = prog.add_task("ingest", total=len(files))
+            report = do_ingest(s, files, pool_path=pool, progress=lambda o: prog.advance(task))
+    except (ValueError, FileNotFoundError) as exc:  # the pool (read before any file): a usage error
+        err.print(f"[red]ingest: {exc}")
+        raise typer.Exit(2) from None
     rows = [[o.filename, o.status, o.stage1_pipeline or "", o.reason] for o in report.outcomes]
     print_table(f"ingest: {report.count('ingested')} ingested, {report.count('unchanged')} unchanged, "
                 f"{report.count('rejected')} rejected, {report.count('conflict')} conflicts",

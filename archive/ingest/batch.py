@@ -267,7 +267,8 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
     Raises
     ------
     FileNotFoundError, ValueError
-        Only for an unreadable ``pool_path``; bad exposure files never raise.
+        Only for an unreadable ``pool_path`` or one whose file name the catalog cannot hold
+        (checked before any file is ingested); bad exposure files never raise.
     """
     pool = pool_name = None
     if pool_path is not None:
@@ -275,6 +276,10 @@ def ingest(settings: Settings, paths: Iterable[str | os.PathLike], recursive: bo
         for position, row in enumerate(pool_rows(pool_path)):
             pool.setdefault(row.get("FILENAME"), (position, row))
         pool_name = Path(pool_path).name
+        limit = Exposure.__table__.c["pool_name"].type.length
+        if len(pool_name) > limit:   # checked before any file: the batch would record it with every row
+            raise ValueError(f"{pool_path}: pool file name is {len(pool_name)} characters long; the catalog "
+                             f"holds at most {limit}")
     report = IngestReport()
     for path, root in _paths_with_roots(paths, recursive):
         outcome = ingest_file(settings, path, pool, pool_name, root)
