@@ -16,7 +16,7 @@ import tempfile
 
 from calib.runner import PipelineResult
 
-__all__ = ["save_products", "write_atomic"]
+__all__ = ["save_products", "write_atomic", "write_table_atomic", "product_name"]
 
 
 def _umask() -> int:
@@ -93,8 +93,52 @@ def write_atomic(model, final: pathlib.Path) -> None:
             tmp_path.unlink()
 
 
+def product_name(root: str, suffix: str) -> str:
+    """Return a product's file name (jwst's names).
+
+    ``<root>_<suffix>.fits``; ``crf:<name>`` -> ``<name>_crf.fits``; ``cat`` -> ``<root>_cat.ecsv``.
+    """
+    kind, _, name = suffix.partition(":")
+    if name:
+        return f"{name}_{kind}.fits"
+    if suffix == "cat":
+        return f"{root}_cat.ecsv"
+    return f"{root}_{suffix}.fits"
+
+
+def write_table_atomic(table, final: pathlib.Path) -> None:
+    """Write an astropy table as ECSV to ``final`` atomically, never replacing an existing file.
+
+    Raises
+    ------
+    FileExistsError
+        If ``final`` exists.
+    """
+    if final.exists():
+        raise FileExistsError(f"refusing to overwrite existing product {final}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.ecsv", dir=final.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    tmp_path = pathlib.Path(tmp)
+    try:
+        table.write(tmp_path, format="ascii.ecsv", overwrite=True)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp_path, final)
+        except FileExistsError:
+            raise FileExistsError(f"refusing to overwrite existing product {final}") from None
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
 def save_products(result: PipelineResult, output_dir, root: str, provenance: dict) -> dict[str, pathlib.Path]:
     """Write every product of a run as ``<root>_<suffix>.fits``.
+
+    Stage-3 products are named as jwst names them: ``crf:<member root>_<asn_id>`` as
+    ``<member root>_<asn_id>_crf.fits`` (one per member), ``cat`` (an astropy table) as
+    ``<root>_cat.ecsv``.
 
     Parameters
     ----------
@@ -121,15 +165,19 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     """
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    targets = {suffix: (model, out / f"{root}_{suffix}.fits") for suffix, model in result.products.items()}
+    targets = {suffix: (model, out / product_name(root, suffix)) for suffix, model in result.products.items()}
     for _, path in targets.values():
         if path.exists():
             raise FileExistsError(f"refusing to overwrite existing product {path}")
     written: dict[str, pathlib.Path] = {}
     try:
         for suffix, (model, path) in targets.items():
-            _stamp(model, provenance, path.name)
-            write_atomic(model, path)
+            if isinstance(model.meta, dict):           # a table: the catalog
+                model.meta["filename"] = path.name
+                write_table_atomic(model, path)
+            else:
+                _stamp(model, provenance, path.name)
+                write_atomic(model, path)
             written[suffix] = path
     except BaseException:
         for p in written.values():

@@ -366,6 +366,8 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
     order = list(status)
     for suffix, model in products.items():
         meta = model.meta
+        if isinstance(meta, dict):        # a table (image3's _cat.ecsv): no S_* keywords
+            continue
         meta.calibration_software_name = "calib"
         meta.calibration_software_version = __version__
         last = made_before.get(suffix.partition(":")[0])   # "crf:<root>": one product per member

@@ -6,7 +6,7 @@ SKIPPED for fixed targets, refused for moving ones), tweakreg (declared; not yet
 it must be skipped), skymatch (stcal's sky matching), outlier_detection (singles drizzled
 with this project's kernel, numba median and blot, stcal's flagging), resample (every
 member drizzled onto jwst's output grid with this project's pixel maps and square
-kernel), source_catalog (declared; not yet native). The input is a
+kernel), source_catalog (photutils). The input is a
 Level-3 association JSON whose science members are ``_cal`` images
 (:func:`calib.images.open_image3`).
 
@@ -16,6 +16,8 @@ Products:
   when outlier_detection ran), written as ``<member root>_<asn_id>_crf.fits``.
 * ``i2d``: ImageModel: SCI/ERR float32 (my, mx) MJy/sr, WHT float32, CON int32
   (nplanes, my, mx), VAR_* float32 (MJy/sr)**2, the output gwcs.
+* ``cat``: astropy QTable written as ``<product>_cat.ecsv`` (when sources were found).
+* ``segm``: SegmentationMapModel: int32 (my, mx) labels, the i2d's gwcs.
 
 References: apcorr, abvegaoffset (source_catalog, when it runs).
 """
@@ -68,6 +70,10 @@ def _products(state, status: dict[str, str]) -> dict:
             out[f"crf:{crf_root(m, asn_id)}"] = m
     if state.i2d is not None:
         out["i2d"] = state.i2d
+    if state.catalog is not None:
+        out["cat"] = state.catalog
+    if state.segm is not None:
+        out["segm"] = state.segm
     return out
 
 
@@ -78,6 +84,10 @@ PIPELINE = PipelineSpec(
     products=(ProductSpec("crf", "ImageModel", "each member with outliers flagged (DQ OUTLIER|DO_NOT_USE, SCI NaN)",
                           optional=True, made_before="resample"),
               ProductSpec("i2d", "ImageModel", "the mosaic: SCI/ERR MJy/sr, WHT, CON, VAR_*, output gwcs",
+                          optional=True, made_before="source_catalog"),
+              ProductSpec("cat", "QTable", "source catalog (ECSV): centroids, aperture/isophotal fluxes in Jy, "
+                          "AB/Vega magnitudes", optional=True),
+              ProductSpec("segm", "SegmentationMapModel", "segmentation map of the mosaic (int labels)",
                           optional=True, made_before="source_catalog")),
     open=open_image3, finish=_products, instruments=INSTRUMENTS, input_model="ModelLibrary",
     doc="imaging stage 3: sky matching, outlier flagging, mosaic, source catalog",
