@@ -159,6 +159,65 @@ def _nodes(lo: int, hi: int, step: int) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
+def _cubic_basis(t, x, out):
+    """Return the knot span of x and its 4 nonzero cubic B-splines.
+
+    The span m has t[m] <= x < t[m+1] (clamped to the spline's range); ``out`` receives
+    N[m-3..m](x) by de Boor's recurrence ("The NURBS Book", algorithm A2.2).
+    """
+    n = t.size
+    m = np.searchsorted(t, x, side="right") - 1
+    m = min(max(m, 3), n - 5)
+    left = np.empty(4)
+    right = np.empty(4)
+    out[0] = 1.0
+    for j in range(1, 4):
+        left[j] = x - t[m + 1 - j]
+        right[j] = t[m + j] - x
+        saved = 0.0
+        for r in range(j):
+            temp = out[r] / (right[r + 1] + left[j - r])
+            out[r] = saved + right[r + 1] * temp
+            saved = left[j - r] * temp
+        out[j] = saved
+    return m
+
+
+@numba.njit(cache=True, parallel=True)
+def _spline_grid(ty, tx, cx, cy, ya, xa, out):
+    """Evaluate two bicubic splines sharing knots (ty, tx) on the grid ya x xa.
+
+    ``cx``/``cy``: their coefficients (len(ty) - 4, len(tx) - 4); ``out`` (len(ya), len(xa), 2)
+    receives (x value, y value) at each grid point.
+    """
+    nxa, nya = xa.size, ya.size
+    bx = np.empty((nxa, 4))
+    mx = np.empty(nxa, np.int64)
+    for i in range(nxa):
+        mx[i] = _cubic_basis(tx, xa[i], bx[i])
+    by = np.empty((nya, 4))
+    my = np.empty(nya, np.int64)
+    for r in range(nya):
+        my[r] = _cubic_basis(ty, ya[r], by[r])
+    for r in numba.prange(nya):
+        for i in range(nxa):
+            vx = 0.0
+            vy = 0.0
+            for a in range(4):
+                row = my[r] - 3 + a
+                px = 0.0
+                py = 0.0
+                for b in range(4):
+                    col = mx[i] - 3 + b
+                    px += bx[i, b] * cx[row, col]
+                    py += bx[i, b] * cy[row, col]
+                vx += by[r, a] * px
+                vy += by[r, a] * py
+            out[r, i, 0] = vx
+            out[r, i, 1] = vy
+
+
 def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMAP_TOLERANCE,
               step: int = 64) -> tuple[np.ndarray, float, int]:
     """Positions of the input pixels in the output grid, interpolated with a checked error.
@@ -205,7 +264,11 @@ def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMA
     def exact(x, y):
         return back(*fwd(x, y))
 
-    pixmap = np.full((ny, nx, 2), np.nan)
+    pixmap = np.empty((ny, nx, 2))
+    pixmap[:ymin] = np.nan                # outside the bounding box
+    pixmap[ymax + 1:] = np.nan
+    pixmap[:, :xmin] = np.nan
+    pixmap[:, xmax + 1:] = np.nan
     step = min(step, (min(xmax - xmin, ymax - ymin) + 1) // 8)      # at least 8 cells per axis
     while True:
         if step <= 2:
@@ -222,14 +285,20 @@ def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMA
             continue
         sx = RectBivariateSpline(ys, xs, ox, kx=3, ky=3, s=0)
         sy = RectBivariateSpline(ys, xs, oy, kx=3, ky=3, s=0)
+        (ty, tx), (ty2, tx2) = sx.get_knots(), sy.get_knots()
+        if not (np.array_equal(ty, ty2) and np.array_equal(tx, tx2)):   # s=0 on one grid: never
+            raise RuntimeError("pixel_map: the two interpolating splines have different knots")
+        shape_c = (ty.size - 4, tx.size - 4)
+        cx, cy = sx.get_coeffs().reshape(shape_c), sy.get_coeffs().reshape(shape_c)
         xm, ym = 0.5 * (xs[:-1] + xs[1:]), 0.5 * (ys[:-1] + ys[1:])
         mx, my = np.meshgrid(xm, ym)
         ex, ey = exact(mx, my)
-        max_error = float(np.max(np.hypot(sx(ym, xm) - ex, sy(ym, xm) - ey)))
+        at = np.empty((ym.size, xm.size, 2))
+        _spline_grid(ty, tx, cx, cy, ym, xm, at)
+        max_error = float(np.max(np.hypot(at[..., 0] - ex, at[..., 1] - ey)))
         if max_error <= tolerance:
             xa, ya = np.arange(xmin, xmax + 1, dtype=np.float64), np.arange(ymin, ymax + 1, dtype=np.float64)
-            pixmap[ymin:ymax + 1, xmin:xmax + 1, 0] = sx(ya, xa)
-            pixmap[ymin:ymax + 1, xmin:xmax + 1, 1] = sy(ya, xa)
+            _spline_grid(ty, tx, cx, cy, ya, xa, pixmap[ymin:ymax + 1, xmin:xmax + 1])
             return pixmap, max_error, step
         step //= 2
 
