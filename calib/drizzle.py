@@ -37,7 +37,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["drizzle_square"]
+__all__ = ["drizzle_square", "corner_map"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -174,7 +174,7 @@ def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, se
 
 
 @numba.njit(cache=True, parallel=True)
-def _square_kernel(data, extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
+def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
                    out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges):
     """Drizzle the input range onto output row bands ``edges[b]:edges[b + 1]``, one band per task.
 
@@ -183,7 +183,6 @@ def _square_kernel(data, extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac,
     """
     ny, nx = data.shape
     my, mx = out_img.shape
-    nextra = extra.shape[0]
     nseg = lo.shape[1]
     dh = 0.5 * pixfrac
     scale = np.float32(iscale)
@@ -215,7 +214,10 @@ def _square_kernel(data, extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac,
                         ys[1], ys[3] = ys[3], ys[1]
                     d = np.float32(data[j, i] * scale)
                     for e in range(nextra):
-                        dex[e] = np.float32(extra[e, j, i] * scale)
+                        v = extra[e][j, i]
+                        if sqrt_extra:
+                            v = np.sqrt(v)
+                        dex[e] = np.float32(v * scale)
                     ii0 = max(_fortran_round(xs.min()), 0)
                     ii1 = min(_fortran_round(xs.max()), mx - 1)
                     for jj in range(jj0, jj1 + 1):
@@ -247,21 +249,47 @@ SEGMENT = 64
 BANDS_PER_THREAD = 8
 
 
+def corner_map(pixmap, bounds) -> tuple[np.ndarray, np.ndarray]:
+    """Output positions of the pixel corners of an input range, as drizzle interpolates them.
+
+    Parameters
+    ----------
+    pixmap : numpy.ndarray
+        float64 (ny, nx, 2), output x, y of each input pixel centre (NaN: unmapped).
+    bounds : tuple of int
+        (xmin, xmax, ymin, ymax), inclusive input range.
+
+    Returns
+    -------
+    cx, cy : numpy.ndarray
+        float64 (ymax - ymin + 2, xmax - xmin + 2): output x and y of the corner
+        (xmin + i - 0.5, ymin + j - 0.5), bilinear in the pixel map (extrapolated from the
+        nearest 2x2 cell at the edges), for :func:`drizzle_square` with ``pixfrac`` 1 (then
+        the pixel map itself is no longer needed and may be freed first).
+    """
+    xmin, xmax, ymin, ymax = (int(v) for v in bounds)
+    cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
+    cy = np.empty_like(cx)
+    _corner_map(np.ascontiguousarray(pixmap, np.float64), xmin, xmax, ymin, ymax, cx, cy)
+    return cx, cy
+
+
 def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_extra, out_wht, out_ctx=None,
-                   bit=1, iscale=1.0):
+                   bit=1, iscale=1.0, corners=None, sqrt_extra=False):
     """Drizzle one image and its companions with the square kernel, accumulating in place.
 
     Parameters
     ----------
     data : numpy.ndarray
         float32 (ny, nx), the image (e.g. SCI, MJy/sr).
-    extra : numpy.ndarray
-        float32 (k, ny, nx): companion arrays drizzled with the same overlaps and weights
-        (jwst: the square roots of the three variances); k may be 0.
+    extra : numpy.ndarray or sequence of numpy.ndarray
+        float32 (k, ny, nx) or k arrays (ny, nx): companion arrays drizzled with the same
+        overlaps and weights (jwst: the square roots of the three variances); k may be 0.
     weight : numpy.ndarray
         float32 (ny, nx), the input weights (0: not used).
-    pixmap : numpy.ndarray
-        float64 (ny, nx, 2), output x, y of each input pixel centre (NaN: unmapped).
+    pixmap : numpy.ndarray or None
+        float64 (ny, nx, 2), output x, y of each input pixel centre (NaN: unmapped); may be
+        None when ``corners`` are given and ``pixfrac`` is 1.
     bounds : tuple of int
         (xmin, xmax, ymin, ymax), inclusive input range drizzled.
     pixfrac : float
@@ -277,18 +305,29 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
         The image's context bit.
     iscale : float
         Intensity scale applied to the input values.
+    corners : tuple of numpy.ndarray, optional
+        ``corner_map(pixmap, bounds)``, for ``pixfrac`` 1 (computed here when not given).
+    sqrt_extra : bool
+        Drizzle the square roots of the companion arrays (float32 ``sqrt``, as
+        ``numpy.sqrt`` of the arrays) instead of the arrays.
+
+    Raises
+    ------
+    ValueError
+        If neither a pixel map nor, for ``pixfrac`` 1, the corners are given.
     """
     ctx = out_ctx if out_ctx is not None else np.zeros((0, 0), np.int32)
     xmin, xmax, ymin, ymax = (int(v) for v in bounds)
     if xmax < xmin or ymax < ymin:
         return
-    pixmap = np.ascontiguousarray(pixmap, np.float64)
     shared = float(pixfrac) == 1.0     # neighbouring pixels share corners: map each corner once
     if shared:
-        cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
-        cy = np.empty_like(cx)
-        _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy)
+        cx, cy = corners if corners is not None else corner_map(pixmap, bounds)
+        pixmap = np.full((1, 1, 2), np.nan)      # not read
+    elif pixmap is None:
+        raise ValueError("drizzle_square: a pixel map is needed for pixfrac != 1")
     else:
+        pixmap = np.ascontiguousarray(pixmap, np.float64)
         cx = cy = np.empty((1, 1))
     weight = np.ascontiguousarray(weight, np.float32)
     nseg = (xmax - xmin) // SEGMENT + 1
@@ -298,6 +337,10 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     my = out_img.shape[0]
     nbands = max(1, min(my, numba.get_num_threads() * BANDS_PER_THREAD))
     edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
-    _square_kernel(np.ascontiguousarray(data, np.float32), np.ascontiguousarray(extra, np.float32), weight,
+    planes = tuple(np.ascontiguousarray(e, np.float32) for e in extra)
+    nextra = len(planes)
+    if nextra == 0:
+        planes = (np.zeros((1, 1), np.float32),)      # a typed placeholder, not read
+    _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
                    pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht, ctx,
                    np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges)

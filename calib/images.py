@@ -161,6 +161,20 @@ def read_level2_asn(path: str) -> tuple[str, list[str], dict]:
     return science[0], by_type.get("background", []), names
 
 
+def _native(arr, dtype) -> np.ndarray:
+    """``arr`` as a native-byte-order array of ``dtype``, swapped in place when only the byte order differs.
+
+    FITS stores big-endian values; a rate read from disk is byte-swapped in its own buffer
+    (no second copy of the frame is kept), other conversions copy.
+    """
+    a = np.asarray(arr)
+    want = np.dtype(dtype)
+    if a.dtype != want and a.dtype.newbyteorder("=") == want and a.flags.writeable and a.flags.c_contiguous:
+        a.byteswap(inplace=True)
+        return a.view(a.dtype.newbyteorder("="))
+    return np.asarray(a, want)
+
+
 @contextlib.contextmanager
 def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
     """Open a ``_rate`` image or a Level-2 association as an :class:`ImageState`.
@@ -196,13 +210,13 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
         raise InputError(f"{science}: cannot open as an ImageModel (a _rate image): {exc}") from exc
     with model:
         info = image_info(model, science)
-        model.data = np.asarray(model.data, np.float32)
-        model.err = np.asarray(model.err, np.float32) if model.err is not None else np.zeros_like(model.data)
-        model.dq = (np.asarray(model.dq, np.uint32) if model.dq is not None and np.shape(model.dq) == info_shape(info)
+        model.data = _native(model.data, np.float32)
+        model.err = _native(model.err, np.float32) if model.err is not None else np.zeros_like(model.data)
+        model.dq = (_native(model.dq, np.uint32) if model.dq is not None and np.shape(model.dq) == info_shape(info)
                     else np.zeros(info_shape(info), np.uint32))
         for name in ("var_poisson", "var_rnoise"):
             arr = getattr(model, name)
-            setattr(model, name, np.asarray(arr, np.float32) if arr is not None and np.size(arr)
+            setattr(model, name, _native(arr, np.float32) if arr is not None and np.size(arr)
                     else np.zeros_like(model.data))
         if asn is not None:
             model.meta.asn.pool_name = asn["asn_pool"]

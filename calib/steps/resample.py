@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
-from calib.drizzle import drizzle_square
+from calib.drizzle import corner_map, drizzle_square
 from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, SUPPORT_NATIVE, Param
 from calib.step import StepSpec
@@ -120,6 +120,34 @@ def _final_variance(wsum, wt, scaling, out):
     for y in numba.prange(my):
         for x in range(mx):
             out[y, x] = wsum[y, x] * scaling / wt[y, x] / wt[y, x]
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
+    """Make the final variance of a single input from its drizzled square roots (``out`` may be ``sq``).
+
+    What :func:`_accumulate_variance` into fresh sums (NaN, 0) and :func:`_final_variance`
+    give, without the sums: ``float32(var w w) * scaling / float32(w) / float32(w)`` in float32
+    where w > 0 and the variance is finite and >= 0, NaN elsewhere.
+    """
+    my, mx = sq.shape
+    nan = np.float32(np.nan)
+    for y in numba.prange(my):
+        for x in range(mx):
+            if ivm:
+                r = sq_rn[y, x]
+                rn = r * r
+                w = np.float64(np.float32(1.0) / rn) if (rn > 0 and np.isfinite(rn)) else 0.0
+            else:
+                w = texp
+            s = sq[y, x]
+            v = s * s
+            if not (w > 0.0 and v >= 0 and np.isfinite(v)):
+                out[y, x] = nan
+                continue
+            wsum = np.float32(0.0 + np.float64(v) * w * w)
+            wt = np.float32(w)
+            out[y, x] = wsum * scaling / wt / wt
 
 
 @numba.njit(cache=True, parallel=True)
@@ -364,7 +392,7 @@ def _resampler_class():
             if self.blendheaders:
                 self._blender.accumulate(model)
 
-        def _drizzle_once(self, model, data, weight, pixmap, bounds, iscale) -> None:
+        def _drizzle_once(self, model, data, weight, pixmap, bounds, iscale, corners=None) -> None:
             """Drizzle SCI and the square roots of the variances of one input in one pass.
 
             :func:`calib.drizzle.drizzle_square` into arrays of this input alone (jwst: four
@@ -374,6 +402,7 @@ def _resampler_class():
             k % 32, as drizzle numbers inputs) is set where it added weight, and the resampled
             variances of this input alone stand in for stcal's per-input variance resamplings.
             """
+            self._driz = None                  # stcal's Drizzle object and its output arrays: unused
             names = [n for n in self.variance_array_names
                      if self._enable_var and self._check_var_array(model, n)]
             shape = tuple(self.output_array_shape)
@@ -384,12 +413,9 @@ def _resampler_class():
             img = np.full(shape, fill, np.float32)
             wht = np.zeros(shape, np.float32)
             ctx = np.zeros(shape, np.int32) if self._enable_ctx else None
-            extra = np.empty((len(names), *data.shape), np.float32)
-            for e, n in enumerate(names):
-                extra[e] = np.sqrt(model[n])
             out_extra = np.full((len(names), *shape), np.nan, np.float32)
-            drizzle_square(data, extra, weight, pixmap, bounds, self.pixfrac, img, out_extra, wht, ctx, bit=1,
-                           iscale=iscale)
+            drizzle_square(data, [model[n] for n in names], weight, pixmap, bounds, self.pixfrac, img, out_extra, wht,
+                           ctx, bit=1, iscale=iscale, corners=corners, sqrt_extra=True)
             own = self._own
             if own is None:
                 out_ctx = None
@@ -406,12 +432,33 @@ def _resampler_class():
                     own.out_ctx[plane] |= np.where(ctx != 0, np.uint32(1 << bit), np.uint32(0)).view(np.int32)
             self._driz = own
             self._own_sqrt_var = {n: out_extra[e] for e, n in enumerate(names)}
+            self._own_block = (out_extra, names)
 
         def reset_arrays(self, n_input_models=None):
             """Reset the outputs (stcal's) and this engine's running arrays for a new output."""
             super().reset_arrays(n_input_models=n_input_models)
             self._own = None
             self._own_count = 0
+
+        def init_variance_arrays(self):
+            """Defer stcal's running variance sums until a second input needs them (:meth:`_variance_sums`)."""
+            self._variance_info = {n: {} for n in self.variance_array_names}
+            self._pending_var = None
+
+        def _variance_sums(self):
+            """Allocate stcal's running sums (NaN and 0) where missing and add a deferred first input."""
+            shape = tuple(self.output_array_shape)
+            for n in self.variance_array_names:
+                d = self._variance_info.setdefault(n, {})
+                if "wsum" not in d:
+                    d["wsum"] = np.full(shape, np.nan, dtype=self.output_array_types[n])
+                    d["wt"] = np.zeros(shape, dtype=self.output_array_types[n])
+            pending, self._pending_var = getattr(self, "_pending_var", None), None
+            if pending is not None:
+                sq, ivm, texp = pending
+                for n in sq:
+                    _accumulate_variance(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp,
+                                         self._variance_info[n]["wsum"], self._variance_info[n]["wt"])
 
         def _resample_one_variance_array(self, name, model, **kwargs):
             """Return the variance resampled by :meth:`_drizzle_once` when it ran, else stcal's."""
@@ -431,17 +478,24 @@ def _resampler_class():
             own = getattr(self, "_own_sqrt_var", None) or {}
             names = [n for n in self.variance_array_names if self._check_var_array(model, n)]
             ivm = str(self.weight_type).startswith("ivm")
-            info = getattr(self, "_variance_info", {})
-            if (not names or any(n not in own or n not in info for n in names) or (ivm and "var_rnoise" not in own)
+            if (not names or any(n not in own for n in names) or (ivm and "var_rnoise" not in own)
                     or not (ivm or self.weight_type == "exptime")
-                    or any(info[n][k].dtype != np.float32 for n in names for k in ("wsum", "wt"))):
+                    or any(self.output_array_types[n] != np.float32 for n in self.variance_array_names)):
+                self._variance_sums()
                 return super().resample_variance_arrays(model, pixmap, pixel_scale_ratio, iscale, weight_map,
                                                         xmin, xmax, ymin, ymax)
             texp = 0.0 if ivm else float(get_tmeasure(model)[0])
+            self._own_sqrt_var = {}
+            if self._pending_var is None and not any(d for d in self._variance_info.values()):
+                # the first input: its final variances are made in place by finalize_resample_variance
+                # unless another input comes
+                self._pending_var = ({n: own[n] for n in names}, ivm, texp)
+                return
+            self._variance_sums()
+            info = self._variance_info
             for n in names:
                 _accumulate_variance(own[n], own["var_rnoise"] if ivm else own[n], ivm, texp, info[n]["wsum"],
                                      info[n]["wt"])
-            self._own_sqrt_var = {}
 
         def finalize_resample_variance(self, output_model):
             """Make stcal's final variances (running sums / weights**2, times the pixel-area scaling) in numba.
@@ -450,18 +504,36 @@ def _resampler_class():
             NaN-skipping sum of the variances, NaN where all are NaN).
             """
             names = list(self.variance_array_names)
-            info = self._variance_info
             stacked = None
-            if any(self.output_array_types[n] != np.float32 or info[n]["wsum"].dtype != np.float32
-                   or info[n]["wt"].dtype != np.float32 for n in names):
+            if self.pixel_scale_ratio is None:
+                scaling = 1.0
+            elif is_imaging_wcs(self.output_wcs):
+                scaling = 1.0 / self.pixel_scale_ratio**2
+            else:
+                scaling = self.pixel_scale_ratio
+            pending = getattr(self, "_pending_var", None)
+            if pending is not None and all(self.output_array_types[n] == np.float32 for n in names):
+                # one input: the variances in place of its drizzled square roots (VAR_RNOISE, the
+                # weights of the others, last)
+                sq, ivm, texp = pending
+                self._pending_var = None
+                for n in sorted(sq, key=lambda n: n == "var_rnoise"):
+                    _final_variance_one(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp, np.float32(scaling),
+                                        sq[n])
+                for n in names:
+                    output_model[n] = sq[n] if n in sq else np.full(tuple(self.output_array_shape), np.nan,
+                                                                    np.float32)
+                block, block_names = getattr(self, "_own_block", (None, None))
+                if block is not None and block_names == names and all(sq.get(n) is not None for n in names):
+                    stacked = block
+                del self._variance_info
+                self._finalized = True
+            elif any(self.output_array_types[n] != np.float32 for n in names):
+                self._variance_sums()
                 super().finalize_resample_variance(output_model)
             else:
-                if self.pixel_scale_ratio is None:
-                    scaling = 1.0
-                elif is_imaging_wcs(self.output_wcs):
-                    scaling = 1.0 / self.pixel_scale_ratio**2
-                else:
-                    scaling = self.pixel_scale_ratio
+                self._variance_sums()
+                info = self._variance_info
                 out = stacked = np.empty((len(names), *self.output_array_shape), np.float32)
                 for k, n in enumerate(names):
                     _final_variance(info[n]["wsum"], info[n]["wt"], np.float32(scaling), out[k])
@@ -508,10 +580,17 @@ def _resampler_class():
             xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
             if self.own_kernel and self.kernel == "square" and not self._propagate_dq \
                     and self._compute_err != "driz_err":
-                self._drizzle_once(model, data, weight, pixmap, (xmin, xmax, ymin, ymax), iscale)
+                bounds = (xmin, xmax, ymin, ymax)
+                corners = None
+                if self.pixfrac == 1.0:         # the corners are all the kernel needs: free the map first
+                    corners = corner_map(pixmap, bounds)
+                    pixmap = None
+                self._drizzle_once(model, data, weight, pixmap, bounds, iscale, corners=corners)
+                corners = None
                 hook = {"pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio, "iscale": iscale,
                         "xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
                 self.add_model_hook(model=model, weight_map=weight, **hook)
+                hook["pixmap"] = pixmap = None      # freed: the variances were drizzled with SCI
                 if (group_id := model["group_id"]) not in self._group_ids:
                     self.update_time(model)
                     self._group_ids.append(group_id)
