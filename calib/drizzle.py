@@ -80,8 +80,11 @@ def _ramp(t):
 
 
 @numba.njit(cache=True, inline="always")
-def _segment(x0, y0, x1, y1, xl, xr, yb):
-    """Signed integral over x in [xl, xr] of clamp(y(x) - yb, 0, 1) along the segment (x0, y0)-(x1, y1)."""
+def _segment(x0, y0, x1, slope, xl, xr, yb):
+    """Signed integral over x in [xl, xr] of clamp(y(x) - yb, 0, 1) along the segment from (x0, y0) to x1.
+
+    ``slope`` is the segment's (y1 - y0) / (x1 - x0), computed once per drop.
+    """
     if x0 == x1:
         return 0.0
     if x0 < x1:
@@ -90,7 +93,6 @@ def _segment(x0, y0, x1, y1, xl, xr, yb):
         a, b, sign = max(x1, xl), min(x0, xr), -1.0
     if a >= b:
         return 0.0
-    slope = (y1 - y0) / (x1 - x0)
     u = y0 + slope * (a - x0) - yb
     v = y0 + slope * (b - x0) - yb
     if abs(v - u) < 1e-12:
@@ -101,15 +103,23 @@ def _segment(x0, y0, x1, y1, xl, xr, yb):
 
 
 @numba.njit(cache=True, inline="always")
-def _overlap(ii, jj, xs, ys):
+def _slopes(xs, ys, sl):
+    """Store the slopes of the quadrilateral's edges k -> k + 1 in sl (0 for a vertical edge: no area)."""
+    for k in range(4):
+        k1 = (k + 1) % 4
+        sl[k] = (ys[k1] - ys[k]) / (xs[k1] - xs[k]) if xs[k1] != xs[k] else 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _overlap(ii, jj, xs, ys, sl):
     """Area of the quadrilateral (xs, ys) inside output pixel (ii, jj) (the unit square about it).
 
     The sum over its edges of the signed area between each edge and the square's bottom,
-    the edge's height clamped to the square.
+    the edge's height clamped to the square; ``sl``: the edges' slopes (:func:`_slopes`).
     """
     xl, xr, yb = ii - 0.5, ii + 0.5, jj - 0.5
-    area = (_segment(xs[0], ys[0], xs[1], ys[1], xl, xr, yb) + _segment(xs[1], ys[1], xs[2], ys[2], xl, xr, yb)
-            + _segment(xs[2], ys[2], xs[3], ys[3], xl, xr, yb) + _segment(xs[3], ys[3], xs[0], ys[0], xl, xr, yb))
+    area = (_segment(xs[0], ys[0], xs[1], sl[0], xl, xr, yb) + _segment(xs[1], ys[1], xs[2], sl[1], xl, xr, yb)
+            + _segment(xs[2], ys[2], xs[3], sl[2], xl, xr, yb) + _segment(xs[3], ys[3], xs[0], sl[3], xl, xr, yb))
     return abs(area)
 
 
@@ -191,6 +201,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
         b1 = edges[band + 1] - 1
         xs = np.empty(4)
         ys = np.empty(4)
+        sl = np.empty(4)
         dex = np.empty(nextra, np.float32)
         for r in range(ymax - ymin + 1):
             j = ymin + r
@@ -212,6 +223,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                         jaco = -jaco
                         xs[1], xs[3] = xs[3], xs[1]
                         ys[1], ys[3] = ys[3], ys[1]
+                    _slopes(xs, ys, sl)
                     d = np.float32(data[j, i] * scale)
                     for e in range(nextra):
                         v = extra[e][j, i]
@@ -222,7 +234,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                     ii1 = min(_fortran_round(xs.max()), mx - 1)
                     for jj in range(jj0, jj1 + 1):
                         for ii in range(ii0, ii1 + 1):
-                            dover = _overlap(ii, jj, xs, ys)
+                            dover = _overlap(ii, jj, xs, ys, sl)
                             if dover > 0.0:
                                 dow = np.float32(dover / jaco * w)
                                 if out_ctx.shape[0] > 0 and dow > 0.0:
