@@ -84,12 +84,15 @@ def _save(model, path: Path) -> Path:
     return path
 
 
-def write_distortion(path, instrument: str, detector: str, useafter: str = USEAFTER) -> Path:
+def write_distortion(path, instrument: str, detector: str, useafter: str = USEAFTER,
+                     exp_type: str | None = None) -> Path:
     """Write a DISTORTION reference from the SIAF.
 
     DISTORTION reference (ASDF DistortionModel): full-frame detector pixels (0-based) ->
     V2/V3 (arcsec), :func:`simulation.siaf.distortion_model` of the detector's full-frame
     SIAF aperture, with its analytic inverse. Input units pix, output units arcsec.
+    ``exp_type`` selects it (default the instrument's imaging EXP_TYPE; MIRI's LRS uses the
+    imager's distortion, :mod:`simulation.spectroscopy`).
     """
     import astropy.units as u
     from stdatamodels.jwst import datamodels as dm
@@ -101,7 +104,7 @@ def write_distortion(path, instrument: str, detector: str, useafter: str = USEAF
     _meta(d, instrument, "distortion",
           f"Distortion of {ap.AperName} from the SIAF in pysiaf ({siaf.prd_version()}): "
           "Sci2Idl/Idl2Sci polynomials, V3IdlYAngle, VIdlParity, V2Ref/V3Ref",
-          detector=detector, useafter=useafter)
+          detector=detector, exp_type=exp_type, useafter=useafter)
     d.meta.subarray.name = "FULL"
     if instrument == "NIRCAM":
         d.meta.instrument.p_pupil = "ANY|"
@@ -143,13 +146,14 @@ def _subarray_full(model, instrument: str) -> None:
 
 
 def write_flat(path, instrument: str, detector: str, filter_name: str, pupil: str, seed: int = 0,
-               version: int = 1, useafter: str = USEAFTER) -> Path:
+               version: int = 1, useafter: str = USEAFTER, exp_type: str | None = None) -> Path:
     """Write a FLAT reference.
 
     FLAT reference (FlatModel, full frame): SCI float32 (ny, nx) the dimensionless
     :func:`simulation.optics.flat_field` (response x relative pixel area, median 1),
     ERR float32 0.005, DQ uint32 0. FILTER/PUPIL keywords select it (PUPIL "N/A" for MIRI
-    and FGS). ``version`` > 1 writes a re-measured flat (see ``flat_field``).
+    and FGS), with ``exp_type`` (default the instrument's imaging EXP_TYPE). ``version`` > 1
+    writes a re-measured flat (see ``flat_field``).
     """
     from stdatamodels.jwst import datamodels as dm
 
@@ -162,7 +166,7 @@ def write_flat(path, instrument: str, detector: str, filter_name: str, pupil: st
     _meta(m, instrument, "flat",
           f"Simulated flat for {detector} {filter_name}/{pupil} (seed {seed}, version {version}): "
           "pixel response x SIAF pixel area", detector=detector, filter_name=filter_name,
-          pupil=pupil, useafter=useafter)
+          pupil=pupil, exp_type=exp_type, useafter=useafter)
     _subarray_full(m, instrument)
     return _save(m, path)
 

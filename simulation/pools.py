@@ -242,7 +242,8 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
                   ngroups: int | None = None, nints: int | None = None,
                   base_context: str | None = None, imaging: bool = False,
                   guider_detectors: tuple[str, ...] = (), minimal: bool = False,
-                  star_density: float | None = None, max_stars: int | None = None) -> SimulationResult:
+                  star_density: float | None = None, max_stars: int | None = None,
+                  spectroscopy: bool = False) -> SimulationResult:
     """Simulate one ``_uncal.fits`` per pool row and the CRDS context that calibrates them.
 
     Every row that names a JWST exposure is made; a row that cannot be made (a placeholder
@@ -269,6 +270,10 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         pointing and distortion, their headers carry the pointing keywords, and the context
         gets the stage-2/3 imaging references; each target's stars are written to
         ``out_dir/truth/<program>_<target>_stars.ecsv``.
+    spectroscopy : also prepare stage 2 of the MIRI LRS fixed-slit exposures
+        (:mod:`simulation.spectroscopy`): their ramps show a point source's spectrum through
+        the slit, their headers carry the pointing that puts the target on the slit, and the
+        context gets the LRS stage-2 references (distortion, specwcs, flat, photom, pathloss).
     star_density, max_stars : stars per arcsec^2 and their cap for ``imaging`` (default
         :data:`simulation.imaging.STAR_DENSITY`, :data:`simulation.imaging.MAX_STARS`).
     guider_detectors : FGS detectors (``GUIDER1``, ``GUIDER2``) whose calwebb_guider
@@ -349,6 +354,13 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         stage2.references = {order[j]: v for j, v in stage2.references.items()}
         ref_paths.extend(stage2.write_references(crds_path / "references" / "jwst"))
         stage2.write_fields(out_dir / "truth")
+    lrs_refs: dict[str, Path] = {}
+    if spectroscopy:
+        from simulation import spectroscopy as lrs
+
+        if any(lrs.is_lrs_fixedslit(kw) for kw in plans.values()):
+            lrs_refs = lrs.write_lrs_references(crds_path / "references" / "jwst" / "miri", seed)
+            ref_paths.extend(lrs_refs.values())
     truths: dict[str, Path] = {}
     for (instr, detname), idxs in by_detector.items():
         det = sim.make_detector(instr, detname, seed)
@@ -381,10 +393,12 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             kw = plans[i]
             spec = spec_of(kw)
             scene = stage2.scenes.get(i) if stage2 is not None else None
+            pointing = stage2.pointing[i] if scene is not None else {}
+            if scene is None and lrs_refs and lrs.is_lrs_fixedslit(kw):
+                scene, pointing = lrs.LrsScene(seed=seed), lrs.lrs_pointing(kw, seed)
             ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]),
                                             scene=scene)
-            if scene is not None:
-                kw = {**kw, **stage2.pointing[i]}
+            kw = {**kw, **pointing}
             tpath, _ = template_for(instr)
             sim.write_uncal(files[i], ramp, {k: v for k, v in kw.items() if v is not None}, template=tpath,
                             removed=[k for k, v in kw.items() if v is None])
@@ -394,8 +408,10 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             refs["dark"] = darks[(kw["SUBARRAY"], kw["READPATT"])].name
             if resets:
                 refs["reset"] = resets[(kw["SUBARRAY"], kw["READPATT"])].name
-            if scene is not None:
+            if stage2 is not None and i in stage2:
                 refs.update(stage2.references[i])
+            elif pointing:
+                refs.update({rt: p.name for rt, p in lrs_refs.items()})
             used[kw["FILENAME"]] = refs
         del det
     guider_refs: dict[str, dict[str, str]] = {}

@@ -19,8 +19,10 @@ A synthetic context provides the reftypes of :data:`SYNTHETIC_PARKEYS`: the dete
 ones (dark, superbias, readnoise, mask, linearity, gain, saturation, ipc, and MIRI's
 reset, rscd and emicorr (an ASDF file)) and, for imaging, the stage-2/3 ones written by
 :mod:`simulation.imaging_refs` (distortion, filteroffset, flat, photom, area, apcorr,
-abvegaoffset), each selected by real parkeys (DETECTOR, EXP_TYPE, FILTER, PUPIL, ...). It
-lists every other jwst reftype (bkg, specwcs, wavelengthrange, regions, camera, ...) and
+abvegaoffset), and for MIRI LRS fixed slit those of :mod:`simulation.spectroscopy` (specwcs,
+pathloss besides distortion, flat, photom), each selected by real parkeys (DETECTOR,
+EXP_TYPE, FILTER, PUPIL, ...). It
+lists every other jwst reftype (bkg, wavelengthrange, regions, camera, msa, fore, ...) and
 the calwebb step-parameter reftypes (``pars-*``) as "N/A": jwst steps needing those are
 skipped under it (or use their defaults), not failed, and jwst runs fully offline.
 
@@ -67,6 +69,9 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     "area": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
     "apcorr": ("META.EXPOSURE.TYPE",),
     "abvegaoffset": ("META.EXPOSURE.TYPE",),
+    # stage-2 spectroscopy (simulation.spectroscopy: MIRI LRS fixed slit)
+    "specwcs": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "pathloss": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
 }
 #: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
 #: it does not provide as "N/A" so that steps needing them are skipped, not failed
