@@ -2,8 +2,8 @@
 
 This project's engine for jwst's ``Image3Pipeline`` (jwst documentation "calwebb_image3"),
 declared on the step registry in jwst 3.0's order: assign_mtwcs (moving targets only:
-SKIPPED for fixed targets, refused for moving ones), tweakreg (declared; not yet native:
-it must be skipped), skymatch (stcal's sky matching), outlier_detection (singles drizzled
+SKIPPED for fixed targets, refused for moving ones), tweakreg (photutils IRAFStarFinder,
+tweakwcs through stcal), skymatch (stcal's sky matching), outlier_detection (singles drizzled
 with this project's kernel, numba median and blot, stcal's flagging), resample (every
 member drizzled onto jwst's output grid with this project's pixel maps and square
 kernel), source_catalog (photutils). The input is a

@@ -34,7 +34,43 @@ from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "detect_sources", "aperture_parameters", "abvega_offset", "make_catalog"]
+__all__ = ["STEP", "estimate_background", "detect_sources", "aperture_parameters", "abvega_offset", "make_catalog"]
+
+
+def estimate_background(data, mask, box_size: int):
+    """Background and background RMS as jwst's source finding estimates them (photutils).
+
+    ``Background2D`` with ``box_size`` meshes, 3-sigma-clipped medians and a 3x3 median
+    filter over the meshes; when the meshes have too few good pixels, one mesh of the whole
+    image (jwst's fallback).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float32 (ny, nx).
+    mask : numpy.ndarray
+        bool (ny, nx), True where not covered.
+    box_size : int
+        Mesh size, px.
+
+    Returns
+    -------
+    background, rms : numpy.ndarray
+        float (ny, nx), in the units of ``data``.
+    """
+    from astropy.stats import SigmaClip
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.background import Background2D, MedianBackground
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        kw = {"filter_size": (3, 3), "coverage_mask": mask, "sigma_clip": SigmaClip(sigma=3.0),
+              "bkg_estimator": MedianBackground()}
+        try:
+            bkg = Background2D(data, int(box_size), **kw)
+        except ValueError:              # too few good pixels per mesh: one mesh, as jwst
+            bkg = Background2D(data, data.shape, exclude_percentile=100.0, **kw)
+        return bkg.background, bkg.background_rms
 
 
 def detect_sources(data, err, mask, wcs, params: dict):
@@ -62,23 +98,17 @@ def detect_sources(data, err, mask, wcs, params: dict):
         The segmentation map (int labels, 0 = background).
     """
     from astropy.convolution import Gaussian2DKernel, convolve
-    from astropy.stats import SigmaClip, gaussian_fwhm_to_sigma
+    from astropy.stats import gaussian_fwhm_to_sigma
     from astropy.utils.exceptions import AstropyUserWarning
-    from photutils.background import Background2D, MedianBackground
     from photutils.segmentation import SourceCatalog, SourceFinder
     from photutils.segmentation.catalog import DEFAULT_COLUMNS
     from photutils.utils import NoDetectionsWarning
 
+    background, rms = estimate_background(data, mask, params["bkg_boxsize"])
+    threshold = params["snr_threshold"] * rms
+    sub = data - background
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)
-        kw = {"filter_size": (3, 3), "coverage_mask": mask, "sigma_clip": SigmaClip(sigma=3.0),
-              "bkg_estimator": MedianBackground()}
-        try:
-            bkg = Background2D(data, int(params["bkg_boxsize"]), **kw)
-        except ValueError:              # too few good pixels per mesh: one mesh, as jwst
-            bkg = Background2D(data, data.shape, exclude_percentile=100.0, **kw)
-        threshold = params["snr_threshold"] * bkg.background_rms
-        sub = data - bkg.background
         conv = sub
         if params["kernel_fwhm"] > 0:
             kernel = Gaussian2DKernel(params["kernel_fwhm"] * gaussian_fwhm_to_sigma)
