@@ -238,6 +238,33 @@ def _refname(instr: str, reftype: str, *parts) -> str:
     return f"jwst_sim_{instr.lower()}_{reftype}_{tail}.fits"
 
 
+def _not_applicable(stage2, lrs_refs: dict) -> list[tuple[str, str, dict]]:
+    """N/A matches for the stage-2 modes of one instrument that lack a reftype another mode has.
+
+    An instrument with imaging and LRS exposures gets rmaps for the reftypes of both; each
+    mode must be N/A in the rmaps of the other's reftypes (FILTEROFFSET for LRS, SPECWCS for
+    imaging ...), or crds fails the look-up jwst makes for every reftype its pipeline
+    prefetches (:func:`archive.crds.cache.write_synthetic_context`, ``not_applicable``).
+    """
+    from simulation import optics
+
+    modes: dict[str, dict[tuple[str, str], set[str]]] = defaultdict(dict)
+    if stage2 is not None:
+        for i, sc in stage2.scenes.items():
+            key = (sc.detector, optics.EXP_TYPES[sc.instrument])
+            modes[sc.instrument].setdefault(key, set()).update(stage2.references.get(i, {}))
+    if lrs_refs:
+        from simulation import spectroscopy as lrs
+
+        modes["MIRI"][(lrs.DETECTOR, lrs.EXP_TYPE)] = set(lrs_refs)
+    out = []
+    for instr, by_mode in sorted(modes.items()):
+        every = set().union(*by_mode.values())
+        for (det, exp_type), have in sorted(by_mode.items()):
+            out.extend((instr, rt, {"DETECTOR": det, "EXP_TYPE": exp_type}) for rt in sorted(every - have))
+    return out
+
+
 def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed: int = 0,
                   ngroups: int | None = None, nints: int | None = None,
                   base_context: str | None = None, imaging: bool = False,
@@ -421,6 +448,7 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
         written = sim.write_guider_references(det, crds_path / "references" / "jwst" / "fgs", names)
         ref_paths.extend(written.values())
         guider_refs[detname] = {rt: p.name for rt, p in written.items()}
-    context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context)
+    context = crdscache.write_synthetic_context(crds_path, ref_paths, base_pmap=base_context,
+                                                not_applicable=_not_applicable(stage2, lrs_refs))
     return SimulationResult(files=[files[i] for i in sorted(files)], context=context, truths=truths,
                             references=used, guider_references=guider_refs, rows=result_rows)

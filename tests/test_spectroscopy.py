@@ -123,3 +123,36 @@ def test_miri_lrs_fixed_slit_uncal_to_x1d(lrs_world, monkeypatch):
     assert 0.75 < ratio < 1.25, ratio
     peak, red = (wl > 7.0) & (wl < 9.0), (wl > 12.0) & (wl < 13.5)   # the source is brightest near 8 um
     assert np.nanmedian(flux[peak]) > 1.1 * np.nanmedian(flux[red])
+
+
+def test_imaging_and_lrs_of_one_instrument_share_a_context(tmp_path):
+    """A pool with MIRI imaging and LRS exposures: each mode's reftypes are N/A for the other
+    in the rmaps they share an instrument in, so crds can select every reftype jwst's image2
+    and spec2 prefetch for their exposures (nothing the plan would call missing)."""
+    from astropy.io import fits
+
+    from archive.crds import cache as crdscache
+    from archive.execution.jwst_engine import prefetch_reftypes
+    from archive.ingest.pools import pool_rows
+    from simulation.pools import simulate_pool
+
+    lrs_pool = _lrs_pool(tmp_path)
+    imaging = pool_rows(POOL)[1]
+    lrs = pool_rows(lrs_pool)[0]
+    pool = tmp_path / "jw99009_mixed_pool.csv"
+    pool.write_text("|".join(imaging) + "\n" + "".join("|".join(str(v) for v in r.values()) + "\n"
+                                                        for r in (imaging, lrs)))
+    sim = simulate_pool(pool, tmp_path / "raw", tmp_path / "crds", seed=2, ngroups=2, nints=1, imaging=True,
+                        spectroscopy=True, max_stars=200)
+    assert [r.status for r in sim.rows] == ["simulated", "simulated"]
+    crdscache.configure(tmp_path / "crds")
+    for path in sim.files:
+        header = dict(fits.getheader(path)) | dict(fits.getheader(path, "SCI"))
+        pipeline = "calwebb_spec2" if header["EXP_TYPE"] == "MIR_LRS-FIXEDSLIT" else "calwebb_image2"
+        assert crdscache.unselectable(header, sim.context, prefetch_reftypes(pipeline)) == {}, path.name
+        refs = crdscache.bestrefs(header, sim.context, ["specwcs", "pathloss", "filteroffset", "area", "flat"])
+        if pipeline == "calwebb_spec2":
+            assert refs["filteroffset"] == refs["area"] == "N/A" and refs["specwcs"] != "N/A"
+        else:
+            assert refs["specwcs"] == refs["pathloss"] == "N/A" and refs["filteroffset"] != "N/A"
+        assert refs["flat"] != "N/A"

@@ -556,7 +556,7 @@ def _place_reference(crds_path: Path, path: Path, instrument: str) -> None:
 
 
 def write_synthetic_context(crds_path: str | Path, references, context_name: str | None = None,
-                            base_pmap: str | None = None) -> str:
+                            base_pmap: str | None = None, not_applicable=()) -> str:
     """Write a synthetic CRDS context that selects exactly the given reference files.
 
     Each reference file's primary header (INSTRUME, REFTYPE, DETECTOR, SUBARRAY, READPATT,
@@ -574,6 +574,12 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
         of it and adds the given references (a synthetic rmap of the base is merged with
         the new entries, new ones winning on equal match and useafter; a real rmap of the
         base is replaced by a synthetic one for that instrument and reftype).
+    not_applicable : iterable of (instrument, reftype, dict)
+        Modes for which a reftype does not apply: each dict of FITS keywords (DETECTOR,
+        EXP_TYPE ...) becomes an "N/A" match in the reftype's rmap (keywords it lacks match
+        any value), as real rmaps list the modes a reftype does not serve: crds then answers
+        N/A for them instead of failing the look-up (e.g. FILTEROFFSET for MIRI LRS in a
+        context that also serves MIRI imaging). A match a reference claims is kept.
 
     Returns
     -------
@@ -601,6 +607,12 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
             raise ValueError(f"{ref}: same match {match} and useafter {ua} as {sel[ua]}")
         sel[ua] = ref.name
         _place_reference(crds_path, ref, instr)
+    for instr, reftype, keywords in not_applicable:
+        instr, reftype = instr.lower(), reftype.lower()
+        if reftype not in SYNTHETIC_PARKEYS:
+            raise ValueError(f"N/A for {instr} {reftype}: reftype not supported by synthetic contexts")
+        match = _match_tuple({str(k).upper(): str(v) for k, v in keywords.items()}, SYNTHETIC_PARKEYS[reftype])
+        table.setdefault((instr, reftype), {}).setdefault(match, "N/A")
     if base_pmap is None:
         return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
     psel, instr_tables = _load_context_tables(crds_path, base_pmap)
@@ -613,7 +625,9 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
             continue                      # a real rmap: replaced by the synthetic one
         merged = {m: (dict(ua) if isinstance(ua, dict) else ua) for m, ua in osel.items()}
         for match, ua in selections.items():
-            if isinstance(merged.get(match), dict):
+            if isinstance(ua, str):                  # an N/A match: a reference of the base wins
+                merged.setdefault(match, ua)
+            elif isinstance(merged.get(match), dict):
                 merged[match].update(ua)
             else:
                 merged[match] = dict(ua)
