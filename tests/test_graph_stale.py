@@ -92,3 +92,55 @@ def test_a_new_area_reference_makes_the_cals_that_had_none_stale(settings):
                                                             "old": area, "new": "N/A"}]
         assert set(back) == {made[("calib", False)][0]}
         assert db.scalar(select(Product.id).where(Product.stale_campaign_id.is_not(None))) is None
+
+
+def test_a_new_apcorr_makes_the_catalog_of_the_mosaic_stale(settings, tmp_path):
+    """A stage-3 product (the association's own: exposure None) records source_catalog's apcorr;
+    its selection uses the first science member's keywords; a re-delivered apcorr makes it stale."""
+    from archive.catalog.db import session_scope
+    from archive.catalog.models import (Association, AssociationMember, CrdsContext, Exposure, Job, Product,
+                                        ProductReference, ReferenceFile)
+    from archive.crds import cache as crdscache
+    from archive.reprocessing.stale import compute_graph_stale
+    from simulation import imaging_refs
+
+    _, ctx1, refs = _contexts(settings.crds_path)
+    apcorr1 = refs["apcorr"][0].name
+    v2 = imaging_refs.write_apcorr(tmp_path / "jwst_sim_nircam_apcorr_imaging_v2.fits", "NIRCAM")
+    ctx2 = crdscache.derive_context(settings.crds_path, ctx1, {("nircam", "apcorr", "NRC_IMAGE"): v2})
+    assert crdscache.bestrefs(HEADER, ctx2, ["apcorr"])["apcorr"] == v2.name != apcorr1
+    with session_scope(settings.db_url) as db:
+        ctx = CrdsContext(name=ctx1)
+        ref = ReferenceFile(name=apcorr1, reftype="apcorr", instrument="nircam")
+        asn = Association(asn_name="jw01000-o001_image3_00001_asn", asn_id="o001", asn_type="image3",
+                          asn_rule="candidate_Asn_Lv3Image", level=3, product_name="jw01000-o001_t001",
+                          content={}, content_sha256="9" * 64, jwst_version="3.0.0")
+        db.add_all([ctx, ref, asn])
+        db.flush()
+        exps = []
+        for k in (1, 2):
+            e = Exposure(filename=f"jw01000001001_01101_0000{k}_nrcb1_uncal.fits", sha256=f"{k}" * 64,
+                         size_bytes=1, storage_path="raw/x", instrume="NIRCAM", detector="NRCB1",
+                         exp_type="NRC_IMAGE", stage1_pipeline="calwebb_detector1", header=dict(HEADER))
+            db.add(e)
+            db.flush()
+            exps.append(e.id)
+            db.add(AssociationMember(association_id=asn.id, product_name="jw01000-o001_t001",
+                                     expname=f"x{k}_cal.fits", exptype="science", exposure_id=e.id))
+        job = Job(pipeline="calwebb_image3", context_id=ctx.id, cal_version="0", software_versions={},
+                  parameters={}, param_hash="h3", status="succeeded", association_id=asn.id, engine="jwst")
+        db.add(job)
+        db.flush()
+        made = {}
+        for suffix in ("i2d", "cat"):
+            p = Product(job_id=job.id, exposure_id=None, association_id=asn.id, filename=f"jw01000-o001_t001_{suffix}",
+                        path=f"products/{suffix}", suffix=suffix, sha256="3" * 64, size_bytes=1)
+            db.add(p)
+            db.flush()
+            made[suffix] = p.id
+        db.add(ProductReference(product_id=made["cat"], reference_file_id=ref.id, reftype="apcorr"))
+        db.flush()
+        stale = compute_graph_stale(db, ctx1, ctx2, set())
+        assert [(s.exposure_id, s.product_ids) for s in stale] == [(min(exps), [made["cat"]])]
+        assert stale[0].changes == [{"instrument": "nircam", "reftype": "apcorr", "old": apcorr1, "new": v2.name}]
+        assert compute_graph_stale(db, ctx1, ctx1, set()) == []

@@ -371,10 +371,12 @@ def compute_stale_set(session: Session, old_ctx: str, new_ctx: str, *, pipeline:
 
 
 def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_exposures: set[int]) -> list[StaleExposure]:
-    """Find the current stage-2 products whose references differ under ``new_ctx``.
+    """Find the current stage-2 and stage-3 products whose own references differ under ``new_ctx``.
 
     A stage-2 product (made by a Level-2 association's job: cal, i2d ...) records the
-    references its pipeline read (its R_* keywords, ``product_references``). For each
+    references its pipeline read (its R_* keywords, ``product_references``); so does a
+    stage-3 product (i2d, cat ... of a Level-3 association: e.g. source_catalog's apcorr),
+    whose references are selected with its first science member's keywords. For each
     (instrument, reftype) whose rmaps differ, the products that used a reference of that
     type are asked crds's best reference under ``new_ctx`` for their exposure's keywords
     (:class:`RmapSelector`); only real differences count. Products that recorded no
@@ -395,10 +397,20 @@ def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_expos
     crdscache.BestrefsError
         If crds cannot select for a candidate's header.
     """
-    from sqlalchemy import exists
+    from sqlalchemy import exists, func
+
+    from ..catalog.models import AssociationMember
 
     diff = crdscache.context_reftypes_diff(old_ctx, new_ctx)
     found: dict[int, StaleExposure] = {}
+    # the exposure whose keywords select a product's references: its own, or for an
+    # association's own product (a stage-3 i2d, cat ...) its first science member's, the
+    # header jwst's pipeline selects references with
+    first_science = (select(func.min(AssociationMember.exposure_id))
+                     .where(AssociationMember.association_id == Product.association_id,
+                            func.lower(AssociationMember.exptype) == "science")
+                     .correlate(Product).scalar_subquery())
+    selecting = func.coalesce(Product.exposure_id, first_science)
     reads_memo: dict[tuple, frozenset[str]] = {}
 
     def note(pid: int, eid: int, instr: str, reftype: str, old: str, new: str) -> None:
@@ -411,10 +423,10 @@ def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_expos
 
     for instr, reftype in sorted(diff):
         selector = None
-        q = (select(Product.id, Product.exposure_id, ReferenceFile.name, Exposure.header)
+        q = (select(Product.id, Exposure.id, ReferenceFile.name, Exposure.header).select_from(Product)
              .join(ProductReference, ProductReference.product_id == Product.id)
              .join(ReferenceFile, ReferenceFile.id == ProductReference.reference_file_id)
-             .join(Exposure, Exposure.id == Product.exposure_id)
+             .join(Exposure, Exposure.id == selecting)
              .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
                     Product.association_id.is_not(None), ProductReference.reftype == reftype,
                     Exposure.instrume == instr.upper()))
@@ -430,9 +442,9 @@ def compute_graph_stale(session: Session, old_ctx: str, new_ctx: str, skip_expos
         sibling = Product.__table__.alias("sibling")
         recorded = (exists().where(ProductReference.product_id == sibling.c.id, sibling.c.job_id == Product.job_id,
                                    ProductReference.reftype == reftype))
-        q = (select(Product.id, Product.exposure_id, Exposure.header, Job.pipeline, Job.engine, Job.param_hash,
-                    Job.parameters)
-             .join(Exposure, Exposure.id == Product.exposure_id)
+        q = (select(Product.id, Exposure.id, Exposure.header, Job.pipeline, Job.engine, Job.param_hash,
+                    Job.parameters).select_from(Product)
+             .join(Exposure, Exposure.id == selecting)
              .join(Job, Job.id == Product.job_id)
              .where(Product.is_current.is_(True), Product.stale_campaign_id.is_(None),
                     Product.association_id.is_not(None), Exposure.instrume == instr.upper(), ~recorded))
