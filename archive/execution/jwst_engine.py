@@ -10,6 +10,10 @@ archive's reference selection: crds's bestrefs under the job's context), and the
 memory is not held by jwst's models. The references each product was made with are read
 back from its R_* keywords (``meta.ref_file``) into ``product_references``.
 
+The child dies with the worker that started it (SIGKILL included): a killed worker leaves
+no orphan jwst run writing into the attempt's directory while another worker redoes the
+job (:func:`die_with_parent`).
+
 Source of the method: jwst's "Running the pipeline" documentation (``Step.call`` with a
 configuration file and ``steps`` overrides; association files as input).
 """
@@ -18,8 +22,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -174,7 +181,7 @@ def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir
     asn_path = run / f"{content.get('asn_id', 'asn')}_{content.get('asn_type', 'asn')}_asn.json"
     asn_path.write_text(json.dumps(content, indent=1))
     spec = {"config": str(cfg), "asn": str(asn_path), "output_dir": str(output_dir), "crds_path": str(crds_path),
-            "context": context, "steps": params or {}}
+            "context": context, "steps": params or {}, "parent_pid": os.getpid()}
     spec_path = run / "run.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
@@ -258,8 +265,49 @@ def prefetch_reftypes(pipeline: str) -> tuple[str, ...]:
     return tuple(sorted({str(r).lower() for r in step.reference_file_types}))
 
 
+def die_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """End this process as soon as process ``parent_pid``, its parent, is gone.
+
+    A worker killed with SIGKILL cannot stop its jwst child; left alone, the orphan would go
+    on computing and writing into the attempt's directory while the job's lease expires and
+    another worker redoes it. On Linux the kernel delivers SIGKILL to this process when its
+    parent dies (``prctl(PR_SET_PDEATHSIG)``, see prctl(2)); elsewhere a daemon thread checks
+    every ``poll_seconds`` whether this process was re-parented. If the parent is already
+    gone (it died before this call), the process exits at once.
+
+    Parameters
+    ----------
+    parent_pid : int
+        The pid of the process that started this one (the worker running the job).
+    poll_seconds : float, optional
+        Interval of the portable check, seconds.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1   # <linux/prctl.h>
+            armed = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:   # the parent died before the signal was armed
+        os._exit(1)
+    if armed:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _main(spec_path: str) -> None:  # the child process: CRDS_* are set before jwst is imported
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("parent_pid"):
+        die_with_parent(int(spec["parent_pid"]))
     cls = _config_class(spec["config"])
     kwargs = {"output_dir": spec["output_dir"], "save_results": True}
     if spec["steps"]:
