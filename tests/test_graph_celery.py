@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 from archive.catalog.db import session_scope
 from archive.catalog.models import Job, Product
 
+from .test_end_to_end import simulated  # noqa: F401  (the fixture)
 from .test_faults import _timeline, make_archive  # noqa: F401  (make_archive: the fixture)
 from .test_product_graph import _small_pool
 
@@ -77,8 +79,6 @@ def _assert_storage_matches_catalog(a, jobs: dict[int, Job]) -> None:
 
 def _engine_processes(attempt) -> list[int]:
     """Pids of the jwst engine processes (``python -m archive.execution.jwst_engine <attempt>/_run/run.json``)."""
-    from pathlib import Path
-
     out = []
     for proc in Path("/proc").iterdir():
         try:
@@ -199,3 +199,41 @@ def test_the_engine_child_dies_with_its_parent():
             os.killpg(parent.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_the_attempt_that_records_is_the_jobs_output_dir(settings, simulated):  # noqa: F811
+    """A slow attempt whose lease was taken over (another worker claimed the job: a new attempt
+    directory on the row) and that still records first: the job's output_dir is the directory
+    its products are in, not the taker's (found here: the slow first numba compile of a worker)."""
+    from datetime import timedelta
+
+    from archive.catalog.models import utcnow
+    from archive.crds.references import use_context
+    from archive.execution import runner
+    from archive.ingest.batch import ingest
+    from archive.reprocessing.planner import plan
+    from calib.pipelines import run_pipeline
+    from calib.products import save_products
+
+    pool, result, crds_path = simulated
+    s = settings.with_(crds_path=crds_path)
+    assert ingest(s, result.files[:1], pool_path=pool).ok
+    with session_scope(s.db_url) as db:
+        use_context(db, result.context)
+    (job_id,) = plan(s).job_ids
+    slow = runner._claim(s, job_id, "slow:1")
+    with session_scope(s.db_url) as db:            # its lease expires; another worker claims the job
+        db.get(Job, job_id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    taker = runner._claim(s, job_id, "taker:2")
+    assert taker.output_dir != slow.output_dir
+    slow.output_dir.mkdir(parents=True)            # the slow attempt finishes and records first
+    res = run_pipeline(slow.pipeline, slow.exposure_path, slow.references, slow.params)
+    files = save_products(res, slow.output_dir, runner.product_root(slow.filename),
+                          {"crds_context": slow.context, "crds_version": slow.crds_version,
+                           "cal_version": runner.CAL_VER, "references": dict(slow.reference_names)})
+    assert runner._record(s, slow, {k: Path(v) for k, v in files.items() if v}, {}, "slow:1")
+    with session_scope(s.db_url) as db:
+        job = db.get(Job, job_id)
+        paths = db.execute(select(Product.path).where(Product.job_id == job_id)).scalars().all()
+        assert job.status == "succeeded" and job.attempts == 2 and job.worker == "slow:1"
+        assert {str(Path(p).parent) for p in paths} == {job.output_dir}

@@ -299,6 +299,8 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
         job.finished_at = utcnow()
         job.lease_expires_at = None
         job.worker = worker
+        # the attempt recorded: a takeover after the lease expired has pointed it at its own
+        job.output_dir = to_stored(work.output_dir, settings.data_dir)
         job.step_timings = timings
     return True
 
@@ -337,6 +339,8 @@ def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Pa
         job.finished_at = utcnow()
         job.lease_expires_at = None
         job.worker = worker
+        # the attempt recorded: a takeover after the lease expired has pointed it at its own
+        job.output_dir = to_stored(work.output_dir, settings.data_dir)
         job.step_timings = timings
     return True
 
