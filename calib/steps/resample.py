@@ -418,10 +418,7 @@ def _resampler_class():
                            ctx, bit=1, iscale=iscale, corners=corners, sqrt_extra=True)
             own = self._own
             if own is None:
-                out_ctx = None
-                if ctx is not None:
-                    out_ctx = np.zeros((1, *shape), np.int32)
-                    out_ctx[0] = ctx
+                out_ctx = None if ctx is None else ctx[None]      # the context image (1, my, mx): no copy
                 own = self._own = SimpleNamespace(out_img=img, out_wht=wht, out_ctx=out_ctx, out_dq=None)
             else:
                 _merge(own.out_img, own.out_wht, img, wht)
