@@ -13,12 +13,12 @@ pixel map and weights, in four passes of drizzle's C kernel; the overlaps are th
 all four, so :func:`drizzle_square` computes them once and updates every array.
 
 Parallel and still in drizzle's order: the output rows are cut into bands (``BANDS_PER_THREAD``
-per numba thread), each band a task that scans the input in drizzle's order (rows, then
-columns) and updates only its own rows, so each output pixel receives its drops in the serial
-order from one thread and the result is bit-identical to the serial kernel for any number of
-threads. A first pass records, per input row segment of ``SEGMENT`` pixels, the output rows
-its drops reach, so a band skips the segments that cannot touch it; input pixels of weight 0
-are skipped (they add nothing).
+per numba thread, handed out to the threads one at a time), each band a task that scans the
+input in drizzle's order (rows, then columns) and updates only its own rows, so each output
+pixel receives its drops in the serial order from one thread and the result is bit-identical
+to the serial kernel for any number of threads. A first pass records, per input row segment
+of ``SEGMENT`` pixels, the output rows its drops reach, so a band skips the segments that
+cannot touch it; input pixels of weight 0 are skipped (they add nothing).
 
 Edges: drizzle first limits the input pixels it scans to a polygon (the input bounding
 box's mapped corners joined by straight lines, clipped to the output frame, mapped back,
@@ -353,6 +353,8 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     nextra = len(planes)
     if nextra == 0:
         planes = (np.zeros((1, 1), np.float32),)      # a typed placeholder, not read
-    _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
-                   pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht, ctx,
-                   np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges)
+    # bands handed out one at a time (dynamic): a thread that gets less CPU on a shared machine does less
+    with numba.parallel_chunksize(1):
+        _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
+                       pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht,
+                       ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges)

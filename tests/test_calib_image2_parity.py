@@ -321,3 +321,69 @@ def test_drizzle_square_equals_drizzles_c_kernel(pixfrac):
     np.testing.assert_array_equal(wht, c_sci.out_wht)
     np.testing.assert_array_equal(ctx, c_sci.out_ctx[0])
     np.testing.assert_array_equal(extra[0], c_var.out_img)
+
+
+def _stcal_variances(inputs, names, scaling):
+    """stcal's running variance sums and final variances/ERR as its numpy code computes them (the oracle).
+
+    ``inputs``: one dict ``{name: resampled variance float32 (my, mx)}`` per input, ivm weights.
+    """
+    shape = inputs[0][names[0]].shape
+    wsum = {n: np.full(shape, np.nan, np.float32) for n in names}
+    wt = {n: np.zeros(shape, np.float32) for n in names}
+    for var in inputs:
+        rn = var["var_rnoise"]
+        ok = (rn > 0) & np.isfinite(rn)
+        weight = np.zeros(shape)
+        weight[ok] = np.reciprocal(rn[ok])
+        for n in names:
+            mask = (var[n] >= 0) & np.isfinite(var[n]) & (weight > 0)
+            wsum[n][mask] = np.nansum([wsum[n][mask], var[n][mask] * weight[mask] * weight[mask]], axis=0)
+            wt[n][mask] += weight[mask]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        final = {n: (wsum[n] * scaling / wt[n] / wt[n]).astype(np.float32) for n in names}
+        stack = [final[n] for n in names]
+        err = np.sqrt(np.nansum(stack, axis=0))
+    err[np.all(np.isnan(stack), axis=0)] = np.nan
+    return final, err
+
+
+def test_variance_kernels_equal_stcals_arithmetic():
+    """The numba variance bookkeeping of calib.steps.resample (running sums, final variances, the
+    one-input shortcut in place, ERR from the variances) against stcal's numpy expressions on
+    drizzled square roots with NaN, zeros and negatives: bit-identical."""
+    from calib.steps import resample as rs
+
+    rng = np.random.default_rng(5)
+    names = ["var_rnoise", "var_flat", "var_poisson"]
+    shape = (64, 80)
+
+    def drizzled():
+        sq = (rng.random((3, *shape)) * 3).astype(np.float32)
+        sq[:, rng.random(shape) < 0.1] = np.nan                  # no drop there
+        sq[0, rng.random(shape) < 0.05] = 0.0                     # zero read noise: weight 0
+        sq[1, rng.random(shape) < 0.05] = np.nan                  # one variance missing
+        return sq
+
+    scaling = 1.0 / 0.97**2
+    a, b = drizzled(), drizzled()
+    for inputs in ([a], [a, b]):
+        final, err = _stcal_variances([{n: s[k] ** 2 for k, n in enumerate(names)} for s in inputs], names, scaling)
+        out = np.empty((3, *shape), np.float32)
+        wsum = {n: np.full(shape, np.nan, np.float32) for n in names}
+        wt = {n: np.zeros(shape, np.float32) for n in names}
+        for s in inputs:
+            for k, n in enumerate(names):
+                rs._accumulate_variance(s[k], s[0], True, 0.0, wsum[n], wt[n])
+        for k, n in enumerate(names):
+            rs._final_variance(wsum[n], wt[n], np.float32(scaling), out[k])
+            np.testing.assert_array_equal(out[k], final[n])
+        e = np.empty(shape, np.float32)
+        rs._error_from_variances(out, e)
+        np.testing.assert_array_equal(e, err)
+        if len(inputs) == 1:                      # the one-input shortcut, in place, VAR_RNOISE last
+            sq = a.copy()
+            for k in (1, 2, 0):
+                rs._final_variance_one(sq[k], sq[0], True, 0.0, np.float32(scaling), sq[k])
+            for k, n in enumerate(names):
+                np.testing.assert_array_equal(sq[k], final[n])
