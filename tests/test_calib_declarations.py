@@ -46,7 +46,7 @@ def _jwst_pipeline(spec):
 
 #: pipelines declared in calib but not registered yet (the jwst engine still runs them):
 #: their declarations are held against jwst all the same
-DECLARED = {"calwebb_image3": "calib.pipelines.image3"}
+DECLARED: dict[str, str] = {}
 PIPELINES = sorted(set(REGISTRY) | set(DECLARED))
 
 

@@ -83,9 +83,9 @@ def test_three_stages_in_process_then_a_new_flat(world, monkeypatch):
     assert set(outcomes.values()) == {"succeeded"} and len(outcomes) == 4, outcomes
     with session_scope(s.db_url) as db:
         jobs = db.execute(select(Job).order_by(Job.id)).scalars().all()
-        # calwebb_image2 runs natively when calib registers it, else through jwst: engine_for decides
+        # stages 2 and 3 run natively when calib registers them, else through jwst: engine_for decides
         assert [(j.pipeline, j.engine) for j in jobs] == [("calwebb_detector1", "calib")] * 3 + [
-            ("calwebb_image2", engine_for("calwebb_image2"))] * 3 + [("calwebb_image3", "jwst")]
+            ("calwebb_image2", engine_for("calwebb_image2"))] * 3 + [("calwebb_image3", engine_for("calwebb_image3"))]
         assert all(j.software_versions["jwst"].startswith("3.") for j in jobs)
         current = db.execute(select(Product).where(Product.is_current.is_(True))).scalars().all()
         by_suffix = sorted(p.suffix for p in current)

@@ -221,17 +221,20 @@ def _claim_association(settings: Settings, s, job: Job, ctx: CrdsContext) -> _Wo
     names: dict[str, str] = {}
     sums: dict[str, str] = {}
     exp = s.get(Exposure, job.exposure_id) if job.exposure_id else None
-    if job.engine == "calib" and exp is not None:
-        reftypes = required_reftypes(job.pipeline, crds_header(exp), job.parameters or {})
+    # a stage-3 job's references are selected with its first member's header (jwst: the
+    # first science member's, for its prefetch)
+    ref_exp = exp if exp is not None else (s.get(Exposure, next(iter(roots.values()))) if roots else None)
+    if job.engine == "calib" and ref_exp is not None:
+        reftypes = required_reftypes(job.pipeline, crds_header(ref_exp), job.parameters or {})
         try:
-            best = compute_bestrefs(settings, s, exp, ctx, reftypes)
+            best = compute_bestrefs(settings, s, ref_exp, ctx, reftypes)
         except crdscache.BestrefsError as exc:
-            raise PermanentJobError(f"{exp.filename}: best references under {ctx.name}: {exc}") from exc
+            raise PermanentJobError(f"{ref_exp.filename}: best references under {ctx.name}: {exc}") from exc
         for reftype, name in best.items():
             if name == "N/A":
                 refs[reftype] = None
                 continue
-            row = ensure_reference(s, name, reftype, exp.instrume)
+            row = ensure_reference(s, name, reftype, ref_exp.instrume)
             if not row.path:
                 raise PermanentJobError(f"reference file {name} ({reftype}) is not in the CRDS cache "
                                         f"{settings.crds_path}")
@@ -349,7 +352,7 @@ def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
     """Run a claimed stage-2/3 job with its engine; return (outputs for _record_outputs, timings)."""
     import time
 
-    from calib.pipelines import release_unreachable, run_pipeline
+    from calib.pipelines import get_pipeline, release_unreachable, run_pipeline
     from calib.products import save_products
 
     from .jwst_engine import run_association
@@ -371,6 +374,8 @@ def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
         if path is not None:
             _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
     work.output_dir.mkdir(parents=True, exist_ok=False)
+    if get_pipeline(work.pipeline).input_model == "ModelLibrary":   # stage 3: the association is the input
+        return _run_calib_level3(work)
     result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
     provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
                   "references": dict(work.reference_names)}
@@ -380,6 +385,56 @@ def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
     release_unreachable()
     return ([(sfx, Path(path), work.exposure_id, dict(work.reference_names)) for sfx, path in files.items() if path],
             timings)
+
+
+def _run_calib_level3(work: _Work) -> tuple[list, dict]:
+    """Run a native stage-3 pipeline on its association: (outputs for _record_outputs, timings).
+
+    The association is written under the job's ``_run`` directory with each member that has
+    a catalogued input pointing at it (absolute path; the others left out); the products are
+    named as jwst names them (``<product>_i2d.fits``, ``<product>_cat.ecsv``, one
+    ``<member>_<asn_id>_crf.fits`` per member, recorded as that member's exposure's).
+    """
+    import json
+    import time
+
+    from calib.pipelines import release_unreachable, run_pipeline
+    from calib.products import save_products
+
+    from .jwst_engine import RUN_DIR
+
+    t0 = time.perf_counter()
+    content = json.loads(json.dumps(work.asn))
+    for product in content.get("products", []):
+        product["members"] = [dict(m, expname=work.inputs[m["expname"]][0]) for m in product.get("members", [])
+                              if m.get("expname") in work.inputs]
+    run_dir = work.output_dir / RUN_DIR
+    run_dir.mkdir()
+    asn_path = run_dir / f"{content.get('asn_id', 'asn')}_{content.get('asn_type', 'asn')}_asn.json"
+    asn_path.write_text(json.dumps(content, indent=1))
+    name = str((content.get("products") or [{}])[0].get("name") or work.filename)
+    result = run_pipeline(work.pipeline, asn_path, work.references, work.params)
+    # source_catalog's APCORR/ABVEGAOFFSET are read after the i2d is made: jwst stamps them on
+    # no product (the catalog is ECSV, without R_* keywords); the catalog rows record them
+    stamped = {rt: n for rt, n in work.reference_names.items() if rt not in ("apcorr", "abvegaoffset")}
+    provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
+                  "references": stamped}
+    files = save_products(result, work.output_dir, name, provenance)
+    timings = dict(getattr(result, "timings", {}) or {})
+    timings.setdefault("total", round(time.perf_counter() - t0, 3))
+    del result
+    release_unreachable()
+    asn_id = str(content.get("asn_id") or "")
+    roots = work.member_roots or {}
+    outputs = []
+    for key, path in files.items():
+        kind, _, member = key.partition(":")
+        owner = None
+        if member:
+            root = member[: -len(asn_id) - 1] if asn_id and member.endswith("_" + asn_id) else member
+            owner = roots.get(root)
+        outputs.append((kind, Path(path), owner, dict(work.reference_names)))
+    return outputs, timings
 
 
 def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None,

@@ -32,6 +32,7 @@ REGISTRY: dict[str, str] = {
     "calwebb_guider": "calib.pipelines.guider",
     "calwebb_dark": "calib.pipelines.dark",
     "calwebb_image2": "calib.pipelines.image2",
+    "calwebb_image3": "calib.pipelines.image3",
 }
 
 
