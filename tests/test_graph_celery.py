@@ -3,9 +3,10 @@
 A small NIRCam imaging program (three SUB320 rows of a real pool, NGROUPS 3, simulated with
 stars and the stage-2/3 references) is calibrated by two ``archive worker`` subprocesses and
 ``archive beat``: an operator sends stage 1, and beat alone advances the graph, stage 2
-(calwebb_image2) and stage 3 (calwebb_image3, the jwst engine). While the stage-3 job runs,
-its worker is killed with SIGKILL; beat re-enqueues the job once its lease expires and the
-surviving worker finishes it. Every product exists once and is current, the files match the
+(calwebb_image2) and stage 3 (calwebb_image3), each with the engine engine_for names (calib
+when it registers the pipeline, else jwst in a child process). While the stage-3 job runs, its
+worker is killed with SIGKILL (a jwst child dies with it); beat re-enqueues the job once its
+lease expires and the surviving worker finishes it. Every product exists once and is current, the files match the
 catalog, nothing half-written is left. (The same graph in-process on SQLite:
 tests/test_product_graph.py.)
 """
@@ -56,7 +57,7 @@ def _beat(a, interval: float) -> subprocess.Popen:
 
 def _assert_storage_matches_catalog(a, jobs: dict[int, Job]) -> None:
     """Every file under the products tree is a catalogued product or preview with its sha256, or
-    the run record (association, log) the jwst engine keeps in ``_run/`` of a recorded attempt;
+    the run record (association, jwst's log) a stage-2/3 job keeps in ``_run/`` of its recorded attempt;
     no other file (nothing of the killed attempt, no temporary file) and no other attempt directory."""
     from archive.catalog.models import ProductPreview
     from archive.execution.jwst_engine import RUN_DIR
@@ -66,7 +67,7 @@ def _assert_storage_matches_catalog(a, jobs: dict[int, Job]) -> None:
     with session_scope(a.settings.db_url) as db:
         catalogued.update({a.stored(v.path): v.sha256 for v in db.execute(select(ProductPreview)).scalars()})
     recorded = {a.stored(j.output_dir) for j in jobs.values()}
-    run_records = {p for j in jobs.values() if j.engine == "jwst"
+    run_records = {p for j in jobs.values() if j.association_id is not None
                    for p in (a.stored(j.output_dir) / RUN_DIR).rglob("*") if p.is_file()}
     on_disk = {p for p in a.settings.products_dir.rglob("*") if p.is_file()}
     assert on_disk == set(catalogued) | run_records, (sorted(map(str, on_disk - set(catalogued) - run_records)),
@@ -99,6 +100,7 @@ def test_three_stages_by_beat_and_a_worker_killed_in_stage3(program, make_archiv
     the job is finished by the other worker once its lease expired, each product made once."""
     from archive.associations.associate import associate
     from archive.execution.dispatch import get_dispatcher
+    from archive.execution.engines import engine_for
     from archive.reprocessing.planner import plan, plan_and_send
 
     pool, sim, crds_path = program
@@ -116,17 +118,19 @@ def test_three_stages_by_beat_and_a_worker_killed_in_stage3(program, make_archiv
                                  and a.stored(j.output_dir).is_dir() for j in js.values()),
                   600, "the stage-3 job to run", [*workers, beat], poll=0.5)
     image3 = next(j for j in jobs.values() if j.pipeline == "calwebb_image3")
+    assert image3.engine == engine_for("calwebb_image3")     # calib's when registered, else jwst's
     assert {j.pipeline: j.status for j in jobs.values() if j.id != image3.id} == {
         "calwebb_detector1": "succeeded", "calwebb_image2": "succeeded"}
     assert len(jobs) == 3 + 3 + 1
     victim = next(w for w in workers if w.pid == _pid(image3))
     survivor = next(w for w in workers if w is not victim)
-    time.sleep(3)                                  # jwst is at work in the attempt's directory
+    time.sleep(3)                                  # the pipeline is at work in the attempt's directory
     attempt = a.stored(image3.output_dir)
-    assert _engine_processes(attempt), "no jwst engine process runs the stage-3 job"
+    if image3.engine == "jwst":
+        assert _engine_processes(attempt), "no jwst engine process runs the stage-3 job"
     os.kill(victim.pid, signal.SIGKILL)            # the worker process only, as the OOM killer would
     victim.wait(timeout=30)
-    deadline = time.monotonic() + 10               # its jwst child goes with it: no orphan writing on
+    deadline = time.monotonic() + 10               # a jwst child goes with it: no orphan writing on
     while _engine_processes(attempt) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _engine_processes(attempt), "the killed worker's jwst engine process lives on"
