@@ -1,4 +1,4 @@
-"""calwebb_image2: calib vs jwst 3.0 on one NIRCam full-frame rate, warm workers (issue 12).
+"""calwebb_image2 and calwebb_image3: calib vs jwst 3.0 on NIRCam full frames, warm workers (issue 12).
 
 Both pipelines run on the same simulated ``_rate`` (simulation.exposures.write_rate: NRCA1
 FULL, F200W, stars through the exposure's pointing and the SIAF distortion, cosmic rays)
@@ -12,6 +12,18 @@ median timed run are reported. Ours = ``run_pipeline("calwebb_image2")`` + ``sav
 for both, and the ``_cal``/``_i2d`` agreement of the last runs.
 
     python benchmarks/stage23_vs_jwst.py --repeat 2   # inputs kept under <tmp>/image2_bench (--workdir)
+
+``--image3 2 4 8``: calwebb_image3 instead, on dithered associations of 2, 4 and 8 NIRCam
+NRCA1 full-frame ``_cal`` members (simulated rates with a ~0.1" pointing error each,
+calibrated by this project's calwebb_image2; every step of both pipelines with jwst's
+defaults, jwst given the simulated APCORR/ABVEGAOFFSET as overrides). Ours =
+``run_pipeline("calwebb_image3")`` + ``save_products`` (``_crf`` per member, ``_i2d``,
+``_cat.ecsv``, ``_segm``); jwst = ``Image3Pipeline.run`` with ``save_results``. Each size
+runs in fresh worker processes (warm-up, then ``--repeat`` timed runs); printed: the times,
+the ratio, peak RSS, per-step times of the largest association, and how the time grows with
+the members.
+
+    python benchmarks/stage23_vs_jwst.py --image3 2 4 8 --repeat 1
 """
 from __future__ import annotations
 
@@ -56,6 +68,43 @@ def prepare(workdir: Path) -> dict:
     rate, _ = exposures.write_rate(workdir / "jw99999001001_01101_00001_nrca1_rate.fits", exp,
                                    sky.SkyScene(field, pointing, "NIRCAM", "NRCA1", "F200W", "CLEAR"), seed=3)
     cfg = {"rate": str(rate), "refs": refs}
+    cfg_path.write_text(json.dumps(cfg))
+    return cfg
+
+
+def prepare_image3(workdir: Path, members: int, aperture: str = "NRCA1_FULL") -> dict:
+    """Simulate ``members`` dithered rates, calibrate them (calib image2) and write an image3 association."""
+    cfg_path = workdir / f"image3_{members}.json"
+    if cfg_path.exists():
+        return json.loads(cfg_path.read_text())
+    from calib.pipelines import run_pipeline
+    from simulation import exposures, imaging_refs, sky
+
+    written = imaging_refs.write_imaging_references(workdir / "refs3", "NIRCAM", "NRCA1", [("F200W", "CLEAR")],
+                                                    seed=0)
+    refs = {rt: str(p[0]) for rt, p in written.items() if p}
+    field = sky.random_star_field(*TARGET, 100.0, 4000, seed=5, flux_range=(10.0, 500.0), min_separation=1.0)
+    exp = exposures.ImagingExposure("NIRCAM", "NRCA1", aperture, "F200W", "CLEAR", "MEDIUM8", 5)
+    names = []
+    for k in range(members):
+        cal = workdir / "cal3" / f"jw99999002001_01101_{k + 1:05d}_nrca1_cal.fits"
+        if not cal.exists():
+            cal.parent.mkdir(parents=True, exist_ok=True)
+            dither = (2.0 * (k % 4) + 0.3 * (k // 4), 1.5 * (k // 2 % 2) - 0.4 * (k // 4))
+            pointing = sky.make_pointing("NIRCAM", aperture, *TARGET, 20.0, dither=dither, pointing_error=0.1,
+                                         roll_error=1.0, seed=k)
+            rate, _ = exposures.write_rate(
+                workdir / "rate3" / f"jw99999002001_01101_{k + 1:05d}_nrca1_rate.fits", exp,
+                sky.SkyScene(field, pointing, "NIRCAM", "NRCA1", "F200W", "CLEAR"), seed=10 + k,
+                expstart=60100.0 + 0.01 * k, observation={"OBSERVTN": "002", "EXPOSURE": f"{k + 1:05d}"})
+            run_pipeline("calwebb_image2", rate, refs, {"resample": {"skip": True}}).products["cal"].save(cal)
+        names.append(str(cal))
+    asn = workdir / f"jw99999-o002_20260101t000000_image3_{members:05d}_asn.json"
+    asn.write_text(json.dumps({"asn_type": "image3", "asn_rule": "Asn_Lv3Image", "asn_id": "o002",
+                               "asn_pool": "benchmark", "program": "99999", "code_version": "benchmark",
+                               "products": [{"name": f"jw99999-o002_t001_nircam_clear-f200w_{members}",
+                                             "members": [{"expname": n, "exptype": "science"} for n in names]}]}))
+    cfg = {"asn": str(asn), "refs": refs, "members": members}
     cfg_path.write_text(json.dumps(cfg))
     return cfg
 
@@ -160,6 +209,69 @@ def worker_jwst(cfg: dict) -> dict:
     return _runs(cfg, one)
 
 
+def worker_ours3(cfg: dict) -> dict:
+    from calib.pipelines import release_unreachable, run_pipeline
+    from calib.products import save_products
+
+    name = json.loads(Path(cfg["asn"]).read_text())["products"][0]["name"]
+
+    def one(out: Path) -> dict:
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run_pipeline("calwebb_image3", cfg["asn"], cfg["refs"])
+        t1 = time.perf_counter()
+        save_products(res, out, name, {"crds_context": "benchmark", "references": {}})
+        t2, c2 = time.perf_counter(), time.process_time()
+        steps = dict(res.timings)
+        steps["(read+steps)"] = t1 - t0
+        steps["(save)"] = t2 - t1
+        del res
+        release_unreachable()
+        return {"total": t2 - t0, "cpu": c2 - c0, "steps": steps, "dir": str(out)}
+
+    return _runs(cfg, one)
+
+
+def worker_jwst3(cfg: dict) -> dict:
+    import gc
+    import logging
+
+    from archive.crds import cache as crdscache
+
+    crdscache.install_real_context(Path(cfg["out"]) / "crds_cache", _shared_mappings())
+    crdscache.configure(Path(cfg["out"]) / "crds_cache")
+    from jwst.pipeline import Image3Pipeline
+
+    logging.getLogger("stpipe").setLevel(logging.WARNING)
+    logging.getLogger("jwst").setLevel(logging.WARNING)
+    r = cfg["refs"]
+    steps = {"source_catalog": {"override_apcorr": r["apcorr"], "override_abvegaoffset": r["abvegaoffset"]}}
+
+    def one(out: Path) -> dict:
+        p = Image3Pipeline(steps=steps)
+        p.prefetch_references = False
+        p.save_results = True
+        p.output_dir = str(out)
+        times: dict[str, float] = {}
+        for name in p.step_defs:
+            step = getattr(p, name)
+
+            def timed(*a, _run=step.run, _name=name, **kw):
+                t = time.perf_counter()
+                try:
+                    return _run(*a, **kw)
+                finally:
+                    times[_name] = times.get(_name, 0.0) + time.perf_counter() - t
+            step.run = timed
+        t0, c0 = time.perf_counter(), time.process_time()
+        p.run(cfg["asn"])
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
+        del p
+        gc.collect()
+        return {"total": total, "cpu": cpu, "steps": times, "dir": str(out)}
+
+    return _runs(cfg, one)
+
+
 def run_worker(kind: str, cfg: dict) -> dict:
     res_file = Path(cfg["out"]) / f"{kind}_result.json"
     Path(cfg["out"]).mkdir(parents=True, exist_ok=True)
@@ -210,16 +322,20 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "image2_bench"))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip-jwst", action="store_true")
-    ap.add_argument("--worker", choices=["ours", "jwst"], help=argparse.SUPPRESS)
+    ap.add_argument("--image3", type=int, nargs="+", metavar="N",
+                    help="benchmark calwebb_image3 on associations of N full-frame members instead")
+    ap.add_argument("--worker", choices=["ours", "jwst", "ours3", "jwst3"], help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         cfg = json.loads(args.config)
-        res = (worker_ours if args.worker == "ours" else worker_jwst)(cfg)
+        res = {"ours": worker_ours, "jwst": worker_jwst, "ours3": worker_ours3, "jwst3": worker_jwst3}[args.worker](cfg)
         Path(cfg["result"]).write_text(json.dumps(res))
         return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    if args.image3:
+        return main_image3(work, sorted(args.image3), args.repeat, args.skip_jwst)
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
     inputs = prepare(work)
@@ -252,6 +368,44 @@ def main(argv=None) -> int:
                                                                      root)))
     else:
         print("  ours per step (best run): " + ", ".join(f"{k} {v:.3f}" for k, v in ob["steps"].items()))
+    return 0
+
+
+def main_image3(work: Path, sizes: list[int], repeat: int, skip_jwst: bool) -> int:
+    """calwebb_image3 at each association size: times, ratios, peak RSS, per-step table, growth."""
+    load0 = os.getloadavg()[0]
+    t = time.perf_counter()
+    inputs = {n: prepare_image3(work, n) for n in sizes}
+    print(f"inputs ready ({time.perf_counter() - t:.1f} s)")
+    rows = []
+    for n in sizes:
+        ours = run_worker("ours3", dict(inputs[n], out=str(work / f"ours3_{n}"), repeat=repeat))
+        jw = None if skip_jwst else run_worker("jwst3", dict(inputs[n], out=str(work / f"jwst3_{n}"), repeat=repeat))
+        rows.append((n, ours, jw))
+    print(f"\ncalwebb_image3, NIRCam NRCA1 full-frame members ({time.strftime('%Y-%m-%d %H:%M')}, load average "
+          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), best of {repeat} timed runs after a "
+          "warm-up (wall s; CPU s of all threads in brackets):")
+    print("  members   ours s          jwst s          jwst/ours   RSS ours MB  RSS jwst MB  RSS ours/jwst")
+    for n, ours, jw in rows:
+        ob = _best(ours)
+        jb = _best(jw) if jw else None
+        print(f"  {n:>7}   {ob['total']:6.2f} [{ob['cpu']:6.2f}]"
+              + (f"  {jb['total']:6.2f} [{jb['cpu']:6.2f}]  {jb['total'] / ob['total']:8.2f}x" if jb else " " * 28)
+              + f"   {ours['peak_rss_mb']:10.0f}"
+              + (f"   {jw['peak_rss_mb']:10.0f}   {ours['peak_rss_mb'] / jw['peak_rss_mb']:12.2f}" if jw else ""))
+    n0, o0, j0 = rows[0]
+    for n, ours, jw in rows[1:]:
+        grow = _best(ours)["total"] / _best(o0)["total"]
+        text = f"  {n0} -> {n} members: ours x{grow:.2f} (linear: x{n / n0:.2f})"
+        if jw:
+            text += f", jwst x{_best(jw)['total'] / _best(j0)['total']:.2f}"
+        print(text)
+    n, ours, jw = rows[-1]
+    ob = _best(ours)
+    jb = _best(jw) if jw else {"steps": {}}
+    print(f"\n  {n} members, step        jwst s    ours s")
+    for name in dict.fromkeys([*jb["steps"], *ob["steps"]]):
+        print(f"  {name:<22} {jb['steps'].get(name, float('nan')):8.3f}  {ob['steps'].get(name, float('nan')):8.3f}")
     return 0
 
 
