@@ -61,5 +61,15 @@ def test_demo_runs_the_main_job_and_a_campaign(tmp_path, monkeypatch):
         assert type(m) is datamodels.GuiderCalModel and m.data.shape == (6, 128, 128)
         assert m.meta.cal_step.guider_cds == "COMPLETE" and m.meta.ref_file.flat.name.startswith("crds://")
     with session_scope(url) as db:
-        sci = db.execute(select(ProductComparison).where(ProductComparison.extension == "SCI")).scalars().all()
-        assert len(sci) == 2 and all(c.frac_changed > 0.5 and c.median_dev_over_err > 0 for c in sci)
+        sci = db.execute(select(Product.suffix, ProductComparison)
+                         .join(ProductComparison, ProductComparison.product_id == Product.id)
+                         .where(ProductComparison.extension == "SCI")).all()
+        by_suffix = {}
+        for suffix, c in sci:
+            by_suffix.setdefault(suffix, []).append(c)
+        # the two NRCA1 rates remade with the new dark; after the new NRCB1 flat, that cal and
+        # the stage-3 products remade from it, each compared with the one it superseded
+        rates = by_suffix.pop("rate")
+        assert len(rates) == 2 and all(c.frac_changed > 0.5 and c.median_dev_over_err > 0 for c in rates)
+        assert len(by_suffix["cal"]) >= 1 and all(c.frac_changed > 0.5 for c in by_suffix["cal"])
+        assert set(by_suffix) <= {"cal", "i2d", "crf", "segm"}, set(by_suffix)

@@ -4,6 +4,7 @@ The comparisons are stored in ``product_comparisons`` and shown by ``archive pro
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from ..catalog.db import session_scope
 from ..catalog.paths import from_stored
 from ..catalog.models import Product, ProductComparison
 from ..config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def compare_files(new_path: str | Path, old_path: str | Path) -> list[dict]:
@@ -98,7 +101,9 @@ def compare_with_superseded(settings: Settings, job_id: int) -> int:
     -------
     int
         The number of ``product_comparisons`` rows written: 0 when the job superseded
-        nothing or its comparisons are stored already.
+        nothing or its comparisons are stored already. A product that is no FITS image
+        (``_cat.ecsv``) or whose arrays changed shape (a mosaic on a new grid) is left
+        uncompared (logged).
     """
     with session_scope(settings.db_url) as s:
         made = select(Product).where(Product.job_id == job_id, Product.supersedes_id.is_not(None))
@@ -108,9 +113,14 @@ def compare_with_superseded(settings: Settings, job_id: int) -> int:
             ProductComparison.product_id.in_([p for p, _, _ in pairs])))}
     rows = []
     for pid, path, sup in pairs:
-        if pid in done:
+        if pid in done or not path.name.endswith(".fits"):  # a catalogue (_cat.ecsv) has no image to compare
             continue
-        for r in compare_files(path, olds[pid]):
+        try:
+            compared = compare_files(path, olds[pid])
+        except ValueError as exc:  # e.g. a stage-3 mosaic on a new grid: nothing pixel by pixel to compare
+            log.warning("product %s: not compared with product %s: %s", pid, sup, exc)
+            continue
+        for r in compared:
             rows.append({"product_id": pid, "previous_product_id": sup, "created_at": datetime.now(timezone.utc), **r})
     if rows:
         with session_scope(settings.db_url) as s:

@@ -563,6 +563,10 @@ def _execute_association(settings: Settings, job_id: int, work: _Work, worker: s
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)
+    try:  # as for stage 1: the comparison with each superseded product is a report, never a failure
+        compare_with_superseded(settings, job_id)
+    except Exception:
+        log.exception("job %s: comparison with the superseded products failed", job_id)
     return "succeeded"
 
 
