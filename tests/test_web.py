@@ -428,3 +428,31 @@ def test_archive_serve_refuses_what_it_cannot_read_safely(tmp_path, pg_url):
     r = CliRunner().invoke(cli_app, ["--data-dir", str(tmp_path), "serve", "--port", "1"],
                            env={"ARCHIVE_DB_URL": pg_url, "ARCHIVE_READONLY_DB_URL": pg_url})
     assert r.exit_code == 2 and "refused" in r.output
+
+
+def test_home_counts_exactly_up_to_the_bound_then_estimates(web_archive, client):
+    from sqlalchemy.orm import Session
+
+    from archive.catalog.models import Job
+    from archive.web import queries
+    from archive.web.db import catalog_engine
+
+    s = web_archive[0]
+    with session_scope(s.db_url) as db:
+        n_exp = db.execute(select(func.count()).select_from(Exposure)).scalar_one()
+        n_ok = db.execute(select(func.count()).select_from(Job).where(Job.status == "succeeded")).scalar_one()
+    assert n_exp == 4 and n_ok == 5
+    summary = client.get("/api/summary").json()
+    assert summary["exposures"] == n_exp and summary["estimated"] == {}  # small tables: exact
+    with Session(bind=catalog_engine(s)) as ro:  # through the read-only path, as the page reads
+        assert queries.count_rows(ro, Exposure) == (n_exp, None)
+        assert queries.count_rows(ro, Exposure, bound=n_exp) == (n_exp, None)
+        n, how = queries.count_rows(ro, Exposure, bound=2)   # beyond the bound: an estimate
+        assert how == "about" and n >= 3
+        if s.db_url.startswith("sqlite"):
+            assert n == n_exp  # the largest id: no exposure was deleted
+        n, how = queries.count_rows(ro, Job, Job.status == "succeeded", bound=2)
+        if s.db_url.startswith("sqlite"):
+            assert (n, how) == (2, "more than")
+        else:
+            assert how == "about" and n >= 3  # the planner's estimate, never below what was counted

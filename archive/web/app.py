@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     # ---------------------------------------------------------------- JSON API
     @app.get("/api/summary", tags=["catalog"])
     def api_summary() -> dict:
-        """Return counts of exposures, products, jobs; the context in use; open campaigns."""
+        """Return counts (``estimated`` names those beyond 10,000 rows), the context in use, open campaigns."""
         return read(queries.home)
 
     @app.get("/api/exposures", tags=["exposures"])
@@ -181,7 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
     # ---------------------------------------------------------------- pages
     @app.get("/", include_in_schema=False)
     def home(request: Request):
-        return page(request, "home.html", title="Archive", data=read(queries.home))
+        return page(request, "home.html", title="Archive", data=read(queries.home), bound=queries.COUNT_BOUND)
 
     @app.get("/exposures", include_in_schema=False)
     def exposures_page(request: Request, program: str = "", instrument: str = "", exp_type: str = "",

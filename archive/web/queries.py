@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import and_, case, func, select, text
+from sqlalchemy import and_, func, literal, select, text
 from sqlalchemy.orm import Session, aliased
 
 from ..catalog.models import (
@@ -244,8 +244,10 @@ def product(s: Session, settings: Settings, product_id: int, read_header: bool =
     dict
         Keys ``product``, ``job``, ``context``, ``previews`` (kind -> preview id),
         ``header`` [(keyword, value, comment)], ``references`` [{reftype, name, header}],
-        ``statuses`` [(keyword, value)], ``inputs`` (upward lineage: raw exposures and
-        input products), ``derived`` (downward: products made from this one),
+        ``statuses`` [(keyword, value)], ``inputs`` (the job's own inputs: raw exposures
+        and input products), ``upstream`` (every product behind it, by depth) and
+        ``raw_exposures`` (the raw files at the top), ``derived`` (downward: the products of
+        every job that read this one), ``association`` (of a stage-2/3 product),
         ``supersedes`` / ``superseded_by`` and ``comparison`` (per extension).
 
     Raises
@@ -281,12 +283,14 @@ def product(s: Session, settings: Settings, product_id: int, read_header: bool =
             ip = s.get(Product, in_pid)
             item["product"] = {"id": ip.id, "filename": ip.filename} if ip else None
         inputs.append(item)
-    # downward: products of jobs that read this product (when job inputs name products)
-    derived = []
-    if hasattr(JobInput, "product_id"):
-        q = (select(Product).join(JobInput, JobInput.job_id == Product.job_id)
-             .where(JobInput.product_id == p.id).order_by(Product.id))
-        derived = [_product_summary(d) for d in s.execute(q).scalars()]
+    upstream, raw = _upstream(s, p.id)
+    # downward: the products of every job that read this product
+    readers = select(JobInput.job_id).where(JobInput.product_id == p.id)
+    q = (select(Product, Job).join(Job, Job.id == Product.job_id).where(Product.job_id.in_(readers))
+         .order_by(Product.id))
+    below = s.execute(q).all()
+    thumbs = _thumbs(s, [d.id for d, _ in below])
+    derived = [_product_summary(d, j, thumbs.get(d.id)) for d, j in below]
     sup = s.get(Product, p.supersedes_id) if p.supersedes_id else None
     later = s.execute(select(Product).where(Product.supersedes_id == p.id)).scalars().first()
     comps = [{"extension": c.extension, "n_pixels": c.n_pixels, "frac_changed": c.frac_changed,
@@ -295,8 +299,10 @@ def product(s: Session, settings: Settings, product_id: int, read_header: bool =
              for c in s.execute(select(ProductComparison).where(ProductComparison.product_id == p.id)
                                 .order_by(ProductComparison.id)).scalars()]
     exp = s.get(Exposure, p.exposure_id) if p.exposure_id else None
+    asn = s.get(Association, p.association_id) if p.association_id else None
     return {
         "product": {**_product_summary(p, job), "path": p.path, "exposure": exp.filename if exp else None},
+        "association": {"id": asn.id, "asn_name": asn.asn_name, "asn_type": asn.asn_type} if asn else None,
         "job": {"id": job.id, "pipeline": job.pipeline, "engine": job.engine, "status": job.status,
                 "cal_version": job.cal_version, "software_versions": job.software_versions,
                 "parameters": job.parameters, "worker": job.worker, "started_at": _iso(job.started_at),
@@ -308,11 +314,49 @@ def product(s: Session, settings: Settings, product_id: int, read_header: bool =
         "r_keywords": r_links,
         "statuses": statuses,
         "inputs": inputs,
+        "upstream": upstream,
+        "raw_exposures": raw,
         "derived": derived,
         "supersedes": {"id": sup.id, "filename": sup.filename, "created_at": _iso(sup.created_at)} if sup else None,
         "superseded_by": {"id": later.id, "filename": later.filename} if later else None,
         "comparison": comps,
     }
+
+
+_UPSTREAM = text("""
+WITH RECURSIVE up(product_id, exposure_id, depth) AS (
+    SELECT ji.product_id, ji.exposure_id, 1
+    FROM products p JOIN job_inputs ji ON ji.job_id = p.job_id WHERE p.id = :p
+    UNION
+    SELECT ji.product_id, ji.exposure_id, up.depth + 1
+    FROM up JOIN products q ON q.id = up.product_id JOIN job_inputs ji ON ji.job_id = q.job_id
+)
+SELECT product_id, exposure_id, min(depth) FROM up GROUP BY product_id, exposure_id
+""")
+
+
+def _upstream(s: Session, product_id: int) -> tuple[list[dict], list[dict]]:
+    """Everything behind a product, at any depth: (input products by depth, raw exposures).
+
+    A recursive query anchored on this one product (the ``product_lineage`` view computes
+    every product's lineage before filtering, which a page cannot afford on a big catalog).
+    """
+    rows = s.execute(_UPSTREAM, {"p": product_id}).all()
+    depth = {}
+    for pid, _eid, d in rows:
+        if pid is not None:
+            depth[pid] = min(d, depth.get(pid, d))
+    products = []
+    if depth:
+        for q, j in s.execute(select(Product, Job).join(Job, Job.id == Product.job_id)
+                              .where(Product.id.in_(list(depth)))).all():
+            products.append({"depth": depth[q.id], **_product_summary(q, j)})
+    products.sort(key=lambda d: (d["depth"], d["filename"]))
+    raw_ids = {eid for _pid, eid, _d in rows if eid is not None}
+    raw = [{"id": i, "filename": f, "sha256": h} for i, f, h in s.execute(
+        select(Exposure.id, Exposure.filename, Exposure.sha256).where(Exposure.id.in_(list(raw_ids)))
+        .order_by(Exposure.filename))] if raw_ids else []
+    return products, raw
 
 
 def preview_file(s: Session, settings: Settings, preview_id: int) -> Path:
@@ -553,20 +597,77 @@ def campaign(s: Session, campaign_id: int, window_s: float = 600.0) -> dict:
             "as_of": _iso(now)}
 
 
-def home(s: Session) -> dict:
-    """Return counts of the catalog's nouns, the context in use, the open campaigns."""
-    def count(model):
-        return s.execute(select(func.count()).select_from(model)).scalar_one()
+#: the home page counts rows exactly up to this many, and estimates beyond it
+COUNT_BOUND = 10_000
 
-    n_products, n_current = s.execute(select(func.count(), func.coalesce(func.sum(
-        case((Product.is_current.is_(True), 1), else_=0)), 0))).one()
-    jobs = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+
+def count_rows(s: Session, model, *conds, bound: int = COUNT_BOUND) -> tuple[int, str | None]:
+    """Count a table's rows (matching ``conds``) exactly when few, else estimate them cheaply.
+
+    Counting a 100,000-row table exactly reads all of it; a count that stops at ``bound``
+    rows reads at most that many (by index where ``conds`` has one). Beyond the bound the
+    number is an estimate: on PostgreSQL the planner's row estimate (``EXPLAIN``, from
+    ``pg_class.reltuples`` and the column statistics ``ANALYZE``/autovacuum keep), on SQLite
+    the largest id for a whole table (ids are never reused), and otherwise the bound itself
+    as a lower limit. Everything goes through the caller's read-only session.
+
+    Parameters
+    ----------
+    s : Session
+        A read-only session.
+    model : type
+        A mapped class with an integer ``id`` primary key.
+    *conds : sqlalchemy expressions
+        WHERE conditions (none: the whole table).
+    bound : int
+        Largest number counted exactly.
+
+    Returns
+    -------
+    (int, str or None)
+        The number, and how it is known: None (exact), ``"about"`` (an estimate) or
+        ``"more than"`` (``bound`` is a lower limit; SQLite with conditions).
+    """
+    table = model.__table__
+    inner = select(literal(1)).select_from(table).where(*conds).limit(bound + 1).subquery()
+    n = s.execute(select(func.count()).select_from(inner)).scalar_one()
+    if n <= bound:
+        return n, None
+    dialect = s.get_bind().dialect
+    if dialect.name == "postgresql":
+        q = select(literal(1)).select_from(table).where(*conds)
+        sql = str(q.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        plan = s.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
+        if isinstance(plan, str):
+            import json
+
+            plan = json.loads(plan)
+        return max(int(plan[0]["Plan"]["Plan Rows"]), n), "about"
+    if not conds:
+        return max(int(s.execute(select(func.max(table.c.id))).scalar_one() or 0), n), "about"
+    return bound, "more than"
+
+
+def home(s: Session) -> dict:
+    """Return counts of the catalog's nouns, the context in use, the open campaigns.
+
+    Counts beyond :data:`COUNT_BOUND` rows are estimates (:func:`count_rows`); the key
+    ``estimated`` maps each such count's name to ``"about"`` or ``"more than"``.
+    """
+    counts = {
+        "exposures": count_rows(s, Exposure),
+        "associations": count_rows(s, Association),
+        "products": count_rows(s, Product),
+        "current_products": count_rows(s, Product, Product.is_current.is_(True)),
+        "jobs": count_rows(s, Job),
+        "failed_jobs": count_rows(s, Job, Job.status == "failed"),
+        "queued_or_running": count_rows(s, Job, Job.status.in_(("queued", "running"))),
+        "contexts": count_rows(s, CrdsContext),
+        "references": count_rows(s, ReferenceFile),
+    }
     in_use = s.execute(select(CrdsContext.name).where(CrdsContext.in_use.is_(True))).scalar_one_or_none()
     open_campaigns = [{"id": i, "reason": r} for i, r in s.execute(
         select(Campaign.id, Campaign.reason).where(Campaign.status == "open").order_by(Campaign.id.desc()))]
-    return {"exposures": count(Exposure), "associations": count(Association),
-            "products": n_products, "current_products": int(n_current),
-            "jobs": sum(jobs.values()), "failed_jobs": jobs.get("failed", 0),
-            "contexts": count(CrdsContext), "references": count(ReferenceFile), "context_in_use": in_use,
-            "open_campaigns": open_campaigns,
-            "queued_or_running": jobs.get("queued", 0) + jobs.get("running", 0)}
+    return {**{k: n for k, (n, _) in counts.items()},
+            "estimated": {k: how for k, (_, how) in counts.items() if how},
+            "context_in_use": in_use, "open_campaigns": open_campaigns}
