@@ -282,6 +282,7 @@ def test_campaign_page_follows_a_real_worker(served, browser, redis_url):
 
 def _widths(page, selector: str = "#preview") -> list[int]:
     """naturalWidth of each image matching ``selector`` once every one has finished loading (0: failed)."""
+    page.wait_for_load_state("load")
     page.wait_for_function("sel => Array.from(document.querySelectorAll(sel)).every(i => i.complete)", arg=selector)
     return page.locator(selector).evaluate_all("els => els.map(e => e.naturalWidth)")
 
@@ -330,6 +331,9 @@ def test_stage_2_and_3_products_down_and_up_the_lineage(served_graph, browser):
     assert "S_FLAT" in statuses and "COMPLETE" in statuses
     assert page.locator(f"#inputs a[href='/products/{rate.id}']").count() == 1
     _shot(page, "product-cal")
+    page.set_viewport_size({"width": 960, "height": 540})  # the README's picture (docs/web-product.png)
+    page.screenshot(path=str(OUTPUT / "readme-product.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.click(f"#derived a[href='/products/{mosaic.id}']")
     page.wait_for_url(f"**/products/{mosaic.id}")
     assert _loaded(page), "the mosaic's preview did not load"
