@@ -6,7 +6,7 @@ id of the last row shown), so a page costs the same on the millionth row as on t
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import and_, func, literal, select, text
@@ -506,7 +506,10 @@ def references(s: Session, reftype: str | None = None, after: str | None = None,
 
 
 def reference(s: Session, name: str, before: int | None = None, limit: int = 200) -> dict:
-    """Return one reference file and (a page of) the products made with it.
+    """Return one reference file and (a page of) the products made with it, newest first.
+
+    ``before`` is the keyset of the next page: the ``next_before`` of the previous one (a
+    ``product_references`` id, recorded with each product).
 
     Raises
     ------
@@ -516,17 +519,21 @@ def reference(s: Session, name: str, before: int | None = None, limit: int = 200
     rf = s.execute(select(ReferenceFile).where(ReferenceFile.name == name)).scalar_one_or_none()
     if rf is None:
         raise NotFound(f"no reference file {name!r}")
+    # newest first by the product_references row (recorded with its product): the reftype's
+    # index, walked backwards, gives the page without sorting every product of the reference
     conds = [ProductReference.reference_file_id == rf.id]
     if before is not None:
-        conds.append(Product.id < before)
-    prods = s.execute(select(Product).join(ProductReference, ProductReference.product_id == Product.id)
-                      .where(*conds).order_by(Product.id.desc()).limit(limit + 1)).scalars().all()
-    more = len(prods) > limit
-    prods = prods[:limit]
+        conds.append(ProductReference.id < before)
+    rows = s.execute(select(Product, ProductReference.id)
+                     .join(ProductReference, ProductReference.product_id == Product.id)
+                     .where(*conds).order_by(ProductReference.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    prods = [p for p, _ in rows]
     return {"reference": {"id": rf.id, "name": rf.name, "reftype": rf.reftype, "instrument": rf.instrument,
                           "sha256": rf.sha256, "size_bytes": rf.size_bytes, "path": rf.path},
             "products": [_product_summary(p) for p in prods],
-            "next_before": prods[-1].id if more else None}
+            "next_before": rows[-1][1] if more else None}
 
 
 def campaigns(s: Session) -> list[dict]:
@@ -576,11 +583,10 @@ def campaign(s: Session, campaign_id: int, window_s: float = 600.0) -> dict:
         ~select(Job.id).where(Job.campaign_id == c.id, Job.exposure_id == CampaignExposure.exposure_id).exists())
     ).scalar_one()
     now = datetime.now(timezone.utc)
-    since = now.timestamp() - window_s
-    finished = [f for (f,) in s.execute(select(Job.finished_at).where(
-        Job.campaign_id == c.id, Job.status == "succeeded", Job.finished_at.is_not(None)))]
-    recent = [f for f in finished if (f if f.tzinfo else f.replace(tzinfo=timezone.utc)).timestamp() >= since]
-    throughput = len(recent) * 3600.0 / window_s if recent else None
+    recent = s.execute(select(func.count()).select_from(Job).where(
+        Job.campaign_id == c.id, Job.status == "succeeded",
+        Job.finished_at >= now - timedelta(seconds=window_s))).scalar_one()
+    throughput = recent * 3600.0 / window_s if recent else None
     left = totals["queued"] + totals["running"] + never_run
     eta = left * 3600.0 / throughput if throughput and left else (0.0 if not left else None)
     failures = [{"job_id": j, "exposure": e, "pipeline": pl, "error": err} for j, e, pl, err in s.execute(
