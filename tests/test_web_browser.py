@@ -209,6 +209,11 @@ def test_browse_exposure_product_reference_and_back(served, browser):
     assert width > 0, "the preview image did not load"
     assert page.locator("#statuses").inner_text().count("COMPLETE") >= 5
     _shot(page, "product")
+    small = browser.new_page(viewport={"width": 1280, "height": 720}, device_scale_factor=0.75)
+    small.goto(page.url)
+    assert _loaded(small)
+    small.screenshot(path=str(OUTPUT / "readme-product.png"))  # 960x540: the README's docs/web-product.png
+    small.close()
     ref_link = page.locator("#references a[href*='dark']")
     ref_name = ref_link.inner_text().removeprefix("crds://")
     ref_link.click()
@@ -331,9 +336,6 @@ def test_stage_2_and_3_products_down_and_up_the_lineage(served_graph, browser):
     assert "S_FLAT" in statuses and "COMPLETE" in statuses
     assert page.locator(f"#inputs a[href='/products/{rate.id}']").count() == 1
     _shot(page, "product-cal")
-    page.set_viewport_size({"width": 960, "height": 540})  # the README's picture (docs/web-product.png)
-    page.screenshot(path=str(OUTPUT / "readme-product.png"))
-    page.set_viewport_size({"width": 1280, "height": 900})
     page.click(f"#derived a[href='/products/{mosaic.id}']")
     page.wait_for_url(f"**/products/{mosaic.id}")
     assert _loaded(page), "the mosaic's preview did not load"
