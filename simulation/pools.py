@@ -422,7 +422,12 @@ def simulate_pool(pool_path, out_dir, crds_path, limit: int | None = None, seed:
             scene = stage2.scenes.get(i) if stage2 is not None else None
             pointing = stage2.pointing[i] if scene is not None else {}
             if scene is None and lrs_refs and lrs.is_lrs_fixedslit(kw):
-                scene, pointing = lrs.LrsScene(seed=seed), lrs.lrs_pointing(kw, seed)
+                # the nod (PATTTYPE, PATT_NUM, NUMDTHPT of the row) places the target in the slit
+                nod = {k: _value(rows[i], k) for k in ("PATTTYPE", "PATT_NUM", "NUMDTHPT")}
+                nod = {k: (int(v) if k != "PATTTYPE" and v.isdigit() else v.upper())
+                       for k, v in nod.items() if v is not None}
+                scene, pointing = lrs.lrs_scene({**kw, **nod}, seed)
+                pointing = {**pointing, **nod}
             ramp, truth = sim.simulate_ramp(det, spec, seed=sim.derive_seed("pool", seed, kw["FILENAME"]),
                                             scene=scene)
             kw = {**kw, **pointing}

@@ -15,11 +15,12 @@ photom         MirLrsPhotomModel (PHOTOM table: PHOTMJSR,   FITS   DETECTOR, EXP
                RELRESPONSE(wavelength))
 pathloss       MirLrsPathlossModel (PATHLOSS table:         FITS   DETECTOR, EXP_TYPE
                wavelength x slit position)
+extract1d      JSON (jwst reads no other form): a box on    JSON   DETECTOR, EXP_TYPE
+               the source
 =============  ===========================================  =====  ===========================
 
-Every other reftype jwst prefetches for the mode (extract1d, apcorr, psf, filteroffset of
-the skipped targ_centroid ...) is N/A in the synthetic imap: extract_1d then uses its
-defaults (the whole slit length, no aperture correction).
+Every other reftype jwst prefetches for the mode (apcorr, psf, filteroffset of the skipped
+targ_centroid ...) is N/A in the synthetic imap (no aperture correction).
 
 Geometry (from the SIAF in pysiaf): the slit is the MIRIM_SLIT aperture, its reference
 point V2Ref/V3Ref taken through the inverse of the imager's full-frame distortion to
@@ -31,7 +32,9 @@ The scene is the target through the slit: a point source at the slit centre whos
 cross-dispersion profile is a Gaussian of the diffraction-limited width at each
 wavelength (sigma = 0.44 lambda / D), with a smooth spectrum, plus dispersed sky through
 the slit and a detector background, times the detector's pixel response (the FLAT): what
-calwebb_spec2 divides out again. Sources: the jwst documentation "Reference Files" of
+calwebb_spec2 divides out again. In the two exposures of an along-slit nod (PATTTYPE
+...NOD, PATT_NUM 1 and 2) the target sits a quarter of the slit either side of its centre.
+Sources: the jwst documentation "Reference Files" of
 assign_wcs (MIRI LRS specwcs), flat_field, pathloss and photom; jwst's
 ``assign_wcs.miri.lrs_xytoabl`` (how the wavetable is read).
 """
@@ -49,7 +52,12 @@ EXP_TYPE = "MIR_LRS-FIXEDSLIT"
 DETECTOR = "MIRIMAGE"
 FILTER = "P750L"
 #: the stage-2 reftypes written here
-LRS_REFTYPES = ("distortion", "specwcs", "flat", "photom", "pathloss")
+LRS_REFTYPES = ("distortion", "specwcs", "flat", "photom", "pathloss", "extract1d")
+#: extraction box width (pixels) of the EXTRACT1D reference
+EXTRACT_WIDTH = 11
+#: the target's place along the slit in the two nods of an ALONG-SLIT-NOD pattern (arcsec in
+#: MIRIM_SLIT's ideal X: a quarter of the slit length either side of its centre)
+NOD_OFFSET = 1.18
 #: trace: offsets from Y_REF (pixels) of the blue and red ends, and their wavelengths (um)
 TRACE_DY = (90.0, -290.0)
 TRACE_WAVELENGTH = (4.6, 14.0)
@@ -121,6 +129,7 @@ class LrsScene:
     seed: int = 0
     flat_version: int = 1
     geometry: SlitGeometry = field(default_factory=slit_geometry)
+    source_x: float | None = None   # 0-based detector x of the source (default the slit centre)
 
     def rate(self, x0: int, y0: int, nx: int, ny: int, full_shape: tuple[int, int]) -> np.ndarray:
         """Count rate of the window at 0-based full-frame (x0, y0), float64 (ny, nx) DN/s.
@@ -146,7 +155,8 @@ class LrsScene:
         out[np.ix_(on, in_slit)] += SLIT_SKY
         sigma = 0.44 * lam[on] * 1e-6 / D_TELESCOPE * 206264.806 / g.pixel_scale   # pixels
         s2 = np.sqrt(2.0) * sigma[:, None]
-        prof = 0.5 * (erf((x[None, :] + 0.5 - g.x_ref) / s2) - erf((x[None, :] - 0.5 - g.x_ref) / s2))
+        xs = g.x_ref if self.source_x is None else self.source_x
+        prof = 0.5 * (erf((x[None, :] + 0.5 - xs) / s2) - erf((x[None, :] - 0.5 - xs) / s2))
         out[on] += prof * source_spectrum(lam[on])[:, None]
         return out * flat
 
@@ -248,6 +258,31 @@ def write_pathloss(path, geometry: SlitGeometry | None = None, useafter: str = U
     return _save(m, path)
 
 
+def write_extract1d(path, useafter: str = USEAFTER) -> Path:
+    """Write the EXTRACT1D reference of LRS fixed slit (JSON: the only form jwst reads for it).
+
+    One aperture for any slit: dispersion along y (``dispaxis`` 2), an extraction
+    ``EXTRACT_WIDTH`` pixels wide centred on the source (``use_source_posn``: jwst moves it to
+    where the WCS puts the target, so each nod of a pair is extracted where its source is),
+    no background fit (the nods' difference in bkg_subtract removes the sky). The file's
+    CRDS properties are under ``meta`` as in a datamodel (read by
+    :mod:`archive.crds.cache`; jwst reads only ``apertures``).
+    """
+    import json
+
+    doc = {
+        "meta": {"instrument": {"name": "MIRI", "detector": DETECTOR}, "exposure": {"type": EXP_TYPE},
+                 "reftype": "EXTRACT1D", "useafter": useafter, "author": imaging_refs.AUTHOR,
+                 "pedigree": "DUMMY", "description": "Simulated LRS fixed-slit extraction: a box on the source"},
+        "apertures": [{"id": "ANY", "region_type": "target", "spectral_order": 1, "dispaxis": 2,
+                       "extract_width": EXTRACT_WIDTH, "use_source_posn": True}],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
 def write_lrs_references(out_dir, seed: int = 0, useafter: str = USEAFTER) -> dict[str, Path]:
     """Write every stage-2 LRS fixed-slit reference (:data:`LRS_REFTYPES`) under ``out_dir``.
 
@@ -267,15 +302,45 @@ def write_lrs_references(out_dir, seed: int = 0, useafter: str = USEAFTER) -> di
                                         "MIRI", DETECTOR, FILTER, "N/A", seed, useafter=useafter, exp_type=EXP_TYPE),
         "photom": write_photom(out_dir / name("MIRI", "photom", "lrs"), useafter),
         "pathloss": write_pathloss(out_dir / name("MIRI", "pathloss", "lrs"), g, useafter),
+        "extract1d": write_extract1d(out_dir / name("MIRI", "extract1d", "lrs", ext="json"), useafter),
     }
 
 
-def lrs_pointing(kw: dict, seed: int = 0) -> dict:
-    """Return the pointing keywords that put the exposure's target at the slit centre.
+def nod_offset(kw: dict) -> float:
+    """Return the target's ideal X in the slit (arcsec).
+
+    -/+ :data:`NOD_OFFSET` for nods 1/2 (PATT_NUM) of a nod pattern (PATTTYPE), else 0.
+    """
+    patt = str(kw.get("PATTTYPE") or "").upper()
+    try:
+        n = int(kw.get("PATT_NUM") or 0)
+    except (TypeError, ValueError):
+        n = 0
+    if "NOD" not in patt or n not in (1, 2):
+        return 0.0
+    return -NOD_OFFSET if n == 1 else NOD_OFFSET
+
+
+def lrs_scene(kw: dict, seed: int = 0) -> tuple[LrsScene, dict]:
+    """Return the scene and pointing keywords of an LRS fixed-slit exposure (its keyword dict).
+
+    The target sits at :func:`nod_offset` along the slit; the scene's trace is where the
+    imager distortion puts that point of MIRIM_SLIT.
+    """
+    dx = nod_offset(kw)
+    ap = siaf.aperture("MIRI", "MIRIM_SLIT")
+    v2, v3 = ap.idl_to_tel(dx, 0.0)
+    x, _ = siaf.distortion_model("MIRI", DETECTOR).inverse(v2, v3)
+    return LrsScene(seed=seed, source_x=float(x)), lrs_pointing(kw, seed, dither=(dx, 0.0))
+
+
+def lrs_pointing(kw: dict, seed: int = 0, dither: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """Return the pointing keywords that put the exposure's target at ``dither`` in the slit.
 
     Target (RA, Dec) and position angle are seeded per (PROGRAM, TARGNAME) and (PROGRAM,
-    OBSERVTN), as for imaging (:mod:`simulation.imaging`); the attitude puts the target on
-    MIRIM_SLIT's reference point; APERNAME is MIRIM_SLIT (:class:`simulation.sky.Pointing`).
+    OBSERVTN), as for imaging (:mod:`simulation.imaging`); the attitude puts the target at
+    ideal ``dither`` (arcsec) of MIRIM_SLIT (its reference point by default); APERNAME is
+    MIRIM_SLIT (:class:`simulation.sky.Pointing`; XOFFSET/YOFFSET the dither).
     """
     from simulation.imaging import _seed
     from simulation.sky import make_pointing
@@ -284,4 +349,4 @@ def lrs_pointing(kw: dict, seed: int = 0) -> dict:
                                       seed))
     ra, dec = float(rng.uniform(0.0, 360.0)), float(np.degrees(np.arcsin(rng.uniform(-0.86, 0.86))))
     pa = float(np.random.default_rng(_seed("pa", kw.get("PROGRAM"), kw.get("OBSERVTN"), seed)).uniform(0.0, 360.0))
-    return make_pointing("MIRI", "MIRIM_SLIT", ra, dec, pa).keywords()
+    return make_pointing("MIRI", "MIRIM_SLIT", ra, dec, pa, dither=dither).keywords()

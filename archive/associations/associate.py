@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -24,11 +23,13 @@ from ..config import Settings
 from . import generator
 from .catalog_pool import catalog_pool_rows
 
-_SUFFIX = re.compile(r"_(uncal|rate|rateints|cal|calints|crf|i2d)\.fits$")
-
-
 def _root(name: str) -> str:
-    return _SUFFIX.sub("", name)
+    """Return the exposure root a member's file name names: ``<root>_<suffix>.fits`` -> ``<root>``.
+
+    jwst names every product ``<root>_<suffix>.<ext>`` (rate, cal, x1d, ...), so the root is
+    what precedes the last underscore.
+    """
+    return name.split(".", 1)[0].rsplit("_", 1)[0]
 
 
 @dataclass

@@ -72,6 +72,7 @@ SYNTHETIC_PARKEYS: dict[str, tuple[str, ...]] = {
     # stage-2 spectroscopy (simulation.spectroscopy: MIRI LRS fixed slit)
     "specwcs": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
     "pathloss": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
+    "extract1d": ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE"),
 }
 #: reftypes that jwst 3.0 steps may ask for; a synthetic instrument mapping lists every one
 #: it does not provide as "N/A" so that steps needing them are skipped, not failed
@@ -500,7 +501,8 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
     return len(copied)
 
 
-#: FITS keyword -> datamodel meta path, to read the properties of ASDF references (EMICORR)
+#: FITS keyword -> datamodel meta path, to read the properties of ASDF references (EMICORR) and
+#: of JSON ones (EXTRACT1D, whose properties this project writes under "meta" the same way)
 _ASDF_META = {"INSTRUME": "instrument.name", "REFTYPE": "reftype", "USEAFTER": "useafter",
               "DETECTOR": "instrument.detector", "READPATT": "exposure.readpatt",
               "SUBARRAY": "subarray.name", "EXP_TYPE": "exposure.type",
@@ -511,17 +513,22 @@ _ASDF_META = {"INSTRUME": "instrument.name", "REFTYPE": "reftype", "USEAFTER": "
 def _ref_properties(path: Path) -> dict[str, str]:
     from astropy.io import fits
 
-    if Path(path).suffix == ".asdf":
-        import asdf
+    if Path(path).suffix in (".asdf", ".json"):    # ASDF (EMICORR) or JSON (EXTRACT1D): a "meta" tree
+        if Path(path).suffix == ".json":
+            import json
 
-        with asdf.open(path, lazy_load=True, memmap=False) as af:
-            meta = af.tree.get("meta", {})
-            hdr = {}
-            for key, dotted in _ASDF_META.items():
-                node = meta
-                for part in dotted.split("."):
-                    node = node.get(part) if isinstance(node, dict) else None
-                hdr[key] = "" if node is None else node
+            meta = json.loads(Path(path).read_text()).get("meta", {})
+        else:
+            import asdf
+
+            with asdf.open(path, lazy_load=True, memmap=False) as af:
+                meta = af.tree.get("meta", {})
+        hdr = {}
+        for key, dotted in _ASDF_META.items():
+            node = meta
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            hdr[key] = "" if node is None else node
     else:
         hdr = fits.getheader(path, 0)
     props = {k: str(hdr.get(k, "")).strip() for k in ("INSTRUME", "REFTYPE", "USEAFTER", *_PARKEY_TO_FITS.values())}

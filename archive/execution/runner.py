@@ -203,15 +203,19 @@ def _claim_association(settings: Settings, s, job: Job, ctx: CrdsContext) -> _Wo
     asn = s.get(Association, job.association_id)
     rows = s.execute(select(JobInput, Product).join(Product, Product.id == JobInput.product_id)
                      .where(JobInput.job_id == job.id)).all()
-    by_exposure = {ji.exposure_id: (str(from_stored(p.path, settings.data_dir)), ji.sha256) for ji, p in rows}
+    # one exposure may be a member twice (a spec3's cal as science, its x1d as background):
+    # the member's expname names the product by its suffix (<root>_<suffix>.fits)
+    by_product = {(ji.exposure_id, p.suffix): (str(from_stored(p.path, settings.data_dir)), ji.sha256)
+                  for ji, p in rows}
     members = s.execute(select(AssociationMember).where(AssociationMember.association_id == asn.id)
                         .order_by(AssociationMember.id)).scalars().all()
     inputs: dict[str, tuple[str, str]] = {}
     roots: dict[str, int] = {}
     instrument = None
     for m in members:
-        if m.exposure_id in by_exposure:
-            inputs[m.expname] = by_exposure[m.exposure_id]
+        key = (m.exposure_id, m.expname.split(".", 1)[0].rsplit("_", 1)[-1])
+        if key in by_product:
+            inputs[m.expname] = by_product[key]
             exp_row = s.get(Exposure, m.exposure_id)
             roots[product_root(exp_row.filename)] = exp_row.id
             instrument = instrument or exp_row.instrume
