@@ -205,13 +205,14 @@ def test_the_engine_child_dies_with_its_parent():
             pass
 
 
-def test_the_attempt_that_records_is_the_jobs_output_dir(settings, simulated):  # noqa: F811
-    """A slow attempt whose lease was taken over (another worker claimed the job: a new attempt
-    directory on the row) and that still records first: the job's output_dir is the directory
-    its products are in, not the taker's (found here: the slow first numba compile of a worker)."""
+def test_a_taken_over_attempt_does_not_record(settings, simulated):  # noqa: F811
+    """A slow attempt whose lease expired and was taken over (another worker claimed the job: a
+    new attempt directory on the row) does not record, even when it finishes first; the taker
+    records, and the job's output_dir and started_at are its own (its products are in that
+    directory; a recording slow attempt once left the row pointing at the taker's removed one)."""
     from datetime import timedelta
 
-    from archive.catalog.models import utcnow
+    from archive.catalog.models import as_utc, utcnow
     from archive.crds.references import use_context
     from archive.execution import runner
     from archive.ingest.batch import ingest
@@ -229,15 +230,26 @@ def test_the_attempt_that_records_is_the_jobs_output_dir(settings, simulated):  
     with session_scope(s.db_url) as db:            # its lease expires; another worker claims the job
         db.get(Job, job_id).lease_expires_at = utcnow() - timedelta(seconds=1)
     taker = runner._claim(s, job_id, "taker:2")
-    assert taker.output_dir != slow.output_dir
-    slow.output_dir.mkdir(parents=True)            # the slow attempt finishes and records first
-    res = run_pipeline(slow.pipeline, slow.exposure_path, slow.references, slow.params)
-    files = save_products(res, slow.output_dir, runner.product_root(slow.filename),
-                          {"crds_context": slow.context, "crds_version": slow.crds_version,
-                           "cal_version": runner.CAL_VER, "references": dict(slow.reference_names)})
-    assert runner._record(s, slow, {k: Path(v) for k, v in files.items() if v}, {}, "slow:1")
+    assert taker.output_dir != slow.output_dir and (slow.attempt, taker.attempt) == (1, 2)
+
+    def products_of(work):
+        work.output_dir.mkdir(parents=True)
+        res = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
+        files = save_products(res, work.output_dir, runner.product_root(work.filename),
+                              {"crds_context": work.context, "crds_version": work.crds_version,
+                               "cal_version": runner.CAL_VER, "references": dict(work.reference_names)})
+        return {k: Path(v) for k, v in files.items() if v}
+
+    assert not runner._record(s, slow, products_of(slow), {}, "slow:1")   # finished first: not its job any more
+    with session_scope(s.db_url) as db:
+        job = db.get(Job, job_id)
+        assert (job.status, job.worker, job.attempts) == ("running", "taker:2", 2)
+        assert db.execute(select(func.count()).select_from(Product).where(Product.job_id == job_id)).scalar() == 0
+    assert runner._record(s, taker, products_of(taker), {}, "taker:2")
     with session_scope(s.db_url) as db:
         job = db.get(Job, job_id)
         paths = db.execute(select(Product.path).where(Product.job_id == job_id)).scalars().all()
-        assert job.status == "succeeded" and job.attempts == 2 and job.worker == "slow:1"
+        assert job.status == "succeeded" and job.attempts == 2 and job.worker == "taker:2"
         assert {str(Path(p).parent) for p in paths} == {job.output_dir}
+        assert s.data_dir / job.output_dir == taker.output_dir
+        assert as_utc(job.started_at) == taker.started_at > slow.started_at

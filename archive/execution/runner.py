@@ -1,7 +1,9 @@
 """The job runner: one job executed idempotently, as the Celery task does it.
 
 :func:`execute_job` leases the job in a short transaction, calibrates with no database
-session open, and records the products in a second short transaction. Running a job
+session held (a :class:`LeaseHeartbeat` renews the lease, one short UPDATE every third of
+``ARCHIVE_LEASE_SECONDS``, so a live worker keeps its job however long it runs), and
+records the products in a second short transaction. Running a job
 twice is harmless: a succeeded job is not redone, products are written atomically into
 the job's own directory, and the rows that mark it done are written once (STYLE.md,
 "Idempotent work under an at-least-once queue"). Each new product is then compared with
@@ -19,12 +21,13 @@ import logging
 import os
 import platform
 import socket
+import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from calib import __version__ as CAL_VER
@@ -114,6 +117,8 @@ class _Work:
     inputs: dict[str, tuple[str, str]] | None = None  # expname -> (absolute path, sha256) of a catalogued product
     member_roots: dict[str, int] | None = None  # product root -> exposure id
     instrument: str | None = None
+    attempt: int = 0  # the job's attempt number this claim made (with the worker: who owns the row)
+    started_at: datetime | None = None  # when this attempt claimed the job
 
 
 def _claim(settings: Settings, job_id: int, worker: str) -> _Work | None:
@@ -156,7 +161,9 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         job.error = None
         ctx = s.get(CrdsContext, job.context_id)
         if job.association_id is not None:
-            return _claim_association(settings, s, job, ctx)
+            work = _claim_association(settings, s, job, ctx)
+            work.attempt, work.started_at = job.attempts, now
+            return work
         exp = s.get(Exposure, job.exposure_id)
         # CRDS is asked only for what the steps that will run read (calib's declarations)
         reftypes = required_reftypes(job.pipeline, crds_header(exp), job.parameters or {})
@@ -189,7 +196,8 @@ def _claim_once(settings: Settings, job_id: int, worker: str) -> _Work | None:
         job.output_dir = to_stored(out, settings.data_dir)
         return _Work(job.id, job.pipeline, dict(job.parameters or {}), exp.id,
                      str(from_stored(exp.storage_path, settings.data_dir)), exp.sha256,
-                     exp.program, exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out)
+                     exp.program, exp.filename, ctx.name, ctx.crds_version or "", refs, names, sums, out,
+                     attempt=job.attempts, started_at=now)
 
 
 def _claim_association(settings: Settings, s, job: Job, ctx: CrdsContext) -> _Work:
@@ -274,15 +282,129 @@ def _verify(path: str, expected: str, what: str) -> None:
                                 f"{expected}")
 
 
+def _renew_lease(settings: Settings, work: _Work, worker: str) -> bool:
+    """Extend the lease of a job by ``lease_seconds`` from now, if this attempt still owns it.
+
+    One conditional UPDATE: it matches only while the row is this attempt's (same job id,
+    attempt number and worker, status running), so it can never revive a job that was
+    recorded, failed, re-queued by the planner or claimed by another worker meanwhile.
+
+    Returns
+    -------
+    bool
+        True if the lease was extended; False if the attempt no longer owns the job.
+
+    Raises
+    ------
+    sqlalchemy.exc.OperationalError
+        If the catalog is unreachable (the heartbeat tries again at its next beat).
+    """
+    with session_scope(settings.db_url) as s:
+        result = s.execute(
+            update(Job)
+            .where(Job.id == work.job_id, Job.attempts == work.attempt, Job.worker == worker,
+                   Job.status == "running")
+            .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
+            .execution_options(synchronize_session=False))
+        return result.rowcount == 1
+
+
+class LeaseHeartbeat:
+    """Renew a running attempt's lease every ``lease_seconds / 3`` on a daemon thread.
+
+    A live worker thus keeps its job however long the run takes, and the lease
+    (``ARCHIVE_LEASE_SECONDS``) only bounds how long a dead worker's job waits before the
+    planner re-queues it. The renewal is :func:`_renew_lease` (one short transaction per
+    beat; no session is held in between). If the row is no longer this attempt's (the
+    planner re-queued it after the lease expired, another worker claimed it, it was
+    recorded or failed) the heartbeat stops for good and sets :attr:`lost`; a catalog
+    that cannot be reached is logged and tried again at the next beat.
+
+    Used as a context manager around the calibration; :meth:`stop` (on exit) returns only
+    when the thread has finished, so no renewal runs concurrently with the transaction
+    that records or fails the attempt (which checks ownership itself, under a row lock).
+
+    Parameters
+    ----------
+    settings : archive.config.Settings
+        ``db_url`` and ``lease_seconds``.
+    work : _Work
+        The claimed attempt (job id, attempt number).
+    worker : str
+        The worker name the attempt claimed the job with.
+    """
+
+    def __init__(self, settings: Settings, work: _Work, worker: str):
+        self.settings, self.work, self.worker = settings, work, worker
+        self.interval = max(settings.lease_seconds / 3.0, 0.05)
+        self.lost = False
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lease-heartbeat-job-{work.job_id}-attempt-{work.attempt}")
+
+    def start(self) -> LeaseHeartbeat:
+        """Start the thread (its first renewal is one interval from now)."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop renewing and wait (at most ``timeout`` s, a renewal in flight) for the thread to end."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("job %s: lease heartbeat still in a renewal after %.0f s", self.work.job_id, timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the heartbeat thread is still running."""
+        return self._thread.is_alive()
+
+    def __enter__(self) -> LeaseHeartbeat:
+        """Start renewing."""
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop renewing (waits for the thread)."""
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                owned = _renew_lease(self.settings, self.work, self.worker)
+            except Exception:  # catalog unreachable: the lease has 2/3 of its time left, try again
+                log.warning("job %s: lease not renewed; trying again in %.0f s", self.work.job_id, self.interval,
+                            exc_info=True)
+                continue
+            if not owned:
+                self.lost = True
+                log.warning("job %s attempt %s: no longer this worker's (lease expired and re-queued or taken "
+                            "over); the heartbeat stops and the attempt will not record", self.work.job_id,
+                            self.work.attempt)
+                return
+            self.renewals += 1
+
+
+def _owns(job: Job, work: _Work, worker: str) -> bool:
+    """Whether the job row (read under a row lock) is still the attempt ``work`` of ``worker``.
+
+    Running, or re-queued by the planner after its lease expired but not claimed again:
+    the attempt may record. Another worker's claim (a new attempt number and worker), a
+    success or a failure mean it may not.
+    """
+    return job.status in ("running", "queued") and job.attempts == work.attempt and job.worker == worker
+
+
 def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: dict, worker: str,
             previews: dict | None = None) -> bool:
     """Write the products (and their previews) and mark the job succeeded, once.
 
-    False if another run did it first.
+    False if another run did it first, or if the job is no longer this attempt's (its lease
+    expired and another worker claimed it: that attempt records).
     """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
-        if job.status == "succeeded":
+        if not _owns(job, work, worker):
             return False
         for suffix, path in files.items():
             previous = s.execute(
@@ -306,8 +428,9 @@ def _record(settings: Settings, work: _Work, files: dict[str, Path], timings: di
         job.finished_at = utcnow()
         job.lease_expires_at = None
         job.worker = worker
-        # the attempt recorded: a takeover after the lease expired has pointed it at its own
+        # the row describes the attempt that recorded: its directory and its start
         job.output_dir = to_stored(work.output_dir, settings.data_dir)
+        job.started_at = work.started_at or job.started_at
         job.step_timings = timings
     return True
 
@@ -318,11 +441,11 @@ def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Pa
 
     A new product supersedes the current one of the same association, exposure (None: the
     association's own product) and suffix; ``previews`` (by product path) are recorded with
-    their product. False if another run recorded the job first.
+    their product. False if another run recorded the job first or took it over (as :func:`_record`).
     """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == work.job_id).with_for_update()).scalar_one()
-        if job.status == "succeeded":
+        if not _owns(job, work, worker):
             return False
         for suffix, path, exposure_id, references in outputs:
             same = (Product.exposure_id == exposure_id) if exposure_id is not None else Product.exposure_id.is_(None)
@@ -346,8 +469,9 @@ def _record_outputs(settings: Settings, work: _Work, outputs: list[tuple[str, Pa
         job.finished_at = utcnow()
         job.lease_expires_at = None
         job.worker = worker
-        # the attempt recorded: a takeover after the lease expired has pointed it at its own
+        # the row describes the attempt that recorded: its directory and its start
         job.output_dir = to_stored(work.output_dir, settings.data_dir)
+        job.started_at = work.started_at or job.started_at
         job.step_timings = timings
     return True
 
@@ -442,16 +566,16 @@ def _run_calib_level3(work: _Work) -> tuple[list, dict]:
 
 
 def _fail(settings: Settings, job_id: int, message: str, retryable: bool, while_claiming: str | None = None,
-          owner: str | None = None) -> None:
+          owner: str | None = None, attempt: int | None = None) -> None:
     """Mark a job failed (unless it succeeded meanwhile).
 
     ``while_claiming``: the worker whose claim failed (its lease was rolled back, so the
-    attempt is counted here). ``owner``: the worker whose attempt failed; if another
-    worker has taken the lease over since, its attempt decides.
+    attempt is counted here). ``owner`` and ``attempt``: the worker and attempt number
+    that failed; if another claim has taken the job over since, its attempt decides.
     """
     with session_scope(settings.db_url) as s:
         job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
-        if owner and job is not None and job.status == "running" and job.worker != owner:
+        if owner and job is not None and (job.worker != owner or (attempt is not None and job.attempts != attempt)):
             return
         if job is not None and job.status != "succeeded":
             if while_claiming:
@@ -488,7 +612,8 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     -------
     str
         ``succeeded``, ``skipped`` (already done, or leased by another live worker) or
-        ``duplicate`` (another run recorded it first; this run's files were removed).
+        ``duplicate`` (another run recorded it first, or took the job over after this
+        attempt's lease expired; this run's files were removed).
 
     Raises
     ------
@@ -517,27 +642,28 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     if work.association_id is not None:
         return _execute_association(settings, job_id, work, worker)
     try:
-        _verify(work.exposure_path, work.exposure_sha256, "input exposure")
-        for reftype, path in work.references.items():
-            if path is not None:
-                _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
-        work.output_dir.mkdir(parents=True, exist_ok=False)
-        result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
-        provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
-                      "references": dict(work.reference_names)}
-        files = save_products(result, work.output_dir, product_root(work.filename), provenance)
-        files = {k: Path(v) for k, v in files.items() if v}
-        previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
-        timings = dict(getattr(result, "timings", {}) or {})
-        del result
-        release_unreachable()      # the products' arrays, before the worker's next job
+        with LeaseHeartbeat(settings, work, worker):  # renews the lease while the job runs
+            _verify(work.exposure_path, work.exposure_sha256, "input exposure")
+            for reftype, path in work.references.items():
+                if path is not None:
+                    _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
+            work.output_dir.mkdir(parents=True, exist_ok=False)
+            result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
+            provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
+                          "references": dict(work.reference_names)}
+            files = save_products(result, work.output_dir, product_root(work.filename), provenance)
+            files = {k: Path(v) for k, v in files.items() if v}
+            previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
+            timings = dict(getattr(result, "timings", {}) or {})
+            del result
+            release_unreachable()      # the products' arrays, before the worker's next job
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker, attempt=work.attempt)
         raise PermanentJobError(str(exc)) from exc
     except BaseException as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker, attempt=work.attempt)
         raise
     if not _record(settings, work, files, timings, worker, previews):
         remove_tree_quietly(work.output_dir)
@@ -553,16 +679,17 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
 def _execute_association(settings: Settings, job_id: int, work: _Work, worker: str) -> str:
     """Run and record a claimed stage-2/3 job: the rest of :func:`execute_job` (same outcomes, errors)."""
     try:
-        outputs, timings = _run_association(settings, work)
+        with LeaseHeartbeat(settings, work, worker):  # renews the lease while the job runs
+            outputs, timings = _run_association(settings, work)
+            previews = {path: draw_quietly(path, sfx) for sfx, path, _, _ in outputs}  # PNGs beside image products
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker, attempt=work.attempt)
         raise PermanentJobError(str(exc)) from exc
     except BaseException as exc:
         remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker)
+        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker, attempt=work.attempt)
         raise
-    previews = {path: draw_quietly(path, sfx) for sfx, path, _, _ in outputs}  # PNGs beside each image product
     if not _record_outputs(settings, work, outputs, timings, worker, previews):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
@@ -575,6 +702,6 @@ def _execute_association(settings: Settings, job_id: int, work: _Work, worker: s
 
 
 __all__ = [
-    "CAL_VER", "PermanentJobError", "TRANSIENT", "execute_job", "software_versions", "param_hash", "product_root",
-    "worker_name",
+    "CAL_VER", "LeaseHeartbeat", "PermanentJobError", "TRANSIENT", "execute_job", "software_versions", "param_hash",
+    "product_root", "worker_name",
 ]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from calib import __version__ as CAL_VER
 
@@ -44,13 +46,42 @@ def member_suffix(expname: str) -> str:
     return expname.split(".", 1)[0].rsplit("_", 1)[-1]
 
 
+def requeue_expired(job: Job, now) -> bool:
+    """Re-queue a running job whose lease expired at ``now``, if it still has (in the catalog).
+
+    One conditional UPDATE in the job's session: status running, the same attempt number
+    and a lease at or before ``now``. Between the planner's read and this write the
+    worker's :class:`archive.execution.runner.LeaseHeartbeat` may have renewed the lease,
+    the attempt recorded, or another claim taken the job: then nothing is changed.
+
+    Returns
+    -------
+    bool
+        True if the job was set back to queued (``job.status`` is then ``queued`` too).
+    """
+    s = object_session(job)
+    result = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "running", Job.attempts == job.attempts,
+               or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now))
+        .values(status="queued")
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        s.refresh(job)
+        return False
+    set_committed_value(job, "status", "queued")
+    return True
+
+
 def revive(job: Job, *, now, broker_epoch, retry_failed: bool, dry_run: bool, requeue_before) -> tuple[str, str, bool]:
     """Decide what to do with a job that has not succeeded: (action, detail, send).
 
     ``retry`` a failed job (with ``retry_failed``, else ``failed``); ``requeue`` a running job
     whose lease expired or a queued job that is not in the broker (never sent, sent under
     another broker epoch, or longer ago than ``requeue_before``); otherwise ``pending``.
-    The job row is updated accordingly unless ``dry_run``.
+    The job row is updated accordingly unless ``dry_run``. A running job is re-queued with
+    a conditional UPDATE (:func:`requeue_expired`): if its worker's heartbeat renewed the
+    lease, or the job was recorded, since the row was read, it stays ``pending``.
     """
     send = False
     if job.status == "failed":
@@ -63,8 +94,8 @@ def revive(job: Job, *, now, broker_epoch, retry_failed: bool, dry_run: bool, re
     elif job.status == "running":
         if (as_utc(job.lease_expires_at) or now) <= now:
             action, detail, send = "requeue", f"lease of {job.worker} expired", True
-            if not dry_run:
-                job.status = "queued"
+            if not dry_run and not requeue_expired(job, now):
+                action, detail, send = "pending", f"running on {job.worker} (lease renewed)", False
         else:
             action, detail = "pending", f"running on {job.worker}"
     else:  # queued
