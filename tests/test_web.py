@@ -342,6 +342,10 @@ def test_every_page_and_endpoint_answers(web_archive, client):
         assert path in api["paths"], path
     d = client.get(f"/api/contexts/diff?old={old_ctx}&new={new_ctx}").json()
     assert list(d["reftypes"]) == ["dark"] and d["reftypes"]["dark"][0]["n_exposures"] == 1
+    # what `archive crds use` recorded when it switched: the changed rmap's reftype, its campaign
+    assert d["switch"]["campaign_id"] == cid and d["switch"]["changed_reftypes"] == {"nircam": ["dark"]}
+    assert list(d["switch"]["by_change"].values()) == [1]
+    assert client.get(f"/api/contexts/diff?old={new_ctx}&new={old_ctx}").json()["switch"] is None
     c = client.get(f"/api/campaigns/{cid}").json()
     assert c["counts"]["succeeded"] == 1 and c["done"] == c["total"] == 1 and c["percent"] == 100.0
     e = client.get(f"/api/exposures/{FGS}").json()

@@ -370,6 +370,7 @@ def test_stage_2_and_3_products_down_and_up_the_lineage(served_graph, browser):
     page.goto(f"{base}/contexts?old={served_graph['old']}&new={served_graph['new']}")
     diff = page.locator("#diff tr", has_text="flat")
     assert diff.count() == 1 and diff.locator("td").nth(3).inner_text() == "1"
+    assert "nircam: flat" in page.locator("#switch").inner_text()  # the rmap the switch found changed
     _shot(page, "graph-contexts-diff")
     assert not errors, errors
     page.close()

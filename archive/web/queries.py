@@ -457,13 +457,17 @@ def context(s: Session, name: str, limit: int = 200) -> dict:
 def context_diff(s: Session, old: str, new: str) -> dict:
     """Return the best references that differ between two contexts, by reftype.
 
-    Compares the catalog's ``bestrefs`` rows of exposures known under both contexts.
+    Compares the catalog's ``bestrefs`` rows of exposures known under both contexts, and
+    adds what the switch from ``old`` to ``new`` recorded, if the catalog made it: the
+    reftypes whose rmaps differ (by instrument) and the reference changes it found.
 
     Returns
     -------
     dict
-        ``old``, ``new`` and ``reftypes``: reftype -> list of {old, new, n_exposures}
-        (only changed selections; "N/A" when the reftype does not apply).
+        ``old``, ``new``, ``reftypes``: reftype -> list of {old, new, n_exposures}
+        (only changed selections; "N/A" when the reftype does not apply), and ``switch``:
+        {campaign_id, changed_reftypes {instrument: [reftype]}, by_change {change: n
+        exposures}} or None.
 
     Raises
     ------
@@ -484,7 +488,13 @@ def context_diff(s: Session, old: str, new: str) -> dict:
     out: dict[str, list] = {}
     for reftype, vo, vn, n in s.execute(q):
         out.setdefault(reftype, []).append({"old": vo, "new": vn, "n_exposures": n})
-    return {"old": old, "new": new, "reftypes": out}
+    # what the switch from old to new recorded: the rmaps' changed reftypes and the changes seen
+    switch = s.execute(select(Campaign).where(Campaign.kind == "context", Campaign.from_context_id == ids[old],
+                                              Campaign.context_id == ids[new]).order_by(Campaign.id)).scalars().first()
+    return {"old": old, "new": new, "reftypes": out,
+            "switch": {"campaign_id": switch.id,
+                       "changed_reftypes": (switch.selection or {}).get("changed_reftypes", {}),
+                       "by_change": (switch.summary or {}).get("by_change", {})} if switch else None}
 
 
 def references(s: Session, reftype: str | None = None, after: str | None = None, limit: int = 200) -> dict:
