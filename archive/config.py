@@ -11,7 +11,9 @@ db_url                 ``ARCHIVE_DB_URL``                       ``sqlite:///<dat
 broker_url             ``ARCHIVE_BROKER_URL``                   none: tasks run eagerly in-process
 crds_path              ``CRDS_PATH``                            ``<data_dir>/crds``
 crds_context           ``CRDS_CONTEXT``                         the context marked in use in the catalog
-lease_seconds          ``ARCHIVE_LEASE_SECONDS``                ``3600``
+lease_seconds          ``ARCHIVE_LEASE_SECONDS``                ``600`` (renewed every third of it
+                                                                while the job runs; bounds how long
+                                                                a dead worker's job waits)
 beat_interval_seconds  ``ARCHIVE_BEAT_INTERVAL``                ``3600``
 requeue_after_seconds  ``ARCHIVE_REQUEUE_AFTER``                ``21600`` (a queued job not started
                                                                 after this is sent again)
@@ -44,7 +46,7 @@ class Settings:
     broker_url: str | None
     crds_path: Path
     crds_context: str | None = None
-    lease_seconds: int = 3600
+    lease_seconds: int = 600
     beat_interval_seconds: int = 3600
     requeue_after_seconds: int = 21600
     queue: str = "archive"
@@ -133,7 +135,7 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         broker_url=broker,
         crds_path=crds_path,
         crds_context=pick("CRDS_CONTEXT", "crds_context") or None,
-        lease_seconds=int(pick("ARCHIVE_LEASE_SECONDS", "lease_seconds", 3600)),
+        lease_seconds=int(pick("ARCHIVE_LEASE_SECONDS", "lease_seconds", 600)),
         beat_interval_seconds=int(pick("ARCHIVE_BEAT_INTERVAL", "beat_interval_seconds", 3600)),
         requeue_after_seconds=int(pick("ARCHIVE_REQUEUE_AFTER", "requeue_after_seconds", 21600)),
         queue=pick("ARCHIVE_QUEUE", "queue", "archive"),
