@@ -365,6 +365,7 @@ def test_stage_2_and_3_products_down_and_up_the_lineage(served_graph, browser):
     assert page.locator(f"#derived a[href='/products/{mosaic.id}']").count() == 1  # what the old cal made
     page.goto(f"{base}/associations/{mosaic.association_id}")
     assert page.locator(f"a[href='/products/{mosaic.id}']").count() == 1
+    assert _loaded(page, "img.thumb")  # the mosaic's, its crfs' and segm's thumbnails
     _shot(page, "graph-association")
     # the two contexts differ by the NRCB1 flat, for the one exposure whose cal it remade
     page.goto(f"{base}/contexts?old={served_graph['old']}&new={served_graph['new']}")

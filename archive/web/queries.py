@@ -165,6 +165,15 @@ def _product_summary(p: Product, job: Job | None = None, thumb: int | None = Non
             "thumbnail_id": thumb}
 
 
+def _summaries(s: Session, prods: list[Product]) -> list[dict]:
+    """Product summaries with their job's pipeline and stage and their thumbnails (two IN queries)."""
+    if not prods:
+        return []
+    jobs = {j.id: j for j in s.execute(select(Job).where(Job.id.in_({p.job_id for p in prods}))).scalars()}
+    thumbs = _thumbs(s, [p.id for p in prods])
+    return [_product_summary(p, jobs.get(p.job_id), thumbs.get(p.id)) for p in prods]
+
+
 def _thumbs(s: Session, product_ids: list[int], kind: str = "thumbnail") -> dict[int, int]:
     if not product_ids:
         return {}
@@ -420,7 +429,7 @@ def association(s: Session, asn_id: int) -> dict:
                             "created_at": _iso(a.created_at)},
             "members": members,
             "jobs": [{"id": j.id, "pipeline": j.pipeline, "status": j.status, "error": j.error} for j in jobs],
-            "products": [_product_summary(p) for p in prods],
+            "products": _summaries(s, prods),
             "content": a.content}
 
 
@@ -451,7 +460,7 @@ def context(s: Session, name: str, limit: int = 200) -> dict:
                       .order_by(Product.id.desc()).limit(limit)).scalars().all()
     return {"context": {"id": c.id, "name": c.name, "first_seen": _iso(c.first_seen), "in_use": bool(c.in_use),
                         "in_use_since": _iso(c.in_use_since), "crds_version": c.crds_version},
-            "products": [_product_summary(p) for p in prods]}
+            "products": _summaries(s, prods)}
 
 
 def context_diff(s: Session, old: str, new: str) -> dict:
@@ -542,7 +551,7 @@ def reference(s: Session, name: str, before: int | None = None, limit: int = 200
     prods = [p for p, _ in rows]
     return {"reference": {"id": rf.id, "name": rf.name, "reftype": rf.reftype, "instrument": rf.instrument,
                           "sha256": rf.sha256, "size_bytes": rf.size_bytes, "path": rf.path},
-            "products": [_product_summary(p) for p in prods],
+            "products": _summaries(s, prods),
             "next_before": rows[-1][1] if more else None}
 
 
