@@ -257,7 +257,7 @@ class Job(Base):
     engine: Mapped[str] = mapped_column(String(16), default="calib")
     exposure_id: Mapped[int | None] = mapped_column(ForeignKey("exposures.id"))
     association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"))
-    context_id: Mapped[int] = mapped_column(ForeignKey("crds_contexts.id"))
+    context_id: Mapped[int] = mapped_column(ForeignKey("crds_contexts.id"), index=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     cal_version: Mapped[str] = mapped_column(String(32))
     software_versions: Mapped[dict] = mapped_column(JSON)
