@@ -51,6 +51,9 @@ class ImageState:
         ``{"asn_pool", "asn_table", "product"}`` of the association, when the input is one.
     i2d : stdatamodels.jwst.datamodels.ImageModel or None
         Set by resample: the drizzled image.
+    cal_written : bool
+        Set once the ``_cal`` is written (before resample): resample may then consume
+        ``model`` (its ERR and AREA are dropped).
     """
 
     path: str
@@ -60,6 +63,7 @@ class ImageState:
     background: list[str] = field(default_factory=list)
     asn: dict | None = None
     i2d: Any = None
+    cal_written: bool = False
 
 
 def image_info(model, path: str) -> ExposureInfo:

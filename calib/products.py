@@ -16,7 +16,7 @@ import tempfile
 
 from calib.runner import PipelineResult
 
-__all__ = ["save_products", "write_atomic", "write_table_atomic", "product_name"]
+__all__ = ["save_products", "run_and_save", "write_atomic", "write_table_atomic", "product_name"]
 
 
 def _umask() -> int:
@@ -156,7 +156,8 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     Returns
     -------
     dict
-        ``{suffix: path}`` of the files written.
+        ``{suffix: path}`` of the files written, in the order of the pipeline's products
+        (with those :func:`run_and_save` wrote during the run, ``result.written``).
 
     Raises
     ------
@@ -172,15 +173,79 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     written: dict[str, pathlib.Path] = {}
     try:
         for suffix, (model, path) in targets.items():
-            if isinstance(model.meta, dict):           # a table: the catalog
-                model.meta["filename"] = path.name
-                write_table_atomic(model, path)
-            else:
-                _stamp(model, provenance, path.name)
-                write_atomic(model, path)
+            _write_product(model, path, provenance)
             written[suffix] = path
     except BaseException:
         for p in written.values():
             p.unlink(missing_ok=True)
         raise
-    return written
+    return {**{k: pathlib.Path(v) for k, v in (result.written or {}).items()}, **written}
+
+
+def _write_product(model, path: pathlib.Path, provenance: dict) -> None:
+    if isinstance(model.meta, dict):           # a table: the catalog
+        model.meta["filename"] = path.name
+        write_table_atomic(model, path)
+    else:
+        _stamp(model, provenance, path.name)
+        write_atomic(model, path)
+
+
+def run_and_save(pipeline: str, input_path, references, params, output_dir, root: str,
+                 provenance: dict) -> tuple[PipelineResult, dict[str, pathlib.Path]]:
+    """Run a registered pipeline and write its products, each as soon as it is final.
+
+    What :func:`calib.pipelines.run_pipeline` then :func:`save_products` do, except that a
+    product declared ``write_early`` (image2's ``_cal``, as jwst's Image2Pipeline saves it
+    before resample) is written, with the same name, keywords and atomicity, before the
+    steps that follow it run, and its arrays are released for them: the run's peak memory
+    does not hold it beside the later products.
+
+    Parameters
+    ----------
+    pipeline : str
+        A registered pipeline name or alias.
+    input_path, references, params
+        As for :func:`calib.pipelines.run_pipeline`.
+    output_dir, root, provenance
+        As for :func:`save_products`.
+
+    Returns
+    -------
+    result : PipelineResult
+        The run (``written``: the products written during it; ``products``: the others).
+    files : dict
+        ``{suffix: path}`` of every file written.
+
+    Raises
+    ------
+    FileExistsError
+        Before running, if a target of one of the pipeline's products exists.
+    calib.params.ParamError, calib.errors.InputError, calib.errors.ReferenceFileError
+        As :func:`calib.pipelines.run_pipeline`; no product file remains on any error.
+    """
+    from calib.pipelines import get_pipeline
+    from calib.runner import run
+
+    spec = get_pipeline(pipeline)
+    out = pathlib.Path(output_dir)
+    for p in spec.products:
+        if ":" not in p.suffix and (out / product_name(root, p.suffix)).exists():
+            raise FileExistsError(f"refusing to overwrite existing product {out / product_name(root, p.suffix)}")
+    early: dict[str, pathlib.Path] = {}
+
+    def write(suffix: str, model) -> pathlib.Path:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / product_name(root, suffix)
+        _write_product(model, path, provenance)
+        early[suffix] = path
+        return path
+
+    try:
+        result = run(spec, input_path, references, params, write=write)
+        files = save_products(result, out, root, provenance)
+    except BaseException:
+        for p in early.values():
+            p.unlink(missing_ok=True)
+        raise
+    return result, files

@@ -49,6 +49,12 @@ class ProductSpec:
         The step before which the product is final (jwst writes image2's ``_cal`` before
         resample runs on a copy): the S_* keywords of that step and later ones are not
         stamped on it.
+    write_early : bool
+        Whether :func:`run`, given a ``write`` callback, hands the product over to be written
+        as soon as it is final (before ``made_before`` runs, as jwst's Image2Pipeline saves
+        the ``_cal`` before resample) and then lets the pipeline release what the later steps
+        do not read (``PipelineSpec.release``); the product is then not in the result's
+        ``products`` but in its ``written``.
     """
 
     suffix: str
@@ -56,6 +62,7 @@ class ProductSpec:
     doc: str = ""
     optional: bool = False
     made_before: str | None = None
+    write_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ class PipelineSpec:
         The stdatamodels class jwst's pipeline opens its input as (``RampModel``).
     doc : str
         One line on what it does.
+    release : callable, optional
+        ``release(state, suffix)``: after a ``write_early`` product was written, drop what
+        the steps still to run do not read (its big arrays), to lower the peak memory.
     """
 
     name: str
@@ -107,6 +117,7 @@ class PipelineSpec:
     instruments: tuple[str, ...] = ()
     input_model: str = "RampModel"
     doc: str = ""
+    release: Callable[[Any, str], None] | None = None
 
     def step(self, name: str) -> StepSpec:
         """Return the declared step ``name``.
@@ -188,6 +199,9 @@ class PipelineResult:
         ``{step: wall seconds}``.
     pipeline : str
         The pipeline's name.
+    written : dict
+        ``{suffix: path}`` of the products already written by :func:`run`'s ``write``
+        callback (``write_early`` products), which are not in ``products``.
     """
 
     products: dict[str, Any]
@@ -195,6 +209,7 @@ class PipelineResult:
     references_used: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     pipeline: str = ""
+    written: dict[str, Any] = field(default_factory=dict)
 
 
 def _ref_path(references: Mapping[str, Any], reftype: str) -> str | None:
@@ -307,8 +322,24 @@ class ReferenceSession:
 KERNEL_LOCK = threading.Lock()
 
 
+def _stamp_steps(spec: PipelineSpec, suffix: str, model, status: Mapping[str, str]) -> None:
+    """Set the software name/version and the S_* keywords of the steps before the product's ``made_before``."""
+    meta = model.meta
+    if isinstance(meta, dict):        # a table (image3's _cat.ecsv): no S_* keywords
+        return
+    by_name = {s.name: s for s in spec.steps}
+    made_before = {p.suffix: p.made_before for p in spec.products}
+    order = list(status)
+    meta.calibration_software_name = "calib"
+    meta.calibration_software_version = __version__
+    last = made_before.get(suffix.partition(":")[0])   # "crf:<root>": one product per member
+    for name in (order[:order.index(last)] if last in order else order):
+        setattr(meta.cal_step, by_name[name].cal_step, status[name])
+
+
 def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[str, Any] | None,
-        params: Mapping[str, Mapping[str, Any]] | None = None) -> PipelineResult:
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+        write: Callable[[str, Any], Any] | None = None) -> PipelineResult:
     """Run a declared pipeline on one input file.
 
     Parameters
@@ -322,12 +353,18 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
         step whose :meth:`StepSpec.na_skips` reftype is not applicable is SKIPPED.
     params : dict, optional
         ``{step: {parameter: value}}`` (jwst names, strings allowed).
+    write : callable, optional
+        ``write(suffix, model) -> path``: called for each ``write_early`` product, with its
+        S_* keywords set, just before its ``made_before`` step runs; the pipeline's
+        ``release`` then drops what later steps do not read. Without it every product is
+        returned in ``products``. Whatever ``write`` raises propagates.
 
     Returns
     -------
     PipelineResult
         Products ``{suffix: datamodel}`` with S_* keywords, CAL_VER and the software name
-        set; the status of every step; the references read; per-step wall times (s).
+        set; the status of every step; the references read; per-step wall times (s); the
+        paths ``write`` returned (``written``).
 
     Raises
     ------
@@ -342,6 +379,8 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
     path = os.fspath(input_path)
     status: dict[str, str] = {}
     timings: dict[str, float] = {}
+    written: dict[str, Any] = {}
+    early = {p.made_before: p.suffix for p in spec.products if p.write_early and p.made_before} if write else {}
     with spec.open(path) as state:
         keys = state.keys
         session = ReferenceSession(references or {}, state.info)
@@ -350,6 +389,18 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
                 for step in spec.flavours(keys):
                     t0 = time.perf_counter()
                     c = resolved[step.name]
+                    if step.name in early and spec.will_run(step, keys, resolved):
+                        suffix = early[step.name]
+                        model = spec.finish(state, status).get(suffix)
+                        if model is not None:
+                            _stamp_steps(spec, suffix, model, {**status, step.name: ""})
+                            written[suffix] = write(suffix, model)
+                            del model
+                            if spec.release is not None:
+                                spec.release(state, suffix)
+                            # writing leaves copies of the product's tree in reference cycles
+                            # (asdf): collect them now, or they keep its arrays alive
+                            gc.collect()
                     if not spec.will_run(step, keys, resolved):
                         status[step.name] = STATUS_SKIPPED
                     elif any(session.path(rt) is None for rt in step.na_skips()
@@ -360,21 +411,11 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
                     timings[step.name] = time.perf_counter() - t0
         finally:
             session.close()
-        products = spec.finish(state, status)
-    by_name = {s.name: s for s in spec.steps}
-    made_before = {p.suffix: p.made_before for p in spec.products}
-    order = list(status)
+        products = {k: v for k, v in spec.finish(state, status).items() if k not in written}
     for suffix, model in products.items():
-        meta = model.meta
-        if isinstance(meta, dict):        # a table (image3's _cat.ecsv): no S_* keywords
-            continue
-        meta.calibration_software_name = "calib"
-        meta.calibration_software_version = __version__
-        last = made_before.get(suffix.partition(":")[0])   # "crf:<root>": one product per member
-        for name in (order[:order.index(last)] if last in order else order):
-            setattr(meta.cal_step, by_name[name].cal_step, status[name])
+        _stamp_steps(spec, suffix, model, status)
     return PipelineResult(products=products, step_status=status, references_used=dict(session.used),
-                          timings=timings, pipeline=spec.name)
+                          timings=timings, pipeline=spec.name, written=written)
 
 
 _GC_FROZEN = False

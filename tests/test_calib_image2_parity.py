@@ -210,6 +210,46 @@ def test_products_written_and_reopened(runs, tmp_path):
         assert i2d.con.ndim == 3
 
 
+@pytest.mark.slow
+def test_run_and_save_writes_the_cal_before_resample(runs, tmp_path):
+    """run_and_save (the archive's way: the _cal written before resample, its ERR/AREA released
+    for it) writes the same files as run_pipeline + save_products, and leaves none on failure."""
+    from astropy.io import fits
+
+    from calib.products import run_and_save, save_products
+
+    _, ours, cases = runs
+    c = cases["nircam"]
+    prov = {"crds_context": "jwst_sim_0001.pmap", "crds_version": "13.0.0", "cal_version": "0",
+            "references": {rt: p.rsplit("/", 1)[-1] for rt, p in ours["nircam"].references_used.items()}}
+    res, files = run_and_save("calwebb_image2", c["uncal"], c["refs"], None, tmp_path / "early", c["root"], prov)
+    assert set(files) == {"cal", "i2d"} and set(res.written) == {"cal"} and set(res.products) == {"i2d"}
+    plain = save_products(ours["nircam"], tmp_path / "plain", c["root"], prov)
+    for suffix in ("cal", "i2d"):
+        assert files[suffix].name == plain[suffix].name
+        with fits.open(files[suffix]) as a, fits.open(plain[suffix]) as b:
+            assert [h.name for h in a] == [h.name for h in b]
+            for ha, hb in zip(a, b, strict=True):
+                if ha.name == "ASDF":
+                    continue
+                skip = ("DATE", "CHECKSUM", "DATASUM")
+                assert {k: v for k, v in ha.header.items() if k not in skip} == \
+                    {k: v for k, v in hb.header.items() if k not in skip}, (suffix, ha.name)
+                if ha.data is not None:
+                    np.testing.assert_array_equal(ha.data, hb.data, err_msg=f"{suffix} {ha.name}")
+    # a target that exists: refused before anything runs
+    (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / f"{c['root']}_i2d.fits").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        run_and_save("calwebb_image2", c["uncal"], c["refs"], None, tmp_path / "exists", c["root"], prov)
+    assert sorted(p.name for p in (tmp_path / "exists").iterdir()) == [f"{c['root']}_i2d.fits"]
+    # resample failing after the _cal was written: the _cal is removed
+    with pytest.raises(Exception):  # noqa: B017 - whatever jwst raises for a missing output WCS file
+        run_and_save("calwebb_image2", c["uncal"], c["refs"], {"resample": {"output_wcs": str(tmp_path / "no.asdf")}},
+                     tmp_path / "failed", c["root"], prov)
+    assert not list((tmp_path / "failed").iterdir())
+
+
 def test_required_reftypes_and_bad_input(tmp_path):
     from calib.errors import InputError
     from calib.pipelines import required_reftypes

@@ -203,8 +203,8 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
     import crds  # heavy (crds, astropy, numba kernels): loaded when files are calibrated
 
     from calib.params import ParamError
-    from calib.pipelines import release_unreachable, required_reftypes, run_pipeline, validate_params
-    from calib.products import save_products
+    from calib.pipelines import release_unreachable, required_reftypes, validate_params
+    from calib.products import run_and_save
 
     pipeline = resolve_pipeline(pipeline)
     params, overrides = split_overrides(pipeline, params)
@@ -236,10 +236,9 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
                     refs[reftype] = None if value == "N/A" else value
                     names[reftype] = "N/A" if value == "N/A" else os.path.basename(value)
             out_dir.mkdir(parents=True, exist_ok=True)
-            result = run_pipeline(pipeline, path, refs, params)
             prov = {"crds_context": context or "N/A", "crds_version": crds.__version__, "cal_version": cal_ver,
                     "references": names, "overrides": {r for r in overrides if r in reftypes}}
-            files_out = save_products(result, out_dir, output_root(path), prov)
+            result, files_out = run_and_save(pipeline, path, refs, params, out_dir, output_root(path), prov)
             del result
             release_unreachable()     # the products' arrays, before the next file
             outcomes.append(CalibrateOutcome(path, "succeeded", {k: Path(v) for k, v in files_out.items() if v},

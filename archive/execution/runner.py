@@ -480,8 +480,8 @@ def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
     """Run a claimed stage-2/3 job with its engine; return (outputs for _record_outputs, timings)."""
     import time
 
-    from calib.pipelines import get_pipeline, release_unreachable, run_pipeline
-    from calib.products import save_products
+    from calib.pipelines import get_pipeline, release_unreachable
+    from calib.products import run_and_save
 
     from .jwst_engine import run_association
 
@@ -504,10 +504,10 @@ def _run_association(settings: Settings, work: _Work) -> tuple[list, dict]:
     work.output_dir.mkdir(parents=True, exist_ok=False)
     if get_pipeline(work.pipeline).input_model == "ModelLibrary":   # stage 3: the association is the input
         return _run_calib_level3(work)
-    result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
     provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
                   "references": dict(work.reference_names)}
-    files = save_products(result, work.output_dir, product_root(work.filename), provenance)
+    result, files = run_and_save(work.pipeline, work.exposure_path, work.references, work.params, work.output_dir,
+                                 product_root(work.filename), provenance)
     timings = dict(getattr(result, "timings", {}) or {})
     del result
     release_unreachable()
@@ -623,8 +623,8 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         Anything else (database, broker, disk): the job is marked failed and the error
         re-raised so the task layer can retry it.
     """
-    from calib.pipelines import release_unreachable, run_pipeline  # numba kernels: loaded when used
-    from calib.products import save_products
+    from calib.pipelines import release_unreachable  # numba kernels: loaded when used
+    from calib.products import run_and_save
 
     worker = worker or worker_name()
     try:
@@ -648,10 +648,11 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
                 if path is not None:
                     _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
             work.output_dir.mkdir(parents=True, exist_ok=False)
-            result = run_pipeline(work.pipeline, work.exposure_path, work.references, work.params)
             provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
                           "references": dict(work.reference_names)}
-            files = save_products(result, work.output_dir, product_root(work.filename), provenance)
+            # products written as soon as they are final (image2's _cal before resample)
+            result, files = run_and_save(work.pipeline, work.exposure_path, work.references, work.params,
+                                         work.output_dir, product_root(work.filename), provenance)
             files = {k: Path(v) for k, v in files.items() if v}
             previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
             timings = dict(getattr(result, "timings", {}) or {})

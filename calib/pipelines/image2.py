@@ -56,14 +56,20 @@ def _products(state, status: dict[str, str]) -> dict:
     return out
 
 
+def _release(state, suffix: str) -> None:
+    """After the ``_cal`` is written: resample may consume it (see :func:`calib.steps.resample.resample_image`)."""
+    if suffix == "cal":
+        state.cal_written = True
+
+
 PIPELINE = PipelineSpec(
     name="calwebb_image2", jwst_class="jwst.pipeline.Image2Pipeline",
     aliases=("image2", "Image2Pipeline", "jwst.pipeline.Image2Pipeline", "calwebb_image2.cfg"),
     flavours=_flavours, steps=STEPS,
     products=(ProductSpec("cal", "ImageModel", "SCI/ERR (ny, nx) MJy/sr, DQ, VAR_* (MJy/sr)**2, AREA, gwcs",
-                          made_before="resample"),
+                          made_before="resample", write_early=True),
               ProductSpec("i2d", "ImageModel", "resampled SCI/ERR MJy/sr, WHT, CON, VAR_*, output gwcs",
                           optional=True)),
-    open=open_image, finish=_products, instruments=INSTRUMENTS, input_model="ImageModel",
+    open=open_image, finish=_products, release=_release, instruments=INSTRUMENTS, input_model="ImageModel",
     doc="imaging stage 2: background, WCS, flat field, flux calibration, resampling",
 )

@@ -386,6 +386,10 @@ def _resampler_class():
             """Add one input ImageModel (the sequence of stcal's ``Resample.add_model``)."""
             d = self.input_model_to_dict(model, weight_type=self.weight_type, enable_var=self._enable_var,
                                          compute_err=self._compute_err)
+            if getattr(self, "consume_inputs", False):
+                # the input is not used after this (its _cal is written): the dict holds its arrays
+                # alone, so that _add can free the DQ once the weights are made
+                _drop_arrays(model, [k for k, v in d.items() if isinstance(v, np.ndarray)])
             self._add(d)
             if self.output_jwst_model is None:
                 self.output_jwst_model = self.create_output_jwst_model(ref_input_model=model)
@@ -577,6 +581,8 @@ def _resampler_class():
             xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
             if self.own_kernel and self.kernel == "square" and not self._propagate_dq \
                     and self._compute_err != "driz_err":
+                if getattr(self, "consume_inputs", False):
+                    model.pop("dq", None)           # in the weights now; freed before the outputs exist
                 bounds = (xmin, xmax, ymin, ymax)
                 corners = None
                 if self.pixfrac == 1.0:         # the corners are all the kernel needs: free the map first
@@ -631,16 +637,31 @@ def _resampler_class():
 _RESAMPLER = None
 
 
-def resample_image(model, params: dict):
+def _drop_arrays(model, names) -> None:
+    """Remove arrays from a datamodel (and from the ASDF tree it was read or written with)."""
+    tree = getattr(getattr(model, "_asdf", None), "tree", None)
+    for name in names:
+        model.instance.pop(name, None)
+        if isinstance(tree, dict):
+            tree.pop(name, None)
+
+
+def resample_image(model, params: dict, *, consume: bool = False):
     """Resample one calibrated image into its ``_i2d`` ImageModel.
 
     Parameters
     ----------
     model : stdatamodels.jwst.datamodels.ImageModel
         The ``_cal`` image with its gwcs (``meta.wcs``): SCI/ERR float32 (ny, nx) MJy/sr,
-        DQ, VAR_* (MJy/sr)**2. Not modified (a copy is resampled).
+        DQ, VAR_* (MJy/sr)**2. Not modified (a copy is resampled) unless ``consume``.
     params : dict
         The step's resolved parameters (jwst's names).
+    consume : bool
+        The ``_cal`` was already written and ``model`` is not used afterwards: jwst's
+        ``match_nans_and_flags`` runs on it in place and it is resampled itself (no copy);
+        its ERR and AREA, which resample does not read after that, are dropped before the
+        output is allocated, its other arrays handed to the resampler (the model keeps
+        none) and the DQ freed once the drizzle weights are made.
 
     Returns
     -------
@@ -651,6 +672,13 @@ def resample_image(model, params: dict):
     from jwst.datamodels import ModelLibrary
     from jwst.lib.pipe_utils import match_nans_and_flags
 
+    if consume:
+        if not nans_and_flags_matched(model):
+            match_nans_and_flags(model)
+        _drop_arrays(model, ("err", "area"))    # read by match_nans_and_flags only (ERR from the variances)
+        resampler = make_resampler(ModelLibrary([model], on_disk=False), params, blendheaders=False)
+        resampler.consume_inputs = True
+        return resampler.resample_many_to_one()
     if nans_and_flags_matched(model):
         # nothing for match_nans_and_flags to do: a copy sharing the arrays (resample reads
         # them only) and the gwcs, with its own metadata (the ModelLibrary writes to it)
@@ -716,7 +744,7 @@ def _run(state, ctx) -> str:
         return "SKIPPED"
     if state.model.meta.wcs is None:
         raise InputError(f"{state.path}: resample needs the WCS of assign_wcs (was it skipped?)")
-    state.i2d = resample_image(state.model, dict(ctx.params))
+    state.i2d = resample_image(state.model, dict(ctx.params), consume=getattr(state, "cal_written", False))
     return "COMPLETE"
 
 
