@@ -106,6 +106,8 @@ def test_miri_lrs_fixed_slit_uncal_to_x1d(lrs_world, monkeypatch):
                 if p.exposure_id is not None:       # the spec2 job's own references (not stage 1's)
                     assert set(spectroscopy.LRS_REFTYPES) - {"extract1d"} <= refs and "dark" not in refs, refs
                     assert ("extract1d" in refs) == (p.suffix == "x1d")
+                elif p.suffix == "x1d":             # spec3's extract_1d read it too: the job's own
+                    assert "extract1d" in refs and "dark" not in refs, refs
             if p.suffix in ("s2d", "x1d"):          # the s2d image, the x1d plotted
                 kinds = db.execute(select(ProductPreview.kind).where(ProductPreview.product_id == p.id)).scalars()
                 assert sorted(kinds) == ["preview", "thumbnail"], p.filename

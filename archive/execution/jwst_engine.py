@@ -204,12 +204,14 @@ def run_association(pipeline: str, asn: dict, inputs: dict[str, str], output_dir
     product_name = (content.get("products") or [{}])[0].get("name", "")
     roots = list(member_roots or [])
     # references the inputs carry from earlier stages (jwst copies a rate's R_* keywords into
-    # the cal): not this job's
+    # the cal) are not this job's, unless this pipeline reads that reftype itself (a spec3's
+    # extract_1d reads the extract1d reference its x1d members were made with too)
     inherited = {(k, v) for path in inputs.values() for k, v in product_references(Path(path)).items()}
+    own = set(prefetch_reftypes(pipeline)) if inherited else set()
     out = []
     for path in sorted(p for p in output_dir.iterdir() if p.is_file()):
         suffix, owner = _suffix_and_owner(path.name, product_name, roots)
-        refs = {k: v for k, v in product_references(path).items() if (k, v) not in inherited}
+        refs = {k: v for k, v in product_references(path).items() if k in own or (k, v) not in inherited}
         out.append(JwstOutput(path, suffix, owner, refs))
     if not out:
         raise JwstEngineError(f"jwst {pipeline} on {asn_path.name} wrote no product")
