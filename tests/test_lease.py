@@ -72,16 +72,20 @@ def _heartbeats(job_id: int) -> list[threading.Thread]:
 
 
 def _slowed(monkeypatch, during):
-    """Make the calibration call ``during()`` (which takes its time) before running the real pipeline."""
-    import calib.pipelines
+    """Make the calibration call ``during()`` (which takes its time) before running the real pipeline.
 
-    real = calib.pipelines.run_pipeline
+    ``calib.runner.run`` is what every way of running a pipeline calls (``run_pipeline`` and
+    ``run_and_save`` import it when called), so the slowing holds whichever the worker uses.
+    """
+    import calib.runner
 
-    def slow_run_pipeline(*args, **kw):
+    real = calib.runner.run
+
+    def slow_run(*args, **kw):
         during()
         return real(*args, **kw)
 
-    monkeypatch.setattr(calib.pipelines, "run_pipeline", slow_run_pipeline)
+    monkeypatch.setattr(calib.runner, "run", slow_run)
 
 
 def test_a_live_worker_keeps_its_job_past_the_lease(leased, monkeypatch):
