@@ -163,18 +163,24 @@ def worker_ours(cfg: dict) -> dict:
     return _runs(cfg, one)
 
 
-def worker_jwst(cfg: dict) -> dict:
-    import gc
+def _jwst_offline(cfg: dict) -> None:
+    """The real jwst_0541 context in a scratch cache, offline, jwst's logs at WARNING (before jwst is imported)."""
     import logging
 
     from archive.crds import cache as crdscache
 
     crdscache.install_real_context(Path(cfg["out"]) / "crds_cache", _shared_mappings())
     crdscache.configure(Path(cfg["out"]) / "crds_cache")
-    from jwst.pipeline import Image2Pipeline
-
     logging.getLogger("stpipe").setLevel(logging.WARNING)
     logging.getLogger("jwst").setLevel(logging.WARNING)
+
+
+def worker_jwst(cfg: dict) -> dict:
+    import gc
+
+    _jwst_offline(cfg)
+    from jwst.pipeline import Image2Pipeline
+
     r = cfg["refs"]
     steps = {"assign_wcs": {"override_distortion": r["distortion"], "override_filteroffset": r["filteroffset"],
                             **{f"override_{rt}": "N/A" for rt in _NA_WCS}},
@@ -232,16 +238,10 @@ def worker_ours3(cfg: dict) -> dict:
 
 def worker_jwst3(cfg: dict) -> dict:
     import gc
-    import logging
 
-    from archive.crds import cache as crdscache
-
-    crdscache.install_real_context(Path(cfg["out"]) / "crds_cache", _shared_mappings())
-    crdscache.configure(Path(cfg["out"]) / "crds_cache")
+    _jwst_offline(cfg)
     from jwst.pipeline import Image3Pipeline
 
-    logging.getLogger("stpipe").setLevel(logging.WARNING)
-    logging.getLogger("jwst").setLevel(logging.WARNING)
     r = cfg["refs"]
     steps = {"source_catalog": {"override_apcorr": r["apcorr"], "override_abvegaoffset": r["abvegaoffset"]}}
 
