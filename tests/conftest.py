@@ -102,6 +102,19 @@ def db_url(request, tmp_path):
         yield request.getfixturevalue("pg_url")
 
 
+def embedded_archive(data: Path):
+    """Settings of a migrated archive in ``data`` on the embedded default (SQLite, no broker)."""
+    from archive.catalog.db import upgrade
+    from archive.config import load_settings
+
+    s = load_settings(data).with_(db_url=f"sqlite:///{data / 'catalog.sqlite'}", broker_url=None,
+                                  crds_path=data / "crds", crds_context=None)
+    for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
+        d.mkdir(parents=True, exist_ok=True)
+    upgrade(s.db_url)
+    return s
+
+
 @pytest.fixture
 def settings(tmp_path, db_url, monkeypatch):
     """Settings of a fresh archive in tmp_path, catalog migrated to head."""

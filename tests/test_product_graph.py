@@ -14,7 +14,7 @@ import json
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, embedded_archive
 
 POOL = SHARED / "pools" / "pool_003_image_nircam.csv"
 
@@ -33,19 +33,14 @@ def _small_pool(tmp, rows=(0, 1, 8)):
 def world(tmp_path_factory):
     """A migrated SQLite archive with the simulated program ingested, associated, context in use."""
     from archive.associations.associate import associate
-    from archive.catalog.db import session_scope, upgrade
-    from archive.config import load_settings
+    from archive.catalog.db import session_scope
     from archive.crds.references import use_context
     from archive.ingest.batch import ingest
     from simulation.pools import simulate_pool
 
     base = tmp_path_factory.mktemp("graph")
     data = base / "data"
-    s = load_settings(data).with_(db_url=f"sqlite:///{data / 'catalog.sqlite'}", broker_url=None,
-                                  crds_path=data / "crds", crds_context=None)
-    for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
-        d.mkdir(parents=True, exist_ok=True)
-    upgrade(s.db_url)
+    s = embedded_archive(data)
     pool = _small_pool(base)
     with pytest.MonkeyPatch.context() as mp:          # enough stars in a subarray for tweakreg
         mp.setattr("simulation.imaging.STAR_DENSITY", 0.1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, embedded_archive
 
 POOL = SHARED / "pools" / "pool_002_image_miri.csv"
 
@@ -41,19 +41,14 @@ def _lrs_pool(tmp):
 @pytest.fixture(scope="module")
 def lrs_world(tmp_path_factory):
     from archive.associations.associate import associate
-    from archive.catalog.db import session_scope, upgrade
-    from archive.config import load_settings
+    from archive.catalog.db import session_scope
     from archive.crds.references import use_context
     from archive.ingest.batch import ingest
     from simulation.pools import simulate_pool
 
     base = tmp_path_factory.mktemp("lrs")
     data = base / "data"
-    s = load_settings(data).with_(db_url=f"sqlite:///{data / 'catalog.sqlite'}", broker_url=None,
-                                  crds_path=data / "crds", crds_context=None)
-    for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
-        d.mkdir(parents=True, exist_ok=True)
-    upgrade(s.db_url)
+    s = embedded_archive(data)
     pool = _lrs_pool(base)
     sim = simulate_pool(pool, base / "raw", s.crds_path, seed=5, ngroups=5, nints=1, spectroscopy=True)
     assert [r.status for r in sim.rows] == ["simulated", "simulated"]

@@ -29,6 +29,7 @@ from archive.catalog.db import session_scope
 from archive.catalog.models import Association, Exposure, Job, Product
 from archive.reprocessing.planner import plan_and_send
 
+from .conftest import embedded_archive
 from .test_end_to_end import simulated  # noqa: F401 - the module-scoped simulation fixture
 from .test_web import build_archive, new_pg_database, redeliver_dark
 from .test_worker import _worker
@@ -106,8 +107,6 @@ def served_graph(tmp_path_factory):
     which saves a second calwebb_image3).
     """
     from archive.associations.associate import associate
-    from archive.catalog.db import upgrade
-    from archive.config import load_settings
     from archive.crds import cache as crdscache
     from archive.crds.references import use_context
     from archive.execution.dispatch import get_dispatcher
@@ -122,11 +121,7 @@ def served_graph(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
     root = tmp_path_factory.mktemp("web-graph")
     data = root / "data"
-    s = load_settings(data).with_(db_url=f"sqlite:///{data / 'catalog.sqlite'}", broker_url=None,
-                                  crds_path=data / "crds", crds_context=None)
-    for d in (s.raw_dir, s.products_dir, s.associations_dir, s.crds_path):
-        d.mkdir(parents=True, exist_ok=True)
-    upgrade(s.db_url)
+    s = embedded_archive(data)
     pool = _demo_pool(_data("pools", DEMO_POOL), root)
     sim = simulate_pool(pool, root / "incoming", s.crds_path, seed=3, ngroups=3, imaging=True,
                         star_density=0.1, max_stars=60000)
