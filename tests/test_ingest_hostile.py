@@ -200,3 +200,39 @@ def test_a_pool_name_the_catalog_cannot_hold_is_refused_before_any_file(settings
     r = CliRunner().invoke(app, ["ingest", str(good), "--pool", str(pool)], env=env)
     assert r.exit_code == 2 and "139 characters" in r.output, r.output
     assert _rows(settings) == ([], [])
+
+
+def test_cli_ingest_of_a_directory_refuses_links_out_of_it(settings, tmp_path):
+    """`archive ingest DIR` (not only the library call) keeps the directory as each file's root:
+    a link out of it is a rejection, not followed; a FIFO in it does not hang; exit code 1."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from archive.cli import app
+
+    src = shared("raw", FGS)
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "jw_secret_uncal.fits"
+    outside.parent.mkdir()
+    outside.write_bytes(src.read_bytes())
+    (inbox / "jw_linkout_uncal.fits").symlink_to(outside)
+    (inbox / "sub" / "jw_linkout2_uncal.fits").symlink_to(outside)  # found with --recursive
+    (inbox / "jw_linkdir_uncal.fits").symlink_to(tmp_path / "elsewhere" / ".." / "elsewhere" / outside.name)
+    os.mkfifo(inbox / "jw_fifo_uncal.fits")
+    (inbox / "jw_inside_uncal.fits").symlink_to(inbox / "sub" / FGS)  # a link that stays inside: fine
+    (inbox / "sub" / FGS).write_bytes(src.read_bytes())
+    env = {"ARCHIVE_DATA_DIR": str(settings.data_dir), "ARCHIVE_DB_URL": settings.db_url}
+    r = CliRunner().invoke(app, ["ingest", str(inbox), "--recursive", "--json"], env=env)
+    assert r.exit_code == 1, r.output
+    by = {o["file"]: o for o in json.loads(r.stdout)}
+    for name in ("jw_linkout_uncal.fits", "jw_linkout2_uncal.fits", "jw_linkdir_uncal.fits"):
+        assert by[name]["status"] == "rejected" and "outside the directory" in by[name]["reason"], by[name]
+    assert "FIFO" in by["jw_fifo_uncal.fits"]["reason"]
+    assert by[FGS]["status"] == "ingested" and by["jw_inside_uncal.fits"]["status"] == "ingested"
+    exps, rej = _rows(settings)
+    assert sorted(e[0] for e in exps) == sorted([FGS, "jw_inside_uncal.fits"])
+    assert sorted(r[0] for r in rej) == sorted(["jw_linkout_uncal.fits", "jw_linkout2_uncal.fits",
+                                               "jw_linkdir_uncal.fits", "jw_fifo_uncal.fits"])
+    assert sorted(p.name for p in _stored_files(settings)) == sorted([FGS, "jw_inside_uncal.fits"])

@@ -23,11 +23,14 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or directories of
 
     s = settings()
     ensure_catalog(s)
-    files = iter_paths(paths, recursive)
+    total = len(iter_paths(paths, recursive))
     try:
         with progress() as prog:
-            task = prog.add_task("ingest", total=len(files))
-            report = do_ingest(s, files, pool_path=pool, progress=lambda o: prog.advance(task))
+            task = prog.add_task("ingest", total=total)
+            # the arguments themselves, not the files listed from them: a link in a directory that
+            # leads out of it is refused (the directory is the file's root), never followed
+            report = do_ingest(s, paths, recursive=recursive, pool_path=pool,
+                               progress=lambda o: prog.advance(task))
     except (ValueError, FileNotFoundError) as exc:  # the pool (read before any file): a usage error
         err.print(f"[red]ingest: {exc}")
         raise typer.Exit(2) from None
