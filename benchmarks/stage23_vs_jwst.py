@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,13 +134,15 @@ def _runs(cfg: dict, one) -> dict:
     runs, cold, reset = [], None, False
     for k in range(cfg["repeat"] + 1):           # k == 0: warm-up
         out = Path(cfg["out"]) / f"run{k}"
-        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out, ignore_errors=True)       # products of an earlier benchmark: never overwritten
+        out.mkdir(parents=True)
         runs.append(one(out))
         if k == 0:
             cold = _peak_rss_mb()
             reset = _reset_peak_rss()
     now = _peak_rss_mb()
-    return {"runs": runs, "peak_rss_mb": max(cold or 0.0, now), "warm_peak_rss_mb": now if reset else None}
+    return {"runs": runs, "peak_rss_mb": max(cold or 0.0, now), "warm_peak_rss_mb": now if reset else None,
+            "when": f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}"}
 
 
 def worker_ours(cfg: dict) -> dict:
@@ -321,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "image2_bench"))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip-jwst", action="store_true")
+    ap.add_argument("--reuse-jwst", action="store_true",
+                    help="image3: take jwst's numbers from an earlier run in the same --workdir when there is one")
     ap.add_argument("--image3", type=int, nargs="+", metavar="N",
                     help="benchmark calwebb_image3 on associations of N full-frame members instead")
     ap.add_argument("--worker", choices=["ours", "jwst", "ours3", "jwst3"], help=argparse.SUPPRESS)
@@ -334,7 +339,7 @@ def main(argv=None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     if args.image3:
-        return main_image3(work, sorted(args.image3), args.repeat, args.skip_jwst)
+        return main_image3(work, sorted(args.image3), args.repeat, args.skip_jwst, args.reuse_jwst)
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
     inputs = prepare(work)
@@ -370,8 +375,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def main_image3(work: Path, sizes: list[int], repeat: int, skip_jwst: bool) -> int:
-    """calwebb_image3 at each association size: times, ratios, peak RSS, per-step table, growth."""
+def main_image3(work: Path, sizes: list[int], repeat: int, skip_jwst: bool, reuse_jwst: bool = False) -> int:
+    """calwebb_image3 at each association size: times, ratios, peak RSS, per-step table, growth.
+
+    With ``reuse_jwst``, jwst's result of an earlier run in ``work`` (``jwst3_<n>/jwst3_result.json``,
+    with the date and load average it was measured at) is reported instead of running jwst again.
+    """
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
     inputs = {n: prepare_image3(work, n) for n in sizes}
@@ -379,17 +388,25 @@ def main_image3(work: Path, sizes: list[int], repeat: int, skip_jwst: bool) -> i
     rows = []
     for n in sizes:
         ours = run_worker("ours3", dict(inputs[n], out=str(work / f"ours3_{n}"), repeat=repeat))
-        jw = None if skip_jwst else run_worker("jwst3", dict(inputs[n], out=str(work / f"jwst3_{n}"), repeat=repeat))
+        old = work / f"jwst3_{n}" / "jwst3_result.json"
+        if skip_jwst:
+            jw = None
+        elif reuse_jwst and old.exists():
+            jw = json.loads(old.read_text())
+            print(f"  jwst, {n} members: reused from {old} ({jw.get('when', 'date not recorded')})")
+        else:
+            jw = run_worker("jwst3", dict(inputs[n], out=str(work / f"jwst3_{n}"), repeat=repeat))
         rows.append((n, ours, jw))
     print(f"\ncalwebb_image3, NIRCam NRCA1 full-frame members ({time.strftime('%Y-%m-%d %H:%M')}, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), best of {repeat} timed runs after a "
           "warm-up (wall s; CPU s of all threads in brackets):")
-    print("  members   ours s          jwst s          jwst/ours   RSS ours MB  RSS jwst MB  RSS ours/jwst")
+    print("  members   ours s          jwst s          jwst/ours wall  CPU   RSS ours MB  RSS jwst MB  RSS ours/jwst")
     for n, ours, jw in rows:
         ob = _best(ours)
         jb = _best(jw) if jw else None
         print(f"  {n:>7}   {ob['total']:6.2f} [{ob['cpu']:6.2f}]"
-              + (f"  {jb['total']:6.2f} [{jb['cpu']:6.2f}]  {jb['total'] / ob['total']:8.2f}x" if jb else " " * 28)
+              + (f"  {jb['total']:6.2f} [{jb['cpu']:6.2f}]  {jb['total'] / ob['total']:7.2f}x "
+                 f"{jb['cpu'] / ob['cpu']:5.2f}x" if jb else " " * 34)
               + f"   {ours['peak_rss_mb']:10.0f}"
               + (f"   {jw['peak_rss_mb']:10.0f}   {ours['peak_rss_mb'] / jw['peak_rss_mb']:12.2f}" if jw else ""))
     n0, o0, j0 = rows[0]

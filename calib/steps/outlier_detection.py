@@ -15,7 +15,8 @@ Fruchter & Hook 2002 for drizzle, the STScI drizzlepac "driz_cr" algorithm):
    it; positions from :func:`calib.steps.resample.pixel_map`);
 5. a member pixel is an outlier when |SCI - blot - backg| exceeds ``snr1 ERR + scale1
    |d blot|`` in a 3x3 neighbourhood and ``snr2 ERR + scale2 |d blot|`` itself (stcal's
-   ``flag_resampled_crs``; ``backg`` is the member's unsubtracted sky level when skymatch
+   ``flag_resampled_crs``, done in one numba pass with its arithmetic: :func:`flag_resampled_crs`;
+   ``backg`` is the member's unsubtracted sky level when skymatch
    recorded one); it gets DQ DO_NOT_USE | OUTLIER and SCI/ERR/VAR_* NaN (jwst's
    ``match_nans_and_flags``).
 
@@ -30,25 +31,28 @@ from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "nanmedian_stack", "blot_linear", "detect_outliers"]
+__all__ = ["STEP", "nanmedian_stack", "blot_linear", "flag_resampled_crs", "detect_outliers"]
 
 
 @numba.njit(cache=True, parallel=True)
 def _nanmedian_stack(stack, out):
     n, ny, nx = stack.shape
     for j in numba.prange(ny):
-        vals = np.empty(n, np.float32)
+        s = np.empty(n, np.float32)
         for i in range(nx):
             k = 0
-            for g in range(n):
+            for g in range(n):                  # insertion sort of the finite values (n is small)
                 v = stack[g, j, i]
                 if not np.isnan(v):
-                    vals[k] = v
+                    m = k
+                    while m > 0 and s[m - 1] > v:
+                        s[m] = s[m - 1]
+                        m -= 1
+                    s[m] = v
                     k += 1
             if k == 0:
                 out[j, i] = np.nan
                 continue
-            s = np.sort(vals[:k])
             h = k // 2
             if k % 2 == 1:
                 out[j, i] = s[h]
@@ -143,6 +147,104 @@ def blot_linear(data: np.ndarray, pixmap: np.ndarray, fill: float = np.nan) -> n
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _abs_deriv_at(blot, j, i, ny, nx):
+    """Return stcal's ``_abs_deriv`` at one pixel: the largest finite |difference| with its 4 neighbours.
+
+    NaN where the pixel is NaN, else 0 when no difference is finite.
+    """
+    v = blot[j, i]
+    out = np.float32(np.nan) if np.isnan(v) else np.float32(0.0)
+    if j >= 1:
+        d = abs(v - blot[j - 1, i])
+        if np.isfinite(d):
+            out = d                     # stcal's putmask of the row differences: set, not max
+    if j + 1 < ny:
+        d = abs(blot[j + 1, i] - v)
+        if d > out:
+            out = d
+    if i + 1 < nx:
+        d = abs(blot[j, i + 1] - v)
+        if d > out:
+            out = d
+    if i >= 1:
+        d = abs(v - blot[j, i - 1])
+        if d > out:
+            out = d
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _flag_resampled_crs(sci, err, blot, snr1, snr2, scale1, scale2, backg, wide, mask1, out):
+    ny, nx = sci.shape
+    big = np.float32(np.finfo(np.float32).max)
+    for j in numba.prange(ny):
+        for i in range(nx):
+            e = err[j, i]
+            if np.isnan(e):
+                e = np.float32(0.0)
+            elif e == np.inf:
+                e = big
+            elif e == -np.inf:
+                e = -big
+            der = _abs_deriv_at(blot, j, i, ny, nx)
+            if wide:
+                noise = abs(np.float64(sci[j, i] - blot[j, i]) - backg)
+            else:
+                noise = np.float64(abs(np.float32(sci[j, i] - blot[j, i]) - np.float32(backg)))
+            t1 = np.float32(scale1 * der) + np.float32(snr1 * e)
+            t2 = np.float32(scale2 * der) + np.float32(snr2 * e)
+            mask1[j, i] = noise > t1
+            out[j, i] = noise > t2
+    for j in numba.prange(ny):
+        for i in range(nx):
+            if not out[j, i]:
+                continue
+            hit = False
+            for yy in range(j - 1, j + 2):
+                y = min(max(yy, 0), ny - 1)
+                for xx in range(i - 1, i + 2):
+                    if mask1[y, min(max(xx, 0), nx - 1)]:
+                        hit = True
+                        break
+                if hit:
+                    break
+            out[j, i] = hit
+
+
+def flag_resampled_crs(sci, err, blot, snr1: float, snr2: float, scale1: float, scale2: float, backg) -> np.ndarray:
+    """Outliers of one member against its blotted median (stcal's ``flag_resampled_crs``), in numba.
+
+    Parameters
+    ----------
+    sci, err, blot : numpy.ndarray
+        float32 (ny, nx): the member's SCI and ERR and the blotted median (MJy/sr).
+    snr1, snr2, scale1, scale2 : float
+        The thresholds (multiples of ERR) and derivative scales before and after the 3x3
+        spread.
+    backg : float
+        Sky level added to the blot (MJy/sr).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (ny, nx): ``|SCI - blot - backg| > scale2 |d blot| + snr2 ERR`` where also
+        ``> scale1 |d blot| + snr1 ERR`` somewhere in the pixel's 3x3 neighbourhood (edges
+        repeated), ERR's NaN taken as 0; ``|d blot|`` the largest finite absolute difference
+        with the 4 neighbours (stcal's ``_abs_deriv``). The same float32 arithmetic as stcal's
+        numpy expressions (a Python-float ``backg`` joins in float32, a numpy float64 one in
+        float64, as numpy's promotion rules have it), so the same mask, in one pass without
+        stcal's five full-frame temporaries.
+    """
+    sci, err, blot = (np.ascontiguousarray(a, np.float32) for a in (sci, err, blot))
+    wide = isinstance(backg, np.floating) and np.dtype(type(backg)).itemsize > 4
+    mask1 = np.empty(sci.shape, np.bool_)
+    out = np.empty(sci.shape, np.bool_)
+    _flag_resampled_crs(sci, err, blot, np.float32(snr1), np.float32(snr2), np.float32(scale1), np.float32(scale2),
+                        float(backg), wide, mask1, out)
+    return out
+
+
 def detect_outliers(library, models: list, params: dict) -> int:
     """Flag outliers of every member in place (DQ, NaN in SCI/ERR/VAR_*).
 
@@ -162,7 +264,7 @@ def detect_outliers(library, models: list, params: dict) -> int:
         The number of pixels flagged, over all members.
     """
     from jwst.lib.pipe_utils import match_nans_and_flags
-    from stcal.outlier_detection.utils import compute_weight_threshold, flag_resampled_crs
+    from stcal.outlier_detection.utils import compute_weight_threshold
     from stdatamodels.jwst.datamodels.dqflags import pixel
 
     from calib.steps.resample import make_resampler, pixel_map

@@ -1,0 +1,84 @@
+"""calib.detection's numba kernels against the photutils/scipy code they stand in for."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calib.detection import MeshZoom, circular_peaks, fast_peak_finding, zoom_mesh
+
+
+@pytest.mark.parametrize(("mesh_shape", "box", "shape"), [
+    ((6, 6), 400, (2048, 2048)),           # tweakreg's 400-px meshes on a NIRCam full frame
+    ((9, 7), 64, (560, 440)),
+    ((3, 5), 7, (20, 33)),
+    ((1, 4), 5, (5, 20)),                  # one mesh row: the reflection of a single sample
+    ((2, 2), 3, (6, 6)),
+    ((6, 6), (400, 300), (2048, 1800)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zoom_mesh_equals_photutils_zoom_interpolator(mesh_shape, box, shape, dtype):
+    from photutils.background.interpolators import _BkgZoomInterpolator
+
+    rng = np.random.default_rng(7)
+    mesh = (rng.normal(size=mesh_shape) * 3 + 10).astype(dtype)
+    ref = _BkgZoomInterpolator()(mesh, shape=shape, dtype=dtype, box_size=box)
+    out = zoom_mesh(mesh, box, shape, dtype)
+    assert out.dtype == ref.dtype and out.shape == ref.shape
+    if dtype == np.float32:
+        np.testing.assert_array_equal(out, ref)        # rounded to float32 from the same doubles
+    else:
+        assert np.abs(out - ref).max() <= 1e-12 * np.ptp(mesh)
+    assert out.min() >= mesh.min() and out.max() <= mesh.max()        # clipped as photutils
+
+
+def test_zoom_mesh_constant_mesh():
+    out = zoom_mesh(np.full((3, 3), 2.5, np.float32), 10, (25, 28), np.float32)
+    assert out.shape == (25, 28) and out.dtype == np.float32 and (out == 2.5).all()
+
+
+def test_background2d_with_mesh_zoom_equals_photutils():
+    from photutils.background import Background2D
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(5.0, 1.0, (300, 420)).astype(np.float32)
+    data[100:110, 50:60] += 40.0
+    mask = np.zeros(data.shape, bool)
+    mask[:, :17] = True
+    ref = Background2D(data, 64, filter_size=(3, 3), coverage_mask=mask)
+    ours = Background2D(data, 64, filter_size=(3, 3), coverage_mask=mask)
+    ours.interpolator = MeshZoom()
+    np.testing.assert_array_equal(ours.background, ref.background)
+    np.testing.assert_array_equal(ours.background_rms, ref.background_rms)
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.0, 2.5, 3.0, 4.2])
+def test_circular_peaks_equals_photutils(radius):
+    from photutils.detection.peakfinder import _fast_circular_peaks
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(300, 400)).astype(np.float32)
+    data[:3] = -1.0                         # negative rows at the edge: photutils' cval 0.0 there
+    data[100:110, 100:110] = 5.0            # a plateau: ties are peaks
+    data[200, 0] = 9.0                      # a peak on the edge
+    np.testing.assert_array_equal(circular_peaks(data, radius), _fast_circular_peaks(data, radius))
+
+
+def test_iraf_star_finder_same_catalog_with_fast_peaks():
+    from photutils.detection import IRAFStarFinder
+    from photutils.detection import peakfinder
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:256, :300]
+    data = rng.normal(0.0, 1.0, yy.shape)
+    for x, y, f in zip(rng.uniform(5, 295, 40), rng.uniform(5, 251, 40), rng.uniform(30, 300, 40), strict=True):
+        data += f * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.1 ** 2))
+    finder = IRAFStarFinder(10.0, 2.5, min_separation=2, sharpness_range=(0.5, 2.0), roundness_range=(0.0, 0.2))
+    ref = finder(data)
+    saved = peakfinder._fast_circular_peaks
+    with fast_peak_finding():
+        assert peakfinder._fast_circular_peaks is circular_peaks
+        ours = finder(data)
+    assert peakfinder._fast_circular_peaks is saved
+    assert len(ref) > 10
+    for name in ref.colnames:
+        np.testing.assert_array_equal(np.asarray(ours[name]), np.asarray(ref[name]))
