@@ -640,24 +640,51 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
     if work is None:
         return "skipped"
     if work.association_id is not None:
-        return _execute_association(settings, job_id, work, worker)
+        return _run_recorded(settings, job_id, work, worker, lambda: _run_association_job(settings, work),
+                             lambda r: _record_outputs(settings, work, r[0], r[1], worker, r[2]))
+
+    def run_exposure():
+        _verify(work.exposure_path, work.exposure_sha256, "input exposure")
+        for reftype, path in work.references.items():
+            if path is not None:
+                _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
+        work.output_dir.mkdir(parents=True, exist_ok=False)
+        provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
+                      "references": dict(work.reference_names)}
+        # products written as soon as they are final (image2's _cal before resample)
+        result, files = run_and_save(work.pipeline, work.exposure_path, work.references, work.params,
+                                     work.output_dir, product_root(work.filename), provenance)
+        files = {k: Path(v) for k, v in files.items() if v}
+        previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
+        timings = dict(getattr(result, "timings", {}) or {})
+        del result
+        release_unreachable()      # the products' arrays, before the worker's next job
+        return files, timings, previews
+
+    return _run_recorded(settings, job_id, work, worker, run_exposure,
+                         lambda r: _record(settings, work, r[0], r[1], worker, r[2]))
+
+
+def _run_association_job(settings: Settings, work: _Work) -> tuple[list, dict, dict]:
+    """Run a claimed stage-2/3 job; return (outputs, timings, previews) for :func:`_record_outputs`."""
+    outputs, timings = _run_association(settings, work)
+    previews = {path: draw_quietly(path, sfx) for sfx, path, _, _ in outputs}  # PNGs beside image products
+    return outputs, timings, previews
+
+
+def _run_recorded(settings: Settings, job_id: int, work: _Work, worker: str, run, record) -> str:
+    """Run a claimed job under the lease heartbeat, then record it once (every job's envelope).
+
+    ``run()`` makes the files (in ``work.output_dir``) and returns what ``record(result)``
+    needs; ``record`` returns False when another attempt recorded first or took the job
+    over. On any failure the attempt's directory is removed and the job marked failed:
+    not retryable for bad input or references (:class:`CalibError`,
+    :class:`PermanentJobError`, re-raised as the latter), retryable for anything else
+    (re-raised as it is). Returns ``succeeded`` or ``duplicate`` as :func:`execute_job`.
+    """
     try:
         with LeaseHeartbeat(settings, work, worker):  # renews the lease while the job runs
-            _verify(work.exposure_path, work.exposure_sha256, "input exposure")
-            for reftype, path in work.references.items():
-                if path is not None:
-                    _verify(path, work.reference_sha256[reftype], f"reference file ({reftype})")
-            work.output_dir.mkdir(parents=True, exist_ok=False)
-            provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
-                          "references": dict(work.reference_names)}
-            # products written as soon as they are final (image2's _cal before resample)
-            result, files = run_and_save(work.pipeline, work.exposure_path, work.references, work.params,
-                                         work.output_dir, product_root(work.filename), provenance)
-            files = {k: Path(v) for k, v in files.items() if v}
-            previews = {k: draw_quietly(v, k) for k, v in files.items()}  # PNGs beside each image product
-            timings = dict(getattr(result, "timings", {}) or {})
-            del result
-            release_unreachable()      # the products' arrays, before the worker's next job
+            result = run()
     except (CalibError, PermanentJobError) as exc:
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker, attempt=work.attempt)
@@ -666,39 +693,14 @@ def execute_job(settings: Settings, job_id: int, worker: str | None = None) -> s
         remove_tree_quietly(work.output_dir)
         _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker, attempt=work.attempt)
         raise
-    if not _record(settings, work, files, timings, worker, previews):
+    if not record(result):
         remove_tree_quietly(work.output_dir)
         return "duplicate"
     _remove_other_attempts(work)
-    try:  # the comparison with the superseded product is a report: it never fails the job
+    try:  # the comparison with the superseded products is a report: it never fails the job
         compare_with_superseded(settings, job_id)
     except Exception:
         log.exception("job %s: comparison with the superseded product failed", job_id)
-    return "succeeded"
-
-
-def _execute_association(settings: Settings, job_id: int, work: _Work, worker: str) -> str:
-    """Run and record a claimed stage-2/3 job: the rest of :func:`execute_job` (same outcomes, errors)."""
-    try:
-        with LeaseHeartbeat(settings, work, worker):  # renews the lease while the job runs
-            outputs, timings = _run_association(settings, work)
-            previews = {path: draw_quietly(path, sfx) for sfx, path, _, _ in outputs}  # PNGs beside image products
-    except (CalibError, PermanentJobError) as exc:
-        remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=False, owner=worker, attempt=work.attempt)
-        raise PermanentJobError(str(exc)) from exc
-    except BaseException as exc:
-        remove_tree_quietly(work.output_dir)
-        _fail(settings, job_id, f"{type(exc).__name__}: {exc}", retryable=True, owner=worker, attempt=work.attempt)
-        raise
-    if not _record_outputs(settings, work, outputs, timings, worker, previews):
-        remove_tree_quietly(work.output_dir)
-        return "duplicate"
-    _remove_other_attempts(work)
-    try:  # as for stage 1: the comparison with each superseded product is a report, never a failure
-        compare_with_superseded(settings, job_id)
-    except Exception:
-        log.exception("job %s: comparison with the superseded products failed", job_id)
     return "succeeded"
 
 
