@@ -14,7 +14,7 @@ import os
 import pathlib
 import tempfile
 
-from calib.runner import PipelineResult
+from calib.runner import PipelineResult, unstamped_reftypes
 
 __all__ = ["save_products", "run_and_save", "write_atomic", "write_table_atomic", "product_name"]
 
@@ -25,7 +25,7 @@ def _umask() -> int:
     return mask
 
 
-def _stamp(model, provenance: dict, filename: str) -> None:
+def _stamp(model, provenance: dict, filename: str, unstamped: frozenset[str] = frozenset()) -> None:
     meta = model.meta
     meta.filename = filename
     if provenance.get("cal_version") is not None:
@@ -36,7 +36,7 @@ def _stamp(model, provenance: dict, filename: str) -> None:
         meta.ref_file.crds.sw_version = str(provenance["crds_version"])
     overridden = set(provenance.get("overrides") or ())
     for reftype, name in (provenance.get("references") or {}).items():
-        if name is None:
+        if name is None or reftype in unstamped:
             continue
         name = str(name)
         if name.upper() == "N/A":
@@ -133,6 +133,16 @@ def write_table_atomic(table, final: pathlib.Path) -> None:
             tmp_path.unlink()
 
 
+def _spec(pipeline: str):
+    """Return the registered pipeline a result came from (None for a result made outside the registry)."""
+    from calib.pipelines import UnknownPipelineError, get_pipeline  # the pipeline modules import this one
+
+    try:
+        return get_pipeline(pipeline) if pipeline else None
+    except UnknownPipelineError:
+        return None
+
+
 def save_products(result: PipelineResult, output_dir, root: str, provenance: dict) -> dict[str, pathlib.Path]:
     """Write every product of a run as ``<root>_<suffix>.fits``.
 
@@ -170,10 +180,11 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     for _, path in targets.values():
         if path.exists():
             raise FileExistsError(f"refusing to overwrite existing product {path}")
+    spec = _spec(result.pipeline)
     written: dict[str, pathlib.Path] = {}
     try:
         for suffix, (model, path) in targets.items():
-            _write_product(model, path, provenance)
+            _write_product(model, path, provenance, unstamped_reftypes(spec, suffix) if spec else frozenset())
             written[suffix] = path
     except BaseException:
         for p in written.values():
@@ -182,12 +193,12 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     return {**{k: pathlib.Path(v) for k, v in (result.written or {}).items()}, **written}
 
 
-def _write_product(model, path: pathlib.Path, provenance: dict) -> None:
+def _write_product(model, path: pathlib.Path, provenance: dict, unstamped: frozenset[str] = frozenset()) -> None:
     if isinstance(model.meta, dict):           # a table: the catalog
         model.meta["filename"] = path.name
         write_table_atomic(model, path)
     else:
-        _stamp(model, provenance, path.name)
+        _stamp(model, provenance, path.name, unstamped)
         write_atomic(model, path)
 
 
@@ -237,7 +248,7 @@ def run_and_save(pipeline: str, input_path, references, params, output_dir, root
     def write(suffix: str, model) -> pathlib.Path:
         out.mkdir(parents=True, exist_ok=True)
         path = out / product_name(root, suffix)
-        _write_product(model, path, provenance)
+        _write_product(model, path, provenance, unstamped_reftypes(spec, suffix))
         early[suffix] = path
         return path
 

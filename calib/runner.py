@@ -337,6 +337,35 @@ def _stamp_steps(spec: PipelineSpec, suffix: str, model, status: Mapping[str, st
         setattr(meta.cal_step, by_name[name].cal_step, status[name])
 
 
+def unstamped_reftypes(spec: PipelineSpec, suffix: str) -> frozenset[str]:
+    """Return the reftypes whose R_* keyword a product does not carry.
+
+    A product made before a step (``ProductSpec.made_before``: image3's ``_i2d`` is final
+    before source_catalog reads APCORR and ABVEGAOFFSET) records only the references of the
+    steps that made it, as jwst's products do; these are the reftypes read only by that
+    step and the ones after it.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline.
+    suffix : str
+        The product's suffix (``i2d``; ``crf:<member>`` for a per-member product).
+
+    Returns
+    -------
+    frozenset of str
+        Empty for a product made at the end of the pipeline.
+    """
+    last = {p.suffix: p.made_before for p in spec.products}.get(suffix.partition(":")[0])
+    names = [s.name for s in spec.steps]
+    if last not in names:
+        return frozenset()
+    cut = names.index(last)
+    before = {rt for s in spec.steps[:cut] for rt in s.reftypes}
+    return frozenset({rt for s in spec.steps[cut:] for rt in s.reftypes} - before)
+
+
 def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[str, Any] | None,
         params: Mapping[str, Mapping[str, Any]] | None = None,
         write: Callable[[str, Any], Any] | None = None) -> PipelineResult:

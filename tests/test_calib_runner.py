@@ -14,6 +14,7 @@ import types
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
 from calib.errors import InputError, ReferenceFileError
@@ -143,3 +144,30 @@ def test_a_pipeline_is_one_module_plus_one_registry_line(nrc, monkeypatch):
         run_pipeline("calwebb_toy", nrc.uncal, nrc.refs, {"toy_cds": {"mode": "fancy"}})
     with pytest.raises(InputError):
         run_pipeline("calwebb_toy", nrc.uncal + ".missing", nrc.refs)
+
+
+def test_a_product_carries_only_the_references_of_the_steps_that_made_it(tmp_path):
+    """image3's i2d and crf are final before source_catalog reads APCORR/ABVEGAOFFSET: they carry
+    R_FLAT (inherited provenance) but no R_APCORR; products made at the end carry every reference."""
+    from calib.products import save_products
+    from calib.runner import PipelineResult, unstamped_reftypes
+
+    image3, image2, detector1 = (get_pipeline(n) for n in ("calwebb_image3", "calwebb_image2", "calwebb_detector1"))
+    assert unstamped_reftypes(image3, "i2d") == {"apcorr", "abvegaoffset"}
+    assert unstamped_reftypes(image3, "crf:jw01_nrca1_a3001") == {"apcorr", "abvegaoffset"}
+    assert unstamped_reftypes(image2, "cal") == set()       # resample reads no reference
+    assert unstamped_reftypes(detector1, "rate") == set()
+
+    provenance = {"crds_context": "jwst_0541.pmap", "crds_version": "13.0.4", "cal_version": "0",
+                  "references": {"flat": "jwst_nircam_flat_0001.fits", "apcorr": "jwst_nircam_apcorr_0004.fits"}}
+    result = PipelineResult(products={"i2d": datamodels.ImageModel(np.ones((8, 8), np.float32))},
+                            pipeline="calwebb_image3")
+    files = save_products(result, tmp_path, "jw01_a3001_nircam_f200w", provenance)
+    with datamodels.open(files["i2d"]) as m:
+        assert m.meta.ref_file.flat.name == "crds://jwst_nircam_flat_0001.fits"
+    assert "R_APCORR" not in fits.getheader(files["i2d"])
+    # outside a registered pipeline nothing is filtered: a reftype the product cannot record is an error
+    orphan = PipelineResult(products={"i2d": datamodels.ImageModel(np.ones((8, 8), np.float32))})
+    with pytest.raises(ValueError, match="apcorr"):
+        save_products(orphan, tmp_path / "other", "x", provenance)
+    assert not list((tmp_path / "other").glob("*.fits"))

@@ -542,11 +542,10 @@ def _run_calib_level3(work: _Work) -> tuple[list, dict]:
     asn_path.write_text(json.dumps(content, indent=1))
     name = str((content.get("products") or [{}])[0].get("name") or work.filename)
     result = run_pipeline(work.pipeline, asn_path, work.references, work.params)
-    # source_catalog's APCORR/ABVEGAOFFSET are read after the i2d is made: jwst stamps them on
-    # no product (the catalog is ECSV, without R_* keywords); the catalog rows record them
-    stamped = {rt: n for rt, n in work.reference_names.items() if rt not in ("apcorr", "abvegaoffset")}
+    # calib stamps on each product only the references of the steps that made it (the i2d
+    # carries no R_APCORR: source_catalog reads it later); the catalog rows record them all
     provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
-                  "references": stamped}
+                  "references": dict(work.reference_names)}
     files = save_products(result, work.output_dir, name, provenance)
     timings = dict(getattr(result, "timings", {}) or {})
     timings.setdefault("total", round(time.perf_counter() - t0, 3))
