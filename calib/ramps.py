@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numba
 import numpy as np
 from astropy.io import fits
 from stdatamodels.jwst import datamodels
@@ -165,6 +166,74 @@ def _release_raw_sci(model) -> None:
                 del hdu.data
 
 
+@numba.njit(cache=True, parallel=True)
+def _pseudo_unsigned_to_float32(raw, out):
+    """Convert FITS pseudo-unsigned 16-bit data to float32.
+
+    raw uint16 (n, m): the file's bytes of a BITPIX 16, BZERO 32768 image (big-endian
+    signed integers) viewed as native uint16; out float32 (n, m): the unsigned values
+    (stored value + 32768, 0..65535), which float32 holds exactly, so the result equals
+    astropy's scaled uint16 data converted to float32. Rows in parallel.
+    """
+    n, m = raw.shape
+    for r in numba.prange(n):
+        for c in range(m):
+            u = raw[r, c]
+            out[r, c] = np.float32(((u >> 8) | ((u & 0xFF) << 8)) ^ 0x8000)
+
+
+def _open_level1b_fast(path: str):
+    """Open a Level-1b file without astropy's scaling of SCI; None if the file is not one.
+
+    The common raw exposure (DATAMODL Level1bModel, a 4-D SCI of BITPIX 16 with BZERO
+    32768, BSCALE 1 and no BLANK: uint16 DN stored as FITS pseudo-unsigned integers) is
+    opened as ``datamodels.open`` opens it (the same ``fits.open(path, memmap=False)``
+    HDU list given to ``Level1bModel``), except that SCI is not read through astropy,
+    which converts it to uint16 with a copy that is then converted to float32 again: its
+    bytes are mapped and converted to float32 in one parallel pass
+    (:func:`_pseudo_unsigned_to_float32`), and the model's SCI is a zero-copy uint16
+    placeholder of the same shape (all zeros; :func:`open_ramp` uses only its shape and
+    releases it). Header, metadata and every other array are read as before.
+
+    Returns
+    -------
+    (model, data) or None
+        The Level1bModel and SCI as float32 (nints, ngroups, ny, nx) DN; None (nothing
+        kept open) for any other file or when anything goes wrong, for the general path.
+    """
+    try:
+        hdul = fits.open(path, memmap=False)
+    except Exception:  # noqa: BLE001 - the general path reports it
+        return None
+    try:
+        h = hdul["SCI"].header if "SCI" in hdul else None
+        if (h is None or hdul[0].header.get("DATAMODL") != "Level1bModel" or h.get("NAXIS") != 4
+                or h.get("BITPIX") != 16 or h.get("BZERO") != 32768 or h.get("BSCALE", 1) != 1
+                or "BLANK" in h or h.get("XTENSION") != "IMAGE"):
+            hdul.close()
+            return None
+        sci = hdul["SCI"]
+        shape = tuple(sci.shape)
+        with fits.open(path, memmap=True, do_not_scale_image_data=True) as mm:
+            raw = mm["SCI"].data
+            if raw.dtype != np.dtype(">i2") or tuple(raw.shape) != shape:
+                hdul.close()
+                return None
+            n = int(np.prod(shape[:-1]))
+            data = np.empty(shape, np.float32)
+            _pseudo_unsigned_to_float32(raw.view(np.uint16).reshape(n, shape[-1]).view(np.ndarray),
+                                        data.reshape(n, shape[-1]))
+            del raw
+        # the model's SCI: a placeholder of the right shape and type that holds no memory
+        vars(sci)["data"] = np.broadcast_to(np.zeros((), np.uint16), shape)
+        model = datamodels.Level1bModel(hdul)
+    except Exception:  # noqa: BLE001 - the general path reads (or rejects) it
+        hdul.close()
+        return None
+    hdul.close()     # every array the model holds was read into memory (memmap=False)
+    return model, data
+
+
 @contextlib.contextmanager
 def open_ramp(path: str | os.PathLike, model_types: tuple = (datamodels.Level1bModel, datamodels.RampModel)
               ) -> Iterator[RampState]:
@@ -189,8 +258,9 @@ def open_ramp(path: str | os.PathLike, model_types: tuple = (datamodels.Level1bM
         SCI is unusable (see :func:`exposure_info`), or SCI holds non-finite values.
     """
     path = os.fspath(path)
+    fast = _open_level1b_fast(path) if datamodels.Level1bModel in model_types else None
     try:
-        model = datamodels.open(path)
+        model = datamodels.open(path) if fast is None else fast[0]
     except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
         raise InputError(f"{path}: cannot open as a JWST datamodel: {exc}") from exc
     with model:
@@ -199,7 +269,7 @@ def open_ramp(path: str | os.PathLike, model_types: tuple = (datamodels.Level1bM
                              f"{type(model).__name__}")
         info = exposure_info(model, path)
         raw = model.data
-        data = np.array(raw, dtype=np.float32)
+        data = np.array(raw, dtype=np.float32) if fast is None else fast[1]
         if np.asarray(raw).dtype.kind == "f" and not np.isfinite(data).all():  # ints are finite
             raise InputError(f"{path}: SCI contains non-finite values")
         gdq = np.zeros(data.shape, np.uint8)

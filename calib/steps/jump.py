@@ -958,7 +958,10 @@ def jump(data, gdq, pdq, gain, readnoise, nframes: int, *, rejection_threshold: 
     readnoise = np.ascontiguousarray(readnoise, dtype=np.float32)
     bad_gain = ~(gain > 0)
     pdq[bad_gain] |= np.uint32(dqflags.NO_GAIN_VALUE | dqflags.DO_NOT_USE)
-    flagged = [int(np.sum([np.all(gdq[i, g] & _DNU) for g in range(ngroups)])) for i in range(nints)]
+    # groups in which every pixel is DO_NOT_USE: the AND of a group's flags has the bit
+    # (an SIMD reduction with no temporary array)
+    flagged = [sum(int(np.bitwise_and.reduce(gdq[i, g], axis=None)) & int(_DNU) != 0 for g in range(ngroups))
+               for i in range(nints)]
     min_usable_groups = ngroups - max(flagged)
     total_groups = nints * ngroups - sum(flagged)
     sigclip = (nints >= minimum_sigclip_groups if only_use_ints
