@@ -124,6 +124,54 @@ def _overlap(ii, jj, xs, ys, sl):
 
 
 @numba.njit(cache=True, inline="always")
+def _edge_columns(xs, ys, sl, ii0, ii1, col):
+    """Tabulate the x-only part of :func:`_segment` per edge and output column ``ii0..ii1``, once per drop.
+
+    ``col[c, k]`` = (1 if edge k spans part of column ii0 + c else 0, its y at the left and
+    at the right end of that part, sign * width): :func:`_overlap_from_columns` then finishes
+    each output pixel with the same operations, in the same order, as :func:`_overlap`.
+    """
+    for ii in range(ii0, ii1 + 1):
+        c = ii - ii0
+        xl, xr = ii - 0.5, ii + 0.5
+        for k in range(4):
+            k1 = (k + 1) % 4
+            x0, y0, x1 = xs[k], ys[k], xs[k1]
+            col[c, k, 0] = 0.0
+            if x0 == x1:
+                continue
+            if x0 < x1:
+                a, b, sign = max(x0, xl), min(x1, xr), 1.0
+            else:
+                a, b, sign = max(x1, xl), min(x0, xr), -1.0
+            if a >= b:
+                continue
+            col[c, k, 0] = 1.0
+            col[c, k, 1] = y0 + sl[k] * (a - x0)
+            col[c, k, 2] = y0 + sl[k] * (b - x0)
+            col[c, k, 3] = sign * (b - a)
+
+
+@numba.njit(cache=True, inline="always")
+def _overlap_from_columns(jj, c, col):
+    """Return :func:`_overlap` of the drop in output pixel (ii0 + c, jj) from :func:`_edge_columns`' table."""
+    yb = jj - 0.5
+    area = 0.0
+    for k in range(4):
+        s = 0.0
+        if col[c, k, 0] != 0.0:
+            u = col[c, k, 1] - yb
+            v = col[c, k, 2] - yb
+            if abs(v - u) < 1e-12:
+                mean = min(max(u, 0.0), 1.0)
+            else:
+                mean = (_ramp(v) - _ramp(u)) / (v - u)
+            s = col[c, k, 3] * mean
+        area = s if k == 0 else area + s
+    return abs(area)
+
+
+@numba.njit(cache=True, inline="always")
 def _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
     """Corners (xs, ys) of input pixel (i, j)'s drop in the output frame; False when one is unmapped.
 
@@ -150,7 +198,7 @@ def _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
     return True
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy):
     """Output positions of the input pixel corners (x +- 0.5, y +- 0.5) of the drizzled range."""
     ny, nx = pixmap.shape[0], pixmap.shape[1]
@@ -159,7 +207,7 @@ def _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy):
             cx[cj, ci], cy[cj, ci] = _interp(pixmap, xmin + ci - 0.5, ymin + cj - 0.5, ny, nx)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, seg, lo, hi):
     """Range of output rows (drizzle's rounding, unclipped) the drops of each row segment reach.
 
@@ -183,7 +231,7 @@ def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, se
             hi[r, s] = b
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
                    out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges):
     """Drizzle the input range onto output row bands ``edges[b]:edges[b + 1]``, one band per task.
@@ -203,6 +251,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
         ys = np.empty(4)
         sl = np.empty(4)
         dex = np.empty(nextra, np.float32)
+        col = np.empty((8, 4, 4))
         for r in range(ymax - ymin + 1):
             j = ymin + r
             for s in range(nseg):
@@ -232,9 +281,12 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                         dex[e] = np.float32(v * scale)
                     ii0 = max(_fortran_round(xs.min()), 0)
                     ii1 = min(_fortran_round(xs.max()), mx - 1)
+                    if ii1 - ii0 + 1 > col.shape[0]:
+                        col = np.empty((ii1 - ii0 + 1, 4, 4))
+                    _edge_columns(xs, ys, sl, ii0, ii1, col)
                     for jj in range(jj0, jj1 + 1):
                         for ii in range(ii0, ii1 + 1):
-                            dover = _overlap(ii, jj, xs, ys, sl)
+                            dover = _overlap_from_columns(jj, ii - ii0, col)
                             if dover > 0.0:
                                 dow = np.float32(dover / jaco * w)
                                 if out_ctx.shape[0] > 0 and dow > 0.0:

@@ -328,6 +328,55 @@ def test_pixel_map_agrees_with_every_exact_gwcs_evaluation(runs, case):
     assert diff.max() < 1e-3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_pixel_corners_equal_the_corner_map_of_the_pixel_map(runs, case):
+    """pixel_corners (the drizzle corners straight from the splines, no pixel map) is bit-identical
+    to corner_map of pixel_map's map, over the bounding box resample drizzles and over a
+    smaller range."""
+    from stcal.resample.utils import resample_range
+
+    from calib.drizzle import corner_map
+    from calib.steps.resample import pixel_corners, pixel_map
+
+    _, ours, _ = runs
+    cal, i2d = ours[case].products["cal"], ours[case].products["i2d"]
+    shape = cal.data.shape
+    pixmap, err, step = pixel_map(cal.meta.wcs, i2d.meta.wcs, shape)
+    full = resample_range(shape, cal.meta.wcs.bounding_box)
+    inner = (full[0] + 3, full[1] - 5, full[2] + 7, full[3] - 2)
+    for bounds in (full, inner):
+        (cx, cy), err2, step2 = pixel_corners(cal.meta.wcs, i2d.meta.wcs, shape, bounds)
+        ex, ey = corner_map(pixmap, bounds)
+        assert (err2, step2) == (err, step)
+        np.testing.assert_array_equal(cx, ex)
+        np.testing.assert_array_equal(cy, ey)
+
+
+def test_driz_weight_equals_stcals():
+    """calib's ivm drizzle weights against stcal's build_driz_weight, bit for bit (NaN, 0, inf and
+    negative variances, every DQ bit, jwst's good_bits and others)."""
+    from stcal.resample.utils import build_driz_weight
+    from stdatamodels.jwst.datamodels.dqflags import pixel
+
+    from calib.steps.resample import driz_weight
+
+    rng = np.random.default_rng(1)
+    n = 256
+    var = rng.normal(1, 1, (n, n)).astype(np.float32)
+    for value, frac in ((np.nan, 0.05), (0.0, 0.05), (np.inf, 0.01), (1e-45, 0.01)):
+        var[rng.random((n, n)) < frac] = value
+    dq = rng.integers(0, 2**32, (n, n), dtype=np.uint32)
+    dq[rng.random((n, n)) < 0.5] = 0
+    model = {"data": var.copy(), "dq": dq, "var_rnoise": var}
+    for good_bits in ("~DO_NOT_USE+NON_SCIENCE", None, 0, 4, "~0"):
+        ours = driz_weight(model, "ivm", good_bits, pixel)
+        with np.errstate(all="ignore"):
+            ref = build_driz_weight(model, weight_type="ivm", good_bits=good_bits, flag_name_map=pixel)
+        assert ours.dtype == ref.dtype == np.float32
+        np.testing.assert_array_equal(ours.view(np.uint32), ref.view(np.uint32))
+
+
 @pytest.mark.parametrize("pixfrac", [1.0, 0.7])
 def test_drizzle_square_equals_drizzles_c_kernel(pixfrac):
     """calib.drizzle.drizzle_square against the drizzle package's square kernel (as jwst runs it,

@@ -30,7 +30,7 @@ from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, SUPPORT_NATIVE, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "STEP_IMAGE3", "resample_image", "make_resampler", "pixel_map", "PIXMAP_TOLERANCE"]
+__all__ = ["STEP", "STEP_IMAGE3", "resample_image", "make_resampler", "pixel_map", "pixel_corners", "PIXMAP_TOLERANCE"]
 
 #: jwst's ``Image2Pipeline.image_exptypes``
 IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
@@ -39,7 +39,7 @@ IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 PIXMAP_TOLERANCE = 1e-4
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _count_unmatched(data, err, dq, var_rnoise, var_poisson, var_flat):
     """Pixels invalid somewhere (NaN in an array or DO_NOT_USE) but not NaN + DO_NOT_USE everywhere."""
     ny, nx = data.shape
@@ -80,7 +80,7 @@ def nans_and_flags_matched(model) -> bool:
     return _count_unmatched(data, err, dq, vr, vp, vf) == 0
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
     """Add one input's resampled variance to stcal's running sums, with stcal's arithmetic.
 
@@ -113,7 +113,7 @@ def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
             wt[y, x] = np.float32(np.float64(wt[y, x]) + w)
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _final_variance(wsum, wt, scaling, out):
     """Return stcal's final variance in float32: ``wsum * scaling / wt / wt``."""
     my, mx = wsum.shape
@@ -122,7 +122,7 @@ def _final_variance(wsum, wt, scaling, out):
             out[y, x] = wsum[y, x] * scaling / wt[y, x] / wt[y, x]
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
     """Make the final variance of a single input from its drizzled square roots (``out`` may be ``sq``).
 
@@ -150,7 +150,7 @@ def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
             out[y, x] = wsum * scaling / wt / wt
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _error_from_variances(var, out):
     """ERR = sqrt of the NaN-skipping float32 sum over ``var`` (k, my, mx) in order; NaN where all are NaN."""
     k, my, mx = var.shape
@@ -165,6 +165,56 @@ def _error_from_variances(var, out):
                     n += 1
                 acc = v if e == 0 else acc + v
             out[y, x] = np.float32(np.nan) if n == k else np.sqrt(acc)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _ivm_weight(var, dq, bad, out):
+    """Make stcal's ivm weights: ``float32(1 / var)`` (0 where not finite) times 1 where ``dq & bad == 0``, else 0."""
+    ny, nx = var.shape
+    one = np.float32(1.0)
+    for y in numba.prange(ny):
+        for x in range(nx):
+            inv = one / var[y, x]
+            if not np.isfinite(inv):
+                inv = np.float32(0.0)
+            out[y, x] = inv * (one if (dq[y, x] & bad) == 0 else np.float32(0.0))
+
+
+def driz_weight(model: dict, weight_type, good_bits, flag_name_map) -> np.ndarray:
+    """Make the drizzle weights as stcal's ``build_driz_weight``, in one numba pass for ivm weights.
+
+    Parameters
+    ----------
+    model : dict
+        stcal's input dict: ``data`` (ny, nx), ``dq`` unsigned integer (ny, nx), ``var_rnoise``
+        float32 (ny, nx) (MJy/sr)**2.
+    weight_type : str or None
+        "ivm" here; anything else (and a missing or odd VAR_RNOISE or DQ) goes to stcal.
+    good_bits, flag_name_map
+        As stcal's: the DQ bits ignored (an int, a flag string such as jwst's
+        ``"~DO_NOT_USE+NON_SCIENCE"``, or None).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx): ``float32(1 / VAR_RNOISE)`` where that is finite, else 0, times
+        the DQ mask (1 where no bit outside ``good_bits`` is set, else 0), bit-identical to
+        ``stcal.resample.utils.build_driz_weight``.
+    """
+    from astropy.nddata.bitmask import interpret_bit_flags
+    from stcal.resample.utils import build_driz_weight
+
+    data, dq, var = model["data"], model.get("dq"), model.get("var_rnoise")
+    bits = interpret_bit_flags(good_bits, flag_name_map=flag_name_map)
+    if (weight_type != "ivm" or not isinstance(var, np.ndarray) or var.dtype != np.float32
+            or var.shape != data.shape or not isinstance(dq, np.ndarray) or dq.shape != data.shape
+            or dq.dtype.kind != "u" or not (bits is None or isinstance(bits, int))):
+        return build_driz_weight(model, weight_type=weight_type, good_bits=good_bits, flag_name_map=flag_name_map)
+    width = (1 << (8 * dq.dtype.itemsize)) - 1
+    bad = 0 if bits is None else (~bits) & width
+    out = np.empty(data.shape, np.float32)
+    _ivm_weight(var, dq, dq.dtype.type(bad), out)
+    return out
 
 
 def _bbox_limits(wcs, shape):
@@ -212,38 +262,185 @@ def _cubic_basis(t, x, out):
     return m
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
+def _basis_table(t, xa, m, b):
+    """Knot spans ``m`` (n,) and nonzero cubic B-splines ``b`` (n, 4) at each of ``xa`` (:func:`_cubic_basis`)."""
+    for i in range(xa.size):
+        m[i] = _cubic_basis(t, xa[i], b[i])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _column_sums(c, mx, bx, q):
+    """``q[row, i] = sum_b bx[i, b] c[row, mx[i] - 3 + b]`` (b = 0..3, summed in that order).
+
+    The inner sums of a bicubic spline at the columns ``i``, for every coefficient row: a
+    value at (row r, column i) is then ``sum_a by[r, a] q[my[r] - 3 + a, i]``, the same
+    operations in the same order as the direct double sum (so bit-identical to it) at a
+    quarter of its cost per point.
+    """
+    nrow = c.shape[0]
+    for row in numba.prange(nrow):
+        for i in range(mx.size):
+            p = 0.0
+            for b in range(4):
+                p += bx[i, b] * c[row, mx[i] - 3 + b]
+            q[row, i] = p
+
+
+@numba.njit(cache=True, inline="always")
+def _spline_row(qx, qy, m, by, i0, out):
+    """One row of the two splines from their column sums: ``out[i0 + k] = (x, y)`` for every column k."""
+    for k in range(qx.shape[1]):
+        vx = 0.0
+        vy = 0.0
+        for a in range(4):
+            vx += by[a] * qx[m - 3 + a, k]
+            vy += by[a] * qy[m - 3 + a, k]
+        out[i0 + k, 0] = vx
+        out[i0 + k, 1] = vy
+
+
+def _spline_tables(t, xa):
+    m = np.empty(xa.size, np.int64)
+    b = np.empty((xa.size, 4))
+    _basis_table(t, xa, m, b)
+    return m, b
+
+
+def _column_tables(tx, cx, cy, xa):
+    mx, bx = _spline_tables(tx, xa)
+    qx = np.empty((cx.shape[0], xa.size))
+    qy = np.empty_like(qx)
+    _column_sums(cx, mx, bx, qx)
+    _column_sums(cy, mx, bx, qy)
+    return qx, qy
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _spline_rows(qx, qy, my, by, out):
+    """Rows of the two splines on a grid from their column sums (:func:`_column_sums`): out (ny, nx, 2)."""
+    for r in numba.prange(my.size):
+        _spline_row(qx, qy, my[r], by[r], 0, out[r])
+
+
 def _spline_grid(ty, tx, cx, cy, ya, xa, out):
     """Evaluate two bicubic splines sharing knots (ty, tx) on the grid ya x xa.
 
     ``cx``/``cy``: their coefficients (len(ty) - 4, len(tx) - 4); ``out`` (len(ya), len(xa), 2)
-    receives (x value, y value) at each grid point.
+    receives (x value, y value) at each grid point: for each, ``sum_a by_a (sum_b bx_b c_ab)``
+    in that order, the inner sums shared by every row (:func:`_column_sums`).
     """
-    nxa, nya = xa.size, ya.size
-    bx = np.empty((nxa, 4))
-    mx = np.empty(nxa, np.int64)
-    for i in range(nxa):
-        mx[i] = _cubic_basis(tx, xa[i], bx[i])
-    by = np.empty((nya, 4))
-    my = np.empty(nya, np.int64)
-    for r in range(nya):
-        my[r] = _cubic_basis(ty, ya[r], by[r])
-    for r in numba.prange(nya):
-        for i in range(nxa):
-            vx = 0.0
-            vy = 0.0
-            for a in range(4):
-                row = my[r] - 3 + a
-                px = 0.0
-                py = 0.0
-                for b in range(4):
-                    col = mx[i] - 3 + b
-                    px += bx[i, b] * cx[row, col]
-                    py += bx[i, b] * cy[row, col]
-                vx += by[r, a] * px
-                vy += by[r, a] * py
-            out[r, i, 0] = vx
-            out[r, i, 1] = vy
+    qx, qy = _column_tables(tx, cx, cy, xa)
+    my, by = _spline_tables(ty, ya)
+    _spline_rows(qx, qy, my, by, out)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, cx, cy):
+    """Output positions of the input pixel corners, interpolated in the splines' pixel map.
+
+    What :func:`calib.drizzle.corner_map` gives on the pixel map :func:`pixel_map` makes from
+    these splines (``qx``/``qy``: their column sums at columns ``limits[0]..limits[1]``;
+    NaN outside the rows and columns of ``limits``), bit for bit, without the map: each
+    task of ``chunk`` corner rows evaluates the map rows it interpolates between into a
+    buffer of its own.
+    """
+    lx0, ly0, ly1 = limits[0], limits[2], limits[3]
+    ncr = ymax - ymin + 2
+    ncc = xmax - xmin + 2
+    nchunk = (ncr + chunk - 1) // chunk
+    for c in numba.prange(nchunk):
+        r0 = c * chunk
+        r1 = min(r0 + chunk, ncr)
+        jlo = min(max(int(ymin + r0 - 0.5), 0), ny - 2)
+        jhi = min(max(int(ymin + r1 - 1 - 0.5), 0), ny - 2) + 1
+        buf = np.full((jhi - jlo + 1, nx, 2), np.nan)
+        by = np.empty(4)
+        for j in range(max(jlo, ly0), min(jhi, ly1) + 1):
+            m = _cubic_basis(ty, np.float64(j), by)
+            _spline_row(qx, qy, m, by, lx0, buf[j - jlo])
+        for cj in range(r0, r1):
+            y = ymin + cj - 0.5
+            j0 = int(y)
+            if j0 < 0:
+                j0 = 0
+            elif j0 > ny - 2:
+                j0 = ny - 2
+            fy = y - j0
+            gy = 1.0 - fy
+            p = buf[j0 - jlo]
+            q = buf[j0 + 1 - jlo]
+            for ci in range(ncc):
+                x = xmin + ci - 0.5
+                i0 = int(x)
+                if i0 < 0:
+                    i0 = 0
+                elif i0 > nx - 2:
+                    i0 = nx - 2
+                fx = x - i0
+                gx = 1.0 - fx
+                cx[cj, ci] = (p[i0, 0] * gx * gy + p[i0 + 1, 0] * fx * gy
+                              + q[i0, 0] * gx * fy + q[i0 + 1, 0] * fx * fy)
+                cy[cj, ci] = (p[i0, 1] * gx * gy + p[i0 + 1, 1] * fx * gy
+                              + q[i0, 1] * gx * fy + q[i0 + 1, 1] * fx * fy)
+
+
+@dataclasses.dataclass
+class _MapSplines:
+    """The checked interpolation of a pixel map (:func:`_fit_pixel_map`)."""
+
+    shape: tuple[int, int]
+    limits: tuple[int, int, int, int]       # xmin, xmax, ymin, ymax of the valid pixels
+    ty: np.ndarray
+    tx: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    max_error: float
+    step: int
+
+
+def _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step):
+    """Fit the splines of :func:`pixel_map` (a :class:`_MapSplines`), or make the exact map (ny, nx, 2) if needed."""
+    from scipy.interpolate import RectBivariateSpline
+
+    ny, nx = shape
+    xmin, xmax, ymin, ymax = _bbox_limits(wcs_from, shape)
+    fwd, back = wcs_from.forward_transform, wcs_to.backward_transform
+
+    def exact(x, y):
+        return back(*fwd(x, y))
+
+    step = min(step, (min(xmax - xmin, ymax - ymin) + 1) // 8)      # at least 8 cells per axis
+    while True:
+        if step <= 2:
+            pixmap = np.full((ny, nx, 2), np.nan)      # NaN outside the bounding box
+            yy, xx = np.mgrid[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
+            ox, oy = exact(xx, yy)
+            pixmap[ymin:ymax + 1, xmin:xmax + 1, 0] = ox
+            pixmap[ymin:ymax + 1, xmin:xmax + 1, 1] = oy
+            return pixmap
+        xs, ys = _nodes(xmin, xmax, step), _nodes(ymin, ymax, step)
+        gx, gy = np.meshgrid(xs, ys)
+        ox, oy = exact(gx, gy)
+        if not (np.isfinite(ox).all() and np.isfinite(oy).all()):
+            step = 2                      # a map with holes: evaluate every pixel
+            continue
+        sx = RectBivariateSpline(ys, xs, ox, kx=3, ky=3, s=0)
+        sy = RectBivariateSpline(ys, xs, oy, kx=3, ky=3, s=0)
+        (ty, tx), (ty2, tx2) = sx.get_knots(), sy.get_knots()
+        if not (np.array_equal(ty, ty2) and np.array_equal(tx, tx2)):   # s=0 on one grid: never
+            raise RuntimeError("pixel_map: the two interpolating splines have different knots")
+        shape_c = (ty.size - 4, tx.size - 4)
+        cx, cy = sx.get_coeffs().reshape(shape_c), sy.get_coeffs().reshape(shape_c)
+        xm, ym = 0.5 * (xs[:-1] + xs[1:]), 0.5 * (ys[:-1] + ys[1:])
+        mx, my = np.meshgrid(xm, ym)
+        ex, ey = exact(mx, my)
+        at = np.empty((ym.size, xm.size, 2))
+        _spline_grid(ty, tx, cx, cy, ym, xm, at)
+        max_error = float(np.max(np.hypot(at[..., 0] - ex, at[..., 1] - ey)))
+        if max_error <= tolerance:
+            return _MapSplines((ny, nx), (xmin, xmax, ymin, ymax), ty, tx, cx, cy, max_error, step)
+        step //= 2
 
 
 def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMAP_TOLERANCE,
@@ -283,52 +480,60 @@ def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMA
     error is checked, not assumed: at the centre of every cell of the node grid (the
     points farthest from nodes) the exact map is evaluated and compared.
     """
-    from scipy.interpolate import RectBivariateSpline
-
+    fit = _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step)
+    if isinstance(fit, np.ndarray):
+        return fit, 0.0, 1
     ny, nx = shape
-    xmin, xmax, ymin, ymax = _bbox_limits(wcs_from, shape)
-    fwd, back = wcs_from.forward_transform, wcs_to.backward_transform
-
-    def exact(x, y):
-        return back(*fwd(x, y))
-
+    xmin, xmax, ymin, ymax = fit.limits
     pixmap = np.empty((ny, nx, 2))
     pixmap[:ymin] = np.nan                # outside the bounding box
     pixmap[ymax + 1:] = np.nan
     pixmap[:, :xmin] = np.nan
     pixmap[:, xmax + 1:] = np.nan
-    step = min(step, (min(xmax - xmin, ymax - ymin) + 1) // 8)      # at least 8 cells per axis
-    while True:
-        if step <= 2:
-            yy, xx = np.mgrid[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
-            ox, oy = exact(xx, yy)
-            pixmap[ymin:ymax + 1, xmin:xmax + 1, 0] = ox
-            pixmap[ymin:ymax + 1, xmin:xmax + 1, 1] = oy
-            return pixmap, 0.0, 1
-        xs, ys = _nodes(xmin, xmax, step), _nodes(ymin, ymax, step)
-        gx, gy = np.meshgrid(xs, ys)
-        ox, oy = exact(gx, gy)
-        if not (np.isfinite(ox).all() and np.isfinite(oy).all()):
-            step = 2                      # a map with holes: evaluate every pixel
-            continue
-        sx = RectBivariateSpline(ys, xs, ox, kx=3, ky=3, s=0)
-        sy = RectBivariateSpline(ys, xs, oy, kx=3, ky=3, s=0)
-        (ty, tx), (ty2, tx2) = sx.get_knots(), sy.get_knots()
-        if not (np.array_equal(ty, ty2) and np.array_equal(tx, tx2)):   # s=0 on one grid: never
-            raise RuntimeError("pixel_map: the two interpolating splines have different knots")
-        shape_c = (ty.size - 4, tx.size - 4)
-        cx, cy = sx.get_coeffs().reshape(shape_c), sy.get_coeffs().reshape(shape_c)
-        xm, ym = 0.5 * (xs[:-1] + xs[1:]), 0.5 * (ys[:-1] + ys[1:])
-        mx, my = np.meshgrid(xm, ym)
-        ex, ey = exact(mx, my)
-        at = np.empty((ym.size, xm.size, 2))
-        _spline_grid(ty, tx, cx, cy, ym, xm, at)
-        max_error = float(np.max(np.hypot(at[..., 0] - ex, at[..., 1] - ey)))
-        if max_error <= tolerance:
-            xa, ya = np.arange(xmin, xmax + 1, dtype=np.float64), np.arange(ymin, ymax + 1, dtype=np.float64)
-            _spline_grid(ty, tx, cx, cy, ya, xa, pixmap[ymin:ymax + 1, xmin:xmax + 1])
-            return pixmap, max_error, step
-        step //= 2
+    xa, ya = np.arange(xmin, xmax + 1, dtype=np.float64), np.arange(ymin, ymax + 1, dtype=np.float64)
+    _spline_grid(fit.ty, fit.tx, fit.cx, fit.cy, ya, xa, pixmap[ymin:ymax + 1, xmin:xmax + 1])
+    return pixmap, fit.max_error, fit.step
+
+
+#: corner rows per task of :func:`pixel_corners`
+CORNER_ROWS = 32
+
+
+def pixel_corners(wcs_from, wcs_to, shape: tuple[int, int], bounds, tolerance: float = PIXMAP_TOLERANCE,
+                  step: int = 64):
+    """Map the input pixel corners to the output: ``corner_map(pixel_map(...), bounds)`` without the map.
+
+    Parameters
+    ----------
+    wcs_from, wcs_to, shape, tolerance, step
+        As for :func:`pixel_map`.
+    bounds : tuple of int
+        (xmin, xmax, ymin, ymax), the inclusive input range drizzled.
+
+    Returns
+    -------
+    corners : tuple of numpy.ndarray
+        (cx, cy), float64 (ymax - ymin + 2, xmax - xmin + 2), bit-identical to
+        :func:`calib.drizzle.corner_map` of :func:`pixel_map`'s map (for
+        :func:`calib.drizzle.drizzle_square` with ``pixfrac`` 1); the (ny, nx, 2) map itself
+        (67 MB for a full frame) is never made when the splines hold.
+    max_error : float
+        As for :func:`pixel_map`.
+    step : int
+        As for :func:`pixel_map`.
+    """
+    fit = _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step)
+    if isinstance(fit, np.ndarray):
+        return corner_map(fit, bounds), 0.0, 1
+    ny, nx = shape
+    xmin, xmax, ymin, ymax = (int(v) for v in bounds)
+    lx0, lx1 = fit.limits[0], fit.limits[1]
+    qx, qy = _column_tables(fit.tx, fit.cx, fit.cy, np.arange(lx0, lx1 + 1, dtype=np.float64))
+    cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
+    cy = np.empty_like(cx)
+    _spline_corners(qx, qy, fit.ty, np.array(fit.limits, np.int64), ny, nx, xmin, xmax, ymin, ymax, CORNER_ROWS,
+                    cx, cy)
+    return (cx, cy), fit.max_error, fit.step
 
 
 def _merge(out_img, out_wht, img, wht) -> None:
@@ -354,7 +559,7 @@ def _resampler_class():
     Made on first use: jwst is imported only when a resample runs.
     """
     from jwst.resample.resample import ResampleImage
-    from stcal.resample.utils import build_driz_weight, get_tmeasure, is_imaging_wcs, resample_range
+    from stcal.resample.utils import get_tmeasure, is_imaging_wcs, resample_range
 
     class PixmapResample(ResampleImage):
         """A ResampleImage whose pixel map is :func:`pixel_map`'s.
@@ -572,22 +777,23 @@ def _resampler_class():
                 raise InputError("resample: the input is not a 2-D image")
             self._compute_pixel_scale_ratio(model)
             iscale = self._get_intensity_scale(model)
-            pixmap, err, step = pixel_map(wcs, self.output_model["wcs"], data.shape)
+            xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
+            own = self.own_kernel and self.kernel == "square" and not self._propagate_dq \
+                and self._compute_err != "driz_err"
+            corners = pixmap = None
+            if own and self.pixfrac == 1.0:     # the corners are all the kernel needs: no pixel map
+                corners, err, step = pixel_corners(wcs, self.output_model["wcs"], data.shape,
+                                                   (xmin, xmax, ymin, ymax))
+            else:
+                pixmap, err, step = pixel_map(wcs, self.output_model["wcs"], data.shape)
             self.pixmap_errors = [*getattr(self, "pixmap_errors", []), (err, step)]
-            weight = build_driz_weight(model, weight_type=self.weight_type, good_bits=self.good_bits,
-                                       flag_name_map=self.dq_flag_name_map)
+            weight = driz_weight(model, self.weight_type, self.good_bits, self.dq_flag_name_map)
             if not model["subtracted"] and model["level"] is not None:
                 data = data - model["level"]
-            xmin, xmax, ymin, ymax = resample_range(data.shape, wcs.bounding_box)
-            if self.own_kernel and self.kernel == "square" and not self._propagate_dq \
-                    and self._compute_err != "driz_err":
+            if own:
                 if getattr(self, "consume_inputs", False):
                     model.pop("dq", None)           # in the weights now; freed before the outputs exist
                 bounds = (xmin, xmax, ymin, ymax)
-                corners = None
-                if self.pixfrac == 1.0:         # the corners are all the kernel needs: free the map first
-                    corners = corner_map(pixmap, bounds)
-                    pixmap = None
                 self._drizzle_once(model, data, weight, pixmap, bounds, iscale, corners=corners)
                 corners = None
                 hook = {"pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio, "iscale": iscale,
