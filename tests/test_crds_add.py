@@ -120,3 +120,94 @@ def test_synthetic_references_from_a_flat_directory_go_where_crds_locates_them(t
     for ref in refs:
         assert crdscache.locate(ref.name) == ref
         assert crds.locate_file(ref.name, "jwst") == str(ref)
+
+
+def _tiny_references(d):
+    """A FITS, an ASDF and a JSON synthetic reference (the three kinds synthetic contexts hold),
+    with the properties write_synthetic_context reads; written mode 0600."""
+    import json
+    import os
+
+    import asdf
+    from astropy.io import fits
+
+    d.mkdir()
+    mask = d / "jwst_sim_nircam_mask_nrca1_t1.fits"
+    fits.PrimaryHDU(header=fits.Header({"INSTRUME": "NIRCAM", "REFTYPE": "MASK", "DETECTOR": "NRCA1",
+                                        "SUBARRAY": "FULL", "USEAFTER": "2020-01-01T00:00:00"})).writeto(mask)
+    dist = d / "jwst_sim_nircam_distortion_nrca1_t1.asdf"
+    asdf.AsdfFile({"meta": {"instrument": {"name": "NIRCAM", "detector": "NRCA1"}, "reftype": "distortion",
+                            "exposure": {"type": "NRC_IMAGE"}, "useafter": "2020-01-01T00:00:00"}}).write_to(dist)
+    x1d = d / "jwst_sim_miri_extract1d_lrs_t1.json"
+    x1d.write_text(json.dumps({"meta": {"instrument": {"name": "MIRI", "detector": "MIRIMAGE"},
+                                        "reftype": "extract1d", "exposure": {"type": "MIR_LRS-FIXEDSLIT"},
+                                        "useafter": "2020-01-01T00:00:00"}}))
+    for f in (mask, dist, x1d):
+        os.chmod(f, 0o600)
+    return [mask, dist, x1d]
+
+
+def test_synthetic_fits_asdf_and_json_references_are_added_where_crds_locates_them(tmp_path):
+    """`crds add --from` takes a synthetic context whose references are FITS, ASDF and JSON
+    (jwst_sim_* names, which crds' own name rule accepts only for FITS); each lands where
+    crds.locate_file looks, readable by the group (the umask, not the source's 0600)."""
+    import os
+    import stat
+
+    import crds
+
+    refs = _tiny_references(tmp_path / "refs")
+    sim = tmp_path / "simcrds"
+    old = os.umask(0o022)
+    try:
+        ctx = crdscache.write_synthetic_context(sim, refs)
+        placed = sorted(p for p in (sim / "references").rglob("*") if p.is_file())
+        assert [p.relative_to(sim / "references" / "jwst").parts[0] for p in placed] == ["miri", "nircam", "nircam"]
+        flat = tmp_path / "flat"
+        flat.mkdir()
+        for f in sim.rglob("*"):
+            if f.is_file() and f.parts[len(sim.parts)] in ("mappings", "references"):
+                shutil.copy(f, flat / f.name)
+        cache = tmp_path / "crds"
+        assert crdscache.add_context(cache, ctx, flat) == len(refs) + len(list((sim / "mappings").rglob("*.*map")))
+    finally:
+        os.umask(old)
+    crdscache.configure(cache)
+    for ref in refs:
+        where = crds.locate_file(ref.name, "jwst")
+        assert os.path.isfile(where) and os.path.dirname(where).startswith(str(cache.resolve() / "references"))
+        assert stat.S_IMODE(os.stat(where).st_mode) == 0o644, where
+    for m in (cache / "mappings" / "jwst").glob("jwst_sim_*"):
+        assert stat.S_IMODE(m.stat().st_mode) == 0o644
+
+
+def test_derived_references_are_placed_by_crds_and_never_replaced(tmp_path):
+    """derive_context places a new reference where crds locates it and refuses a reference
+    whose name is in the cache with other content, or that is no CRDS reference name."""
+    import crds
+    from astropy.io import fits
+
+    cache = tmp_path / "crds"
+    crdscache.install_real_context(cache, shared("crds", "mappings"))
+    crdscache.configure(cache)
+    new_ref = tmp_path / "jwst_nircam_mask_sim0002.fits"
+    fits.PrimaryHDU().writeto(new_ref)
+    ctx = crdscache.derive_context(cache, "jwst_0541.pmap", {("nircam", "mask", "NRCA2"): new_ref})
+    assert crds.locate_file(new_ref.name, "jwst") == str(cache.resolve() / "references" / "jwst" / "nircam"
+                                                         / new_ref.name)
+    assert (cache / "references" / "jwst" / "nircam" / new_ref.name).is_file()
+    # the same name again with other content: refused, the cached file kept
+    other = tmp_path / "other" / new_ref.name
+    other.parent.mkdir()
+    fits.PrimaryHDU(header=fits.Header({"X": 1})).writeto(other)
+    before = _files(cache)
+    with pytest.raises(ValueError, match="other content"):
+        crdscache.derive_context(cache, ctx, {("nircam", "mask", "NRCA2"): other})
+    assert (cache / "references" / "jwst" / "nircam" / new_ref.name).read_bytes() == new_ref.read_bytes()
+    for bad in ("..fits", "evil.txt", "jwst_nircam mask.fits"):
+        p = tmp_path / "bad" / bad
+        p.parent.mkdir(exist_ok=True)
+        fits.PrimaryHDU().writeto(p, overwrite=True)
+        with pytest.raises(ValueError):
+            crdscache.derive_context(cache, ctx, {("nircam", "mask", "NRCA2"): p})
+    assert _files(cache) == before

@@ -357,6 +357,9 @@ def _reference_names(text: str) -> set[str]:
 SYNTHETIC_MAPPING_RE = re.compile(r"jwst_sim(_[a-z0-9]+)*_[0-9]{4}\.[pir]map")
 #: a reference file name as mappings name them: one plain name with a CRDS reference extension
 REFERENCE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(fits|asdf|json|yaml)")
+#: this project's synthetic reference names (``jwst_sim_<instrument>_<reftype>_<parts>.<ext>``,
+#: :mod:`simulation`), which crds' own rule accepts only for FITS
+SYNTHETIC_REFERENCE_RE = re.compile(r"jwst_sim(_[a-z0-9-]+)+\.(fits|asdf|json)")
 
 
 def check_crds_name(name: str, kind: str = "context") -> str:
@@ -384,7 +387,8 @@ def check_crds_name(name: str, kind: str = "context") -> str:
 
     ok = {"context": lambda n: mapping(n) and n.endswith(".pmap"),
           "mapping": mapping,
-          "reference": lambda n: bool(crds_config.is_valid_reference_name(n) and REFERENCE_NAME_RE.fullmatch(n))
+          "reference": lambda n: bool((crds_config.is_valid_reference_name(n) or SYNTHETIC_REFERENCE_RE.fullmatch(n))
+                                      and REFERENCE_NAME_RE.fullmatch(n))
           }[kind](name)
     if not ok:
         raise ValueError(f"{name!r}: not a CRDS {kind} name")
@@ -483,8 +487,7 @@ def add_context(crds_path: str | Path, context: str, source: str | Path | None =
     try:
         for src, target in plan:
             if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, target)
+                _copy_into_cache(src, target)
                 copied.append(target)
         configure(crds_path)
         import crds
@@ -554,12 +557,41 @@ def _useafter(props: dict[str, str]) -> str:
     return ua if len(ua) > 10 else ua + " 00:00:00"
 
 
-def _place_reference(crds_path: Path, path: Path, instrument: str) -> None:
-    dest_dir = Path(crds_path) / "references" / OBSERVATORY / instrument
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / path.name
-    if dest.resolve() != path.resolve():
-        shutil.copy2(path, dest)
+def _copy_into_cache(src: Path, target: Path) -> None:
+    """Copy ``src`` to ``target`` (a new file) atomically, its mode from the process umask.
+
+    The cache is shared storage: a copied file is readable as the archive's other files are
+    (0644 with the default ``ARCHIVE_UMASK``), whatever the source's mode. An existing
+    ``target`` is never replaced (FileExistsError).
+    """
+    from ..ingest.storage import atomic_copy, current_umask
+
+    atomic_copy(src, target)
+    shutil.copystat(src, target)                    # the source's times, as crds sync keeps them
+    os.chmod(target, 0o666 & ~current_umask())      # ... but the archive's mode
+
+
+def _place_reference(crds_path: Path, path: Path) -> Path:
+    """Copy reference file ``path`` into the cache where crds' own locate function puts it.
+
+    The name is checked (:func:`check_crds_name`), the destination comes from
+    :func:`reference_destination` and lies inside the cache; a file of that name already
+    there must have the same content (a CRDS name is one content), it is never replaced.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a CRDS reference name, a destination crds cannot tell or
+        outside the cache, or another file of that name in the cache.
+    """
+    check_crds_name(path.name, "reference")
+    dest = reference_destination(crds_path, path)
+    if dest.exists():
+        if dest.resolve() != path.resolve() and not filecmp.cmp(path, dest, shallow=False):
+            raise ValueError(f"{dest} exists with other content than {path}: a CRDS name is one content")
+        return dest
+    _copy_into_cache(path, dest)
+    return dest
 
 
 def write_synthetic_context(crds_path: str | Path, references, context_name: str | None = None,
@@ -570,7 +602,8 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
     USEAFTER) decides where it goes: one rmap per (instrument, reftype) matching on
     :data:`SYNTHETIC_PARKEYS` (a SUBARRAY of GENERIC or a missing READPATT become ``N/A``,
     which crds treats as "any") then UseAfter on META.OBSERVATION.DATE/TIME. Mappings get
-    valid sha1sums; references are copied to ``<crds_path>/references/jwst/<instrument>/``.
+    valid sha1sums; references are copied where crds' locate function puts them
+    (``<crds_path>/references/jwst/<instrument>/``, :func:`reference_destination`).
 
     Parameters
     ----------
@@ -613,7 +646,7 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
         if ua in sel and sel[ua] != ref.name:
             raise ValueError(f"{ref}: same match {match} and useafter {ua} as {sel[ua]}")
         sel[ua] = ref.name
-        _place_reference(crds_path, ref, instr)
+        _place_reference(crds_path, ref)
     for instr, reftype, keywords in not_applicable:
         instr, reftype = instr.lower(), reftype.lower()
         if reftype not in SYNTHETIC_PARKEYS:
@@ -785,7 +818,7 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict,
             if isinstance(sel[k], str):
                 raise KeyError(f"{base_pmap}: {k} is {sel[k]!r} in {rmap_name}, nothing to replace")
             sel[k] = {ua: new_ref.name for ua in sel[k]}
-        _place_reference(crds_path, new_ref, instr)
+        _place_reference(crds_path, new_ref)
     base = (psel, instr_tables)
     return _write_context(crds_path, table, context_name, derived_from=base_pmap, base=base,
                           rmap_headers=rmap_headers)
