@@ -163,6 +163,9 @@ def _rgba(img: np.ndarray) -> np.ndarray:
 
 def _save_atomic(write, final: pathlib.Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.png", dir=final.parent)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; a preview follows the process umask, as products do
     os.close(fd)
     try:
         write(tmp)

@@ -236,3 +236,36 @@ def test_cli_ingest_of_a_directory_refuses_links_out_of_it(settings, tmp_path):
     assert sorted(r[0] for r in rej) == sorted(["jw_linkout_uncal.fits", "jw_linkout2_uncal.fits",
                                                "jw_linkdir_uncal.fits", "jw_fifo_uncal.fits"])
     assert sorted(p.name for p in _stored_files(settings)) == sorted([FGS, "jw_inside_uncal.fits"])
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_products_previews_and_associations_follow_the_umask(tmp_path, umask, mode):
+    """What the archive serves from shared storage besides raw files: products (FITS, ECSV),
+    their preview PNGs and association JSON are readable by the group (mkstemp's 0600 is not
+    left on them)."""
+    import numpy as np
+    from astropy.table import Table
+    from stdatamodels.jwst import datamodels as dm
+
+    from archive.associations.generator import write_json
+    from archive.ingest.storage import apply_umask, current_umask
+    from calib.previews import write_previews
+    from calib.products import write_atomic, write_table_atomic
+
+    old = current_umask()
+    apply_umask(umask)
+    try:
+        rate = tmp_path / "jw01_rate.fits"
+        model = dm.ImageModel(np.arange(64, dtype=np.float32).reshape(8, 8))
+        model.dq = np.zeros((8, 8), np.uint32)
+        write_atomic(model, rate)
+        cat = tmp_path / "jw01_cat.ecsv"
+        write_table_atomic(Table({"a": [1, 2]}), cat)
+        pngs = [p.path for p in write_previews(rate, "rate")]
+        asn = write_json({"asn_name": "jw01019-o001_image2_00001_asn", "asn_type": "image2", "products": []},
+                         tmp_path)
+    finally:
+        apply_umask(old)
+    assert len(pngs) == 2
+    for f in (rate, cat, *pngs, asn):
+        assert stat.S_IMODE(os.stat(f).st_mode) == mode, f
