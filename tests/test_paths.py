@@ -106,3 +106,30 @@ def test_migration_0005_makes_absolute_paths_relative(db_url, tmp_path):
     assert paths[FGS] == f"raw/01019/{FGS}"
     assert paths["b_uncal.fits"] == "/somewhere/else/b_uncal.fits"  # another shape: left absolute, still read
     assert ref == "references/jwst/fgs/jwst_fgs_flat_0001.fits"
+
+
+@pytest.mark.parametrize("product", ["../../evil", "../evil", "sub/evil", "/tmp/evil", "..", "a\x00b"])
+def test_calibrate_refuses_an_association_product_name_that_leaves_the_output_directory(tmp_path, product):
+    """`archive calibrate x_asn.json`: the association's product name is the products' file-name
+    root; one that is not a plain name fails that input before anything runs or is written."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from archive.cli import app
+    from archive.config import load_settings
+    from archive.execution.calibrate import calibrate_files
+
+    work = tmp_path / "work" / "deep"
+    work.mkdir(parents=True)
+    (work / "jw01_rate.fits").write_bytes(shared("raw", FGS).read_bytes())
+    asn = work / "jw01_image2_asn.json"
+    asn.write_text(json.dumps({"asn_type": "image2", "asn_pool": "p", "products": [
+        {"name": product, "members": [{"expname": "jw01_rate.fits", "exptype": "science"}]}]}))
+    before = sorted(tmp_path.rglob("*"))
+    [o] = calibrate_files(load_settings(tmp_path / "data"), "calwebb_image2", [asn], work / "out", {})
+    assert o.status == "failed" and "product name" in o.message, o
+    r = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "calibrate", "calwebb_image2", str(asn),
+                                 "--output-dir", str(work / "out")])
+    assert r.exit_code == 1, r.output
+    assert sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "data")) == before

@@ -19,6 +19,7 @@ from pathlib import Path
 from calib import __version__ as cal_ver
 from calib.errors import CalibError
 
+from ..catalog.paths import name_component
 from ..config import Settings
 from ..crds import cache as crdscache
 from ..crds.references import cache_operational_context
@@ -218,6 +219,9 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
         path = Path(path)
         out_dir = Path(output_dir) if output_dir else path.parent
         try:
+            # an association's product name is the products' file-name root: one plain name that
+            # keeps them in the output directory (never ../ or a path), checked before anything runs
+            root = name_component(output_root(path), "product name")
             header = selection_header(path)
             reftypes = required_reftypes(pipeline, header, params)
             needed = [r for r in reftypes if r not in overrides]
@@ -238,7 +242,7 @@ def calibrate_files(settings: Settings, pipeline: str, files: list[Path], output
             out_dir.mkdir(parents=True, exist_ok=True)
             prov = {"crds_context": context or "N/A", "crds_version": crds.__version__, "cal_version": cal_ver,
                     "references": names, "overrides": {r for r in overrides if r in reftypes}}
-            result, files_out = run_and_save(pipeline, path, refs, params, out_dir, output_root(path), prov)
+            result, files_out = run_and_save(pipeline, path, refs, params, out_dir, root, prov)
             del result
             release_unreachable()     # the products' arrays, before the next file
             outcomes.append(CalibrateOutcome(path, "succeeded", {k: Path(v) for k, v in files_out.items() if v},
