@@ -133,3 +133,48 @@ def test_calibrate_refuses_an_association_product_name_that_leaves_the_output_di
                                  "--output-dir", str(work / "out")])
     assert r.exit_code == 1, r.output
     assert sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "data")) == before
+
+
+def test_migration_0005_downgrade_makes_paths_absolute_again(db_url, tmp_path):
+    """Upgrade then downgrade gives back the absolute paths (under the roots given to the
+    downgrade); a path the upgrade left as it was stays as it is."""
+    from alembic import command
+
+    from archive.catalog.db import alembic_config, dispose_engines
+
+    upgrade(db_url, "0004")
+    eng = get_engine(db_url)
+    old, crds = "/srv/old-archive/data", "/cache/crds"
+    rows = {FGS: f"{old}/raw/01019/{FGS}", "b_uncal.fits": "/somewhere/else/b_uncal.fits"}
+    with eng.begin() as conn:
+        for name, path in rows.items():
+            conn.execute(text(
+                "INSERT INTO exposures (filename, sha256, size_bytes, storage_path, source_path, instrume, "
+                "exp_type, stage1_pipeline, header, ingested_at) VALUES (:f, :h, 1, :p, '/in/x', 'FGS', "
+                "'FGS_ACQ1', 'calwebb_guider', '{}', CURRENT_TIMESTAMP)"), {"f": name, "h": "0" * 64, "p": path})
+        conn.execute(text("INSERT INTO reference_files (name, reftype, instrument, path) VALUES "
+                          "('jwst_fgs_flat_0001.fits', 'flat', 'fgs', :p)"),
+                     {"p": f"{crds}/references/jwst/fgs/jwst_fgs_flat_0001.fits"})
+        conn.execute(text("INSERT INTO associations (asn_name, asn_id, asn_type, asn_rule, level, product_name, "
+                          "content, content_sha256, storage_path, jwst_version, created_at) VALUES ('a', 'o001', "
+                          "'image3', 'r', 3, 'p', '{}', :h, :p, '3.0', CURRENT_TIMESTAMP)"),
+                     {"h": "2" * 64, "p": f"{old}/associations/a_asn.json"})
+    upgrade(db_url)
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT storage_path FROM exposures WHERE filename = :f"),
+                            {"f": FGS}).scalar() == f"raw/01019/{FGS}"
+    cfg = alembic_config(db_url)
+    cfg.attributes.update(data_dir=old, crds_path=crds)
+    dispose_engines()
+    command.downgrade(cfg, "0004")
+    with get_engine(db_url).connect() as conn:
+        assert dict(conn.execute(text("SELECT filename, storage_path FROM exposures")).all()) == rows
+        assert conn.execute(text("SELECT path FROM reference_files")).scalar() == \
+            f"{crds}/references/jwst/fgs/jwst_fgs_flat_0001.fits"
+        assert conn.execute(text("SELECT storage_path FROM associations")).scalar() == f"{old}/associations/a_asn.json"
+        # the provenance views (0002) survived the downgrades of the later revisions
+        assert conn.execute(text("SELECT count(*) FROM product_provenance")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM product_reference_provenance")).scalar() == 0
+    upgrade(db_url)  # and up again
+    with get_engine(db_url).connect() as conn:
+        assert conn.execute(text("SELECT storage_path FROM associations")).scalar() == "associations/a_asn.json"
