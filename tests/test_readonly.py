@@ -408,3 +408,55 @@ def test_readonly_engine_refuses_writes(catalog, tmp_path):
         assert not (tmp_path / "evil.db").exists()
     engine.dispose()
     assert snapshot(catalog) == before
+
+
+def test_timeouts_default_to_30_and_2_seconds_and_are_configurable(catalog, monkeypatch):
+    """The read-only path's statement and lock timeouts: 30 s and 2 s unless the settings
+    (ARCHIVE_SQL_STATEMENT_TIMEOUT / ARCHIVE_SQL_LOCK_TIMEOUT) or `archive sql`'s options say
+    otherwise; on PostgreSQL the session itself shows them."""
+    from archive.config import load_settings
+
+    for var in ("ARCHIVE_SQL_STATEMENT_TIMEOUT", "ARCHIVE_SQL_LOCK_TIMEOUT", "ARCHIVE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings(catalog.data_dir)
+    assert (s.sql_statement_timeout, s.sql_lock_timeout) == (30.0, 2.0)
+    monkeypatch.setenv("ARCHIVE_SQL_STATEMENT_TIMEOUT", "0.5")
+    monkeypatch.setenv("ARCHIVE_SQL_LOCK_TIMEOUT", "0.25")
+    assert (load_settings(catalog.data_dir).sql_statement_timeout,
+            load_settings(catalog.data_dir).sql_lock_timeout) == (0.5, 0.25)
+    monkeypatch.setenv("ARCHIVE_DB_URL", catalog.db_url)
+    if catalog.readonly_db_url:
+        monkeypatch.setenv("ARCHIVE_READONLY_DB_URL", catalog.readonly_db_url)
+    base = ["--data-dir", str(catalog.data_dir), "sql", "--json"]
+    endless = ("SELECT pg_sleep(30)" if is_pg(catalog) else
+               "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c")
+    res = CliRunner().invoke(app, base + [endless])  # the environment's 0.5 s
+    assert res.exit_code == 1 and "timed out" in res.output and "0.5 s" in res.output, res.output
+    if is_pg(catalog):
+        show = "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt"
+        assert run_readonly(catalog, show).rows == [("30s", "2s")]
+        assert run_readonly(catalog.with_(sql_statement_timeout=7, sql_lock_timeout=0.5), show).rows == \
+            [("7s", "500ms")]
+        res = CliRunner().invoke(app, base + [show])
+        assert res.exit_code == 0 and '"st": "500ms"' in res.stdout and '"lt": "250ms"' in res.stdout, res.output
+        res = CliRunner().invoke(app, base + [show, "--statement-timeout", "9", "--lock-timeout", "1"])
+        assert '"st": "9s"' in res.stdout and '"lt": "1s"' in res.stdout, res.output
+
+
+def test_cli_sql_streams_with_a_default_cap_of_10000_rows(catalog, monkeypatch):
+    """`archive sql` without --limit: the first 10,000 rows of a billion-row statement, read in
+    batches (the statement does not run to its end: it would not finish in its timeout)."""
+    monkeypatch.setenv("ARCHIVE_DB_URL", catalog.db_url)
+    if catalog.readonly_db_url:
+        monkeypatch.setenv("ARCHIVE_READONLY_DB_URL", catalog.readonly_db_url)
+    # (a recursive WITH yields rows as it makes them on both back ends; PostgreSQL's
+    # generate_series in FROM would first materialise its billion rows on the server)
+    billion = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT n FROM c"
+    res = CliRunner().invoke(app, ["--data-dir", str(catalog.data_dir), "sql", billion, "--json",
+                                   "--statement-timeout", "20"])
+    assert res.exit_code == 0, res.output[-500:]
+    import json
+
+    rows = json.loads(res.stdout)
+    assert [r["n"] for r in rows] == list(range(1, 10_001))
+    assert "more rows than --limit 10000" in res.stderr
