@@ -14,6 +14,7 @@ import os
 import pathlib
 import tempfile
 
+from calib.background import BackgroundWrite
 from calib.runner import PipelineResult, unstamped_reftypes
 
 __all__ = ["save_products", "run_and_save", "write_atomic", "write_table_atomic", "product_name"]
@@ -208,9 +209,10 @@ def run_and_save(pipeline: str, input_path, references, params, output_dir, root
 
     What :func:`calib.pipelines.run_pipeline` then :func:`save_products` do, except that a
     product declared ``write_early`` (image2's ``_cal``, as jwst's Image2Pipeline saves it
-    before resample) is written, with the same name, keywords and atomicity, before the
-    steps that follow it run, and its arrays are released for them: the run's peak memory
-    does not hold it beside the later products.
+    before resample) is written, with the same name, keywords and atomicity, while the
+    steps that follow it run (in a thread, from a copy of its metadata sharing its arrays
+    read-only; joined before this returns), and its arrays are released for them: the
+    run's peak memory does not hold it beside the later products.
 
     Parameters
     ----------
@@ -244,19 +246,54 @@ def run_and_save(pipeline: str, input_path, references, params, output_dir, root
         if ":" not in p.suffix and (out / product_name(root, p.suffix)).exists():
             raise FileExistsError(f"refusing to overwrite existing product {out / product_name(root, p.suffix)}")
     early: dict[str, pathlib.Path] = {}
+    writers: list[BackgroundWrite] = []
 
     def write(suffix: str, model) -> pathlib.Path:
         out.mkdir(parents=True, exist_ok=True)
         path = out / product_name(root, suffix)
-        _write_product(model, path, provenance, unstamped_reftypes(spec, suffix))
+        unstamped = unstamped_reftypes(spec, suffix)
+        if isinstance(model.meta, dict):
+            _write_product(model, path, provenance, unstamped)
+        else:
+            _stamp(model, provenance, path.name, unstamped)
+            writers.append(BackgroundWrite(write_atomic, _snapshot(model), path))
         early[suffix] = path
         return path
 
     try:
         result = run(spec, input_path, references, params, write=write)
+        for w in writers:
+            w.wait()
         files = save_products(result, out, root, provenance)
     except BaseException:
+        for w in writers:
+            w.wait(raise_error=False)
         for p in early.values():
             p.unlink(missing_ok=True)
         raise
+    finally:
+        for w in writers:
+            w.forget()
     return result, files
+
+
+def _snapshot(model):
+    """Copy a datamodel for writing while the original is used on: its own metadata, the same arrays.
+
+    The copy's arrays are read-only views of the model's (astropy then byteswaps a copy of
+    each when writing instead of swapping the shared buffer in place and back); the gwcs
+    is shared (it is only read). The model may then be changed (keys set, arrays dropped)
+    but its arrays' values must not be until the write is done.
+    """
+    import numpy as np
+
+    memo = {}
+    for value in model.instance.values():
+        if isinstance(value, np.ndarray):
+            view = value.view()
+            view.flags.writeable = False
+            memo[id(value)] = view
+    wcs = getattr(model.meta, "wcs", None)
+    if wcs is not None:
+        memo[id(wcs)] = wcs
+    return model.copy(memo=memo)

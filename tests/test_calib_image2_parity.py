@@ -250,6 +250,31 @@ def test_run_and_save_writes_the_cal_before_resample(runs, tmp_path):
     assert not list((tmp_path / "failed").iterdir())
 
 
+@pytest.mark.slow
+def test_consumed_cal_arrays_keep_their_values(runs):
+    """resample consuming a _cal still being written (run_and_save's background write) never
+    changes its arrays' values: when match_nans_and_flags has work (a NaN without DO_NOT_USE),
+    it runs on a copy, and the i2d equals the one resampled from an untouched copy."""
+    from calib.pipelines import get_pipeline
+    from calib.steps.resample import nans_and_flags_matched, resample_image
+
+    _, ours, _ = runs
+    params = get_pipeline("calwebb_image2").resolve_params(None)["resample"]
+    models = [ours["nircam"].products["cal"].copy() for _ in range(2)]
+    for m in models:
+        m.data[10, 12] = np.nan             # NaN in SCI only, DQ without DO_NOT_USE
+        m.dq[10, 12] = 0
+    assert not nans_and_flags_matched(models[0])
+    arrays = {k: v for k, v in models[0].instance.items() if isinstance(v, np.ndarray)}
+    before = {k: v.copy() for k, v in arrays.items()}
+    consumed = resample_image(models[0], params, consume=True)
+    plain = resample_image(models[1], params)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    for name in ("data", "wht", "con", "err", "var_rnoise", "var_poisson", "var_flat"):
+        np.testing.assert_array_equal(getattr(consumed, name), getattr(plain, name), err_msg=name)
+
+
 def test_required_reftypes_and_bad_input(tmp_path):
     from calib.errors import InputError
     from calib.pipelines import required_reftypes

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
+from calib.background import wait_for_writes
 from calib.drizzle import corner_map, drizzle_square
 from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, SUPPORT_NATIVE, Param
@@ -794,6 +795,8 @@ def _resampler_class():
                 if getattr(self, "consume_inputs", False):
                     model.pop("dq", None)           # in the weights now; freed before the outputs exist
                 bounds = (xmin, xmax, ymin, ymax)
+                if getattr(self, "consume_inputs", False):
+                    wait_for_writes()       # the _cal's writer holds its arrays: let it end before the outputs exist
                 self._drizzle_once(model, data, weight, pixmap, bounds, iscale, corners=corners)
                 corners = None
                 hook = {"pixmap": pixmap, "pixel_scale_ratio": self.pixel_scale_ratio, "iscale": iscale,
@@ -863,8 +866,11 @@ def resample_image(model, params: dict, *, consume: bool = False):
     params : dict
         The step's resolved parameters (jwst's names).
     consume : bool
-        The ``_cal`` was already written and ``model`` is not used afterwards: jwst's
-        ``match_nans_and_flags`` runs on it in place and it is resampled itself (no copy);
+        The ``_cal`` was handed to its writer (:func:`calib.products.run_and_save`, which may
+        still be writing it from the same arrays) and ``model`` is not used afterwards: it is
+        resampled itself (no copy) and its arrays' values are not changed (when jwst's
+        ``match_nans_and_flags`` has something to do, it runs on a copy and the model's
+        arrays are dropped);
         its ERR and AREA, which resample does not read after that, are dropped before the
         output is allocated, its other arrays handed to the resampler (the model keeps
         none) and the DQ freed once the drizzle weights are made.
@@ -880,6 +886,10 @@ def resample_image(model, params: dict, *, consume: bool = False):
 
     if consume:
         if not nans_and_flags_matched(model):
+            # the _cal may still be being written from these arrays: match a copy, drop the originals
+            copy = model.copy()
+            _drop_arrays(model, [k for k, v in model.instance.items() if isinstance(v, np.ndarray)])
+            model = copy
             match_nans_and_flags(model)
         _drop_arrays(model, ("err", "area"))    # read by match_nans_and_flags only (ERR from the variances)
         resampler = make_resampler(ModelLibrary([model], on_disk=False), params, blendheaders=False)
