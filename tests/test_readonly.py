@@ -460,3 +460,71 @@ def test_cli_sql_streams_with_a_default_cap_of_10000_rows(catalog, monkeypatch):
     rows = json.loads(res.stdout)
     assert [r["n"] for r in rows] == list(range(1, 10_001))
     assert "more rows than --limit 10000" in res.stderr
+
+
+def test_docker_compose_roles(tmp_path):
+    """docker-compose's catalog roles as deploy/postgres-init.sql makes them (run here with its
+    role and database names made unique): the application role (ARCHIVE_DB_URL) owns the
+    catalog but is no superuser and cannot run programs or read server files; `archive init`
+    and `archive db grant` as that role give a read-only role (ARCHIVE_READONLY_DB_URL) that
+    `archive sql` accepts."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from archive.catalog.db import dispose_engines
+    from archive.config import load_settings
+    from tests.conftest import PG_ADMIN
+
+    root = Path(__file__).resolve().parents[1]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    env = compose["x-archive-env"]
+    app_url, ro_url = make_url(env["ARCHIVE_DB_URL"]), make_url(env["ARCHIVE_READONLY_DB_URL"])
+    assert (app_url.username, ro_url.username) == ("archive", "archive_readonly")
+    assert "archive init && archive db grant --role archive_readonly" in " ".join(compose["services"]["init"]
+                                                                                 ["entrypoint"])
+    for name, service in compose["services"].items():  # no archive service gets the cluster's superuser
+        if name != "postgres":
+            assert "postgres@" not in str(service.get("environment", "")), name
+
+    tag = uuid.uuid4().hex[:8]
+    own, ro = f"cmp_own_{tag}", f"cmp_ro_{tag}"
+    script = (root / "deploy" / "postgres-init.sql").read_text()
+    script = re.sub(r"\barchive_readonly\b", ro, script)
+    script = re.sub(r"\barchive\b", own, script)  # the application role and its database
+    admin = make_url(PG_ADMIN)
+    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-h", admin.host, "-p", str(admin.port or 5432), "-U",
+            admin.username, "-d", admin.database]
+    base = admin.set(database=own)
+    owner_url = base.set(username=own, password=own).render_as_string(hide_password=False)
+    reader_url = base.set(username=ro, password="readonly").render_as_string(hide_password=False)
+    try:
+        subprocess.run(psql, input=script, text=True, check=True, capture_output=True)
+        s = load_settings(tmp_path / "data").with_(db_url=owner_url, readonly_db_url=reader_url)
+        with psycopg.connect(_pg_conninfo(owner_url)) as conn:
+            assert conn.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
+                                "WHERE rolname = current_user").fetchone() == (False, False, False)
+            for hostile in ("COPY (SELECT 1) TO PROGRAM 'id'", "SELECT pg_read_file('/etc/passwd')",
+                            "SELECT pg_terminate_backend(pg_backend_pid())"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(hostile)
+                conn.rollback()
+        env = {"ARCHIVE_DB_URL": owner_url, "ARCHIVE_READONLY_DB_URL": reader_url, "ARCHIVE_CONFIG": ""}
+        runner = CliRunner()
+        for args in (["init"], ["db", "grant", "--role", ro]):
+            res = runner.invoke(app, ["--data-dir", str(tmp_path / "data"), *args], env=env)
+            assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["--data-dir", str(tmp_path / "data"), "sql", "SELECT count(*) AS n FROM exposures",
+                                  "--json"], env=env)
+        assert res.exit_code == 0 and '"n": 0' in res.stdout, res.output
+        with pytest.raises(UnsafeRole, match="owns or may write"):
+            run_readonly(s.with_(readonly_db_url=owner_url), "SELECT 1")  # the owner is no read-only role
+        with pytest.raises(StatementRefused):
+            run_readonly(s, "SELECT pg_terminate_backend(pg_backend_pid())")
+    finally:
+        dispose_engines()
+        with psycopg.connect(_pg_conninfo(PG_ADMIN), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{ro}"')
+            conn.execute(f'DROP ROLE IF EXISTS "{own}"')
