@@ -454,3 +454,36 @@ def test_reference_missing_from_cache_fails_the_job(exposures, make_archive, tmp
         execute_job(a.settings, job_id)
     job = a.jobs()[job_id]
     assert job.status == "failed" and missing in job.error, (job.status, job.error)
+
+
+def test_jobs_never_write_products_outside_the_data_directory(exposures, make_archive, tmp_path):
+    """Reprocessing builds each output directory from checked components under products/: an
+    exposure row whose PROGRAM is not 1-5 digits (a catalog written before the check) and a
+    products/<program> directory that is a link out of the data tree both fail the job for
+    good, naming the reason, and nothing is written outside."""
+    from sqlalchemy import update
+
+    from archive.execution.runner import PermanentJobError, execute_job
+
+    pool, result, crds_path = exposures
+    a = make_archive(crds_path)
+    a.ingest(pool, result.files[:2], result.context)
+    job_ids = sorted(plan(a.settings).job_ids)
+    assert len(job_ids) == 2
+    jobs = a.jobs()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    s = a.settings
+    with session_scope(s.db_url) as db:
+        exp_ids = [jobs[j].exposure_id for j in job_ids]
+        program = db.get(Exposure, exp_ids[1]).program
+        db.execute(update(Exposure).where(Exposure.id == exp_ids[0]).values(program=f"../../{outside.name}"))
+    with pytest.raises(PermanentJobError, match="not a JWST program number"):
+        execute_job(s, job_ids[0])
+    s.products_dir.mkdir(parents=True, exist_ok=True)
+    (s.products_dir / program).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PermanentJobError, match="outside"):
+        execute_job(s, job_ids[1])
+    jobs = a.jobs()
+    assert [jobs[j].status for j in job_ids] == ["failed", "failed"], {j: jobs[j].error for j in job_ids}
+    assert list(outside.rglob("*")) == [] and a.products() == []
