@@ -269,3 +269,48 @@ def test_products_previews_and_associations_follow_the_umask(tmp_path, umask, mo
     assert len(pngs) == 2
     for f in (rate, cat, *pngs, asn):
         assert stat.S_IMODE(os.stat(f).st_mode) == mode, f
+
+
+def test_a_failure_after_storing_removes_the_file_and_the_batch_goes_on(settings, tmp_path, monkeypatch, caplog):
+    """A file stored, then its catalog row fails (here: an unexpected error while the row is
+    built, and on PostgreSQL a value the column refuses because the size check was bypassed):
+    the stored file is removed again, the file becomes an internal-error rejection (logged with
+    its traceback), and the next file is ingested."""
+    import logging
+
+    import archive.ingest.batch as batch
+
+    files = []
+    for i in range(3):
+        files.append(_variant(tmp_path, f"jw0101900100{i}_gs-acq1_2022117003102_uncal.fits", TARGNAME=f"T{i}"))
+    real_to_stored = batch.to_stored
+
+    def failing_to_stored(path, root):
+        if path.name == files[1].name:
+            raise RuntimeError("disk went away")
+        return real_to_stored(path, root)
+
+    monkeypatch.setattr(batch, "to_stored", failing_to_stored)
+    caplog.set_level(logging.ERROR, logger="archive.ingest.batch")
+    report = ingest(settings, files)
+    assert [o.status for o in report.outcomes] == ["ingested", "rejected", "ingested"]
+    assert "internal error: RuntimeError: disk went away" in report.outcomes[1].reason
+    assert any(r.exc_info for r in caplog.records)
+    assert sorted(p.name for p in _stored_files(settings)) == [files[0].name, files[2].name]
+    exps, rej = _rows(settings)
+    assert [e[0] for e in exps] == [files[0].name, files[2].name]
+    assert [r[0] for r in rej] == [files[1].name]
+    monkeypatch.setattr(batch, "to_stored", real_to_stored)
+    if settings.db_url.startswith("postgresql"):
+        def unchecked(keywords):  # the size check bypassed: PostgreSQL refuses the value itself
+            from archive.ingest.headers import HEADER_COLUMNS, INT_COLUMNS
+
+            return {c: (int(keywords[k]) if c in INT_COLUMNS and k in keywords else keywords.get(k))
+                    for c, k in HEADER_COLUMNS.items()}
+
+        monkeypatch.setattr(batch, "header_columns", unchecked)
+        monkeypatch.setattr("archive.ingest.headers.header_columns", unchecked)
+        long = _variant(tmp_path, "jw01019001009_gs-acq1_2022117003102_uncal.fits", TARGNAME="L" * 68)
+        [o] = ingest(settings, [long]).outcomes
+        assert o.status == "rejected" and "internal error" in o.reason and "too long" in o.reason, o
+        assert long.name not in [p.name for p in _stored_files(settings)]
