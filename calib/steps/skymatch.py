@@ -16,7 +16,6 @@ from SCI. Units: SCI's (MJy/sr).
 from __future__ import annotations
 
 import contextlib
-from copy import deepcopy
 
 import numba
 import numpy as np
@@ -127,7 +126,9 @@ def _sky_image(model, index: int, stats, params: dict, dqbits):
     if bg.subtracted is not None and bg.subtracted != params["subtract"]:
         raise InputError(f"{model.meta.filename}: skymatch's 'subtract' ({params['subtract']}) disagrees with "
                          f"the background already recorded (subtracted={bg.subtracted})")
-    wcs = deepcopy(model.meta.wcs)
+    # jwst's step passes a deep copy; stcal only calls the two methods, which leave the gwcs as
+    # it is, so the member's own is used (a copy costs ~0.12 s per member)
+    wcs = model.meta.wcs
     im = SkyImage(image=model.data, wcs_fwd=wcs.__call__, wcs_inv=wcs.invert, mask=good,
                   sky_id=model.meta.filename, skystat=stats, stepsize=params["stepsize"], meta={"index": index})
     if params["subtract"]:
