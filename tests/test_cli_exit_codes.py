@@ -44,10 +44,17 @@ def test_usage_and_configuration_errors_exit_2(tmp_path, monkeypatch):
 
 def test_internal_errors_exit_3_with_the_traceback(tmp_path, monkeypatch, caplog):
     # a catalog that cannot be reached: not the user's input, an internal/operational error
-    unreachable = {"ARCHIVE_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"}
-    for args in (("init",), ("status",), ("ingest", str(shared("raw", FGS)))):
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
+    unreachable = {"ARCHIVE_DB_URL": url, "ARCHIVE_READONLY_DB_URL": url}
+    for args in (("init",), ("status",), ("ingest", str(shared("raw", FGS))), ("provenance", "jw_x_rate.fits"),
+                 ("previews",), ("associate",), ("plan",), ("reprocess",), ("crds", "status"),
+                 ("crds", "use", "jwst_0541.pmap"), ("crds", "add", "jwst_0541.pmap", "--from",
+                                                     str(shared("crds", "mappings"))),
+                 ("db", "grant"), ("sql", "SELECT 1")):
         caplog.clear()
         res = _run(tmp_path, monkeypatch, *args, env=unreachable)
         assert res.exit_code == 3, (args, res.output)
         assert "internal error" in res.output
         assert any(r.exc_info for r in caplog.records), "the traceback is logged"
+        assert "TypeError" not in res.output and ("OperationalError" in res.output
+                                                   or "CatalogUnreachable" in res.output), res.output

@@ -23,7 +23,7 @@ SQLite
 
 Errors are typed: :class:`StatementRefused` (the database or the authorizer refused it),
 :class:`StatementTimeout` (statement or lock timeout), :class:`UnsafeRole` (the
-connection could write).
+connection could write), :class:`CatalogUnreachable` (no connection).
 """
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ class StatementTimeout(ReadonlyError):
 
 class UnsafeRole(ReadonlyError):
     """The read-only connection's role could write, run programs or read server files."""
+
+
+class CatalogUnreachable(ReadonlyError):
+    """The read-only connection could not be opened (server down, wrong URL, authentication)."""
 
 
 @dataclass
@@ -303,6 +307,8 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
     ------
     StatementRefused, StatementTimeout, UnsafeRole
         Also while iterating (a timeout can strike during a fetch).
+    CatalogUnreachable
+        When the PostgreSQL connection cannot be opened.
     """
     st = settings.sql_statement_timeout if statement_timeout_s is None else statement_timeout_s
     lt = settings.sql_lock_timeout if lock_timeout_s is None else lock_timeout_s
@@ -338,10 +344,11 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
 
     import psycopg
 
+    conninfo = {"connect_timeout": 10, **_pg_conninfo(url)}  # the URL's own connect_timeout wins
     try:
-        conn = psycopg.connect(**_pg_conninfo(url), options=_pg_options(st, lt), connect_timeout=10)
+        conn = psycopg.connect(**conninfo, options=_pg_options(st, lt))
     except psycopg.Error as exc:
-        raise StatementRefused(f"cannot connect as the read-only role: {exc}") from exc
+        raise CatalogUnreachable(f"cannot connect as the read-only role: {exc}") from exc
     try:
         check_pg_role(conn)
         conn.rollback()

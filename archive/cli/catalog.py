@@ -188,9 +188,10 @@ def sql(query: str = typer.Argument(..., help="One SELECT on the catalog (views:
 
     Rows stream from the database in batches up to --limit. Exit 1 when the database refuses
     the statement or it times out, 2 when the connection could write (a superuser or the
-    catalog's own role: make a read-only one with `archive db grant`).
+    catalog's own role: make a read-only one with `archive db grant`), 3 when the catalog
+    cannot be reached.
     """
-    from ..catalog.readonly import StatementRefused, StatementTimeout, UnsafeRole, stream_readonly
+    from ..catalog.readonly import CatalogUnreachable, StatementRefused, StatementTimeout, UnsafeRole, stream_readonly
 
     s = settings()
     try:
@@ -214,6 +215,8 @@ def sql(query: str = typer.Argument(..., help="One SELECT on the catalog (views:
                 truncated, shown = len(got) > limit, min(len(got), limit)
                 print_table(f"{shown} rows" + (f" (cut at --limit {limit})" if truncated else ""), cols,
                             [list(r) for r in got[:limit]], False)
+    except CatalogUnreachable:
+        raise  # not the statement's fault: an internal error (exit 3, the traceback logged)
     except UnsafeRole as exc:
         err.print(f"[red]refused: {exc}")
         raise typer.Exit(2) from None
