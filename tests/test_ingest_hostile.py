@@ -314,3 +314,59 @@ def test_a_failure_after_storing_removes_the_file_and_the_batch_goes_on(settings
         [o] = ingest(settings, [long]).outcomes
         assert o.status == "rejected" and "internal error" in o.reason and "too long" in o.reason, o
         assert long.name not in [p.name for p in _stored_files(settings)]
+
+
+def _exposure_table(settings):
+    """Every catalogued column of every exposure but its id and time of ingest."""
+    import json
+
+    with session_scope(settings.db_url) as s:
+        rows = s.execute(select(Exposure)).scalars().all()
+        cols = [c.key for c in Exposure.__table__.columns if c.key not in ("id", "ingested_at")]
+        return sorted(tuple(json.dumps(getattr(e, c), sort_keys=True, default=str) for c in cols) for e in rows)
+
+
+def test_two_concurrent_archive_ingest_commands_equal_one(settings, tmp_path):
+    """Two `archive ingest DIR` processes at once (the command, its umask setting included):
+    every good file is ingested by one and unchanged for the other, only the bad file is
+    rejected, and the catalog's exposures, column by column, and the stored files are those of
+    one ingest into a fresh archive."""
+    import json
+    import subprocess
+    import sys
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    names = [f"jw0101900100{i}_gs-acq1_2022117003102_uncal.fits" for i in range(6)]
+    for i, name in enumerate(names):
+        _variant(inbox, name, TARGNAME=f"TARGET {i}")
+    (inbox / "jw_bad_uncal.fits").write_bytes(b"not FITS" * 400)
+    env = {**os.environ, "ARCHIVE_DB_URL": settings.db_url, "ARCHIVE_UMASK": "027"}
+    env.pop("ARCHIVE_CONFIG", None)
+    cmd = [sys.executable, "-m", "archive.cli", "--data-dir", str(settings.data_dir), "ingest", str(inbox), "--json"]
+    dispose_engines()
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], outs  # the bad file: exit 1 for each
+    results = [{o["file"]: o for o in json.loads(out)} for out, _ in outs]
+    for res in results:
+        assert res["jw_bad_uncal.fits"]["status"] == "rejected"
+        assert not [o for f, o in res.items() if f != "jw_bad_uncal.fits" and o["status"] not in
+                    ("ingested", "unchanged")], res
+    for n in names:
+        assert sorted(r[n]["status"] for r in results) == ["ingested", "unchanged"]
+    exps, rej = _rows(settings)
+    assert [(r[0], r[1]) for r in rej] == [("jw_bad_uncal.fits", "rejected")] * 2  # once per run, nothing else
+    stored = _stored_files(settings)
+    assert sorted(p.name for p in stored) == sorted(names)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in stored} == {0o640}  # ARCHIVE_UMASK=027
+
+    from archive.catalog.db import upgrade
+
+    one = settings.with_(db_url=f"sqlite:///{tmp_path / 'one.sqlite'}", data_dir=tmp_path / "one")
+    upgrade(one.db_url)
+    assert ingest(one, [inbox]).count("ingested") == len(names)
+    assert _exposure_table(settings) == _exposure_table(one)
+    assert sorted(p.relative_to(settings.data_dir) for p in stored) == \
+        sorted(p.relative_to(one.data_dir) for p in _stored_files(one))
