@@ -24,6 +24,10 @@ the ratio, peak RSS, per-step times of the largest association, and how the time
 the members.
 
     python benchmarks/stage23_vs_jwst.py --image3 2 4 8 --repeat 1
+
+jwst's image3 runs take minutes: ``--reuse-jwst`` reports its result of an earlier run in the
+same ``--workdir`` (with the date and load average it was measured at) instead of running it
+again; the CPU ratio (all threads' CPU seconds) is the figure least moved by other load.
 """
 from __future__ import annotations
 
