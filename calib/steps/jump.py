@@ -370,10 +370,9 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
         bd = np.empty((nints, ngroups, w), np.float32)
         bq = np.empty((nints, ngroups, w), np.uint8)
         for i in range(nints):
-            for k in range(ngroups):
-                for xx in range(w):
-                    bd[i, k, xx] = data[i, k, y, x0 + xx]
-                    bq[i, k, xx] = gdq[i, k, y, x0 + xx]
+            for k in range(ngroups):         # row slices: copied as memory blocks
+                bd[i, k, :] = data[i, k, y, x0:x0 + w]
+                bq[i, k, :] = gdq[i, k, y, x0:x0 + w]
         diffs = np.empty(nt, np.float64)
         absd = np.empty(nt, np.float64)
         ratio = np.empty(nt, np.float64)
@@ -460,8 +459,7 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
         if mode != 2:
             for i in range(nints):
                 for k in range(ngroups):
-                    for xx in range(w):
-                        gdq[i, k, y, x0 + xx] = bq[i, k, xx]
+                    gdq[i, k, y, x0:x0 + w] = bq[i, k, :]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")

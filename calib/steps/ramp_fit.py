@@ -185,7 +185,7 @@ def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl,
     return nj
 
 
-_NSC = 13   # rows of the scratch array of _clean_fit_lanes
+_NSC = 18   # rows of the scratch array of _clean_fit_lanes
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -223,30 +223,36 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
             pid[xx] = _power_index(0.0 if snr < 0.0 else snr)
             for r in range(5, 10):
                 sc[r, xx] = 0.0
+        # the sums, lanes innermost over 1-D rows (vectorised), the weights gathered first
+        s4, s5, s6, s7, s8, s9, wl = sc[4], sc[5], sc[6], sc[7], sc[8], sc[9], sc[17]
         for kk in range(n):
             xv = np.float64(kk) + 0
             for xx in range(w):
-                wt = wfull[pid[xx], kk] * sc[4, xx]
-                dv = np.float64(bd[i, kk, xx])
-                if np.isnan(dv):
-                    dv = 0.0
+                wl[xx] = wfull[pid[xx], kk]
+            row = bd[i, kk]
+            for xx in range(w):
+                wt = wl[xx] * s4[xx]
+                dv = np.float64(row[xx])
+                dv = 0.0 if np.isnan(dv) else dv
                 xw = xv * wt
-                sc[5, xx] += wt
-                sc[6, xx] += xw
-                sc[7, xx] += xv * xw
-                sc[8, xx] += dv * wt
-                sc[9, xx] += dv * xw
+                s5[xx] += wt
+                s6[xx] += xw
+                s7[xx] += xv * xw
+                s8[xx] += dv * wt
+                s9[xx] += dv * xw
+        # every lane, clean or not, without branches (so that the loop is vectorised; the
+        # values of other lanes are not used), then the clean lanes' results are stored
+        s0, s1, s2, s3 = sc[0], sc[1], sc[2], sc[3]
+        s10, s11, s12, s13, s14, s15, s16 = sc[10], sc[11], sc[12], sc[13], sc[14], sc[15], sc[16]
         for xx in range(w):
-            if kind[xx] != 1:
-                continue
-            g = sc[0, xx]
-            rn = sc[1, xx]
-            dc = sc[2, xx]
-            median_rate = sc[3, xx]
-            sw = sc[5, xx]
-            sx = sc[6, xx]
-            dd = sw * sc[7, xx] - sx * sx
-            num = sw * sc[9, xx] - sx * sc[8, xx]
+            g = s0[xx]
+            rn = s1[xx]
+            dc = s2[xx]
+            median_rate = s3[xx]
+            sw = s5[xx]
+            sx = s6[xx]
+            dd = sw * s7[xx] - sx * sx
+            num = sw * s9[xx] - sx * s8[xx]
             slope = (num * (1.0 / dd)) / tg
             pden = tg * g * (n - 1.0)
             vp = (median_rate + dc) / pden if median_rate > 0.0 else dc / pden
@@ -257,14 +263,28 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
             ivp = 1.0 / vp if vp > 0.0 else 0.0
             ive = 1.0 / ve
             snum = slope / vr
-            vp_out = 1.0 / ivp if ivp > 0.0 else 0.0
-            if vp_out >= LARGE_VARIANCE_THRESHOLD:
-                vp_out = 0.0
-            vr_out = 1.0 / ivr
-            if vr_out >= LARGE_VARIANCE_THRESHOLD:
-                vr_out = 0.0
-            ve_out = 1.0 / ive
-            if want_ints:
+            s13[xx] = ivp
+            s14[xx] = ivr
+            s15[xx] = ive
+            s16[xx] = snum
+            s10[xx] = s10[xx] + ivp if ivp > 0.0 else s10[xx]
+            s11[xx] += ivr
+            s12[xx] += snum
+        if want_ints:
+            for xx in range(w):
+                if kind[xx] != 1:
+                    continue
+                ivp = sc[13, xx]
+                ivr = sc[14, xx]
+                ive = sc[15, xx]
+                snum = sc[16, xx]
+                vp_out = 1.0 / ivp if ivp > 0.0 else 0.0
+                if vp_out >= LARGE_VARIANCE_THRESHOLD:
+                    vp_out = 0.0
+                vr_out = 1.0 / ivr
+                if vr_out >= LARGE_VARIANCE_THRESHOLD:
+                    vr_out = 0.0
+                ve_out = 1.0 / ive
                 x = x0 + xx
                 i_slope[i, y, x] = np.float32(snum * vr_out)
                 i_dq[i, y, x] = pdq[y, x]
@@ -272,32 +292,28 @@ def _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull, mra
                 i_vr[i, y, x] = np.float32(vr_out)
                 i_err[i, y, x] = np.float32(0.0 if ve_out > LARGE_VARIANCE_THRESHOLD
                                             else np.sqrt(ve_out))
-            if ivp > 0.0:
-                sc[10, xx] += ivp
-            sc[11, xx] += ivr
-            sc[12, xx] += snum
+    s10, s11, s12, s13, s14, s15, s16 = sc[10], sc[11], sc[12], sc[13], sc[14], sc[15], sc[16]
+    for xx in range(w):          # every lane, branch-free as above
+        vp = s10[xx]
+        vp = 1.0 / vp if vp > 0.0 else vp
+        vp = 0.0 if (vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0) else vp
+        vr = s11[xx]
+        vr = 1.0 / vr if vr > 0.0 else vr
+        vr = 0.0 if vr >= LARGE_VARIANCE_THRESHOLD else vr
+        slope = s12[xx]
+        s13[xx] = np.sqrt(vp + vr)
+        s14[xx] = slope if np.isnan(slope) else slope * vr
+        s15[xx] = vp
+        s16[xx] = vr
     for xx in range(w):
         if kind[xx] != 1:
             continue
         x = x0 + xx
-        vp = sc[10, xx]
-        if vp > 0.0:
-            vp = 1.0 / vp
-        if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
-            vp = 0.0
-        vr = sc[11, xx]
-        if vr > 0.0:
-            vr = 1.0 / vr
-        if vr >= LARGE_VARIANCE_THRESHOLD:
-            vr = 0.0
-        slope = sc[12, xx]
-        r_err[y, x] = np.float32(np.sqrt(vp + vr))
-        if not np.isnan(slope):
-            slope = slope * vr
-        r_slope[y, x] = np.float32(slope)
+        r_err[y, x] = np.float32(sc[13, xx])
+        r_slope[y, x] = np.float32(sc[14, xx])
         r_dq[y, x] = pdq[y, x]
-        r_vp[y, x] = np.float32(vp)
-        r_vr[y, x] = np.float32(vr)
+        r_vp[y, x] = np.float32(sc[15, xx])
+        r_vr[y, x] = np.float32(sc[16, xx])
 
 
 #: segments of up to this many groups take their weights from the table of _weight_table
@@ -594,10 +610,9 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         bd = np.empty((nints, ngroups, w), np.float32)
         bq = np.empty((nints, ngroups, w), np.uint8)
         for i in range(nints):
-            for k in range(ngroups):
-                for xx in range(w):
-                    bd[i, k, xx] = data[i, k, y, x0 + xx]
-                    bq[i, k, xx] = gdq[i, k, y, x0 + xx]
+            for k in range(ngroups):         # row slices: copied as memory blocks
+                bd[i, k, :] = data[i, k, y, x0:x0 + w]
+                bq[i, k, :] = gdq[i, k, y, x0:x0 + w]
         idq = np.empty(nints, np.uint32)
         tmp = np.empty(max(ngroups - 1, 1), np.float64)
         loc = np.empty(ngroups, np.float64)
