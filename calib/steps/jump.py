@@ -476,10 +476,10 @@ def flag_neighbors_kernel(gdq, nbcand):
         for i in range(nints):
             for k in range(ngroups):
                 # first no JUMP_DET where SATURATED or DO_NOT_USE (vectorised over the row) ...
+                row = gdq[i, k, y]
                 for x in range(nx):
-                    q = gdq[i, k, y, x]
-                    if (q & _JUMP) != 0 and (q & (_SAT | _DNU)) != 0:
-                        gdq[i, k, y, x] = q & ~_JUMP
+                    q = row[x]
+                    row[x] = q & ~_JUMP if (q & (_SAT | _DNU)) != 0 else q
                 # ... then JUMP_DET at the (few) candidates of rows y-1, y, y+1 that touch
                 # row y, except where SATURATED or DO_NOT_USE: the same result as testing
                 # every pixel's 4 neighbours, visiting only the candidates
