@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import asdf
+import asdf.schema
 import numpy as np
 from stdatamodels.jwst import datamodels
 
@@ -24,6 +26,52 @@ from calib.references import ExposureInfo
 from calib.step import ExposureKeys
 
 __all__ = ["ImageState", "open_image", "Image3State", "open_image3", "image_info", "IMAGE_EXP_TYPES", "read_level2_asn"]
+
+def _share_parsed_schemas() -> bool:
+    """Parse each ASDF schema resource once per process, not once per ``$ref`` per validation.
+
+    asdf 5.x resolves a schema ``$ref`` whose URI is in its resource manager (every
+    stdatamodels and gwcs schema) by parsing the resource's YAML again each time:
+    ~30 parses per validation, several validations per product read or written (~0.1 CPU s
+    per calwebb_image2 run). Schemas found by file URL it already parses once and shares
+    (``asdf.schema._load_schema``, an ``lru_cache``); this gives resource-manager schemas
+    the same treatment, keyed by URI and the resource's content, so a different resource
+    under the same URI is parsed anew. The parsed schemas are only read by the validators.
+    Does nothing (returns False) when asdf's loader is not the one this was written for.
+
+    Returns
+    -------
+    bool
+        True when the shared loader is (now) installed.
+    """
+    make = getattr(asdf.schema, "_make_schema_loader", None)
+    if make is None or not callable(make):
+        return False
+    if getattr(make, "_calib_shared", False):
+        return True
+    parsed: dict = {}
+
+    def make_shared_loader():
+        load = make()
+
+        def load_schema(url):
+            manager = asdf.get_config().resource_manager
+            if url not in manager:
+                return load(url)
+            key = (url, manager[url])
+            hit = parsed.get(key)
+            if hit is None:
+                hit = parsed[key] = load(url)
+            return hit
+
+        return load_schema
+
+    make_shared_loader._calib_shared = True
+    asdf.schema._make_schema_loader = make_shared_loader
+    return True
+
+
+_share_parsed_schemas()
 
 #: EXP_TYPEs jwst's Image2Pipeline resamples (``Image2Pipeline.image_exptypes``, jwst 3.0)
 IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")

@@ -378,6 +378,37 @@ def test_pixel_corners_equal_the_corner_map_of_the_pixel_map(runs, case):
         np.testing.assert_array_equal(cy, ey)
 
 
+def test_shared_schema_parsing_still_validates(tmp_path):
+    """calib.images makes asdf parse each schema resource once per process; a datamodel is still
+    checked against its schema (every time), and a product written with it is read by a fresh
+    process without calib (stdatamodels validating it on reading)."""
+    import subprocess
+    import sys
+
+    import asdf.schema
+    from asdf.exceptions import ValidationError
+    from stdatamodels.jwst import datamodels
+
+    from calib import images
+
+    assert images._share_parsed_schemas() and asdf.schema._make_schema_loader._calib_shared
+    load = asdf.schema._make_schema_loader()
+    uri = "http://stsci.edu/schemas/jwst_datamodel/core.schema"
+    assert load(uri) is load(uri)
+    for _ in range(2):
+        model = datamodels.ImageModel((8, 8), strict_validation=True)
+        with pytest.raises(ValidationError, match="start_time"):
+            model.meta.exposure.start_time = "not a number"
+        model.meta.exposure.start_time = 60000.5
+        model.validate()
+    path = tmp_path / "x_i2d.fits"
+    model.save(path)
+    code = ("import sys\nfrom stdatamodels.jwst import datamodels\nassert 'calib' not in sys.modules\n"
+            f"m = datamodels.open({str(path)!r}, strict_validation=True)\n"
+            "assert m.meta.exposure.start_time == 60000.5 and m.data.shape == (8, 8)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
 def test_driz_weight_equals_stcals():
     """calib's ivm drizzle weights against stcal's build_driz_weight, bit for bit (NaN, 0, inf and
     negative variances, every DQ bit, jwst's good_bits and others)."""
