@@ -892,6 +892,23 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
             r_err[y, x] = np.float32(err)
 
 
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _electrons_per_group(readnoise, gain, scale):
+    """Return READNOISE * GAIN / scale (scale = sqrt(2 NFRAMES)) as float32, rows in parallel.
+
+    readnoise, gain float32 (ny, nx). Each value is float32(float64(rn) * (float64(g) /
+    scale)): what numpy computes for ``rn *= gain / np.sqrt(2.0 * nframes)`` on float32
+    arrays (the float64 scalar makes the quotient float64; the in-place product is rounded
+    to float32), so the results are the same bits.
+    """
+    ny, nx = readnoise.shape
+    out = np.empty((ny, nx), np.float32)
+    for y in numba.prange(ny):
+        for x in range(nx):
+            out[y, x] = np.float32(np.float64(readnoise[y, x]) * (np.float64(gain[y, x]) / scale))
+    return out
+
+
 def _any_flag(gdq, flag) -> bool:
     """Return True when some element of gdq (uint8, any shape) has a bit of flag.
 
@@ -918,8 +935,8 @@ def ramp_fit(data, gdq, pdq, gain, readnoise, *, nframes: int, group_time: float
     """
     nints, ngroups, ny, nx = data.shape
     gain32 = np.ascontiguousarray(gain, dtype=np.float32)
-    rn = np.array(readnoise, dtype=np.float32)
-    rn *= gain32 / np.sqrt(2.0 * nframes)
+    rn = _electrons_per_group(np.ascontiguousarray(readnoise, dtype=np.float32).reshape(ny, nx),
+                              gain32.reshape(ny, nx), float(np.sqrt(2.0 * nframes)))
     dc = (np.zeros((ny, nx), np.float32) if dark_current is None
           else np.ascontiguousarray(np.broadcast_to(dark_current, (ny, nx)), dtype=np.float32))
     if suppress_one_group and ngroups == 1:
