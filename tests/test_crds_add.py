@@ -211,3 +211,38 @@ def test_derived_references_are_placed_by_crds_and_never_replaced(tmp_path):
         with pytest.raises(ValueError):
             crdscache.derive_context(cache, ctx, {("nircam", "mask", "NRCA2"): p})
     assert _files(cache) == before
+
+
+def test_synthetic_contexts_build_mapping_names_from_checked_parts(tmp_path):
+    """The instrument of a synthetic reference (its INSTRUME, or the caller's) becomes part of
+    mapping file names: anything but a JWST instrument is refused before any file is written;
+    a context name given must be a CRDS context name; install_real_context never replaces a
+    mapping of the same name with other content."""
+    from astropy.io import fits
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    evil = refs / "jwst_sim_nircam_mask_evil_t1.fits"
+    fits.PrimaryHDU(header=fits.Header({"INSTRUME": "../../../tmp/x", "REFTYPE": "MASK", "DETECTOR": "NRCA1",
+                                        "SUBARRAY": "FULL"})).writeto(evil)
+    cache = tmp_path / "crds"
+    with pytest.raises(ValueError, match="not a JWST instrument"):
+        crdscache.write_synthetic_context(cache, [evil])
+    ok = _tiny_references(tmp_path / "ok")[:1]
+    for name in ("../evil.pmap", "jwst_sim_0001.imap", "a/jwst_sim_0001.pmap"):
+        with pytest.raises(ValueError):
+            crdscache.write_synthetic_context(cache, ok, context_name=name)
+    with pytest.raises(ValueError, match="not a JWST instrument"):
+        crdscache.write_synthetic_context(cache, ok, not_applicable=[("../x", "mask", {})])
+    assert _files(cache) == []
+    assert not list(tmp_path.glob("*.rmap")) and not (tmp_path / "tmp").exists()
+    real = tmp_path / "real"
+    crdscache.install_real_context(real, shared("crds", "mappings"))
+    assert crdscache.install_real_context(real, shared("crds", "mappings")) == ["jwst_0541.pmap"]  # same: kept
+    other = tmp_path / "other"
+    shutil.copytree(shared("crds", "mappings"), other)
+    (other / "jwst_0541.pmap").write_text((other / "jwst_0541.pmap").read_text() + "\n")
+    with pytest.raises(ValueError, match="other content"):
+        crdscache.install_real_context(real, other)
+    assert (real / "mappings" / "jwst" / "jwst_0541.pmap").read_bytes() == \
+        shared("crds", "mappings", "jwst_0541.pmap").read_bytes()

@@ -321,6 +321,9 @@ def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> lis
     ------
     FileNotFoundError
         If ``mappings_dir`` holds no .pmap file.
+    ValueError
+        If a mapping's name is not a CRDS mapping name, or the cache holds another file of
+        that name (never replaced).
     """
     crds_path = Path(crds_path)
     mappings_dir = Path(mappings_dir)
@@ -329,9 +332,14 @@ def install_real_context(crds_path: str | Path, mappings_dir: str | Path) -> lis
         raise FileNotFoundError(f"{mappings_dir}: no .pmap in this directory")
     _ensure_layout(crds_path)
     dest = _mapping_dir(crds_path)
-    for src in mappings_dir.iterdir():
+    for src in sorted(mappings_dir.iterdir()):
         if src.suffix in (".pmap", ".imap", ".rmap"):
-            shutil.copy2(src, dest / src.name)
+            target = dest / check_crds_name(src.name, "mapping")
+            if target.exists():
+                if not filecmp.cmp(src, target, shallow=False):
+                    raise ValueError(f"{target} exists with other content than {src}: a CRDS name is one content")
+                continue
+            _copy_into_cache(src, target)
     return pmaps
 
 
@@ -629,15 +637,20 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
     ------
     ValueError
         If a file is not a reference file, two files claim the same match and useafter,
-        or a reftype has no entry in :data:`SYNTHETIC_PARKEYS`.
+        a reftype has no entry in :data:`SYNTHETIC_PARKEYS`, an instrument is not a JWST
+        one, ``context_name`` is not a CRDS context name, or the cache holds another file
+        of a reference's name (checked before any mapping is written).
     """
     crds_path = Path(crds_path)
+    if context_name is not None:  # names checked before any file is written
+        check_crds_name(context_name, "context")
+    not_applicable = [(_instrument(i, "N/A"), r, k) for i, r, k in not_applicable]
     _ensure_layout(crds_path)
     table: dict[tuple[str, str], dict[tuple, dict[str, str]]] = {}
     for ref in references:
         ref = Path(ref)
         props = _ref_properties(ref)
-        instr, reftype = props["INSTRUME"].lower(), props["REFTYPE"].lower()
+        instr, reftype = _instrument(props["INSTRUME"], ref), props["REFTYPE"].lower()
         if reftype not in SYNTHETIC_PARKEYS:
             raise ValueError(f"{ref}: reftype {reftype!r} not supported by synthetic contexts")
         match = _match_tuple(props, SYNTHETIC_PARKEYS[reftype])
@@ -648,7 +661,7 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
         sel[ua] = ref.name
         _place_reference(crds_path, ref)
     for instr, reftype, keywords in not_applicable:
-        instr, reftype = instr.lower(), reftype.lower()
+        instr, reftype = _instrument(instr, "N/A"), reftype.lower()
         if reftype not in SYNTHETIC_PARKEYS:
             raise ValueError(f"N/A for {instr} {reftype}: reftype not supported by synthetic contexts")
         match = _match_tuple({str(k).upper(): str(v) for k, v in keywords.items()}, SYNTHETIC_PARKEYS[reftype])
@@ -676,6 +689,20 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
                           base=(psel, instr_tables))
 
 
+def _instrument(value, what) -> str:
+    """Return ``value`` as a JWST instrument name, lower case (it becomes part of mapping file names).
+
+    Raises
+    ------
+    ValueError
+        For anything but FGS, MIRI, NIRCAM, NIRISS, NIRSPEC.
+    """
+    instr = str(value).strip().lower()
+    if instr not in _INSTRUMENTS:
+        raise ValueError(f"{what}: instrument {value!r} is not a JWST instrument ({', '.join(_INSTRUMENTS)})")
+    return instr
+
+
 def _write_context(crds_path: Path, table, context_name, derived_from, base=None,
                    rmap_headers=None) -> str:
     """Write rmaps for ``table`` ((instr, reftype) -> selections) and imaps/pmap over them.
@@ -689,6 +716,7 @@ def _write_context(crds_path: Path, table, context_name, derived_from, base=None
     if context_name is None:
         serial = _next_serial(crds_path, r"jwst_sim_(\d{4})\.pmap")
         context_name = f"jwst_sim_{serial:04d}.pmap"
+    check_crds_name(context_name, "context")
     if (mdir / context_name).exists():
         raise ValueError(f"{context_name}: already exists in {mdir}")
     imaps: dict[str, dict[str, str]] = {}
@@ -793,11 +821,13 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict,
         If an instrument/reftype/match_key is not in the base context.
     """
     crds_path = Path(crds_path)
+    if context_name is not None:  # checked before any file is written
+        check_crds_name(context_name, "context")
     psel, instr_tables = _load_context_tables(crds_path, base_pmap)
     table: dict[tuple[str, str], dict] = {}
     rmap_headers: dict[tuple[str, str], dict] = {}
     for (instr, reftype, key), new_ref in replacements.items():
-        instr, reftype = instr.lower(), reftype.lower()
+        instr, reftype = _instrument(instr, new_ref), reftype.lower()
         rmap_name = instr_tables.get(instr, (None, {}))[1].get(reftype, "N/A")
         if not str(rmap_name).endswith(".rmap"):
             raise KeyError(f"{base_pmap}: no rmap for ({instr}, {reftype})")
