@@ -487,3 +487,34 @@ def test_jobs_never_write_products_outside_the_data_directory(exposures, make_ar
     jobs = a.jobs()
     assert [jobs[j].status for j in job_ids] == ["failed", "failed"], {j: jobs[j].error for j in job_ids}
     assert list(outside.rglob("*")) == [] and a.products() == []
+
+
+def test_archive_reprocess_exits_1_when_a_job_fails(exposures, tmp_path, monkeypatch):
+    """`archive reprocess` (in-process, the embedded SQLite catalog): a job that fails (its
+    best linearity is missing from the CRDS cache) makes the command exit 1, the failure in
+    its output; the jobs that could run succeed."""
+    from typer.testing import CliRunner
+
+    from archive.cli import app
+    from archive.config import load_settings
+
+    pool, result, crds_path = exposures
+    cache = tmp_path / "crds"
+    shutil.copytree(crds_path, cache, copy_function=os.symlink)
+    missing = result.references[result.files[0].name]["linearity"]
+    next(cache.rglob(missing)).unlink()
+    for var in ("ARCHIVE_DB_URL", "ARCHIVE_BROKER_URL", "ARCHIVE_CONFIG", "CRDS_CONTEXT", "ARCHIVE_READONLY_DB_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CRDS_PATH", str(cache))
+    data = tmp_path / "data"
+    runner = CliRunner()
+    assert runner.invoke(app, ["--data-dir", str(data), "init"]).exit_code == 0
+    s = load_settings(data)
+    assert ingest(s, result.files[:2], pool_path=pool).ok
+    with session_scope(s.db_url) as db:
+        use_context(db, result.context)
+    r = runner.invoke(app, ["--data-dir", str(data), "reprocess", "--json"])
+    assert r.exit_code == 1, r.output
+    with session_scope(s.db_url) as db:
+        statuses = sorted(j.status for j in db.execute(select(Job)).scalars())
+    assert statuses == ["failed", "succeeded"] and missing in r.output
