@@ -162,9 +162,18 @@ def test_turning_read_only_off_refused(catalog, tmp_path):
         "SELECT set_config('transaction_read_only', 'off', true)",
         "SELECT set_config('transaction_read_only', 'off', false)",
     ], tmp_path)
-    # set_config of the session default is accepted (a read) but changes nothing that matters:
-    # every run is its own connection, in a READ ONLY transaction, as a role that cannot write
-    run_readonly(catalog, "SELECT set_config('default_transaction_read_only', 'off', false)")
+    # set_config() is a function a SELECT may call: any change of the session's settings is
+    # refused (the change would die with the statement's own connection anyway), wherever in
+    # the result the call is made, through dynamic SQL too
+    refused_all(catalog, [
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "SELECT set_config('statement_timeout', '0', false)",
+        "SELECT set_config('lock_timeout', '0', true)",
+        "SELECT CASE WHEN n = 2500 THEN set_config('default_transaction_read_only', 'off', false) END "
+        "FROM generate_series(1, 3000) n",
+        "SELECT query_to_xml('SELECT set_config(''default_transaction_read_only'', ''off'', false)', false, false, '')",
+    ], tmp_path)
+    assert run_readonly(catalog, "SELECT current_setting('default_transaction_read_only')").rows == [("on",)]
     refused_all(catalog, ["DELETE FROM crds_contexts",
                           "SELECT set_config('default_transaction_read_only', 'off', false) "
                           "FROM (SELECT 1) s, LATERAL (SELECT 1 FROM crds_contexts FOR UPDATE) x"], tmp_path)

@@ -306,7 +306,9 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
     Raises
     ------
     StatementRefused, StatementTimeout, UnsafeRole
-        Also while iterating (a timeout can strike during a fetch).
+        Also while iterating: a timeout can strike during a fetch, and on PostgreSQL a
+        statement that changed a session setting (``set_config``) is refused at the first
+        batch fetched after the change, before that batch's rows are yielded.
     CatalogUnreachable
         When the PostgreSQL connection cannot be opened.
     """
@@ -354,6 +356,7 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
         conn.rollback()
         conn.read_only = True
         query, values = _pg_params(sql, params)
+        settings_before = _pg_settings(conn)
         cur = conn.cursor(name="archive_readonly")
         try:
             cur.execute(query, values)
@@ -368,6 +371,12 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
                     batch = cur.fetchmany(min(BATCH, left))
                 except psycopg.Error as exc:
                     raise _pg_error(exc, st, lt) from exc
+                # set_config() is a function a SELECT may call: a statement that changed any
+                # of the session's settings (read-only, timeouts, role ...) is refused before
+                # its rows are passed on (its change dies with this connection anyway)
+                if _pg_settings(conn) != settings_before:
+                    raise StatementRefused("refused: the statement changed the session's settings (set_config); "
+                                           "archive sql runs read-only statements only")
                 if not batch:
                     return
                 left -= len(batch)
@@ -378,6 +387,19 @@ def stream_readonly(settings: Settings, sql: str, params: dict | None = None, li
         with contextlib.suppress(Exception):
             conn.rollback()
         conn.close()
+
+
+def _pg_settings(conn) -> str:
+    """Return a digest of every run-time setting of the connection's session (``pg_settings``)."""
+    import psycopg
+
+    with conn.cursor() as c:
+        try:
+            c.execute("SELECT md5(string_agg(name || '=' || coalesce(setting, ''), ',' ORDER BY name)) "
+                      "FROM pg_catalog.pg_settings")
+        except psycopg.Error as exc:
+            raise StatementRefused(f"refused: {exc}") from exc
+        return c.fetchone()[0]
 
 
 def run_readonly(settings: Settings, sql: str, params: dict | None = None, limit: int = DEFAULT_LIMIT,
