@@ -69,3 +69,32 @@ def test_cli_sql_refuses_insert(settings, monkeypatch):
                               "--json"])
     assert res.exit_code == 0, res.output
     assert '"n": 0' in res.output
+
+
+def test_migration_0009_merges_repeated_rejections(db_url):
+    """Rejections recorded once per run before 0009 are merged into one row per (path, content,
+    kind, reason), attempts counted, the latest time kept; another reason stays its own row."""
+    from sqlalchemy import text
+
+    from archive.catalog.db import get_engine, upgrade
+    from archive.catalog.models import rejection_key
+
+    upgrade(db_url, "0008")
+    eng = get_engine(db_url)
+    rows = [("/in/bad.fits", "a" * 64, "rejected", "truncated", "2026-12-01 10:00:00+00:00"),
+            ("/in/bad.fits", "a" * 64, "rejected", "truncated", "2026-12-03 10:00:00+00:00"),
+            ("/in/bad.fits", "a" * 64, "rejected", "truncated", "2026-12-02 10:00:00+00:00"),
+            ("/in/bad.fits", None, "rejected", "unreadable", "2026-12-01 09:00:00+00:00")]
+    with eng.begin() as conn:
+        for path, sha, kind, reason, at in rows:
+            conn.execute(text("INSERT INTO ingest_rejections (path, filename, sha256, kind, reason, rejected_at) "
+                              "VALUES (:p, 'bad.fits', :s, :k, :r, :t)"),
+                         {"p": path, "s": sha, "k": kind, "r": reason, "t": at})
+    upgrade(db_url)
+    with eng.connect() as conn:
+        got = conn.execute(text("SELECT id, reason, attempts, rejected_at, rejection_key FROM ingest_rejections "
+                                "ORDER BY id")).all()
+    assert [(g[0], g[1], g[2]) for g in got] == [(1, "truncated", 3), (4, "unreadable", 1)]
+    assert str(got[0][3]).startswith("2026-12-03 10:00:00")
+    assert got[0][4] == rejection_key("/in/bad.fits", "a" * 64, "rejected", "truncated")
+    assert got[1][4] == rejection_key("/in/bad.fits", None, "rejected", "unreadable")

@@ -91,6 +91,13 @@ def test_bad_files_are_rejected_with_reasons_and_the_batch_goes_on(settings, tmp
     assert not report.ok
     assert _count(settings, Exposure) == 1
     assert _count(settings, IngestRejection) == 4 + len(templates)
+    # the same rejections again: recorded once each, their attempts counted
+    again = ingest(settings, [truncated, not_fits, good])
+    assert [o.status for o in again.outcomes] == ["rejected", "rejected", "unchanged"]
+    assert _count(settings, IngestRejection) == 4 + len(templates)
+    with session_scope(settings.db_url) as s:
+        attempts = dict(s.execute(select(IngestRejection.filename, IngestRejection.attempts)).all())
+    assert attempts[truncated.name] == attempts[not_fits.name] == 2 and attempts[wrong_tel.name] == 1
 
 
 def test_header_only_read_gives_shape_and_keywords():

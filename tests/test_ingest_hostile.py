@@ -33,7 +33,8 @@ def _variant(tmp_path, name, **cards):
 def _rows(settings):
     with session_scope(settings.db_url) as s:
         exps = s.execute(select(Exposure.filename, Exposure.sha256, Exposure.program)).all()
-        rej = s.execute(select(IngestRejection.filename, IngestRejection.kind, IngestRejection.reason)).all()
+        rej = s.execute(select(IngestRejection.filename, IngestRejection.kind, IngestRejection.reason,
+                               IngestRejection.attempts)).all()
     return sorted(exps), sorted(rej)
 
 
@@ -156,7 +157,8 @@ def test_two_concurrent_ingests_equal_one(settings, tmp_path):
         assert sorted(dict((f, st) for f, st, _ in r)[n] for r in results) == ["ingested", "unchanged"]
     exps, rej = _rows(settings)
     assert sorted(e[0] for e in exps) == sorted(names)
-    assert [(r[0], r[1]) for r in rej] == [("jw_bad_uncal.fits", "rejected")] * 2  # the bad file, once per run
+    # the bad file's rejection recorded once, as one ingest records it, refused by both runs
+    assert [(r[0], r[1], r[3]) for r in rej] == [("jw_bad_uncal.fits", "rejected", 2)]
     assert sorted(p.name for p in _stored_files(settings)) == sorted(names)
 
     # one ingest of the same files into a fresh archive gives the same catalog
@@ -166,6 +168,7 @@ def test_two_concurrent_ingests_equal_one(settings, tmp_path):
     upgrade(one.db_url)
     ingest(one, [inbox])
     assert [(e[0], e[1]) for e in _rows(one)[0]] == [(e[0], e[1]) for e in exps]
+    assert [r[:3] for r in _rows(one)[1]] == [r[:3] for r in rej]      # the same rejection, once
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -357,7 +360,7 @@ def test_two_concurrent_archive_ingest_commands_equal_one(settings, tmp_path):
     for n in names:
         assert sorted(r[n]["status"] for r in results) == ["ingested", "unchanged"]
     exps, rej = _rows(settings)
-    assert [(r[0], r[1]) for r in rej] == [("jw_bad_uncal.fits", "rejected")] * 2  # once per run, nothing else
+    assert [(r[0], r[1], r[3]) for r in rej] == [("jw_bad_uncal.fits", "rejected", 2)]  # once, refused twice
     stored = _stored_files(settings)
     assert sorted(p.name for p in stored) == sorted(names)
     assert {stat.S_IMODE(p.stat().st_mode) for p in stored} == {0o640}  # ARCHIVE_UMASK=027

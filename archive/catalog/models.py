@@ -10,6 +10,7 @@ checks that ``alembic upgrade head`` leaves nothing for autogenerate to add).
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -106,7 +107,12 @@ class Exposure(Base):
 
 
 class IngestRejection(Base):
-    """A file that ``archive ingest`` refused, with the reason; the batch went on."""
+    """A file that ``archive ingest`` refused, with the reason; the batch went on.
+
+    One row per distinct rejection (the same path, content, kind and reason: ``rejection_key``,
+    unique): refusing it again, in a later or a concurrent ingest, counts ``attempts`` and
+    moves ``rejected_at`` to the latest time.
+    """
 
     __tablename__ = "ingest_rejections"
 
@@ -117,6 +123,14 @@ class IngestRejection(Base):
     kind: Mapped[str] = mapped_column(String(16))  # rejected | conflict
     reason: Mapped[str] = mapped_column(Text)
     rejected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rejection_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """sha256 of path, content sha256, kind and reason (:func:`rejection_key`)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+def rejection_key(path: str, sha256: str | None, kind: str, reason: str) -> str:
+    """Return the identity of a rejection: the hex sha256 of its path, content, kind and reason."""
+    return hashlib.sha256("\0".join((path, sha256 or "", kind, reason)).encode()).hexdigest()
 
 
 class Association(Base):

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..catalog.db import session_scope
-from ..catalog.models import Exposure, IngestRejection
+from ..catalog.models import Exposure, IngestRejection, rejection_key, utcnow
 from ..catalog.paths import name_component, program_component, to_stored, under_root
 from ..catalog.pipeline_policy import stage1_pipeline
 from ..config import Settings
@@ -89,9 +89,20 @@ def _outside(path: Path, root: Path | None) -> str | None:
 
 
 def _record_rejection(settings: Settings, outcome: IngestOutcome, kind: str) -> None:
+    """Record a rejection once: the same one again (a re-run, a concurrent ingest) counts an attempt."""
+    values = {"path": outcome.path, "filename": outcome.filename[:255], "sha256": outcome.sha256, "kind": kind,
+              "reason": outcome.reason, "rejected_at": utcnow(), "attempts": 1,
+              "rejection_key": rejection_key(str(outcome.path), outcome.sha256, kind, str(outcome.reason))}
     with session_scope(settings.db_url) as s:
-        s.add(IngestRejection(path=outcome.path, filename=outcome.filename[:255], sha256=outcome.sha256,
-                              kind=kind, reason=outcome.reason))
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(IngestRejection).values(**values)
+        s.execute(stmt.on_conflict_do_update(
+            index_elements=[IngestRejection.rejection_key],
+            set_={"attempts": IngestRejection.attempts + 1, "rejected_at": stmt.excluded.rejected_at}))
 
 
 def ingest_file(settings: Settings, path: Path, pool: dict[str, tuple[int, dict]] | None = None,
