@@ -20,15 +20,13 @@ to the serial kernel for any number of threads. A first pass records, per input 
 of ``SEGMENT`` pixels, the output rows its drops reach, so a band skips the segments that
 cannot touch it; input pixels of weight 0 are skipped (they add nothing).
 
-Edges: drizzle first limits the input pixels it scans to a polygon (the input bounding
-box's mapped corners joined by straight lines, clipped to the output frame, mapped back,
-its rows truncated and its columns rounded), so where the output frame cuts the input
-footprint it skips some input pixels whose drops still overlap the output's outermost
-column or row; here every input pixel within the bounds adds its overlap. Measured against
-drizzle's C kernel on the same pixel map: NIRCam SUB640 bit-identical (SCI, WHT, CON,
-variances); NIRISS SUB256 differs at the output's last column (258 of 65,656 weighted
-pixels), MIRI BRIGHTSKY at its edges (121 of 261,697), a NIRCam full frame in a corner of
-the last rows (318 of 4.2 million); elsewhere bit-identical.
+Edges, as drizzle's "image scanner" (:func:`scan_limits`): drizzle maps the corners of the
+input box to the output, joins them by straight lines, clips that outline to the output frame,
+maps the clipped polygon back to the input (a golden-section search, to 0.03 px) and drizzles
+in each input row only the pixels wholly inside that polygon (to 0.03 px); an input pixel
+whose footprint straddles the output's edge adds nothing, though part of its drop lands
+inside. Bit-identical to drizzle's C kernel (drizzle 2.2) on maps crossing every output edge,
+rotated, partly or wholly outside (tests/test_calib_image2_parity.py).
 """
 from __future__ import annotations
 
@@ -208,7 +206,7 @@ def _corner_map(pixmap, xmin, xmax, ymin, ymax, cx, cy):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, seg, lo, hi):
+def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, seg, lo, hi, slo, shi):
     """Range of output rows (drizzle's rounding, unclipped) the drops of each row segment reach.
 
     ``lo[r, s] > hi[r, s]`` when no drop of input row ``ymin + r``, pixels ``xmin + s*seg``
@@ -222,7 +220,7 @@ def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, se
         ys = np.empty(4)
         for s in range(nseg):
             a, b = 2**31 - 1, -2**31
-            for i in range(xmin + s * seg, min(xmin + (s + 1) * seg, xmax + 1)):
+            for i in range(max(xmin + s * seg, slo[r]), min(xmin + (s + 1) * seg, xmax + 1, shi[r] + 1)):
                 if weight[j, i] == 0.0 or not _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
                     continue
                 a = min(a, _fortran_round(ys.min()))
@@ -233,7 +231,7 @@ def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, se
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
-                   out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges):
+                   out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges, slo, shi):
     """Drizzle the input range onto output row bands ``edges[b]:edges[b + 1]``, one band per task.
 
     Each band scans the input in drizzle's order (rows, then columns) and updates only its own
@@ -257,7 +255,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
             for s in range(nseg):
                 if hi[r, s] < b0 or lo[r, s] > b1:
                     continue
-                for i in range(xmin + s * seg, min(xmin + (s + 1) * seg, xmax + 1)):
+                for i in range(max(xmin + s * seg, slo[r]), min(xmin + (s + 1) * seg, xmax + 1, shi[r] + 1)):
                     w = np.float64(weight[j, i])
                     if w == 0.0:        # adds nothing (drizzle: dow = 0)
                         continue
@@ -305,6 +303,327 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                                         out_extra[e, jj, ii] = np.float32(out_extra[e, jj, ii] * vc
                                                                           + dow * dex[e]) / tot
                                 out_wht[jj, ii] = np.float32(tot)
+
+
+# --- drizzle's scan limits: which input pixels its square kernel processes at all -----------------
+
+#: drizzle's tolerance of the pixel-map inversion and of the scan limits, input px
+_INV_ERR = 0.03
+_ATOL = 1.0e-12
+_TINY = 1.0e3 * 2.2250738585072014e-308
+
+
+def _cross(a, b):
+    return a[0] * b[1] - a[1] * b[0]
+
+
+def _ccw(poly):
+    """Return the polygon counter-clockwise: reversed when its first two vertices turn clockwise about its mean."""
+    if len(poly) < 3:
+        return poly
+    mx = 0.0
+    my = 0.0
+    for v in poly:
+        mx += v[0]
+        my += v[1]
+    mx /= len(poly)
+    my /= len(poly)
+    a = (poly[0][0] - mx, poly[0][1] - my)
+    b = (poly[1][0] - mx, poly[1][1] - my)
+    return poly if _cross(a, b) >= 0.0 else poly[::-1]
+
+
+def _same(a, b):
+    return abs(a[0] - b[0]) < _ATOL and abs(a[1] - b[1]) < _ATOL
+
+
+def _push(poly, v):
+    if poly and (_same(poly[-1], v) or _same(poly[0], v)):
+        return
+    if len(poly) < 8:
+        poly.append(v)
+
+
+def _clip(poly, window):
+    """Clip ``poly`` to the convex ``window`` (Sutherland-Hodgman, both made counter-clockwise).
+
+    A vertex is kept when strictly left of a window edge; repeated and collinear vertices are dropped.
+    """
+    poly = _ccw(poly)
+    window = _ccw(window)
+    out = list(poly)
+    for k in range(len(window)):
+        w0, w1 = window[k - 1], window[k]
+        dw = (w1[0] - w0[0], w1[1] - w0[1])
+        src, out = out, []
+        for m in range(len(src)):
+            p0, p1 = src[m - 1], src[m]
+            dp = (p1[0] - p0[0], p1[1] - p0[1])
+            in0 = (_cross(p0, w0) - _cross(w1, w0) - _cross(p0, w1)) > 0.0
+            in1 = (_cross(p1, w0) - _cross(w1, w0) - _cross(p1, w1)) > 0.0
+            if in0 != in1:
+                d = _cross(dp, dw)
+                a = _cross(p1, p0)
+                b = _cross(w1, w0)
+                _push(out, ((a * dw[0] - b * dp[0]) / d, (a * dw[1] - b * dp[1]) / d))
+                if in1:
+                    _push(out, p1)
+            elif in0:
+                _push(out, p1)
+    out = _ccw(out)
+    if len(out) < 3:
+        return out
+    kept = []
+    n = len(out)
+    for k in range(n):
+        prev, cur, nxt = out[k - 1], out[k], out[(k + 1) % n]
+        dp = (nxt[0] - prev[0], nxt[1] - prev[1])
+        dq = (cur[0] - prev[0], cur[1] - prev[1])
+        if abs(_cross(dp, dq)) > _TINY and math.sqrt(dp[0] * dp[0] + dp[1] * dp[1]) > _ATOL:
+            kept.append(cur)
+    return kept
+
+
+def _invert(fwd, xo, yo, box):
+    """Find the input position mapped to output (xo, yo) by a golden-section search over the input box.
+
+    Drizzle's inversion, to _INV_ERR (the box's width and height start the search); None when
+    the map is undefined on the way or it does not converge in 50 steps.
+    """
+    gr = 0.6180339887498948482
+    x0, x1, y0, y1 = box
+    dx, dy = x1 - x0, y1 - y0
+    for _ in range(50):
+        if not (dx > _INV_ERR or dy > _INV_ERR):
+            return 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        xa = x1 - gr * dx
+        xb = x0 + gr * dx
+        ya = y1 - gr * dy
+        yb = y0 + gr * dy
+        d = []
+        for px, py in ((xa, ya), (xa, yb), (xb, ya), (xb, yb)):
+            ox, oy = fwd(px, py)
+            if math.isnan(ox) or math.isnan(oy):
+                return None
+            ex, ey = ox - xo, oy - yo
+            d.append(ex * ex + ey * ey)
+        d11, d12, d21, d22 = d
+        if d11 < d12 and d11 < d21 and d11 < d22:
+            x1, y1 = xb, yb
+        elif d12 < d11 and d12 < d21 and d12 < d22:
+            x1, y0 = xb, ya
+        elif d21 < d11 and d21 < d12 and d21 < d22:
+            x0, y1 = xa, yb
+        else:
+            x0, y0 = xa, ya
+        dx = x1 - x0
+        dy = y1 - y0
+    return None                 # 50 steps: drizzle calls it a failure even when the last one converged
+
+
+def _edge(v1, v2, side):
+    """(v1, v2, slope dx/dy, x at y=0 moved by half a pixel (and its slope) inward): drizzle's scan edge."""
+    m = (v2[0] - v1[0]) / (v2[1] - v1[1])
+    b = (v1[0] * v2[1] - v1[1] * v2[0]) / (v2[1] - v1[1])
+    return v1, v2, m, b - math.copysign(0.5 + 0.5 * abs(m), side)
+
+
+def scan_limits(fwd, bounds, out_shape):
+    """Input columns drizzle's square kernel processes in each input row (its "image scanner").
+
+    Drizzle (``init_image_scanner``/``get_scanline_limits`` of the drizzle package) maps the
+    corners of the input box (``bounds`` +- 0.5) to the output, joins them by straight lines,
+    clips that quadrilateral to the output frame, maps the clipped polygon's vertices back to
+    the input (a golden-section search, to 0.03 px) and processes in each input row only the
+    pixels lying wholly inside that polygon (to 0.03 px): an input pixel whose footprint
+    crosses the output's edge is skipped, even though part of its drop lands in the output.
+
+    Parameters
+    ----------
+    fwd : callable
+        ``fwd(x, y) -> (x_out, y_out)``, the bilinear pixel map at an input position.
+    bounds : tuple of int
+        (xmin, xmax, ymin, ymax), inclusive input range.
+    out_shape : tuple of int
+        (my, mx) of the output.
+
+    Returns
+    -------
+    lo, hi : numpy.ndarray
+        int64 (ymax - ymin + 1,): first and last input column processed in row ymin + r
+        (``lo > hi``: none).
+    """
+    xmin, xmax, ymin, ymax = bounds
+    my, mx = out_shape
+    nrow = ymax - ymin + 1
+    lo = np.ones(nrow, np.int64)
+    hi = np.zeros(nrow, np.int64)
+    box = [(xmin - 0.5, ymin - 0.5), (xmax + 0.5, ymin - 0.5), (xmax + 0.5, ymax + 0.5), (xmin - 0.5, ymax + 0.5)]
+    poly = list(box)
+    mapped = []
+    for v in box:
+        ox, oy = fwd(*v)
+        if math.isnan(ox) or math.isnan(oy):
+            mapped = None
+            break
+        mapped.append((ox, oy))
+    if mapped is not None:
+        frame = [(-0.5, -0.5), (mx - 0.5, -0.5), (mx - 0.5, my - 0.5), (-0.5, my - 0.5)]
+        clipped = _clip(mapped, frame)
+        if len(clipped) < 3:
+            return lo, hi                                   # drizzle: an error, nothing added
+        inv_box = (xmin - 0.5, xmax + 0.5, ymin - 0.5, ymax + 0.5)
+        back = list(box) + [box[0]] * 4
+        ok = True
+        for k, v in enumerate(clipped):
+            w = _invert(fwd, v[0], v[1], inv_box)
+            if w is None:
+                ok = False
+                break
+            back[k] = w
+        # drizzle: on failure, the vertices inverted so far replace the box's (not reoriented)
+        poly = _ccw(back[:len(clipped)]) if ok else back[:4]
+    n = len(poly)
+    if n < 3:
+        return lo, hi
+    ys = [v[1] for v in poly]
+    kmin = 0
+    for k in range(1, n):
+        if ys[k] < ys[kmin]:
+            kmin = k
+    min_y = ys[kmin]
+    i1, i2 = (kmin - 1) % n, (kmin + 1) % n
+    min_r = i1 if ys[i1] < ys[i2] else i2
+    min_l = kmin
+    if ys[min_r] <= min_y * (1.0 + math.copysign(_ATOL, min_y)):
+        if poly[min_l][0] > poly[min_r][0]:
+            min_l, min_r = min_r, min_l
+    else:
+        min_r = min_l
+    kmax = 0
+    for k in range(1, n):
+        if ys[k] > ys[kmax]:
+            kmax = k
+    max_y = ys[kmax]
+    i1, i2 = (kmax - 1) % n, (kmax + 1) % n
+    max_l = i1 if ys[i1] > ys[i2] else i2
+    max_r = kmax
+    if ys[max_l] >= max_y * (1.0 - math.copysign(_ATOL, max_y)):
+        if poly[max_l][0] > poly[max_r][0]:
+            max_l, max_r = max_r, max_l
+    else:
+        max_l = max_r
+    if max_l > min_l:
+        min_l += n
+    left = []
+    for k in range(min_l - max_l):
+        a = (min_l - k) % n
+        left.append(_edge(poly[a], poly[(a - 1) % n], -1.0))
+    if max_r < min_r:
+        max_r += n
+    right = []
+    for k in range(max_r - min_r):
+        a = (min_r + k) % n
+        right.append(_edge(poly[a], poly[(a + 1) % n], 1.0))
+    j0 = max(0, int(min_y + 0.5 + 2.0 * _INV_ERR))
+    j1 = min(ymax, int(max_y + 2.0 * _INV_ERR))
+    il = ir = 0
+    for j in range(j0, j1 + 1):
+        if j < 0 or j > ymax:
+            continue
+        pyb, pyt = j - 0.5, j + 0.5
+        if pyt <= min_y or pyb >= max_y + 1:
+            continue
+        done = False
+        while pyb > left[il][1][1]:
+            if il == len(left) - 1:
+                done = True
+                break
+            il += 1
+        if not done:
+            while pyb > right[ir][1][1]:
+                if ir == len(right) - 1:
+                    done = True
+                    break
+                ir += 1
+        if not done:
+            xlb = left[il][2] * j + left[il][3] - _INV_ERR
+            xrb = right[ir][2] * j + right[ir][3] + _INV_ERR
+            while pyt > left[il][1][1] + 0.5 + _INV_ERR:
+                if il == len(left) - 1:
+                    done = True
+                    break
+                il += 1
+        if not done:
+            while pyt > right[ir][1][1] + 0.5 + _INV_ERR:
+                if ir == len(right) - 1:
+                    done = True
+                    break
+                ir += 1
+        if done:
+            break                                           # the scan ended: no further rows
+        xlt = left[il][2] * j + left[il][3] - _INV_ERR
+        xrt = right[ir][2] * j + right[ir][3] + _INV_ERR
+        if xmax >= xmin:
+            xlb, xlt = max(xlb, xmin), max(xlt, xmin)
+            xrb, xrt = min(xrb, xmax), min(xrt, xmax)
+        if xlt >= xrt:
+            if xlb >= xrb:
+                continue
+            a, b = xlb, xrb
+        elif xlb >= xrb:
+            a, b = xlt, xrt
+        else:
+            a, b = max(xlb, xlt), min(xrb, xrt)
+        if j >= ymin:
+            lo[j - ymin] = _cround(a)
+            hi[j - ymin] = _cround(b)
+    return lo, hi
+
+
+def _scan_rows(pixmap, corners, bounds, out_shape):
+    """Return :func:`scan_limits` for :func:`drizzle_square`, over the whole ``bounds`` rows.
+
+    From the pixel map (its range shrunk to the box of its mapped pixels, as drizzle does) or,
+    without it, bilinear in the corner map.
+    """
+    xmin, xmax, ymin, ymax = bounds
+    if pixmap is not None:
+        ny, nx = pixmap.shape[0], pixmap.shape[1]
+        good = ~np.isnan(pixmap[ymin:ymax + 1, xmin:xmax + 1]).any(axis=2)
+        rows = np.flatnonzero(good.any(axis=1))
+        cols = np.flatnonzero(good.any(axis=0))
+        if rows.size == 0:
+            return np.ones(ymax - ymin + 1, np.int64), np.zeros(ymax - ymin + 1, np.int64)
+        box = (xmin + int(cols[0]), xmin + int(cols[-1]), ymin + int(rows[0]), ymin + int(rows[-1]))
+
+        def fwd(x, y):
+            return _interp(pixmap, x, y, ny, nx)
+    else:
+        cx, cy = corners
+        box = bounds
+        gy, gx = cx.shape
+
+        def fwd(x, y):
+            u = x - (xmin - 0.5)
+            v = y - (ymin - 0.5)
+            i0 = min(max(int(u), 0), gx - 2)
+            j0 = min(max(int(v), 0), gy - 2)
+            fx, fy = u - i0, v - j0
+            w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+            return (cx[j0, i0] * w[0] + cx[j0, i0 + 1] * w[1] + cx[j0 + 1, i0] * w[2] + cx[j0 + 1, i0 + 1] * w[3],
+                    cy[j0, i0] * w[0] + cy[j0, i0 + 1] * w[1] + cy[j0 + 1, i0] * w[2] + cy[j0 + 1, i0 + 1] * w[3])
+    lo, hi = scan_limits(fwd, box, out_shape)
+    full_lo = np.ones(ymax - ymin + 1, np.int64)
+    full_hi = np.zeros(ymax - ymin + 1, np.int64)
+    full_lo[box[2] - ymin:box[3] - ymin + 1] = lo
+    full_hi[box[2] - ymin:box[3] - ymin + 1] = hi
+    return full_lo, full_hi
+
+
+def _cround(x):
+    """C's round(): half away from zero."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
 #: input pixels per row segment whose reach in output rows is found before drizzling
@@ -385,19 +704,22 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     if xmax < xmin or ymax < ymin:
         return
     shared = float(pixfrac) == 1.0     # neighbouring pixels share corners: map each corner once
+    if pixmap is not None:
+        pixmap = np.ascontiguousarray(pixmap, np.float64)
+    slo, shi = _scan_rows(pixmap, corners, (xmin, xmax, ymin, ymax), out_img.shape)
     if shared:
         cx, cy = corners if corners is not None else corner_map(pixmap, bounds)
         pixmap = np.full((1, 1, 2), np.nan)      # not read
     elif pixmap is None:
         raise ValueError("drizzle_square: a pixel map is needed for pixfrac != 1")
     else:
-        pixmap = np.ascontiguousarray(pixmap, np.float64)
         cx = cy = np.empty((1, 1))
     weight = np.ascontiguousarray(weight, np.float32)
     nseg = (xmax - xmin) // SEGMENT + 1
     lo = np.empty((ymax - ymin + 1, nseg), np.int32)
     hi = np.empty_like(lo)
-    _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi)
+    _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi,
+                  slo, shi)
     my = out_img.shape[0]
     nbands = max(1, min(my, numba.get_num_threads() * BANDS_PER_THREAD))
     edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
@@ -409,4 +731,4 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     with numba.parallel_chunksize(1):
         _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
                        pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht,
-                       ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges)
+                       ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges, slo, shi)

@@ -468,6 +468,61 @@ def test_drizzle_square_equals_drizzles_c_kernel(pixfrac):
     np.testing.assert_array_equal(extra[0], c_var.out_img)
 
 
+@pytest.mark.parametrize("corners", [False, True])
+@pytest.mark.parametrize("pixfrac", [1.0, 0.7])
+@pytest.mark.parametrize(("th", "shift"), [
+    (0.0, (-10.3, -7.6)),      # past the left and bottom edges
+    (0.0, (20.2, 15.4)),       # past the right and top edges, most of it outside
+    (0.0, (-30.0, 40.7)),      # wholly outside
+    (0.3, (-10.3, -7.6)),
+    (0.3, (20.2, 15.4)),
+    (-0.7, (-10.3, -7.6)),
+    (-0.7, (-30.0, 40.7)),     # rotated out past the left and top edges
+    (2.0, (-10.3, -7.6)),
+    (2.0, (20.2, 15.4)),
+    (0.02, (-3.0, -3.0)),      # larger than the output: crosses all four edges
+])
+def test_drizzle_square_equals_drizzles_c_kernel_at_the_edges(th, shift, pixfrac, corners):
+    """calib.drizzle.drizzle_square against the drizzle package's square kernel on maps that run
+    past the output's edges (partly and wholly outside, rotated, over all four edges): SCI, WHT,
+    CON and a companion array bit-identical. Drizzle processes only the input pixels wholly
+    inside the input box's mapped outline clipped to the output frame, so input pixels whose
+    drops straddle an output edge add nothing there; calib.drizzle.scan_limits does the same."""
+    from drizzle.resample import Drizzle
+
+    from calib.drizzle import corner_map, drizzle_square
+
+    rng = np.random.default_rng(3)
+    n = 60
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    pixmap = np.dstack([np.cos(th) * xx * 1.02 - np.sin(th) * yy + shift[0] + 30 + 1e-4 * xx * yy,
+                        np.sin(th) * xx + np.cos(th) * yy * 0.98 + shift[1] + 20])
+    if th == 0.02:
+        pixmap = np.dstack([pixmap[..., 0] * 0.9, pixmap[..., 1] * 0.8])
+    data = rng.normal(size=(n, n)).astype(np.float32)
+    var = rng.random((1, n, n)).astype(np.float32)
+    weight = rng.random((n, n)).astype(np.float32)
+    shape = (50, 55)
+    kw = {"exptime": 1.0, "pixmap": pixmap, "weight_map": weight, "pixfrac": pixfrac,
+          "xmin": 0, "xmax": n - 1, "ymin": 0, "ymax": n - 1}
+    c_sci = Drizzle(out_shape=shape, kernel="square", fillval="NAN")
+    c_sci.add_image(data, **kw)
+    c_var = Drizzle(out_shape=shape, kernel="square", fillval=np.nan, disable_ctx=True)
+    c_var.add_image(var[0], **kw)
+    img, wht = np.full(shape, np.nan, np.float32), np.zeros(shape, np.float32)
+    extra, ctx = np.full((1, *shape), np.nan, np.float32), np.zeros(shape, np.int32)
+    bounds = (0, n - 1, 0, n - 1)
+    if corners and pixfrac == 1.0:      # the pixel map freed: the scan limits from the corner map
+        drizzle_square(data, var, weight, None, bounds, pixfrac, img, extra, wht, ctx, bit=1,
+                       corners=corner_map(pixmap, bounds))
+    else:
+        drizzle_square(data, var, weight, pixmap, bounds, pixfrac, img, extra, wht, ctx, bit=1)
+    np.testing.assert_array_equal(img, c_sci.out_img)
+    np.testing.assert_array_equal(wht, c_sci.out_wht)
+    np.testing.assert_array_equal(ctx, c_sci.out_ctx[0])
+    np.testing.assert_array_equal(extra[0], c_var.out_img)
+
+
 def _stcal_variances(inputs, names, scaling):
     """stcal's running variance sums and final variances/ERR as its numpy code computes them (the oracle).
 
