@@ -20,35 +20,26 @@ gives sky positions within 1e-3 px of jwst's; ``_crf``: outlier flags equal on >
 ``_cat.ecsv``: >= 99 % of jwst's sources matched within 0.05 px, aperture fluxes within 0.5 %;
 tweakreg: each member's corrected WCS within 1e-3 px of jwst's.
 
-Measured when written (all steps, default parameters):
+Measured (all steps, default parameters), since calib.drizzle follows drizzle's edge rule
+(only input pixels wholly inside the input outline clipped to the output frame are drizzled;
+before, calib kept those straddling the output's edges: NIRISS CON differed on 3 pixels, one
+MIRI source on the output's last column was off by 2.6-4.6 %, one extra MIRI outlier flag on
+the last input column, and the i2d figures below were 99.49-99.85 %):
 
 - NIRCam: tweakreg's corrected WCS equal to jwst's (0 px; the correction up to 3.1 px);
-  ``_crf`` outlier flags 2,185/2,185 and 2,097/2,098 (equal on 99.9998 %); i2d SCI 99.78 %
-  of 489,282 weighted pixels within 1e-3 (which pixels make the other 0.22 % was not
-  examined), ERR 99.85 %, VAR_RNOISE 99.85 %, VAR_POISSON 99.9994 %, VAR_FLAT 99.97 %, CON
-  equal, WCS offset 0 px; catalog: all 107 of jwst's sources matched within 0.05 px,
-  aperture fluxes within 7.1e-5 relative (the annulus sky ``aper_bkg_flux``, near zero after
-  sky matching, within 3.9e-2; not asserted); segmentation labels identical.
+  ``_crf`` outlier flags 2,185/2,185 and 2,097/2,098 (equal on 99.9998 %); i2d SCI 99.93 %
+  of 489,282 weighted pixels within 1e-3, ERR 99.9996 %, VAR_RNOISE 99.9992 %, VAR_POISSON
+  99.9994 %, VAR_FLAT 100 %, CON equal, WCS offset 0 px; catalog: all 107 of jwst's sources
+  matched within 0.05 px, aperture fluxes within 3.7e-6 relative (the annulus sky
+  ``aper_bkg_flux`` within 1.8e-5; not asserted); segmentation labels identical.
 - NIRISS: tweakreg 0 px (correction up to 3.2 px); ``_crf`` flags 204/204 and 214/214
-  (equal on 100 %); i2d SCI 99.49 % of 80,713 weighted pixels, ERR 99.54 %, VAR_RNOISE
-  99.54 %, VAR_POISSON 100 %, VAR_FLAT 99.57 %, WCS 0 px; CON differs on 3 of 82,173 pixels
-  (known gap, below); catalog: 41/41 matched, aperture fluxes within 3.8e-4 (aper_bkg_flux
-  1.0, not asserted); segmentation identical.
-- MIRI: tweakreg 0 px (correction up to 1.6 px); ``_crf`` flags 166 vs jwst's 165 (one
-  extra, on the last input column) and 155/155 (equal on 99.9996 %); i2d SCI 99.80 % of
-  279,937 weighted pixels, ERR 99.95 %, VAR_* 99.94-99.95 %, CON equal, WCS 0 px; catalog:
-  212/212 matched, aperture fluxes of 211 within 0.5 %, one source on the output's last
-  column off by 2.6-4.6 % (known gap, below).
-
-Known gap (strict xfails, EDGE_GAP): at the output image's edge calib's drizzle differs from
-drizzle's C kernel (jwst's resample). With the exact gwcs pixel map of the NIRISS member 1
-onto jwst's output grid, drizzle.resample.Drizzle (square, pixfrac 1) gives WHT 0 on output
-row 272 (the last), x 200-202, and lower weights on row 271, where calib.drizzle.drizzle_square
-gives the member's full weight: the C kernel drops input pixels of the last input row whose
-footprint crosses the output's last row, calib keeps them (test_drizzle_square_equals_drizzles_c_kernel
-does not see it: its map stays off the output's edges). MIRI's one catalog source differs at the
-output's last column (ours 1263.6 vs jwst 1394.3 MJy/sr there), the same place; not traced
-kernel by kernel. To be fixed in calib.drizzle, not here.
+  (equal on 100 %); i2d SCI 99.96 % of 80,713 weighted pixels, ERR and VAR_* 100 %, CON
+  equal, WCS 0 px; catalog: 41/41 matched, aperture fluxes within 1.1e-6 (aper_bkg_flux
+  1.4e-4); segmentation identical.
+- MIRI: tweakreg 0 px (correction up to 1.6 px); ``_crf`` flags 165/165 and 155/155 (equal on
+  100 %); i2d SCI 99.86 % of 279,937 weighted pixels, ERR 100 %, VAR_* 99.9996-100 %, CON
+  equal, WCS 0 px; catalog: 212/212 matched, aperture fluxes within 2.7e-6 (aper_bkg_flux
+  3.0e-5); segmentation identical.
 """
 from __future__ import annotations
 
@@ -187,19 +178,8 @@ def test_i2d_parity_with_jwst(runs, case):
         assert off < 1e-3
 
 
-def _cases(gap: dict[str, str]) -> list:
-    """CASES as test parameters, those in ``gap`` (case -> reason) strict xfails: known gaps."""
-    return [pytest.param(c, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=gap[c]))
-            if c in gap else c for c in CASES]
-
-
-#: the known gaps (see the module docstring): calib's drizzle keeps input pixels whose footprint
-#: crosses the output's last row or column that drizzle's C kernel (jwst's) drops
-EDGE_GAP = "calib.drizzle keeps input pixels at the output's edge that drizzle's C kernel drops (known gap)"
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("case", _cases({"niriss": EDGE_GAP}))
+@pytest.mark.parametrize("case", list(CASES))
 def test_i2d_context_equals_jwsts(runs, case):
     """``_i2d`` CON equal to jwst's (both members contribute, apart and together)."""
     bg, ours, _ = runs
@@ -243,7 +223,7 @@ def test_crf_outlier_flags_equal_jwsts(runs, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", _cases({"miri": EDGE_GAP}))
+@pytest.mark.parametrize("case", list(CASES))
 def test_catalog_and_segmentation_match_jwsts(runs, case, tmp_path):
     """``_cat.ecsv``: >= 99 % of jwst's sources have one of ours within 0.05 px, their
     aperture fluxes (30/50/70 % EE and total) within 0.5 %; the catalog written as ECSV reads
