@@ -438,10 +438,6 @@ def test_drizzle_square_equals_drizzles_c_kernel(pixfrac):
     """calib.drizzle.drizzle_square against the drizzle package's square kernel (as jwst runs it,
     one call per array) on a rotated, sheared map with unmapped pixels and zero weights: SCI,
     WHT, CON and a companion array bit-identical."""
-    from drizzle.resample import Drizzle
-
-    from calib.drizzle import drizzle_square
-
     rng = np.random.default_rng(1)
     n, th = 120, 0.3
     yy, xx = np.mgrid[0:n, 0:n].astype(float)
@@ -453,23 +449,40 @@ def test_drizzle_square_equals_drizzles_c_kernel(pixfrac):
     weight = rng.random((n, n)).astype(np.float32)
     weight[5:9, 5:9] = 0
     shape = (int(np.nanmax(pixmap[..., 1])) + 3, int(np.nanmax(pixmap[..., 0])) + 3)
+    _assert_square_kernel_equals_drizzles(data, var, weight, pixmap, shape, pixfrac)
+
+
+def _assert_square_kernel_equals_drizzles(data, var, weight, pixmap, shape, pixfrac, from_corners=False):
+    """calib.drizzle.drizzle_square (from the pixel map, or from its corner map alone) and the
+    drizzle package's square kernel (one call per array, as jwst runs it) on the same input:
+    SCI, WHT, CON and a companion (variance) array bit-identical."""
+    from drizzle.resample import Drizzle
+
+    from calib.drizzle import corner_map, drizzle_square
+
+    ny, nx = data.shape
     kw = {"exptime": 1.0, "pixmap": pixmap, "weight_map": weight, "pixfrac": pixfrac,
-          "xmin": 0, "xmax": n - 1, "ymin": 0, "ymax": n - 1}
+          "xmin": 0, "xmax": nx - 1, "ymin": 0, "ymax": ny - 1}
     c_sci = Drizzle(out_shape=shape, kernel="square", fillval="NAN")
     c_sci.add_image(data, **kw)
     c_var = Drizzle(out_shape=shape, kernel="square", fillval=np.nan, disable_ctx=True)
     c_var.add_image(var[0], **kw)
     img, wht = np.full(shape, np.nan, np.float32), np.zeros(shape, np.float32)
     extra, ctx = np.full((1, *shape), np.nan, np.float32), np.zeros(shape, np.int32)
-    drizzle_square(data, var, weight, pixmap, (0, n - 1, 0, n - 1), pixfrac, img, extra, wht, ctx, bit=1)
+    bounds = (0, nx - 1, 0, ny - 1)
+    if from_corners:      # the pixel map freed: the kernel (and its scan limits) from the corner map
+        drizzle_square(data, var, weight, None, bounds, pixfrac, img, extra, wht, ctx, bit=1,
+                       corners=corner_map(pixmap, bounds))
+    else:
+        drizzle_square(data, var, weight, pixmap, bounds, pixfrac, img, extra, wht, ctx, bit=1)
     np.testing.assert_array_equal(img, c_sci.out_img)
     np.testing.assert_array_equal(wht, c_sci.out_wht)
     np.testing.assert_array_equal(ctx, c_sci.out_ctx[0])
     np.testing.assert_array_equal(extra[0], c_var.out_img)
 
 
-@pytest.mark.parametrize("corners", [False, True])
-@pytest.mark.parametrize("pixfrac", [1.0, 0.7])
+# the corner-map path is the one resample takes at pixfrac 1 (the pixel map freed)
+@pytest.mark.parametrize(("pixfrac", "corners"), [(1.0, False), (1.0, True), (0.7, False)])
 @pytest.mark.parametrize(("th", "shift"), [
     (0.0, (-10.3, -7.6)),      # past the left and bottom edges
     (0.0, (20.2, 15.4)),       # past the right and top edges, most of it outside
@@ -488,10 +501,6 @@ def test_drizzle_square_equals_drizzles_c_kernel_at_the_edges(th, shift, pixfrac
     CON and a companion array bit-identical. Drizzle processes only the input pixels wholly
     inside the input box's mapped outline clipped to the output frame, so input pixels whose
     drops straddle an output edge add nothing there; calib.drizzle.scan_limits does the same."""
-    from drizzle.resample import Drizzle
-
-    from calib.drizzle import corner_map, drizzle_square
-
     rng = np.random.default_rng(3)
     n = 60
     yy, xx = np.mgrid[0:n, 0:n].astype(float)
@@ -502,25 +511,7 @@ def test_drizzle_square_equals_drizzles_c_kernel_at_the_edges(th, shift, pixfrac
     data = rng.normal(size=(n, n)).astype(np.float32)
     var = rng.random((1, n, n)).astype(np.float32)
     weight = rng.random((n, n)).astype(np.float32)
-    shape = (50, 55)
-    kw = {"exptime": 1.0, "pixmap": pixmap, "weight_map": weight, "pixfrac": pixfrac,
-          "xmin": 0, "xmax": n - 1, "ymin": 0, "ymax": n - 1}
-    c_sci = Drizzle(out_shape=shape, kernel="square", fillval="NAN")
-    c_sci.add_image(data, **kw)
-    c_var = Drizzle(out_shape=shape, kernel="square", fillval=np.nan, disable_ctx=True)
-    c_var.add_image(var[0], **kw)
-    img, wht = np.full(shape, np.nan, np.float32), np.zeros(shape, np.float32)
-    extra, ctx = np.full((1, *shape), np.nan, np.float32), np.zeros(shape, np.int32)
-    bounds = (0, n - 1, 0, n - 1)
-    if corners and pixfrac == 1.0:      # the pixel map freed: the scan limits from the corner map
-        drizzle_square(data, var, weight, None, bounds, pixfrac, img, extra, wht, ctx, bit=1,
-                       corners=corner_map(pixmap, bounds))
-    else:
-        drizzle_square(data, var, weight, pixmap, bounds, pixfrac, img, extra, wht, ctx, bit=1)
-    np.testing.assert_array_equal(img, c_sci.out_img)
-    np.testing.assert_array_equal(wht, c_sci.out_wht)
-    np.testing.assert_array_equal(ctx, c_sci.out_ctx[0])
-    np.testing.assert_array_equal(extra[0], c_var.out_img)
+    _assert_square_kernel_equals_drizzles(data, var, weight, pixmap, (50, 55), pixfrac, from_corners=corners)
 
 
 def _stcal_variances(inputs, names, scaling):
