@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -201,6 +202,8 @@ def _open_level1b_fast(path: str):
         The Level1bModel and SCI as float32 (nints, ngroups, ny, nx) DN; None (nothing
         kept open) for any other file or when anything goes wrong, for the general path.
     """
+    if sys.byteorder != "little":   # the kernel swaps the file's big-endian bytes itself
+        return None
     try:
         hdul = fits.open(path, memmap=False)
     except Exception:  # noqa: BLE001 - the general path reports it

@@ -164,3 +164,34 @@ def test_real_nirspec_dark_dq_mapped_through_its_dq_def():
     want, want_dq = _eager(path, sub)
     _same(matched, want)
     _same(ddq, want_dq)
+
+
+@pytest.mark.parametrize("source", ["real_fgs", "simulated_nircam"])
+def test_level1b_sci_read_straight_from_the_files_bytes(source, tmp_path):
+    """open_ramp reads a raw exposure's SCI (FITS pseudo-unsigned int16) by converting the file's
+    bytes to float32 itself: the fast path is taken on the real FGS exposure and on a simulated
+    NIRCam one, and gives SCI and the model's metadata exactly as datamodels.open does; a file
+    of another kind (here SCI written as float32) takes the general path."""
+    from astropy.io import fits
+
+    from calib.ramps import _open_level1b_fast
+    from tests.test_calib_support import make_nircam
+
+    path = (str(shared("raw", "jw01019001001_gs-acq1_2022117003102_uncal.fits")) if source == "real_fgs"
+            else make_nircam(tmp_path, nints=2, ngroups=5).uncal)
+    fast = _open_level1b_fast(path)
+    assert fast is not None, "the fast path was not taken"
+    model, data = fast
+    with dm.open(path) as ref:
+        assert data.dtype == np.float32
+        np.testing.assert_array_equal(data, ref.data.astype(np.float32))
+        assert model.meta.instance == ref.meta.instance
+        for name in ("pixeldq", "groupdq", "zeroframe", "refout"):
+            if getattr(ref, name, None) is not None and ref.hasattr(name):
+                np.testing.assert_array_equal(getattr(model, name), getattr(ref, name))
+    model.close()
+    other = tmp_path / "float_uncal.fits"
+    with fits.open(path) as hdul:
+        hdul["SCI"].data = hdul["SCI"].data.astype(np.float32)
+        hdul.writeto(other)
+    assert _open_level1b_fast(str(other)) is None
