@@ -336,6 +336,17 @@ def _spline_grid(ty, tx, cx, cy, ya, xa, out):
     _spline_rows(qx, qy, my, by, out)
 
 
+@numba.njit(cache=True, inline="always")
+def _cell(v, n):
+    """Index of the grid cell [i, i + 1] (0 <= i <= n - 2) bilinear interpolation at ``v`` uses."""
+    i = int(v)
+    if i < 0:
+        return 0
+    if i > n - 2:
+        return n - 2
+    return i
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, cx, cy):
     """Output positions of the input pixel corners, interpolated in the splines' pixel map.
@@ -362,22 +373,14 @@ def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, c
             _spline_row(qx, qy, m, by, lx0, buf[j - jlo])
         for cj in range(r0, r1):
             y = ymin + cj - 0.5
-            j0 = int(y)
-            if j0 < 0:
-                j0 = 0
-            elif j0 > ny - 2:
-                j0 = ny - 2
+            j0 = _cell(y, ny)
             fy = y - j0
             gy = 1.0 - fy
             p = buf[j0 - jlo]
             q = buf[j0 + 1 - jlo]
             for ci in range(ncc):
                 x = xmin + ci - 0.5
-                i0 = int(x)
-                if i0 < 0:
-                    i0 = 0
-                elif i0 > nx - 2:
-                    i0 = nx - 2
+                i0 = _cell(x, nx)
                 fx = x - i0
                 gx = 1.0 - fx
                 cx[cj, ci] = (p[i0, 0] * gx * gy + p[i0 + 1, 0] * fx * gy
