@@ -246,3 +246,42 @@ def test_synthetic_contexts_build_mapping_names_from_checked_parts(tmp_path):
         crdscache.install_real_context(real, other)
     assert (real / "mappings" / "jwst" / "jwst_0541.pmap").read_bytes() == \
         shared("crds", "mappings", "jwst_0541.pmap").read_bytes()
+
+
+def test_a_failed_synthetic_context_leaves_no_reference_in_the_cache(tmp_path, monkeypatch):
+    """write_synthetic_context and derive_context are all or nothing for the references they
+    copy: a reference refused after others were accepted, or mappings that fail to be
+    written, leave the cache as it was (no reference file that no mapping names)."""
+    from astropy.io import fits
+
+    cache = tmp_path / "crds"
+    mask, dist, x1d = _tiny_references(tmp_path / "refs")
+    first = crdscache.write_synthetic_context(cache, [mask])
+    before = _files(cache)
+    # the last of three references clashes with the cached mask's name: nothing copied
+    clash = tmp_path / "clash" / mask.name
+    clash.parent.mkdir()
+    fits.PrimaryHDU(header=fits.Header({"INSTRUME": "NIRCAM", "REFTYPE": "MASK", "DETECTOR": "NRCA2",
+                                        "SUBARRAY": "FULL"})).writeto(clash)
+    with pytest.raises(ValueError, match="other content"):
+        crdscache.write_synthetic_context(cache, [dist, x1d, clash])
+    assert _files(cache) == before
+
+    # the references are fine but writing the mappings fails: the copies are removed again
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(crdscache, "_write_context", broken)
+    with pytest.raises(OSError, match="disk full"):
+        crdscache.write_synthetic_context(cache, [dist, x1d])
+    assert _files(cache) == before
+    new_mask = tmp_path / "jwst_sim_nircam_mask_nrca1_t2.fits"
+    fits.PrimaryHDU(header=fits.Header({"INSTRUME": "NIRCAM", "REFTYPE": "MASK", "DETECTOR": "NRCA1",
+                                        "SUBARRAY": "FULL", "USEAFTER": "2021-01-01T00:00:00"})).writeto(new_mask)
+    with pytest.raises(OSError, match="disk full"):
+        crdscache.derive_context(cache, first, {("nircam", "mask", "NRCA1"): new_mask})
+    assert _files(cache) == before
+    monkeypatch.undo()
+    # and the same calls succeed once nothing is in the way
+    crdscache.write_synthetic_context(cache, [dist, x1d], base_pmap=first)
+    assert len(_files(cache)) > len(before)

@@ -579,12 +579,13 @@ def _copy_into_cache(src: Path, target: Path) -> None:
     os.chmod(target, 0o666 & ~current_umask())      # ... but the archive's mode
 
 
-def _place_reference(crds_path: Path, path: Path) -> Path:
+def _place_reference(crds_path: Path, path: Path) -> tuple[Path, bool]:
     """Copy reference file ``path`` into the cache where crds' own locate function puts it.
 
     The name is checked (:func:`check_crds_name`), the destination comes from
     :func:`reference_destination` and lies inside the cache; a file of that name already
     there must have the same content (a CRDS name is one content), it is never replaced.
+    Returns the destination and whether this call created it.
 
     Raises
     ------
@@ -592,13 +593,25 @@ def _place_reference(crds_path: Path, path: Path) -> Path:
         For a name that is not a CRDS reference name, a destination crds cannot tell or
         outside the cache, or another file of that name in the cache.
     """
+    dest = _check_placement(crds_path, path)
+    if dest.exists():
+        return dest, False
+    _copy_into_cache(path, dest)
+    return dest, True
+
+
+def _check_placement(crds_path: Path, path: Path) -> Path:
+    """Return where :func:`_place_reference` puts ``path``, checking it can (nothing written).
+
+    Raises
+    ------
+    ValueError
+        As :func:`_place_reference`.
+    """
     check_crds_name(path.name, "reference")
     dest = reference_destination(crds_path, path)
-    if dest.exists():
-        if dest.resolve() != path.resolve() and not filecmp.cmp(path, dest, shallow=False):
-            raise ValueError(f"{dest} exists with other content than {path}: a CRDS name is one content")
-        return dest
-    _copy_into_cache(path, dest)
+    if dest.exists() and dest.resolve() != path.resolve() and not filecmp.cmp(path, dest, shallow=False):
+        raise ValueError(f"{dest} exists with other content than {path}: a CRDS name is one content")
     return dest
 
 
@@ -647,6 +660,7 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
     not_applicable = [(_instrument(i, "N/A"), r, k) for i, r, k in not_applicable]
     _ensure_layout(crds_path)
     table: dict[tuple[str, str], dict[tuple, dict[str, str]]] = {}
+    to_place: list[Path] = []
     for ref in references:
         ref = Path(ref)
         props = _ref_properties(ref)
@@ -659,13 +673,41 @@ def write_synthetic_context(crds_path: str | Path, references, context_name: str
         if ua in sel and sel[ua] != ref.name:
             raise ValueError(f"{ref}: same match {match} and useafter {ua} as {sel[ua]}")
         sel[ua] = ref.name
-        _place_reference(crds_path, ref)
+        to_place.append(ref)
     for instr, reftype, keywords in not_applicable:
         instr, reftype = _instrument(instr, "N/A"), reftype.lower()
         if reftype not in SYNTHETIC_PARKEYS:
             raise ValueError(f"N/A for {instr} {reftype}: reftype not supported by synthetic contexts")
         match = _match_tuple({str(k).upper(): str(v) for k, v in keywords.items()}, SYNTHETIC_PARKEYS[reftype])
         table.setdefault((instr, reftype), {}).setdefault(match, "N/A")
+    return _placed_then(crds_path, to_place,
+                        lambda: _write_synthetic_mappings(crds_path, table, context_name, base_pmap))
+
+
+def _placed_then(crds_path: Path, refs: list[Path], write_mappings):
+    """Copy ``refs`` into the cache, then call ``write_mappings()``; all or nothing.
+
+    Every name and destination is checked before the first copy; if a copy or the mappings
+    fail, the files this call copied are removed again, so a failed context leaves no
+    references behind that no mapping names. Returns what ``write_mappings`` returns.
+    """
+    for ref in refs:
+        _check_placement(crds_path, ref)
+    placed: list[Path] = []
+    try:
+        for ref in refs:
+            dest, new_file = _place_reference(crds_path, ref)
+            if new_file:
+                placed.append(dest)
+        return write_mappings()
+    except BaseException:
+        for dest in placed:
+            dest.unlink(missing_ok=True)
+        raise
+
+
+def _write_synthetic_mappings(crds_path: Path, table, context_name, base_pmap) -> str:
+    """Write the mappings of :func:`write_synthetic_context` (``table`` as built there)."""
     if base_pmap is None:
         return _write_context(crds_path, table, context_name, derived_from="(synthetic)")
     psel, instr_tables = _load_context_tables(crds_path, base_pmap)
@@ -826,6 +868,7 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict,
     psel, instr_tables = _load_context_tables(crds_path, base_pmap)
     table: dict[tuple[str, str], dict] = {}
     rmap_headers: dict[tuple[str, str], dict] = {}
+    to_place: list[Path] = []
     for (instr, reftype, key), new_ref in replacements.items():
         instr, reftype = _instrument(instr, new_ref), reftype.lower()
         rmap_name = instr_tables.get(instr, (None, {}))[1].get(reftype, "N/A")
@@ -848,10 +891,11 @@ def derive_context(crds_path: str | Path, base_pmap: str, replacements: dict,
             if isinstance(sel[k], str):
                 raise KeyError(f"{base_pmap}: {k} is {sel[k]!r} in {rmap_name}, nothing to replace")
             sel[k] = {ua: new_ref.name for ua in sel[k]}
-        _place_reference(crds_path, new_ref)
+        to_place.append(new_ref)
     base = (psel, instr_tables)
-    return _write_context(crds_path, table, context_name, derived_from=base_pmap, base=base,
-                          rmap_headers=rmap_headers)
+    return _placed_then(crds_path, to_place,
+                        lambda: _write_context(crds_path, table, context_name, derived_from=base_pmap,
+                                               base=base, rmap_headers=rmap_headers))
 
 
 # ----------------------------------------------------------------------------------------
