@@ -17,10 +17,14 @@ import ctypes.util
 import io
 import os
 import pathlib
+import sys
 import tempfile
 
+import numba
+import numpy as np
+
 from calib.background import BackgroundWrite
-from calib.runner import PipelineResult, unstamped_reftypes
+from calib.runner import KERNEL_LOCK, PipelineResult, unstamped_reftypes
 
 __all__ = ["save_products", "run_and_save", "write_atomic", "write_table_atomic", "product_name"]
 
@@ -90,8 +94,63 @@ def _stamp(model, provenance: dict, filename: str, unstamped: frozenset[str] = f
             raise ValueError(f"unknown reference type {reftype!r} in provenance") from exc
 
 
-def write_atomic(model, final: pathlib.Path) -> None:
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _swap32(a):
+    """Reverse the byte order of every 4-byte word of ``a`` (uint32 (n,)) in place."""
+    for i in numba.prange(a.size):
+        x = a[i]
+        a[i] = ((x >> 24) & 0xFF) | ((x >> 8) & 0xFF00) | ((x << 8) & 0xFF0000) | ((x << 24) & 0xFF000000)
+
+
+def _to_big_endian(model, others=()) -> None:
+    """Store the model's native float32/int32 arrays big-endian, in place: the same values, FITS's byte order.
+
+    Each top-level array that is little-endian float32 or int32, C-contiguous, writeable
+    and shares no memory with another of the model's arrays nor with ``others`` (arrays of
+    the other products written) is byte-swapped in its own buffer (numba, parallel) and
+    replaced in the model by a big-endian view of it, as a model read from a FITS file holds
+    its arrays; astropy then writes it as it is, where it would swap it in place, write it
+    and swap it back. Other arrays are left to astropy. Other views of a swapped buffer
+    (outside the model) read swapped bytes afterwards.
+    """
+    if sys.byteorder != "little":
+        return
+    trees = [model.instance]
+    tree = getattr(getattr(model, "_asdf", None), "tree", None)
+    if isinstance(tree, dict) and tree is not model.instance:
+        trees.append(tree)
+    arrays = {k: v for k, v in model.instance.items() if type(v) is np.ndarray}
+    others = [*arrays.values(), *others]
+    for name, a in arrays.items():
+        if (a.dtype.kind not in "fi" or a.dtype.itemsize != 4 or a.dtype.byteorder not in "=<" or a.size == 0
+                or not (a.flags.c_contiguous and a.flags.writeable)
+                or any(b is not a and np.may_share_memory(a, b) for b in others)):
+            continue
+        with KERNEL_LOCK:          # numba's workqueue layer: one Python thread at a time
+            _swap32(a.reshape(-1).view(np.uint32))
+        big = a.view(a.dtype.newbyteorder(">"))
+        for t in trees:
+            if t.get(name) is a:
+                t[name] = big
+
+
+def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=()) -> None:
     """Write a datamodel to ``final`` atomically, never replacing an existing file.
+
+    Parameters
+    ----------
+    model : stdatamodels.DataModel
+        The product.
+    final : pathlib.Path
+        Its file name (in an existing directory).
+    consume : bool
+        The caller does not use the model's arrays' buffers other than through the model
+        after this: its float32/int32 arrays are stored big-endian in their own buffers
+        first (:func:`_to_big_endian`; the model's values unchanged, its arrays then
+        big-endian as if read from the file), sparing astropy's swap and swap back.
+    others : sequence of numpy.ndarray
+        With ``consume``: arrays still to be written or used (other products'); an array of
+        the model sharing memory with one of them is left as it is.
 
     Raises
     ------
@@ -108,6 +167,8 @@ def write_atomic(model, final: pathlib.Path) -> None:
     tmp_path = pathlib.Path(tmp)
     try:
         # through a file object, so the datamodel keeps meta.filename = the final name
+        if consume:
+            _to_big_endian(model, others)
         with _WritebackFile(io.FileIO(tmp_path, "wb")) as fh:
             model.to_fits(fh)
             fh.flush()
@@ -181,7 +242,8 @@ def _spec(pipeline: str):
         return None
 
 
-def save_products(result: PipelineResult, output_dir, root: str, provenance: dict) -> dict[str, pathlib.Path]:
+def save_products(result: PipelineResult, output_dir, root: str, provenance: dict,
+                  consume: bool = False) -> dict[str, pathlib.Path]:
     """Write every product of a run as ``<root>_<suffix>.fits``.
 
     Stage-3 products are named as jwst names them: ``crf:<member root>_<asn_id>`` as
@@ -200,6 +262,11 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
         ``{"crds_context": "jwst_xxxx.pmap", "crds_version": "14.0.3", "cal_version":
         calib.__version__, "references": {reftype: "name.fits"}, "overrides": {reftype, ...}}``
         (overrides optional: references not chosen by CRDS).
+    consume : bool
+        The products are not used after this (as :func:`run_and_save` returns them): their
+        float32/int32 arrays are written from big-endian copies of themselves made in their
+        own buffers (``write_atomic(consume=True)``: same values, the arrays then
+        big-endian), except those sharing memory with another product's.
 
     Returns
     -------
@@ -220,9 +287,13 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
             raise FileExistsError(f"refusing to overwrite existing product {path}")
     spec = _spec(result.pipeline)
     written: dict[str, pathlib.Path] = {}
+    arrays = {suffix: [v for v in model.instance.values() if type(v) is np.ndarray] if consume and
+              not isinstance(model.meta, dict) else [] for suffix, (model, _) in targets.items()}
     try:
         for suffix, (model, path) in targets.items():
-            _write_product(model, path, provenance, unstamped_reftypes(spec, suffix) if spec else frozenset())
+            others = [a for k, v in arrays.items() if k != suffix for a in v]
+            _write_product(model, path, provenance, unstamped_reftypes(spec, suffix) if spec else frozenset(),
+                           consume=consume, others=others)
             written[suffix] = path
     except BaseException:
         for p in written.values():
@@ -231,13 +302,14 @@ def save_products(result: PipelineResult, output_dir, root: str, provenance: dic
     return {**{k: pathlib.Path(v) for k, v in (result.written or {}).items()}, **written}
 
 
-def _write_product(model, path: pathlib.Path, provenance: dict, unstamped: frozenset[str] = frozenset()) -> None:
+def _write_product(model, path: pathlib.Path, provenance: dict, unstamped: frozenset[str] = frozenset(),
+                   consume: bool = False, others=()) -> None:
     if isinstance(model.meta, dict):           # a table: the catalog
         model.meta["filename"] = path.name
         write_table_atomic(model, path)
     else:
         _stamp(model, provenance, path.name, unstamped)
-        write_atomic(model, path)
+        write_atomic(model, path, consume=consume, others=others)
 
 
 def run_and_save(pipeline: str, input_path, references, params, output_dir, root: str,
@@ -263,7 +335,9 @@ def run_and_save(pipeline: str, input_path, references, params, output_dir, root
     Returns
     -------
     result : PipelineResult
-        The run (``written``: the products written during it; ``products``: the others).
+        The run (``written``: the products written during it; ``products``: the others,
+        written with ``save_products(consume=True)``: their float32/int32 arrays are
+        big-endian afterwards, the values unchanged).
     files : dict
         ``{suffix: path}`` of every file written.
 
@@ -301,7 +375,8 @@ def run_and_save(pipeline: str, input_path, references, params, output_dir, root
         result = run(spec, input_path, references, params, write=write)
         for w in writers:
             w.wait()
-        files = save_products(result, out, root, provenance)
+        # the products are returned but not used after this: written from big-endian arrays
+        files = save_products(result, out, root, provenance, consume=True)
     except BaseException:
         for w in writers:
             w.wait(raise_error=False)

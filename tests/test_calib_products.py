@@ -73,3 +73,44 @@ def test_sync_file_range_is_libcs(tmp_path):
         fh.flush()
         assert products._SYNC_FILE_RANGE(fh.fileno(), 0, 0, products._SYNC_FILE_RANGE_WRITE) == 0
     assert p.read_bytes() == b"x" * 10000
+
+
+def test_write_atomic_consume_writes_the_same_file_and_keeps_the_values(tmp_path):
+    """consume=True: the same FITS bytes as without it (but DATE and the header hash that covers
+    it); the model keeps its values, its float32/int32 arrays now big-endian; an array sharing
+    memory with another product's (``others``) or a uint32 one is left as it was."""
+    from astropy.io import fits
+
+    model = _model()
+    model.con = np.arange(2 * 64 * 48, dtype=np.int32).reshape(2, 64, 48)
+    shared = np.arange(64 * 48 * 2, dtype=np.float32)
+    model.var_poisson = shared[:64 * 48].reshape(64, 48)       # a view of another product's array
+    before = {k: np.array(v) for k, v in model.instance.items() if isinstance(v, np.ndarray)}
+    products.write_atomic(model, tmp_path / "plain.fits")
+    products.write_atomic(model, tmp_path / "consumed.fits", consume=True, others=[shared])
+    for name, value in before.items():
+        now = model.instance[name]
+        np.testing.assert_array_equal(now, value)
+        assert now.dtype.newbyteorder("=") == value.dtype
+    assert model.data.dtype.byteorder == ">" and model.err.dtype.byteorder == ">" and model.con.dtype.byteorder == ">"
+    assert model.var_poisson.dtype.byteorder in "=<" and model.dq.dtype.byteorder in "=|<"
+    np.testing.assert_array_equal(shared, np.arange(64 * 48 * 2, dtype=np.float32))
+    with fits.open(tmp_path / "plain.fits") as a, fits.open(tmp_path / "consumed.fits") as b:
+        assert [h.name for h in a] == [h.name for h in b]
+        for ha, hb in zip(a, b, strict=True):
+            if ha.name == "ASDF":
+                continue
+            assert ha.header.tostring().replace(ha.header.get("DATE", ""), "") == \
+                hb.header.tostring().replace(hb.header.get("DATE", ""), "")
+            assert ha._data_offset == hb._data_offset and ha._data_size == hb._data_size
+    raw_a, raw_b = (tmp_path / "plain.fits").read_bytes(), (tmp_path / "consumed.fits").read_bytes()
+    with fits.open(tmp_path / "plain.fits") as a:
+        for h in a[1:]:
+            if h.name != "ASDF":
+                span = slice(h._data_offset, h._data_offset + h._data_size)
+                assert raw_a[span] == raw_b[span], h.name
+    # written again from the big-endian arrays: the same data
+    products.write_atomic(model, tmp_path / "again.fits", consume=True)
+    with fits.open(tmp_path / "again.fits") as c:
+        np.testing.assert_array_equal(c["SCI"].data, before["data"])
+        np.testing.assert_array_equal(c["CON"].data, before["con"])
