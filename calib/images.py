@@ -12,17 +12,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import asdf
 import asdf.schema
+import numba
 import numpy as np
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
 from calib.errors import InputError
 from calib.ramps import INSTRUMENTS
 from calib.references import ExposureInfo
+from calib.runner import KERNEL_LOCK
 from calib.step import ExposureKeys
 
 __all__ = ["ImageState", "open_image", "Image3State", "open_image3", "image_info", "IMAGE_EXP_TYPES", "read_level2_asn"]
@@ -227,6 +231,71 @@ def _native(arr, dtype) -> np.ndarray:
     return np.asarray(a, want)
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _from_big_endian(raw, flip, out):
+    """``out[i]`` = the big-endian 4-byte word ``raw[i]`` (the file's bytes, as uint32) byte-reversed, XOR ``flip``."""
+    for i in numba.prange(raw.size):
+        x = raw[i]
+        out[i] = (((x >> 24) & 0xFF) | ((x >> 8) & 0xFF00) | ((x << 8) & 0xFF0000) | ((x << 24) & 0xFF000000)) ^ flip
+
+
+#: the rate's image extensions read by :func:`_open_rate_fast`
+_RATE_ARRAYS = frozenset(("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE"))
+
+
+def _open_rate_fast(path: str):
+    """Open a ``_rate`` as ``datamodels.ImageModel(path)`` does, its 4-byte images read in one parallel pass each.
+
+    The same ``fits.open(path, memmap=False)`` HDU list is given to ImageModel, except that
+    each of SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE stored as float32 (BITPIX -32, no
+    scaling) or as FITS pseudo-unsigned uint32 (BITPIX 32, BZERO 2**31) is not read by
+    astropy (a big-endian array the caller then swaps in place): its bytes are mapped and
+    converted to native float32 / uint32 in one parallel pass (:func:`_from_big_endian`;
+    the values bit for bit astropy's: the words byte-reversed, the sign bit flipped for
+    uint32). Any other extension or scaling is read by astropy as before.
+
+    Returns
+    -------
+    stdatamodels.jwst.datamodels.ImageModel or None
+        Not validated on assignment; None (nothing kept open) on a big-endian host or when
+        anything goes wrong, for the general path.
+    """
+    if sys.byteorder != "little":       # the kernel swaps the file's big-endian bytes itself
+        return None
+    try:
+        hdul = fits.open(path, memmap=False)
+    except Exception:  # noqa: BLE001 - the general path reports it
+        return None
+    try:
+        with fits.open(path, memmap=True, do_not_scale_image_data=True) as mapped:
+            for k, hdu in enumerate(hdul):
+                h = hdu.header
+                if (k == 0 or hdu.name not in _RATE_ARRAYS or h.get("XTENSION") != "IMAGE" or "BLANK" in h
+                        or h.get("BSCALE", 1) != 1):
+                    continue
+                if h.get("BITPIX") == -32 and h.get("BZERO", 0) == 0:
+                    dtype, flip = np.dtype(np.float32), 0
+                elif h.get("BITPIX") == 32 and h.get("BZERO") == 2**31:
+                    dtype, flip = np.dtype(np.uint32), 0x80000000
+                else:
+                    continue
+                raw = mapped[k].data
+                if raw is None or raw.dtype.itemsize != 4 or tuple(raw.shape) != tuple(hdu.shape) or raw.size == 0:
+                    continue
+                out = np.empty(raw.shape, dtype)
+                with KERNEL_LOCK:      # numba's workqueue layer: one Python thread at a time
+                    _from_big_endian(raw.view(np.ndarray).reshape(-1).view(np.uint32), np.uint32(flip),
+                                     out.reshape(-1).view(np.uint32))
+                del raw
+                vars(hdu)["data"] = out            # astropy's lazy data, loaded
+        model = datamodels.ImageModel(hdul, validate_on_assignment=False)
+    except Exception:  # noqa: BLE001 - the general path reads (or rejects) it
+        hdul.close()
+        return None
+    hdul.close()        # every array the model holds is in memory (memmap=False)
+    return model
+
+
 @contextlib.contextmanager
 def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
     """Open a ``_rate`` image or a Level-2 association as an :class:`ImageState`.
@@ -257,7 +326,9 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageState]:
     try:
         # no schema check on each assignment of the steps (~1 s of asdf validator set-up for a
         # full frame); the whole model is validated when a product is written
-        model = datamodels.ImageModel(science, validate_on_assignment=False)
+        model = _open_rate_fast(science) if os.path.isfile(science) else None
+        if model is None:
+            model = datamodels.ImageModel(science, validate_on_assignment=False)
     except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
         raise InputError(f"{science}: cannot open as an ImageModel (a _rate image): {exc}") from exc
     with model:
