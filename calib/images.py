@@ -40,7 +40,9 @@ def _share_parsed_schemas() -> bool:
     per calwebb_image2 run). Schemas found by file URL it already parses once and shares
     (``asdf.schema._load_schema``, an ``lru_cache``); this gives resource-manager schemas
     the same treatment, keyed by URI and the resource's content, so a different resource
-    under the same URI is parsed anew. The parsed schemas are only read by the validators.
+    under the same URI is parsed anew (the content read once per resource mapping that
+    provides the URI: a mapping's files are not expected to change while it is in use).
+    The parsed schemas are only read by the validators.
     Does nothing (returns False) when asdf's loader is not the one this was written for.
 
     Returns
@@ -54,6 +56,18 @@ def _share_parsed_schemas() -> bool:
     if getattr(make, "_calib_shared", False):
         return True
     parsed: dict = {}
+    contents: dict = {}
+
+    def content(manager, url):
+        # the resource's bytes, read once per mapping that provides the URI (each read is
+        # file I/O, which in the _cal's writer thread waits for the GIL at every syscall)
+        owner = getattr(manager, "_mappings_by_uri", {}).get(url)
+        if owner is None:
+            return manager[url]
+        hit = contents.get((url, id(owner)))
+        if hit is None or hit[0] is not owner:
+            hit = contents[(url, id(owner))] = (owner, manager[url])   # owner kept: its id is not reused
+        return hit[1]
 
     def make_shared_loader():
         load = make()
@@ -62,7 +76,7 @@ def _share_parsed_schemas() -> bool:
             manager = asdf.get_config().resource_manager
             if url not in manager:
                 return load(url)
-            key = (url, manager[url])
+            key = (url, content(manager, url))
             hit = parsed.get(key)
             if hit is None:
                 hit = parsed[key] = load(url)
