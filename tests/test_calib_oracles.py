@@ -280,6 +280,32 @@ def test_jump_matches_numpy_oracle(ngroups, nints):
     assert (got & JUMP).any()
 
 
+@pytest.mark.parametrize("ngroups,nints,seed", [(10, 1, 1), (4, 2, 2), (3, 1, 3), (7, 3, 4), (5, 8, 5)])
+def test_jump_iterative_search_with_ties_matches_numpy_oracle(ngroups, nints, seed):
+    """The iterative search (fewer than 10 differences) on whole-DN ramps with GAIN 1 and
+    little read noise: many equal |differences|, hence equal medians and ratios (the
+    sorted-range search must remove all copies of the largest ratio, at either end), jumps
+    down as well as up, flagged groups (DO_NOT_USE, SATURATED) and a NaN (the general code)."""
+    rng = np.random.default_rng(seed)
+    ny, nx = 24, 40
+    gain = np.ones((ny, nx), np.float32)
+    rn = rng.choice([0.5, 1.0, 2.0], (ny, nx)).astype(np.float32)
+    step = rng.integers(0, 4, (ny, nx))
+    data = (step[None, None] * np.arange(ngroups)[None, :, None, None]
+            + rng.integers(-1, 2, (nints, ngroups, ny, nx))).astype(np.float32)
+    hit = rng.random(data.shape) < 0.08
+    data += np.cumsum(hit * rng.choice([-40.0, 15.0, 40.0, 900.0], data.shape), axis=1).astype(np.float32)
+    gdq = np.zeros(data.shape, np.uint8)
+    gdq[rng.random(data.shape) < 0.03] |= DNU
+    gdq[:, -1][rng.random((nints, ny, nx)) < 0.05] |= SAT
+    data[0, 1, 0, 0] = np.nan
+    pdq = np.zeros((ny, nx), np.uint32)
+    expected = oracle_jump(data, gdq, gain, rn, 1)
+    got, _, _ = jump(data, gdq.copy(), pdq, gain, rn, 1)
+    np.testing.assert_array_equal(got, expected)
+    assert (got & JUMP).any()
+
+
 def test_jump_flags_injected_cosmic_ray():
     rng = np.random.default_rng(5)
     ny = nx = 20

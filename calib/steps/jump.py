@@ -57,7 +57,7 @@ _DNU = np.uint8(dqflags.DO_NOT_USE)
 _JUMP = np.uint8(dqflags.JUMP_DET)
 
 
-#: columns per work item of the per-pixel kernels: a (nints, ngroups, XBLOCK) block of the
+#: columns per block of the per-pixel kernels: a (nints, ngroups, XBLOCK) block of the
 #: ramp is copied to contiguous scratch memory first (the ramp's groups are far apart)
 XBLOCK = 128
 assert XBLOCK % 8 == 0, "bit-packed neighbour candidates need byte-aligned blocks"
@@ -196,6 +196,113 @@ def _iter_median(absd, n, tmp, buf):
             tmp[j] = np.nan if absd[j] == mx else absd[j]
         return _median_of(tmp, n, buf)
     return _median_of(absd, n, buf)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _net_sort(v, n, ca, cb):
+    """Sort v[:n] in place by a comparator network.
+
+    v float64 (>= n), no NaN; (ca, cb) the :func:`sorting_network` of n values, applied as
+    branch-free min/max pairs.
+    """
+    for c in range(ca.size):
+        i = ca[c]
+        j = cb[c]
+        a = v[i]
+        b = v[j]
+        v[i] = a if a < b else b
+        v[j] = b if a < b else a
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sorted_range_median(v, lo, hi):
+    """Return the median of the sorted values v[lo:hi] (NaN when empty).
+
+    The value :func:`_median_sorted_prefix` gives for the same values: the middle one, or
+    half the sum of the two middle ones.
+    """
+    n = hi - lo
+    if n <= 0:
+        return np.nan
+    h = lo + (n >> 1)
+    if n & 1:
+        return v[h]
+    return 0.5 * (v[h - 1] + v[h])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _iterative_search_sorted(diffs, nt, nd, bq, xx, sd, av, ca, cb, rn2, nframes, rej, rej4, rej3):
+    """Run the iterative search of one pixel on its sorted differences; return the signed median.
+
+    Same decisions as the per-pixel loop of :func:`jump_kernel` (mode 1: ``_iter_median``
+    on the pooled |differences|, the largest ratio ``| |d| - median | / sigma`` against the
+    threshold for the usable count, every difference of that ratio flagged JUMP_DET in
+    ``bq[:, :, xx]`` and removed, repeated), for ``diffs[:nt]`` (float64, NaN = unusable,
+    every usable value finite) with nt the size of the network (ca, cb). Both the signed and
+    the absolute differences are sorted once by the network (unusable ones as +inf, last).
+    Since ``| x - m |`` (rounded) cannot decrease away from m on either side, the values of
+    the largest ratio are the last and/or the first of the sorted remaining ones, so the
+    remaining values always form a range av[lo:hi] of the sorted ones: each median is that
+    of a range (the same value as the median of the same set found by ranks) and equal
+    values share their fate, so the differences flagged are exactly those outside
+    [av[lo], av[hi - 1]]. sd, av: float64 scratch (>= nt). Returns the median of the usable
+    signed differences (NaN if none; its sign of zero may differ, which its callers' abs()
+    makes immaterial).
+    """
+    c = 0
+    for j in range(nt):
+        d = diffs[j]
+        u = not np.isnan(d)
+        c += u
+        sd[j] = d if u else np.inf
+        av[j] = abs(d) if u else np.inf
+    _net_sort(sd, nt, ca, cb)
+    _net_sort(av, nt, ca, cb)
+    med = _sorted_range_median(sd, 0, c)
+    lo = 0
+    hi = c
+    rnf = rn2 / nframes
+    while hi - lo > 0:
+        usable = hi - lo
+        # _iter_median on the remaining values
+        if usable < 2:
+            m = np.nan
+        elif usable == 2:
+            m = av[lo]
+        elif usable == 3:
+            m = av[lo + 1]
+        else:
+            top = av[hi - 1]
+            h2 = hi
+            while h2 > lo and av[h2 - 1] == top:
+                h2 -= 1
+            m = _sorted_range_median(av, lo, h2)
+        s = np.sqrt(abs(m) + rnf)
+        if s == 0.0:
+            s = np.nan
+        r_top = abs(av[hi - 1] - m) / s
+        r_bot = abs(av[lo] - m) / s
+        if np.isnan(r_top):           # m or s NaN (finite values): every ratio is NaN
+            break
+        mx = r_top if r_top >= r_bot else r_bot
+        cr = ((usable >= 4 and mx > rej) or (usable == 3 and mx > rej4)
+              or (usable == 2 and mx > rej3))
+        if not cr:
+            break
+        while hi > lo and abs(av[hi - 1] - m) / s == mx:
+            hi -= 1
+        while lo < hi and abs(av[lo] - m) / s == mx:
+            lo += 1
+    if hi - lo < c:
+        keep_lo = av[lo] if hi > lo else np.inf
+        keep_hi = av[hi - 1] if hi > lo else -np.inf
+        for j in range(nt):
+            d = diffs[j]
+            if not np.isnan(d):
+                a = abs(d)
+                if a < keep_lo or a > keep_hi:
+                    bq[j // nd, j % nd + 1, xx] |= _JUMP
+    return med
 
 
 #: the lane-wise screening of :func:`_screen_lanes` is used up to this many pooled
@@ -356,110 +463,127 @@ def jump_kernel(data, gdq, gain, readnoise, nframes, rej, rej4, rej3, mode,
     a multiple of 8, so no two work items write the same byte); net_lo/net_hi
     the :func:`sorting_network` of nints * (ngroups - 1) values (used up to
     LANE_MAX_DIFFS differences to screen out, many pixels at once, those with no jump).
-    Work items are blocks of XBLOCK columns of one row; every pixel's result depends on
-    that pixel only, so results do not depend on the number of threads.
+    Work items are rows (scratch allocated once per row), done XBLOCK columns at a time;
+    every pixel's result depends on that pixel only, so results do not depend on the
+    number of threads.
     """
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     nt = nints * nd
     nxb = (nx + XBLOCK - 1) // XBLOCK
-    for blk in numba.prange(ny * nxb):
-        y = blk // nxb
-        x0 = (blk % nxb) * XBLOCK
-        w = min(nx, x0 + XBLOCK) - x0
-        bd = np.empty((nints, ngroups, w), np.float32)
-        bq = np.empty((nints, ngroups, w), np.uint8)
-        for i in range(nints):
-            for k in range(ngroups):         # row slices: copied as memory blocks
-                bd[i, k, :] = data[i, k, y, x0:x0 + w]
-                bq[i, k, :] = gdq[i, k, y, x0:x0 + w]
+    net_lo_n = min(nt, LANE_MAX_DIFFS)      # the number of values the network sorts
+    for y in numba.prange(ny):
+        # one work item: a row; scratch allocated once per row, then XBLOCK columns at a
+        # time copied to contiguous scratch (the groups of a pixel are far apart in the ramp)
+        bd = np.empty((nints, ngroups, XBLOCK), np.float32)
+        bq = np.empty((nints, ngroups, XBLOCK), np.uint8)
         diffs = np.empty(nt, np.float64)
         absd = np.empty(nt, np.float64)
         ratio = np.empty(nt, np.float64)
         tmp = np.empty(nt, np.float64)
         buf = np.empty(nt, np.float64)
-        done = np.zeros(w, np.bool_)
-        if mode != 2 and nt <= LANE_MAX_DIFFS and (mode == 0 or nt >= 4):
-            _screen_lanes(bd, bq, gain, readnoise, y, x0, w, nints, nd, nframes, rej, mode,
-                          net_lo, net_hi, done, np.empty((nt, w), np.float32),
-                          np.empty(w, np.float32))
-        for xx in range(w):
-            if done[xx]:
-                continue
-            x = x0 + xx
-            g = gain[y, x]
-            rn_e = readnoise[y, x] * g
-            rn2 = np.float64(rn_e) * np.float64(rn_e)
-            if mode == 2:
-                # primary detection already done: the median is needed only to decide
-                # neighbour flagging around this pixel's jumps (often none)
-                need = False
+        done = np.zeros(XBLOCK, np.bool_)
+        dl = np.empty((max(min(nt, LANE_MAX_DIFFS), 1), XBLOCK), np.float32)   # _screen_lanes
+        mxl = np.empty(XBLOCK, np.float32)
+        for b in range(nxb):
+            x0 = b * XBLOCK
+            w = min(nx, x0 + XBLOCK) - x0
+            for i in range(nints):
+                for k in range(ngroups):         # row slices: copied as memory blocks
+                    bd[i, k, :w] = data[i, k, y, x0:x0 + w]
+                    bq[i, k, :w] = gdq[i, k, y, x0:x0 + w]
+            done[:] = False
+            if mode != 2 and nt <= LANE_MAX_DIFFS and (mode == 0 or nt >= 4):
+                _screen_lanes(bd, bq, gain, readnoise, y, x0, w, nints, nd, nframes, rej, mode,
+                              net_lo, net_hi, done, dl, mxl)
+            for xx in range(w):
+                if done[xx]:
+                    continue
+                x = x0 + xx
+                g = gain[y, x]
+                rn_e = readnoise[y, x] * g
+                rn2 = np.float64(rn_e) * np.float64(rn_e)
+                if mode == 2:
+                    # primary detection already done: the median is needed only to decide
+                    # neighbour flagging around this pixel's jumps (often none)
+                    need = False
+                    if flag4:
+                        for i in range(nints):
+                            for k in range(1, ngroups):
+                                need |= (bq[i, k, xx] & _JUMP) != 0
+                            if need:
+                                break
+                    if not need:
+                        continue
+                finite = True
+                for i in range(nints):
+                    for k in range(nd):
+                        q0 = bq[i, k, xx]
+                        q1 = bq[i, k + 1, xx]
+                        if (q0 & (_DNU | _SAT)) != 0 or (q1 & (_DNU | _SAT)) != 0:
+                            diffs[i * nd + k] = np.nan
+                        else:
+                            a = np.float32(bd[i, k, xx] * g)
+                            b = np.float32(bd[i, k + 1, xx] * g)
+                            d = np.float32(b - a)
+                            diffs[i * nd + k] = d
+                            finite &= np.isfinite(d)
+                if mode == 1 and finite and nt == net_lo_n:
+                    # the common case: sorted once, the same decisions (see the function)
+                    med = _iterative_search_sorted(diffs, nt, nd, bq, xx, absd, ratio, net_lo, net_hi,
+                                                   rn2, nframes, rej, rej4, rej3)
+                    sig = np.sqrt(abs(med) + rn2 / nframes)
+                    if sig == 0.0:
+                        sig = np.nan
+                else:
+                    med = _median_select(diffs, nt, buf, tmp)
+                    sig = np.sqrt(abs(med) + rn2 / nframes)
+                    if sig == 0.0:
+                        sig = np.nan
+                if mode == 0:
+                    for j in range(nt):
+                        d = diffs[j]
+                        if not np.isnan(d) and abs(d - med) / sig > rej:
+                            bq[j // nd, j % nd + 1, xx] |= _JUMP
+                elif mode == 1 and not (finite and nt == net_lo_n):
+                    for j in range(nt):
+                        absd[j] = abs(diffs[j])
+                    for _it in range(nt):
+                        usable = 0
+                        for j in range(nt):
+                            if not np.isnan(absd[j]):
+                                usable += 1
+                        m = _iter_median(absd, nt, tmp, buf)
+                        s = np.sqrt(abs(m) + rn2 / nframes)
+                        if s == 0.0:
+                            s = np.nan
+                        mx = np.nan
+                        for j in range(nt):
+                            r = abs(absd[j] - m) / s
+                            ratio[j] = r
+                            if not np.isnan(r) and (np.isnan(mx) or r > mx):
+                                mx = r
+                        if np.isnan(mx):
+                            break
+                        cr = ((usable >= 4 and mx > rej) or (usable == 3 and mx > rej4)
+                              or (usable == 2 and mx > rej3))
+                        if not cr:
+                            break
+                        for j in range(nt):
+                            if ratio[j] == mx:
+                                bq[j // nd, j % nd + 1, xx] |= _JUMP
+                                absd[j] = np.nan
                 if flag4:
                     for i in range(nints):
                         for k in range(1, ngroups):
-                            need |= (bq[i, k, xx] & _JUMP) != 0
-                        if need:
-                            break
-                if not need:
-                    continue
-            for i in range(nints):
-                for k in range(nd):
-                    q0 = bq[i, k, xx]
-                    q1 = bq[i, k + 1, xx]
-                    if (q0 & (_DNU | _SAT)) != 0 or (q1 & (_DNU | _SAT)) != 0:
-                        diffs[i * nd + k] = np.nan
-                    else:
-                        a = np.float32(bd[i, k, xx] * g)
-                        b = np.float32(bd[i, k + 1, xx] * g)
-                        diffs[i * nd + k] = np.float32(b - a)
-            med = _median_select(diffs, nt, buf, tmp)
-            sig = np.sqrt(abs(med) + rn2 / nframes)
-            if sig == 0.0:
-                sig = np.nan
-            if mode == 0:
-                for j in range(nt):
-                    d = diffs[j]
-                    if not np.isnan(d) and abs(d - med) / sig > rej:
-                        bq[j // nd, j % nd + 1, xx] |= _JUMP
-            elif mode == 1:
-                for j in range(nt):
-                    absd[j] = abs(diffs[j])
-                for _it in range(nt):
-                    usable = 0
-                    for j in range(nt):
-                        if not np.isnan(absd[j]):
-                            usable += 1
-                    m = _iter_median(absd, nt, tmp, buf)
-                    s = np.sqrt(abs(m) + rn2 / nframes)
-                    if s == 0.0:
-                        s = np.nan
-                    mx = np.nan
-                    for j in range(nt):
-                        r = abs(absd[j] - m) / s
-                        ratio[j] = r
-                        if not np.isnan(r) and (np.isnan(mx) or r > mx):
-                            mx = r
-                    if np.isnan(mx):
-                        break
-                    cr = ((usable >= 4 and mx > rej) or (usable == 3 and mx > rej4)
-                          or (usable == 2 and mx > rej3))
-                    if not cr:
-                        break
-                    for j in range(nt):
-                        if ratio[j] == mx:
-                            bq[j // nd, j % nd + 1, xx] |= _JUMP
-                            absd[j] = np.nan
-            if flag4:
+                            if (bq[i, k, xx] & _JUMP) != 0:
+                                r = abs(diffs[i * nd + k - 1] - med) / sig
+                                if r < max_nb and r > min_nb:
+                                    nbcand[i, k, y, x >> 3] |= np.uint8(1 << (x & 7))
+            if mode != 2:
                 for i in range(nints):
-                    for k in range(1, ngroups):
-                        if (bq[i, k, xx] & _JUMP) != 0:
-                            r = abs(diffs[i * nd + k - 1] - med) / sig
-                            if r < max_nb and r > min_nb:
-                                nbcand[i, k, y, x >> 3] |= np.uint8(1 << (x & 7))
-        if mode != 2:
-            for i in range(nints):
-                for k in range(ngroups):
-                    gdq[i, k, y, x0:x0 + w] = bq[i, k, :]
+                    for k in range(ngroups):
+                        gdq[i, k, y, x0:x0 + w] = bq[i, k, :w]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")

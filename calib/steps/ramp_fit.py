@@ -67,7 +67,7 @@ _U_PERS = np.uint32(dqflags.PERSISTENCE)
 _U_NGV = np.uint32(dqflags.NO_GAIN_VALUE)
 _CHLO = np.uint8(dqflags.group["CHARGELOSS"])
 LARGE_VARIANCE_THRESHOLD = 1.0e6
-#: columns per work item of ols_kernel (see calib.steps.jump.XBLOCK)
+#: columns per block of ols_kernel (see calib.steps.jump.XBLOCK)
 XBLOCK = 128
 
 
@@ -122,7 +122,7 @@ LANE_MAX_GROUPS = 64
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl, loc, cnt):
+def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl, loc, cnt, orq):
     """Classify the w pixels (lanes xx) of a block and find their median rates.
 
     kind[xx] (int8): 1 = clean (no GROUPDQ flag in any group), 2 = jump-only candidate
@@ -135,11 +135,12 @@ def _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind, mrate, dl,
     calib.steps.jump.sorting_network, excluded differences set to +inf so that they sort
     last; same value up to the sign of a zero, immaterial in a sum starting at +0).
     dl: float64 scratch (ngroups - 1, >= w); loc: float64 scratch (>= w); cnt: int64
-    scratch (>= w). Returns the number of kind-2 lanes.
+    scratch (>= w); orq: uint8 scratch (>= w), the OR of each lane's flags. Returns the
+    number of kind-2 lanes.
     """
     nints, ngroups = bd.shape[0], bd.shape[1]
     nd = ngroups - 1
-    orq = np.zeros(w, np.uint8)         # OR of all flags of the lane
+    orq[:w] = 0
     for i in range(nints):
         for k in range(ngroups):
             for xx in range(w):
@@ -601,18 +602,11 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         for pidx in range(_POWERS.size):
             _segment_weights(wfull, wfull_n, pidx, ngroups)
     nxb = (nx + XBLOCK - 1) // XBLOCK
-    for blk in numba.prange(ny * nxb):
-        # one work item: XBLOCK columns of row y, copied to contiguous scratch (the groups
-        # of a pixel are far apart in the ramp)
-        y = blk // nxb
-        x0 = (blk % nxb) * XBLOCK
-        w = min(nx, x0 + XBLOCK) - x0
-        bd = np.empty((nints, ngroups, w), np.float32)
-        bq = np.empty((nints, ngroups, w), np.uint8)
-        for i in range(nints):
-            for k in range(ngroups):         # row slices: copied as memory blocks
-                bd[i, k, :] = data[i, k, y, x0:x0 + w]
-                bq[i, k, :] = gdq[i, k, y, x0:x0 + w]
+    for y in numba.prange(ny):
+        # one work item: a row; scratch allocated once per row, then XBLOCK columns at a
+        # time copied to contiguous scratch (the groups of a pixel are far apart in the ramp)
+        bd = np.empty((nints, ngroups, XBLOCK), np.float32)
+        bq = np.empty((nints, ngroups, XBLOCK), np.uint8)
         idq = np.empty(nints, np.uint32)
         tmp = np.empty(max(ngroups - 1, 1), np.float64)
         loc = np.empty(ngroups, np.float64)
@@ -626,270 +620,282 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
         cnt_dnu_sat = np.zeros(nints, np.int64)
         int_vr = np.zeros(nints, np.float64)
         og = np.empty(ngroups, np.uint8)
-        # clean pixels (no GROUPDQ flag at all, GAIN > 0, no DO_NOT_USE/SATURATED in
-        # PIXELDQ) have one segment per integration, jump-only pixels a few: their median
-        # rates are found for the whole block at once (lanes innermost), then both kinds
-        # are fitted lane-wise; the rest (kind 0) by the per-pixel code below
-        kind = np.zeros(w, np.int8)
-        lane_mrate = np.zeros(w, np.float64)
-        if ngroups >= 3 and ngroups - 1 <= LANE_MAX_GROUPS:
-            njl = _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind,
-                             lane_mrate, np.empty((ngroups - 1, w), np.float64),
-                             np.empty(w, np.float64), np.empty(w, np.int64))
-            _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull,
-                             lane_mrate, kind, np.empty((_NSC, w), np.float64),
-                             np.empty(w, np.int64), want_ints, r_slope, r_dq, r_vp, r_vr,
-                             r_err, i_slope, i_dq, i_vp, i_vr, i_err)
-            if njl > 0:
-                _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab,
-                                wcache, wcache_n, lane_mrate, kind, alld, seg_s, seg_l, want_ints,
-                                r_slope, r_dq, r_vp, r_vr, r_err,
-                                i_slope, i_dq, i_vp, i_vr, i_err)
-        for xx in range(w):
-            x = x0 + xx
-            g = np.float64(gain[y, x])
-            rn = np.float64(rnoise_e[y, x])
-            dc = np.float64(dcurrent[y, x])
-            pix = pdq[y, x]
-            if kind[xx] != 0:
-                continue              # fitted by _clean_fit_lanes / _jump_fit_lanes
-            if not (g > 0.0):
-                pix |= _U_DNU | _U_NGV
-            rate_dq = pix
+        kind = np.zeros(XBLOCK, np.int8)
+        lane_mrate = np.zeros(XBLOCK, np.float64)
+        dl = np.empty((max(ngroups - 1, 1), XBLOCK), np.float64)
+        lloc = np.empty(XBLOCK, np.float64)
+        lcnt = np.empty(XBLOCK, np.int64)
+        orq = np.empty(XBLOCK, np.uint8)
+        sc = np.empty((_NSC, XBLOCK), np.float64)
+        pid = np.empty(XBLOCK, np.int64)
+        for b in range(nxb):
+            x0 = b * XBLOCK
+            w = min(nx, x0 + XBLOCK) - x0
             for i in range(nints):
-                idq[i] = pix
-            # gather, suppress one-good-group ramps, stats
-            for i in range(nints):
-                ngood_np = 0
-                for k in range(ngroups):
-                    q = bq[i, k, xx]
-                    allq[i, k] = q
-                    if (q & _NPERS) == 0:
-                        ngood_np += 1
-                if suppress1g and ngroups > 1 and ngood_np == 1:
-                    for k in range(ngroups):
-                        allq[i, k] |= _DNU
-                jump_det = False
-                pers = False
-                cnt_sat[i] = 0
-                cnt_dnu_sat[i] = 0
-                for k in range(ngroups):
-                    q = allq[i, k]
-                    if q & _JUMP:
-                        jump_det = True
-                    if q & _PERS:
-                        pers = True
-                    if (q & _DNU) or (q & _SAT):
-                        cnt_dnu_sat[i] += 1
-                    if q & _SAT:
-                        alld[i, k] = np.nan
-                        cnt_sat[i] += 1
-                    else:
-                        alld[i, k] = bd[i, k, xx]
-                if jump_det:
-                    idq[i] |= _U_JUMP
-                    rate_dq |= _U_JUMP
-                if pers:
-                    idq[i] |= _U_PERS
-                    rate_dq |= _U_PERS
-            # median rate
-            accum = 0.0
-            for i in range(nints):
-                if ngroups == 1:
-                    mrate = np.nan if (allq[i, 0] & _DNU) else alld[i, 0] / tg
-                else:
-                    for k in range(ngroups):
-                        loc[k] = np.nan if (allq[i, k] & _DNU) else alld[i, k] / tg
-                    loc0 = loc[0]
-                    all_nan = True
-                    nfin = 0
-                    for k in range(ngroups - 1):
-                        if allq[i, k + 1] & _JUMP:
-                            v = np.nan
-                        else:
-                            v = loc[k + 1] - loc[k]
-                        tmp[k] = v
-                        if not np.isnan(v):
-                            all_nan = False
-                    if all_nan and not np.isnan(loc0):
-                        tmp[0] = loc0
-                    for k in range(ngroups - 1):
-                        if not np.isnan(tmp[k]):
-                            tmp[nfin] = tmp[k]
-                            nfin += 1
-                    mrate = _median_sorted_prefix(tmp, nfin)
-                if np.isnan(mrate):
-                    mrate = 0.0
-                accum += mrate
-            median_rate = accum / np.float32(nints)
-            # per integration fits
-            rate_slope = 0.0
-            rate_ivp = 0.0
-            rate_ivr = 0.0
-            dnu_cnt = 0
-            sat_cnt = 0
-            set_rate_sat = False
-            for i in range(nints):
-                s_out = 0.0
-                vp_out = 0.0
-                vr_out = 0.0
-                err_out = 0.0
-                if allq[i, 0] & _SAT:
-                    idq[i] |= _U_DNU | _U_SAT
-                    s_out = np.nan
-                elif ngroups == cnt_dnu_sat[i]:
-                    idq[i] |= _U_DNU
-                    if ngroups == cnt_sat[i]:
-                        idq[i] |= _U_SAT
-                else:
-                    # segments
-                    nseg, _ = _ramp_segments(allq[i], ngroups, seg_s, seg_l)
-                    if nseg > 0:
-                        ivr = 0.0
-                        ivp = 0.0
-                        ive = 0.0
-                        snum = 0.0
-                        for s in range(nseg):
-                            st = seg_s[s]
-                            n = seg_l[s]
-                            slope, vp, vr = _fit_segment(alld, i, st, n, g, rn, dc, tg,
-                                                         median_rate, wtab, wcache,
-                                                         wcache_n)
-                            ve = vp + vr
-                            ivr += 1.0 / vr
-                            if vp > 0.0:
-                                ivp += 1.0 / vp
-                            ive += 1.0 / ve
-                            snum += slope / vr
-                        if ivp > 0.0:
-                            vp_out = 1.0 / ivp
-                        if vp_out >= LARGE_VARIANCE_THRESHOLD:
-                            vp_out = 0.0
-                        vr_out = 1.0 / ivr
-                        if vr_out >= LARGE_VARIANCE_THRESHOLD:
-                            vr_out = 0.0
-                        if idq[i] & (_U_DNU | _U_SAT):
-                            s_out = np.nan
-                            vp_out = 0.0
-                            vr_out = 0.0
-                            err_out = 0.0
-                        else:
-                            ve_out = 1.0 / ive
-                            s_out = snum * vr_out
-                            err_out = 0.0 if ve_out > LARGE_VARIANCE_THRESHOLD else np.sqrt(ve_out)
-                        if ivp > 0.0:
-                            rate_ivp += ivp
-                        rate_ivr += ivr
-                        rate_slope += snum
-                if idq[i] & _U_DNU:
-                    dnu_cnt += 1
-                    s_out = np.nan
-                if idq[i] & _U_SAT:
-                    sat_cnt += 1
-                    s_out = np.nan
-                if cnt_sat[i] > 0:
-                    idq[i] |= _U_SAT
-                    set_rate_sat = True
-                int_vr[i] = vr_out
-                if want_ints:
-                    i_slope[i, y, x] = np.float32(s_out)
-                    i_dq[i, y, x] = idq[i]
-                    i_vp[i, y, x] = np.float32(vp_out)
-                    i_vr[i, y, x] = np.float32(vr_out)
-                    i_err[i, y, x] = np.float32(err_out)
-            if dnu_cnt == nints:
-                rate_dq |= _U_DNU
-            if sat_cnt == nints:
-                rate_dq |= _U_SAT
-            vp = rate_ivp
-            if vp > 0.0:
-                vp = 1.0 / vp
-            if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
-                vp = 0.0
-            vr = rate_ivr
-            if vr > 0.0:
-                vr = 1.0 / vr
-            if vr >= LARGE_VARIANCE_THRESHOLD:
-                vr = 0.0
-            err = np.sqrt(vp + vr)
-            slope = rate_slope
-            if rate_dq & (_U_DNU | _U_SAT):
-                slope = np.nan
-                vp = 0.0
-                vr = 0.0
-                err = 0.0
-            if set_rate_sat:
-                rate_dq |= _U_SAT
-            if not np.isnan(slope):
-                slope = slope * vr
-            if chargeloss:
-                evar = 0.0
-                any_cl = False
+                for k in range(ngroups):         # row slices: copied as memory blocks
+                    bd[i, k, :w] = data[i, k, y, x0:x0 + w]
+                    bq[i, k, :w] = gdq[i, k, y, x0:x0 + w]
+            # clean pixels (no GROUPDQ flag at all, GAIN > 0, no DO_NOT_USE/SATURATED in
+            # PIXELDQ) have one segment per integration, jump-only pixels a few: their median
+            # rates are found for the whole block at once (lanes innermost), then both kinds
+            # are fitted lane-wise; the rest (kind 0) by the per-pixel code below
+            kind[:] = 0
+            if ngroups >= 3 and ngroups - 1 <= LANE_MAX_GROUPS:
+                njl = _lane_prep(bd, bq, gain, pdq, y, x0, w, tg, net_lo, net_hi, kind,
+                                 lane_mrate, dl, lloc, lcnt, orq)
+                _clean_fit_lanes(bd, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wfull,
+                                 lane_mrate, kind, sc, pid, want_ints, r_slope, r_dq, r_vp, r_vr,
+                                 r_err, i_slope, i_dq, i_vp, i_vr, i_err)
+                if njl > 0:
+                    _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab,
+                                    wcache, wcache_n, lane_mrate, kind, alld, seg_s, seg_l, want_ints,
+                                    r_slope, r_dq, r_vp, r_vr, r_err,
+                                    i_slope, i_dq, i_vp, i_vr, i_err)
+            for xx in range(w):
+                x = x0 + xx
+                g = np.float64(gain[y, x])
+                rn = np.float64(rnoise_e[y, x])
+                dc = np.float64(dcurrent[y, x])
+                pix = pdq[y, x]
+                if kind[xx] != 0:
+                    continue              # fitted by _clean_fit_lanes / _jump_fit_lanes
+                if not (g > 0.0):
+                    pix |= _U_DNU | _U_NGV
+                rate_dq = pix
                 for i in range(nints):
-                    has_cl = False
-                    for k in range(ngroups):
-                        if allq[i, k] & _CHLO:
-                            has_cl = True
-                    if not has_cl:
-                        if int_vr[i] > 0.0:
-                            evar += 1.0 / int_vr[i]
-                        continue
-                    any_cl = True
+                    idq[i] = pix
+                # gather, suppress one-good-group ramps, stats
+                for i in range(nints):
+                    ngood_np = 0
                     for k in range(ngroups):
                         q = bq[i, k, xx]
-                        if q & _CHLO:
-                            q = q ^ (_DNU | _CHLO)
-                        og[k] = q & _NPERS
-                    nseg = 0
-                    in_seg = False
-                    start = 0
-                    maxlen = 0
+                        allq[i, k] = q
+                        if (q & _NPERS) == 0:
+                            ngood_np += 1
+                    if suppress1g and ngroups > 1 and ngood_np == 1:
+                        for k in range(ngroups):
+                            allq[i, k] |= _DNU
+                    jump_det = False
+                    pers = False
+                    cnt_sat[i] = 0
+                    cnt_dnu_sat[i] = 0
                     for k in range(ngroups):
-                        if og[k] == 0:
-                            if not in_seg:
-                                start = k - 1 if (k > 0 and og[k - 1] == _JUMP) else k
-                                in_seg = True
-                        elif in_seg:
-                            seg_l[nseg] = k - start
-                            maxlen = max(maxlen, k - start)
-                            nseg += 1
-                            in_seg = False
-                    if in_seg:
-                        seg_l[nseg] = ngroups - start
-                        maxlen = max(maxlen, ngroups - start)
-                        nseg += 1
-                    ivr = 0.0
-                    for s_ in range(nseg):
-                        n = seg_l[s_]
-                        if nseg >= 2 and maxlen >= 2 and n == 1:
-                            continue          # pruned one-group segment
-                        if nseg >= 2 and maxlen < 2 and s_ > 0:
-                            continue          # only the first one-group segment is kept
-                        rnum = rn / tg
-                        if n <= 2:
-                            svr = 12.0 * rnum * rnum / (6.0 * g * g)
-                        elif g <= 0.0 or np.isnan(g):
-                            svr = 0.0
+                        q = allq[i, k]
+                        if q & _JUMP:
+                            jump_det = True
+                        if q & _PERS:
+                            pers = True
+                        if (q & _DNU) or (q & _SAT):
+                            cnt_dnu_sat[i] += 1
+                        if q & _SAT:
+                            alld[i, k] = np.nan
+                            cnt_sat[i] += 1
                         else:
-                            svr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
-                        if svr > 0.0:
-                            ivr += 1.0 / svr
-                    v = 1.0 / ivr if ivr > 0.0 else np.inf
-                    if v >= LARGE_VARIANCE_THRESHOLD:
-                        v = 0.0
+                            alld[i, k] = bd[i, k, xx]
+                    if jump_det:
+                        idq[i] |= _U_JUMP
+                        rate_dq |= _U_JUMP
+                    if pers:
+                        idq[i] |= _U_PERS
+                        rate_dq |= _U_PERS
+                # median rate
+                accum = 0.0
+                for i in range(nints):
+                    if ngroups == 1:
+                        mrate = np.nan if (allq[i, 0] & _DNU) else alld[i, 0] / tg
+                    else:
+                        for k in range(ngroups):
+                            loc[k] = np.nan if (allq[i, k] & _DNU) else alld[i, k] / tg
+                        loc0 = loc[0]
+                        all_nan = True
+                        nfin = 0
+                        for k in range(ngroups - 1):
+                            if allq[i, k + 1] & _JUMP:
+                                v = np.nan
+                            else:
+                                v = loc[k + 1] - loc[k]
+                            tmp[k] = v
+                            if not np.isnan(v):
+                                all_nan = False
+                        if all_nan and not np.isnan(loc0):
+                            tmp[0] = loc0
+                        for k in range(ngroups - 1):
+                            if not np.isnan(tmp[k]):
+                                tmp[nfin] = tmp[k]
+                                nfin += 1
+                        mrate = _median_sorted_prefix(tmp, nfin)
+                    if np.isnan(mrate):
+                        mrate = 0.0
+                    accum += mrate
+                median_rate = accum / np.float32(nints)
+                # per integration fits
+                rate_slope = 0.0
+                rate_ivp = 0.0
+                rate_ivr = 0.0
+                dnu_cnt = 0
+                sat_cnt = 0
+                set_rate_sat = False
+                for i in range(nints):
+                    s_out = 0.0
+                    vp_out = 0.0
+                    vr_out = 0.0
+                    err_out = 0.0
+                    if allq[i, 0] & _SAT:
+                        idq[i] |= _U_DNU | _U_SAT
+                        s_out = np.nan
+                    elif ngroups == cnt_dnu_sat[i]:
+                        idq[i] |= _U_DNU
+                        if ngroups == cnt_sat[i]:
+                            idq[i] |= _U_SAT
+                    else:
+                        # segments
+                        nseg, _ = _ramp_segments(allq[i], ngroups, seg_s, seg_l)
+                        if nseg > 0:
+                            ivr = 0.0
+                            ivp = 0.0
+                            ive = 0.0
+                            snum = 0.0
+                            for s in range(nseg):
+                                st = seg_s[s]
+                                n = seg_l[s]
+                                slope, vp, vr = _fit_segment(alld, i, st, n, g, rn, dc, tg,
+                                                             median_rate, wtab, wcache,
+                                                             wcache_n)
+                                ve = vp + vr
+                                ivr += 1.0 / vr
+                                if vp > 0.0:
+                                    ivp += 1.0 / vp
+                                ive += 1.0 / ve
+                                snum += slope / vr
+                            if ivp > 0.0:
+                                vp_out = 1.0 / ivp
+                            if vp_out >= LARGE_VARIANCE_THRESHOLD:
+                                vp_out = 0.0
+                            vr_out = 1.0 / ivr
+                            if vr_out >= LARGE_VARIANCE_THRESHOLD:
+                                vr_out = 0.0
+                            if idq[i] & (_U_DNU | _U_SAT):
+                                s_out = np.nan
+                                vp_out = 0.0
+                                vr_out = 0.0
+                                err_out = 0.0
+                            else:
+                                ve_out = 1.0 / ive
+                                s_out = snum * vr_out
+                                err_out = 0.0 if ve_out > LARGE_VARIANCE_THRESHOLD else np.sqrt(ve_out)
+                            if ivp > 0.0:
+                                rate_ivp += ivp
+                            rate_ivr += ivr
+                            rate_slope += snum
+                    if idq[i] & _U_DNU:
+                        dnu_cnt += 1
+                        s_out = np.nan
+                    if idq[i] & _U_SAT:
+                        sat_cnt += 1
+                        s_out = np.nan
+                    if cnt_sat[i] > 0:
+                        idq[i] |= _U_SAT
+                        set_rate_sat = True
+                    int_vr[i] = vr_out
                     if want_ints:
-                        i_vr[i, y, x] = np.float32(v)
-                    evar += ivr
-                if any_cl:
-                    if evar > 0.0:
-                        vr = 1.0 / evar
-                    if vr >= LARGE_VARIANCE_THRESHOLD:
-                        vr = 0.0
-            r_slope[y, x] = np.float32(slope)
-            r_dq[y, x] = rate_dq
-            r_vp[y, x] = np.float32(vp)
-            r_vr[y, x] = np.float32(vr)
-            r_err[y, x] = np.float32(err)
+                        i_slope[i, y, x] = np.float32(s_out)
+                        i_dq[i, y, x] = idq[i]
+                        i_vp[i, y, x] = np.float32(vp_out)
+                        i_vr[i, y, x] = np.float32(vr_out)
+                        i_err[i, y, x] = np.float32(err_out)
+                if dnu_cnt == nints:
+                    rate_dq |= _U_DNU
+                if sat_cnt == nints:
+                    rate_dq |= _U_SAT
+                vp = rate_ivp
+                if vp > 0.0:
+                    vp = 1.0 / vp
+                if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
+                    vp = 0.0
+                vr = rate_ivr
+                if vr > 0.0:
+                    vr = 1.0 / vr
+                if vr >= LARGE_VARIANCE_THRESHOLD:
+                    vr = 0.0
+                err = np.sqrt(vp + vr)
+                slope = rate_slope
+                if rate_dq & (_U_DNU | _U_SAT):
+                    slope = np.nan
+                    vp = 0.0
+                    vr = 0.0
+                    err = 0.0
+                if set_rate_sat:
+                    rate_dq |= _U_SAT
+                if not np.isnan(slope):
+                    slope = slope * vr
+                if chargeloss:
+                    evar = 0.0
+                    any_cl = False
+                    for i in range(nints):
+                        has_cl = False
+                        for k in range(ngroups):
+                            if allq[i, k] & _CHLO:
+                                has_cl = True
+                        if not has_cl:
+                            if int_vr[i] > 0.0:
+                                evar += 1.0 / int_vr[i]
+                            continue
+                        any_cl = True
+                        for k in range(ngroups):
+                            q = bq[i, k, xx]
+                            if q & _CHLO:
+                                q = q ^ (_DNU | _CHLO)
+                            og[k] = q & _NPERS
+                        nseg = 0
+                        in_seg = False
+                        start = 0
+                        maxlen = 0
+                        for k in range(ngroups):
+                            if og[k] == 0:
+                                if not in_seg:
+                                    start = k - 1 if (k > 0 and og[k - 1] == _JUMP) else k
+                                    in_seg = True
+                            elif in_seg:
+                                seg_l[nseg] = k - start
+                                maxlen = max(maxlen, k - start)
+                                nseg += 1
+                                in_seg = False
+                        if in_seg:
+                            seg_l[nseg] = ngroups - start
+                            maxlen = max(maxlen, ngroups - start)
+                            nseg += 1
+                        ivr = 0.0
+                        for s_ in range(nseg):
+                            n = seg_l[s_]
+                            if nseg >= 2 and maxlen >= 2 and n == 1:
+                                continue          # pruned one-group segment
+                            if nseg >= 2 and maxlen < 2 and s_ > 0:
+                                continue          # only the first one-group segment is kept
+                            rnum = rn / tg
+                            if n <= 2:
+                                svr = 12.0 * rnum * rnum / (6.0 * g * g)
+                            elif g <= 0.0 or np.isnan(g):
+                                svr = 0.0
+                            else:
+                                svr = 12.0 * rnum * rnum / ((n * n * n - n) * g * g)
+                            if svr > 0.0:
+                                ivr += 1.0 / svr
+                        v = 1.0 / ivr if ivr > 0.0 else np.inf
+                        if v >= LARGE_VARIANCE_THRESHOLD:
+                            v = 0.0
+                        if want_ints:
+                            i_vr[i, y, x] = np.float32(v)
+                        evar += ivr
+                    if any_cl:
+                        if evar > 0.0:
+                            vr = 1.0 / evar
+                        if vr >= LARGE_VARIANCE_THRESHOLD:
+                            vr = 0.0
+                r_slope[y, x] = np.float32(slope)
+                r_dq[y, x] = rate_dq
+                r_vp[y, x] = np.float32(vp)
+                r_vr[y, x] = np.float32(vr)
+                r_err[y, x] = np.float32(err)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
