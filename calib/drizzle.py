@@ -17,8 +17,9 @@ per numba thread, handed out to the threads one at a time), each band a task tha
 input in drizzle's order (rows, then columns) and updates only its own rows, so each output
 pixel receives its drops in the serial order from one thread and the result is bit-identical
 to the serial kernel for any number of threads. A first pass records, per input row segment
-of ``SEGMENT`` pixels, the output rows its drops reach, so a band skips the segments that
-cannot touch it; input pixels of weight 0 are skipped (they add nothing).
+of ``SEGMENT`` pixels, the output rows its drops reach (with shared corners, the rows between
+its lowest and highest corner), so a band skips the segments that cannot touch it; input
+pixels of weight 0 are skipped (they add nothing).
 
 Edges, as drizzle's "image scanner" (:func:`scan_limits`): drizzle maps the corners of the
 input box to the output, joins them by straight lines, clips that outline to the output frame,
@@ -227,6 +228,36 @@ def _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, dh, shared, cx, cy, se
                 b = max(b, _fortran_round(ys.max()))
             lo[r, s] = a
             hi[r, s] = b
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _segment_rows_shared(cy, xmin, xmax, ymin, ymax, seg, lo, hi, slo, shi):
+    """:func:`_segment_rows` for shared corners, from the corners alone: a range that contains it.
+
+    The output rows (drizzle's rounding) between the lowest and the highest mapped corner of
+    the segment's pixels, whatever their weights: the kernel skips a band only when no drop
+    can reach it, so a wider range changes no result (it only visits a few more segments).
+    """
+    nseg = lo.shape[1]
+    for r in numba.prange(ymax - ymin + 1):
+        for s in range(nseg):
+            i0 = max(xmin + s * seg, slo[r])
+            i1 = min(xmin + (s + 1) * seg, xmax + 1, shi[r] + 1)
+            mn = np.inf
+            mx = -np.inf
+            stop = i1 - xmin + 1 if i1 > i0 else i0 - xmin      # corner columns of pixels i0..i1 - 1
+            for b in range(i0 - xmin, stop):
+                for v in (cy[r, b], cy[r + 1, b]):
+                    if v < mn:             # NaN (unmapped) compares false: skipped
+                        mn = v
+                    if v > mx:
+                        mx = v
+            if mn <= mx:
+                lo[r, s] = _fortran_round(mn)
+                hi[r, s] = _fortran_round(mx)
+            else:
+                lo[r, s] = 2**31 - 1
+                hi[r, s] = -2**31
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -718,8 +749,11 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     nseg = (xmax - xmin) // SEGMENT + 1
     lo = np.empty((ymax - ymin + 1, nseg), np.int32)
     hi = np.empty_like(lo)
-    _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi,
-                  slo, shi)
+    if shared:
+        _segment_rows_shared(cy, xmin, xmax, ymin, ymax, SEGMENT, lo, hi, slo, shi)
+    else:
+        _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi,
+                      slo, shi)
     my = out_img.shape[0]
     nbands = max(1, min(my, numba.get_num_threads() * BANDS_PER_THREAD))
     edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
