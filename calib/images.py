@@ -407,7 +407,7 @@ class Image3State:
     models: list = field(default_factory=list)
 
 @contextlib.contextmanager
-def open_image3(path: str | os.PathLike) -> Iterator[Image3State]:
+def open_image3(path: str | os.PathLike, prepare=None) -> Iterator[Image3State]:
     """Open a Level-3 imaging association's science members as an :class:`Image3State`.
 
     Parameters
@@ -416,6 +416,9 @@ def open_image3(path: str | os.PathLike) -> Iterator[Image3State]:
         A jwst association JSON (``asn_type`` image3) with one product whose ``science``
         members are ``_cal`` images (names relative to the association's directory, as jwst
         resolves them).
+    prepare : callable, optional
+        ``prepare(model)`` on each member as soon as it is read, before the next one is (e.g.
+        :meth:`calib.spill.ArraySpill.release`, so that the members are never all in memory).
 
     Yields
     ------
@@ -452,6 +455,8 @@ def open_image3(path: str | os.PathLike) -> Iterator[Image3State]:
                     library.shelve(m, j, modify=False)
                 raise InputError(f"{path}: member {model.meta.filename} is not a calibrated 2-D image with a WCS "
                                  "(a _cal product of calwebb_image2)")
+            if prepare is not None:
+                prepare(model)
         info = image_info(models[0], models[0].meta.filename or path)
         keys = ExposureKeys.from_model(models[0])
         for i, m in enumerate(models):

@@ -103,6 +103,9 @@ class PipelineSpec:
     release : callable, optional
         ``release(state, suffix)``: after a ``write_early`` product was written, drop what
         the steps still to run do not read (its big arrays), to lower the peak memory.
+    after_step : callable, optional
+        ``after_step(state, step_name)`` after each step that ran (image3: the members' pages
+        read by the step leave the process, :class:`calib.spill.ArraySpill`).
     """
 
     name: str
@@ -118,6 +121,7 @@ class PipelineSpec:
     input_model: str = "RampModel"
     doc: str = ""
     release: Callable[[Any, str], None] | None = None
+    after_step: Callable[[Any, str], None] | None = None
 
     def step(self, name: str) -> StepSpec:
         """Return the declared step ``name``.
@@ -385,8 +389,12 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
     write : callable, optional
         ``write(suffix, model) -> path``: called for each ``write_early`` product, with its
         S_* keywords set, just before its ``made_before`` step runs; the pipeline's
-        ``release`` then drops what later steps do not read. Without it every product is
-        returned in ``products``. Whatever ``write`` raises propagates.
+        ``release`` then drops what later steps do not read. A step may also hand over a
+        product as soon as it is final, one per member (image3's ``crf:<root>``), through
+        ``state.write_product(suffix, model)`` (set on the state when ``write`` is given and
+        the state takes attributes; S_* keywords of the steps before the product's
+        ``made_before`` stamped, the running step's as COMPLETE). Without it every product
+        is returned in ``products``. Whatever ``write`` raises propagates.
 
     Returns
     -------
@@ -413,11 +421,22 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
     with spec.open(path) as state:
         keys = state.keys
         session = ReferenceSession(references or {}, state.info)
+        current = [""]
+        if write is not None:
+            def write_product(suffix: str, model) -> Any:
+                _stamp_steps(spec, suffix, model, {**status, current[0]: "COMPLETE"})
+                written[suffix] = write(suffix, model)
+                return written[suffix]
+            try:
+                state.write_product = write_product
+            except AttributeError:
+                pass
         try:
             with KERNEL_LOCK:
                 for step in spec.flavours(keys):
                     t0 = time.perf_counter()
                     c = resolved[step.name]
+                    current[0] = step.name
                     if step.name in early and spec.will_run(step, keys, resolved):
                         suffix = early[step.name]
                         model = spec.finish(state, status).get(suffix)
@@ -437,6 +456,8 @@ def run(spec: PipelineSpec, input_path: str | os.PathLike, references: Mapping[s
                         status[step.name] = STATUS_SKIPPED
                     else:
                         status[step.name] = step.run(state, StepContext(step, c, session))
+                        if spec.after_step is not None:
+                            spec.after_step(state, step.name)
                     timings[step.name] = time.perf_counter() - t0
         finally:
             session.close()

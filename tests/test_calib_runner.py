@@ -21,8 +21,8 @@ from calib.errors import InputError, ReferenceFileError
 from calib.params import SUPPORT_DEFAULT_ONLY, Param, ParamError
 from calib.pipelines import REGISTRY, get_pipeline, required_reftypes, run_pipeline, validate_params
 from calib.ramps import open_ramp
-from calib.runner import PipelineSpec, ProductSpec
-from calib.step import StepSpec
+from calib.runner import PipelineSpec, ProductSpec, run
+from calib.step import ExposureKeys, StepSpec
 from calib.steps import dq_init
 from tests.test_calib_support import make_nircam
 
@@ -171,3 +171,95 @@ def test_a_product_carries_only_the_references_of_the_steps_that_made_it(tmp_pat
     with pytest.raises(ValueError, match="apcorr"):
         save_products(orphan, tmp_path / "other", "x", provenance)
     assert not list((tmp_path / "other").glob("*.fits"))
+
+
+# ---------------------------------------------------------------------------- per-member products, spilled arrays
+def test_a_step_hands_over_per_member_products_as_soon_as_they_are_final():
+    """``state.write_product`` during a step: written at once, S_* of the steps so far (the running
+    one COMPLETE) stamped, not returned again in ``products``; ``after_step`` follows every step run."""
+    seen = []
+
+    def sky(state, ctx):
+        return "COMPLETE"
+
+    def flag(state, ctx):
+        for name, m in state.members.items():
+            m.meta.cal_step.outlier_detection = "COMPLETE"
+            if hasattr(state, "write_product"):
+                seen.append((name, state.write_product(f"crf:{name}", m)))
+        return "COMPLETE"
+
+    def mosaic(state, ctx):
+        state.i2d = datamodels.ImageModel(np.zeros((4, 4), np.float32))
+        return "COMPLETE"
+
+    steps = tuple(StepSpec(name=n, jwst_class="none", run=f)
+                  for n, f in (("skymatch", sky), ("outlier_detection", flag), ("resample", mosaic)))
+
+    @contextlib.contextmanager
+    def open_members(path):
+        yield types.SimpleNamespace(
+            path=path, keys=ExposureKeys("NIRCAM", "NRCA1", "NRC_IMAGE", "", "FULL"), i2d=None,
+            info=types.SimpleNamespace(instrument="NIRCAM", xstart=1, ystart=1, xsize=4, ysize=4),
+            members={n: datamodels.ImageModel(np.full((4, 4), k, np.float32)) for k, n in enumerate("ab")})
+
+    def finish(state, status):
+        out = {f"crf:{n}": m for n, m in state.members.items()}
+        if state.i2d is not None:
+            out["i2d"] = state.i2d
+        return out
+
+    after = []
+    spec = PipelineSpec(name="calwebb_toy3", jwst_class="none", flavours=lambda keys: steps, steps=steps,
+                        products=(ProductSpec("crf", "ImageModel", made_before="resample", write_early=True),
+                                  ProductSpec("i2d", "ImageModel")),
+                        open=open_members, finish=finish, after_step=lambda state, name: after.append(name))
+    written = {}
+
+    def write(suffix, model):
+        written[suffix] = (model.meta.cal_step.skymatch, model.meta.cal_step.outlier_detection,
+                           model.meta.cal_step.resample, float(model.data[0, 0]))
+        return f"/out/{suffix}"
+
+    res = run(spec, "toy_asn.json", {}, write=write)
+    assert seen == [("a", "/out/crf:a"), ("b", "/out/crf:b")]
+    assert written == {"crf:a": ("COMPLETE", "COMPLETE", None, 0.0), "crf:b": ("COMPLETE", "COMPLETE", None, 1.0)}
+    assert res.written == {"crf:a": "/out/crf:a", "crf:b": "/out/crf:b"}
+    assert list(res.products) == ["i2d"]
+    assert after == ["skymatch", "outlier_detection", "resample"]
+    # without a writer the state has no write_product and every product is returned
+    seen.clear()
+    res = run(spec, "toy_asn.json", {})
+    assert seen == [] and res.written == {} and list(res.products) == ["crf:a", "crf:b", "i2d"]
+    assert res.products["crf:a"].meta.cal_step.outlier_detection == "COMPLETE"
+
+
+def test_spilled_arrays_keep_their_values_and_changes():
+    from calib.spill import ArraySpill
+
+    rng = np.random.default_rng(1)
+    sci = rng.normal(size=(600, 500)).astype(np.float32)
+    dq = rng.integers(0, 4, size=(600, 500)).astype(np.uint32)
+    m = datamodels.ImageModel(data=sci.copy(), dq=dq.copy())
+    m.meta.wcs = None
+    with ArraySpill(min_bytes=1 << 16) as spill:
+        assert spill.release(m) == sci.nbytes + dq.nbytes
+        assert isinstance(m.data, np.memmap) and isinstance(m.dq, np.memmap)
+        np.testing.assert_array_equal(m.data, sci)
+        np.testing.assert_array_equal(m.dq, dq)
+        assert m.data.dtype == np.float32 and m.dq.dtype == np.uint32 and m.data.shape == sci.shape
+        m.data[10, 20] = np.nan                   # a step changes a value: the file keeps it
+        m.dq |= 1
+        first = m.data
+        spill.release(m)
+        assert m.data is not first               # a fresh view of the same file
+        assert np.isnan(m.data[10, 20]) and np.all(m.dq & 1)
+        sci[10, 20] = np.nan
+        np.testing.assert_array_equal(m.data, sci)
+        m.data = np.ones((600, 500), np.float32)  # a step replaces an array: spilled anew
+        spill.release(m)
+        assert isinstance(m.data, np.memmap) and np.all(m.data == 1)
+        small = datamodels.ImageModel(data=np.zeros((8, 8), np.float32))
+        assert spill.release(small) == 0 and not isinstance(small.data, np.memmap)
+    # the files are gone; views made before stay valid
+    assert np.all(m.data == 1) and np.all(m.dq & 1)

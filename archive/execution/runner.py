@@ -526,8 +526,8 @@ def _run_calib_level3(work: _Work) -> tuple[list, dict]:
     import json
     import time
 
-    from calib.pipelines import release_unreachable, run_pipeline
-    from calib.products import save_products
+    from calib.pipelines import release_unreachable
+    from calib.products import run_and_save
 
     from .jwst_engine import RUN_DIR
 
@@ -541,12 +541,13 @@ def _run_calib_level3(work: _Work) -> tuple[list, dict]:
     asn_path = run_dir / f"{content.get('asn_id', 'asn')}_{content.get('asn_type', 'asn')}_asn.json"
     asn_path.write_text(json.dumps(content, indent=1))
     name = str((content.get("products") or [{}])[0].get("name") or work.filename)
-    result = run_pipeline(work.pipeline, asn_path, work.references, work.params)
     # calib stamps on each product only the references of the steps that made it (the i2d
     # carries no R_APCORR: source_catalog reads it later); the catalog rows record them all
     provenance = {"crds_context": work.context, "crds_version": work.crds_version, "cal_version": CAL_VER,
                   "references": dict(work.reference_names)}
-    files = save_products(result, work.output_dir, name, provenance)
+    # each member's _crf written as soon as outlier_detection flagged it, the rest at the end
+    result, files = run_and_save(work.pipeline, asn_path, work.references, work.params, work.output_dir, name,
+                                 provenance)
     timings = dict(getattr(result, "timings", {}) or {})
     timings.setdefault("total", round(time.perf_counter() - t0, 3))
     del result

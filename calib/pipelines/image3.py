@@ -20,11 +20,23 @@ Products:
 * ``segm``: SegmentationMapModel: int32 (my, mx) labels, the i2d's gwcs.
 
 References: apcorr, abvegaoffset (source_catalog, when it runs).
+
+Memory: the members' large arrays live in temporary memory-mapped files while the steps run
+(:class:`calib.spill.ArraySpill`, as jwst's ``in_memory=False`` keeps its members in
+temporary files): each member is spilled as soon as it is read, and the pages a step read
+leave the process after it (``after_step``), or after each member for outlier_detection
+and resample, which go through the members one at a time (``state.release_member``).
+With :func:`calib.products.run_and_save`, each ``_crf`` is written as soon as
+outlier_detection has flagged its member.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+
 from calib.errors import InputError
 from calib.images import open_image3
+from calib.spill import ArraySpill
 from calib.runner import PipelineSpec, ProductSpec
 from calib.step import ExposureKeys, StepSpec
 from calib.steps import assign_mtwcs, outlier_detection, resample, skymatch, source_catalog, tweakreg
@@ -77,6 +89,36 @@ def _products(state, status: dict[str, str]) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _open(path):
+    """:func:`calib.images.open_image3` with the members' large arrays spilled as they are read.
+
+    The state gets ``release_member(model)``: map the member's arrays afresh (the pages read
+    so far leave the process; changed values are kept in the files), and ``crf_suffix(model)``:
+    the product name of a member's ``_crf`` (outlier_detection hands each over to be written as
+    soon as it is flagged when the runner was given a writer).
+    """
+    def prepare(model) -> None:
+        spill.release(model)
+        # the member's FITS file (datamodels.open keeps it open, its HDUs holding the arrays
+        # read): every array is read and now spilled, so close it and let its arrays go
+        model.close()
+        gc.collect()
+
+    with ArraySpill() as spill, open_image3(path, prepare=prepare) as state:
+        state.release_member = spill.release
+        asn_id = str(state.asn.get("asn_id") or "")
+        state.crf_suffix = lambda model: f"crf:{crf_root(model, asn_id)}"
+        yield state
+
+
+def _after_step(state, name: str) -> None:
+    """Let the pages the step read of every member leave the process."""
+    for m in state.models:
+        if m.instance:
+            state.release_member(m)
+
+
 PIPELINE = PipelineSpec(
     name="calwebb_image3", jwst_class="jwst.pipeline.Image3Pipeline",
     aliases=("image3", "Image3Pipeline", "jwst.pipeline.Image3Pipeline", "calwebb_image3.cfg"),
@@ -89,6 +131,6 @@ PIPELINE = PipelineSpec(
                           "AB/Vega magnitudes", optional=True),
               ProductSpec("segm", "SegmentationMapModel", "segmentation map of the mosaic (int labels)",
                           optional=True, made_before="source_catalog")),
-    open=open_image3, finish=_products, instruments=INSTRUMENTS, input_model="ModelLibrary",
+    open=_open, finish=_products, after_step=_after_step, instruments=INSTRUMENTS, input_model="ModelLibrary",
     doc="imaging stage 3: sky matching, outlier flagging, mosaic, source catalog",
 )

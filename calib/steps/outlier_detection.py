@@ -24,6 +24,9 @@ The flagged members are the ``_crf`` products. Units: MJy/sr (SCI, ERR, median, 
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
+
 import numba
 import numpy as np
 
@@ -245,7 +248,7 @@ def flag_resampled_crs(sci, err, blot, snr1: float, snr2: float, scale1: float, 
     return out
 
 
-def detect_outliers(library, models: list, params: dict) -> int:
+def detect_outliers(library, models: list, params: dict, *, release=None, flagged=None) -> int:
     """Flag outliers of every member in place (DQ, NaN in SCI/ERR/VAR_*).
 
     Parameters
@@ -257,6 +260,14 @@ def detect_outliers(library, models: list, params: dict) -> int:
         MJy/sr, DQ uint32, gwcs).
     params : dict
         The step's resolved parameters (jwst's names).
+    release : callable, optional
+        ``release(model)`` once a member's arrays were read for its single and once it is
+        flagged (calwebb_image3: :meth:`calib.spill.ArraySpill.release`, so that one member
+        at a time is resident); also the singles are then kept in a temporary file and their
+        median made by sections of rows.
+    flagged : callable, optional
+        ``flagged(model)`` as soon as a member is flagged (before ``release``): its ``_crf``
+        is final.
 
     Returns
     -------
@@ -275,19 +286,21 @@ def detect_outliers(library, models: list, params: dict) -> int:
                                    "pixmap_order", "good_bits")}
     resamp = make_resampler(library, rpars, blendheaders=False, enable_ctx=False, enable_var=False,
                             compute_err=None)
+    resamp.release_input = release
     groups = list(library.group_indices.values())
     stack = None
-    for g, indices in enumerate(groups):
-        single = resamp.resample_group(indices)
-        if stack is None:
-            stack = np.empty((len(groups), *single.data.shape), np.float32)
-        threshold = compute_weight_threshold(single.wht, params["maskpt"])
-        data = np.asarray(single.data, np.float32)
-        data[single.wht < threshold] = np.nan
-        stack[g] = data
-        del single
-    median = nanmedian_stack(stack)
-    del stack
+    with contextlib.ExitStack() as files:
+        for g, indices in enumerate(groups):
+            single = resamp.resample_group(indices)
+            if stack is None:
+                stack = _SinglesStack((len(groups), *single.data.shape), files if release is not None else None)
+            threshold = compute_weight_threshold(single.wht, params["maskpt"])
+            data = np.asarray(single.data, np.float32)
+            data[single.wht < threshold] = np.nan
+            stack.put(g, data)
+            del single, data
+        median = stack.median()
+        del stack
     median_wcs = resamp.output_wcs
     flag = np.uint32(pixel["DO_NOT_USE"] | pixel["OUTLIER"])
     total = 0
@@ -299,8 +312,62 @@ def detect_outliers(library, models: list, params: dict) -> int:
         mask = flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
         model.dq |= mask.astype(np.uint32) * flag
         total += int(np.count_nonzero(mask))
+        del pixmap, blot, mask
         match_nans_and_flags(model)
+        if flagged is not None:
+            flagged(model)
+        if release is not None:
+            release(model)
     return total
+
+
+class _SinglesStack:
+    """The drizzled singles (n, my, mx) float32, in memory or in a temporary file.
+
+    In a file (``files`` given: an ExitStack that closes it), each single is written through
+    its own mapping and the median is made by sections of rows, each section mapped alone:
+    the stack's pages are resident one section at a time. The median is the same either way
+    (pixel by pixel, :func:`nanmedian_stack`).
+    """
+
+    #: rows per section of the median (about 16 MB of singles for 8 NIRCam full frames)
+    ROWS = 256
+
+    def __init__(self, shape, files=None):
+        self.shape = shape
+        if files is None:
+            self._fh = None
+            self._mem = np.empty(shape, np.float32)
+        else:
+            self._fh = files.enter_context(tempfile.TemporaryFile(prefix="calib-singles-"))
+            self._fh.truncate(int(np.prod(shape)) * 4)
+            self._mem = None
+
+    def _map(self):
+        return np.memmap(self._fh, np.float32, "r+", shape=self.shape)
+
+    def put(self, g: int, data: np.ndarray) -> None:
+        """Store single ``g``."""
+        if self._mem is not None:
+            self._mem[g] = data
+            return
+        m = self._map()
+        m[g] = data
+        m.flush()
+        del m
+
+    def median(self) -> np.ndarray:
+        """Return the NaN-skipping median of the singles (:func:`nanmedian_stack`), float32 (my, mx)."""
+        if self._mem is not None:
+            return nanmedian_stack(self._mem)
+        n, my, mx = self.shape
+        out = np.empty((my, mx), np.float32)
+        for r0 in range(0, my, self.ROWS):
+            m = self._map()
+            part = np.ascontiguousarray(m[:, r0:r0 + self.ROWS])
+            del m
+            _nanmedian_stack(part, out[r0:r0 + self.ROWS])
+        return out
 
 
 def _run(state, ctx) -> str:
@@ -308,9 +375,22 @@ def _run(state, ctx) -> str:
         raise InputError(f"{state.path}: the calib engine's outlier_detection runs on a Level-3 association")
     if len(state.models) < 2:
         return "SKIPPED"                    # jwst: fewer than two exposures
-    detect_outliers(state.library, state.models, dict(ctx.params))
-    for m in state.models:
-        m.meta.cal_step.outlier_detection = "COMPLETE"
+    write = getattr(state, "write_product", None) if hasattr(state, "crf_suffix") else None
+
+    def flagged(model) -> None:
+        model.meta.cal_step.outlier_detection = "COMPLETE"
+        if write is not None:
+            # its _crf is final: written now (one write at a time), from a copy of its metadata
+            # sharing its arrays, so that later steps see the member as they would otherwise
+            from calib.background import wait_for_writes
+
+            wait_for_writes()
+            shared = {id(v): v for v in model.instance.values() if isinstance(v, np.ndarray)}
+            shared[id(model.meta.wcs)] = model.meta.wcs
+            write(state.crf_suffix(model), model.copy(memo=shared))
+
+    detect_outliers(state.library, state.models, dict(ctx.params), release=getattr(state, "release_member", None),
+                    flagged=flagged)
     return "COMPLETE"
 
 

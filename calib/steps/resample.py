@@ -609,10 +609,14 @@ def _resampler_class():
                 # alone, so that _add can free the DQ once the weights are made
                 _drop_arrays(model, [k for k, v in d.items() if isinstance(v, np.ndarray)])
             self._add(d)
+            del d
             if self.output_jwst_model is None:
                 self.output_jwst_model = self.create_output_jwst_model(ref_input_model=model)
             if self.blendheaders:
                 self._blender.accumulate(model)
+            release = getattr(self, "release_input", None)
+            if release is not None:
+                release(model)          # image3: the pages of this member read so far leave the process
 
         def _drizzle_once(self, model, data, weight, pixmap, bounds, iscale, corners=None) -> None:
             """Drizzle SCI and the square roots of the variances of one input in one pass.
@@ -1011,10 +1015,14 @@ def _run_image3(state, ctx) -> str:
         raise InputError(f"{state.path}: calwebb_image3's resample runs on a Level-3 association's members")
     if any(np.ndim(m.data) != 2 for m in state.models):
         raise InputError(f"{state.path}: resample needs 2-D images")
+    release = getattr(state, "release_member", None)
     for m in state.models:                # as jwst's resample step does to its library's models
         match_nans_and_flags(m)
+        if release is not None:
+            release(m)
     p = dict(ctx.params)
     resamp = make_resampler(state.library, p, blendheaders=p["blendheaders"], output=state.product_name or None)
+    resamp.release_input = release        # one member's arrays resident at a time (calib.spill)
     state.i2d = resamp.resample_many_to_one()
     return "COMPLETE"
 
