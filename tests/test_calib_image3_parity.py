@@ -349,3 +349,51 @@ def test_blot_and_median_kernels_equal_drizzle_and_numpy():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 expected = np.nanmedian(stack, axis=0)
         np.testing.assert_array_equal(nanmedian_stack(stack), expected)
+
+
+def test_singles_median_by_sections_and_the_merge_kernel_equal_the_whole_array_forms():
+    """The singles kept in a temporary file give, section by section, the median of the
+    in-memory stack; resample's numba merge of one input into the running output equals
+    numpy's masked form (NaN and zero weights, extreme ranges; the context bit 31 included)."""
+    import contextlib
+
+    from calib.steps.outlier_detection import _SinglesStack, nanmedian_stack
+    from calib.steps.resample import _merge
+
+    rng = np.random.default_rng(7)
+    stack = rng.normal(0.0, 1.0, (3, 600, 70)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.3] = np.nan
+    with contextlib.ExitStack() as files:
+        kept = _SinglesStack(stack.shape, files)
+        for g in range(3):
+            kept.put(g, stack[g])
+        kept.ROWS = 256                        # three sections, the last one short
+        in_memory = _SinglesStack(stack.shape)
+        for g in range(3):
+            in_memory.put(g, stack[g])
+        assert kept.median().tobytes() == in_memory.median().tobytes() == nanmedian_stack(stack).tobytes()
+
+    sh = (300, 257)
+    for t in range(4):
+        out_img = rng.normal(size=sh).astype(np.float32) * 10 ** rng.uniform(-3, 3, sh).astype(np.float32)
+        out_wht = rng.uniform(-0.5, 3, sh).astype(np.float32) * 10 ** rng.uniform(-5, 5, sh).astype(np.float32)
+        img = rng.normal(size=sh).astype(np.float32)
+        wht = rng.uniform(-0.5, 3, sh).astype(np.float32) * 10 ** rng.uniform(-5, 5, sh).astype(np.float32)
+        for a in (out_img, out_wht, img, wht):
+            a[rng.random(sh) < 0.02] = np.nan
+        out_wht[rng.random(sh) < 0.1] = 0
+        wht[rng.random(sh) < 0.1] = 0
+        ctx = (rng.random(sh) < 0.5).astype(np.int32)
+        out_ctx = rng.integers(-2**31, 2**31, sh).astype(np.int32)
+        expected = [out_img.copy(), out_wht.copy(), out_ctx.copy()]
+        add = wht > 0
+        both = add & (expected[1] > 0)
+        first = add & ~(expected[1] > 0)
+        expected[0][first] = img[first]
+        vc, w = expected[1][both].astype(np.float64), wht[both].astype(np.float64)
+        expected[0][both] = ((expected[0][both] * vc + img[both] * w) / (vc + w)).astype(np.float32)
+        expected[1][add] = (expected[1][add].astype(np.float64) + wht[add]).astype(np.float32)
+        expected[2] |= np.where(ctx != 0, np.uint32(1 << 31), np.uint32(0)).view(np.int32)
+        _merge(out_img, out_wht, img, wht, out_ctx, ctx, 31)
+        for ours, theirs in zip((out_img, out_wht, out_ctx), expected, strict=True):
+            assert ours.tobytes() == theirs.tobytes(), t

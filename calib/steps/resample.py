@@ -549,21 +549,44 @@ def pixel_corners(wcs_from, wcs_to, shape: tuple[int, int], bounds, tolerance: f
     return (cx, cy), fit.max_error, fit.step
 
 
-def _merge(out_img, out_wht, img, wht) -> None:
-    """Merge one input's drizzled image into the running output, in place.
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _merge_kernel(out_img, out_wht, img, wht, has_ctx, out_ctx, ctx, ctx_bit):
+    my, mx = wht.shape
+    for y in numba.prange(my):
+        for x in range(mx):
+            if has_ctx and ctx[y, x] != 0:
+                out_ctx[y, x] |= ctx_bit
+            w32 = wht[y, x]
+            if not w32 > 0:
+                continue
+            o = out_wht[y, x]
+            if o > 0:
+                vc = np.float64(o)
+                w = np.float64(w32)
+                out_img[y, x] = np.float32((np.float64(out_img[y, x]) * vc + np.float64(img[y, x]) * w) / (vc + w))
+            else:
+                out_img[y, x] = img[y, x]
+            out_wht[y, x] = np.float32(np.float64(o) + np.float64(w32))
+
+
+def _merge(out_img, out_wht, img, wht, out_ctx=None, ctx=None, bit: int = 0) -> None:
+    """Merge one input's drizzled image into the running output, in place (numba, one pass).
 
     ``out_img``/``out_wht`` and ``img``/``wht`` are float32 (my, mx) weighted means and
     their weights; the merged mean is ``(out_img out_wht + img wht) / (out_wht + wht)``
-    where ``wht > 0`` (``img`` where nothing was there yet), as drizzle's running mean gives
-    when the input's drops are added one by one (equal up to float32 rounding).
+    (in float64, rounded to float32) where ``wht > 0`` and ``out_wht > 0``, ``img`` where
+    ``wht > 0`` and nothing was there yet, and ``out_wht`` becomes ``float32(out_wht + wht)``
+    where ``wht > 0``: as drizzle's running mean gives when the input's drops are added one by
+    one (equal up to float32 rounding). With ``out_ctx`` (int32 (my, mx), one context plane)
+    and ``ctx`` (the input's context, int32 (my, mx)), bit ``bit`` of ``out_ctx`` is set where
+    ``ctx`` is nonzero. No temporaries (numpy's masked form made ~150 MB of them per
+    full-frame input).
     """
-    add = wht > 0
-    first = add & ~(out_wht > 0)
-    both = add & (out_wht > 0)
-    out_img[first] = img[first]
-    vc, w = out_wht[both].astype(np.float64), wht[both].astype(np.float64)
-    out_img[both] = ((out_img[both] * vc + img[both] * w) / (vc + w)).astype(np.float32)
-    out_wht[add] = (out_wht[add].astype(np.float64) + wht[add]).astype(np.float32)
+    if out_ctx is None:
+        none = np.zeros((1, 1), np.int32)
+        _merge_kernel(out_img, out_wht, img, wht, False, none, none, np.int32(0))
+    else:
+        _merge_kernel(out_img, out_wht, img, wht, True, out_ctx, ctx, np.uint32(1 << bit).view(np.int32))
 
 
 def _resampler_class():
@@ -647,12 +670,13 @@ def _resampler_class():
                 out_ctx = None if ctx is None else ctx[None]      # the context image (1, my, mx): no copy
                 own = self._own = SimpleNamespace(out_img=img, out_wht=wht, out_ctx=out_ctx, out_dq=None)
             else:
-                _merge(own.out_img, own.out_wht, img, wht)
                 if ctx is not None:
                     plane, bit = divmod(k, 32)
                     if own.out_ctx.shape[0] <= plane:
                         own.out_ctx = np.concatenate([own.out_ctx, np.zeros((1, *shape), np.int32)])
-                    own.out_ctx[plane] |= np.where(ctx != 0, np.uint32(1 << bit), np.uint32(0)).view(np.int32)
+                    _merge(own.out_img, own.out_wht, img, wht, own.out_ctx[plane], ctx, bit)
+                else:
+                    _merge(own.out_img, own.out_wht, img, wht)
             self._driz = own
             self._own_sqrt_var = {n: out_extra[e] for e, n in enumerate(names)}
             self._own_block = (out_extra, names)
