@@ -356,25 +356,37 @@ def _cell(v, n):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, cx, cy):
+def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, nbuf, cx, cy):
     """Output positions of the input pixel corners, interpolated in the splines' pixel map.
 
     What :func:`calib.drizzle.corner_map` gives on the pixel map :func:`pixel_map` makes from
     these splines (``qx``/``qy``: their column sums at columns ``limits[0]..limits[1]``;
     NaN outside the rows and columns of ``limits``), bit for bit, without the map: each
-    task of ``chunk`` corner rows evaluates the map rows it interpolates between into a
-    buffer of its own.
+    task of ``chunk`` corner rows evaluates the map rows it interpolates between into its
+    thread's buffer (``nbuf``: numba's thread count, ``NUMBA_NUM_THREADS``); the corners'
+    cells and weights along x, the same for every row, are computed once.
     """
     lx0, ly0, ly1 = limits[0], limits[2], limits[3]
     ncr = ymax - ymin + 2
     ncc = xmax - xmin + 2
     nchunk = (ncr + chunk - 1) // chunk
+    ci0 = np.empty(ncc, np.int64)
+    cfx = np.empty(ncc)
+    cgx = np.empty(ncc)
+    for ci in range(ncc):
+        x = xmin + ci - 0.5
+        i0 = _cell(x, nx)
+        ci0[ci] = i0
+        cfx[ci] = x - i0
+        cgx[ci] = 1.0 - (x - i0)
+    bufs = np.empty((nbuf, chunk + 2, nx, 2))
     for c in numba.prange(nchunk):
         r0 = c * chunk
         r1 = min(r0 + chunk, ncr)
         jlo = min(max(int(ymin + r0 - 0.5), 0), ny - 2)
         jhi = min(max(int(ymin + r1 - 1 - 0.5), 0), ny - 2) + 1
-        buf = np.full((jhi - jlo + 1, nx, 2), np.nan)
+        buf = bufs[numba.get_thread_id()][:jhi - jlo + 1]     # this task's thread's alone
+        buf[:] = np.nan
         by = np.empty(4)
         for j in range(max(jlo, ly0), min(jhi, ly1) + 1):
             m = _cubic_basis(ty, np.float64(j), by)
@@ -387,10 +399,9 @@ def _spline_corners(qx, qy, ty, limits, ny, nx, xmin, xmax, ymin, ymax, chunk, c
             p = buf[j0 - jlo]
             q = buf[j0 + 1 - jlo]
             for ci in range(ncc):
-                x = xmin + ci - 0.5
-                i0 = _cell(x, nx)
-                fx = x - i0
-                gx = 1.0 - fx
+                i0 = ci0[ci]
+                fx = cfx[ci]
+                gx = cgx[ci]
                 cx[cj, ci] = (p[i0, 0] * gx * gy + p[i0 + 1, 0] * fx * gy
                               + q[i0, 0] * gx * fy + q[i0 + 1, 0] * fx * fy)
                 cy[cj, ci] = (p[i0, 1] * gx * gy + p[i0 + 1, 1] * fx * gy
@@ -545,7 +556,7 @@ def pixel_corners(wcs_from, wcs_to, shape: tuple[int, int], bounds, tolerance: f
     with numba.parallel_chunksize(1):       # tasks of CORNER_ROWS rows handed out one at a time (DYNAMIC_ROWS)
         qx, qy = _column_tables(fit.tx, fit.cx, fit.cy, np.arange(lx0, lx1 + 1, dtype=np.float64))
         _spline_corners(qx, qy, fit.ty, np.array(fit.limits, np.int64), ny, nx, xmin, xmax, ymin, ymax,
-                        CORNER_ROWS, cx, cy)
+                        CORNER_ROWS, numba.config.NUMBA_NUM_THREADS, cx, cy)
     return (cx, cy), fit.max_error, fit.step
 
 
