@@ -82,3 +82,62 @@ def test_iraf_star_finder_same_catalog_with_fast_peaks():
     assert len(ref) > 10
     for name in ref.colnames:
         np.testing.assert_array_equal(np.asarray(ours[name]), np.asarray(ref[name]))
+
+
+def _blend_scene(seed, shape=(160, 200), offset=0.0):
+    """Gaussian stars (some in touching pairs) on noise, convolved as source finding does."""
+    from astropy.convolution import Gaussian2DKernel, convolve
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = rng.normal(offset, 1.0, shape)
+    for _ in range(40):
+        y, x = rng.uniform(5, shape[0] - 5), rng.uniform(5, shape[1] - 5)
+        s = rng.uniform(1.0, 2.5)
+        for dy, dx, f in ((0, 0, 1.0), (rng.uniform(2, 5), rng.uniform(-4, 4), rng.uniform(0, 0.8))):
+            img += rng.uniform(20, 400) * f * np.exp(-((yy - y - dy) ** 2 + (xx - x - dx) ** 2) / (2 * s * s))
+    img[rng.integers(0, shape[0], 20), rng.integers(0, shape[1], 20)] = np.nan
+    return convolve(img, Gaussian2DKernel(1.2), nan_treatment="fill", fill_value=0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_single_peak_means_no_threshold_splits(seed):
+    """A segment single_peak accepts is one source at each of photutils' thresholds."""
+    from photutils.segmentation import detect_sources
+    from photutils.segmentation.deblend import _DeblendParams, _SingleSourceDeblender
+
+    from calib.detection import single_peak
+
+    conv = _blend_scene(seed)
+    segm = detect_sources(conv, 3.0, 5, connectivity=8)
+    seen = {True: 0, False: 0}
+    for conn, fp in ((8, np.ones((3, 3), bool)), (4, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool))):
+        params = _DeblendParams(n_pixels=5, footprint=fp, n_levels=32, contrast=0.001, mode="linear")
+        for label, slc in zip(segm.labels, segm.slices, strict=True):
+            d = _SingleSourceDeblender(conv[slc], segm.data[slc], label, params)
+            one = single_peak(conv[slc], segm.data[slc] == label, fp)
+            seen[one] += 1
+            if one:
+                assert all(s is None for s in d.multithreshold()), (conn, label)
+    assert seen[True] > 20 and seen[False] > 5          # both kinds are there
+
+
+@pytest.mark.parametrize("mode", ["exponential", "linear", "sinh"])
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_fast_deblending_equals_photutils(mode, connectivity):
+    """deblend_sources with the single-peak shortcut: the same segmentation, labels and warnings."""
+    from photutils.segmentation import deblend_sources, detect_sources
+
+    from calib.detection import fast_deblending
+
+    conv = _blend_scene(7)
+    segm = detect_sources(conv, 2.5, 5, connectivity=connectivity)
+    kw = {"n_levels": 32, "contrast": 0.001, "mode": mode, "connectivity": connectivity, "progress_bar": False}
+    theirs = deblend_sources(conv, segm, 5, **kw)
+    with fast_deblending():
+        ours = deblend_sources(conv, segm, 5, **kw)
+    assert theirs.n_labels > segm.n_labels               # some sources were split
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    assert list(ours.labels) == list(theirs.labels)
+    assert getattr(ours, "info", None) == getattr(theirs, "info", None)
+    assert ours._deblend_label_map.keys() == theirs._deblend_label_map.keys()

@@ -8,7 +8,9 @@ As jwst's source_catalog step does (jwst documentation "source_catalog"), with p
   clipped medians, 3x3 median filter); detection threshold ``snr_threshold`` x RMS;
 * the background-subtracted image convolved with a Gaussian of FWHM ``kernel_fwhm``,
   segmented by ``SourceFinder`` (``npixels``, ``connectivity``, deblending with
-  ``nlevels``/``contrast``/``multithresh_mode``), measured by ``SourceCatalog``;
+  ``nlevels``/``contrast``/``multithresh_mode``; single-peaked sources, which no threshold
+  can split, recognised at once by :func:`calib.detection.fast_deblending`), measured by
+  ``SourceCatalog``;
 * aperture photometry (``aperture_photometry``) in three circles holding ``aperture_ee1/2/3``
   percent of the encircled energy (radii, aperture corrections and sky annulus from the
   APCORR reference, divided by the resample pixel-scale ratio), less the 3-sigma-clipped
@@ -109,6 +111,8 @@ def detect_sources(data, err, mask, wcs, params: dict):
     from photutils.segmentation.catalog import DEFAULT_COLUMNS
     from photutils.utils import NoDetectionsWarning
 
+    from calib.detection import fast_deblending
+
     background, rms = estimate_background(data, mask, params["bkg_boxsize"])
     threshold = params["snr_threshold"] * rms
     sub = data - background
@@ -121,7 +125,7 @@ def detect_sources(data, err, mask, wcs, params: dict):
     finder = SourceFinder(params["npixels"], connectivity=int(params["connectivity"]), deblend=params["deblend"],
                           n_levels=params["nlevels"], contrast=params["contrast"], mode=params["multithresh_mode"],
                           relabel=True, progress_bar=False)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), fast_deblending():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         segm = finder(conv, threshold, mask=mask)
     if segm is None:
