@@ -262,11 +262,13 @@ def _segment_rows_shared(cy, xmin, xmax, ymin, ymax, seg, lo, hi, slo, shi):
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
-                   out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges, slo, shi):
+                   out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges, slo, shi, init, fill):
     """Drizzle the input range onto output row bands ``edges[b]:edges[b + 1]``, one band per task.
 
     Each band scans the input in drizzle's order (rows, then columns) and updates only its own
     output rows, so every output pixel receives its drops in the serial order, by one thread.
+    With ``init``, a band first sets its rows of ``out_img`` to ``fill`` and of ``out_extra``
+    to NaN (the bands cover every output row).
     """
     ny, nx = data.shape
     my, mx = out_img.shape
@@ -276,6 +278,13 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
     for band in numba.prange(edges.size - 1):
         b0 = edges[band]
         b1 = edges[band + 1] - 1
+        if init:
+            for jj in range(b0, b1 + 1):
+                for ii in range(mx):
+                    out_img[jj, ii] = fill
+                for e in range(nextra):
+                    for ii in range(mx):
+                        out_extra[e, jj, ii] = np.float32(np.nan)
         xs = np.empty(4)
         ys = np.empty(4)
         sl = np.empty(4)
@@ -689,7 +698,7 @@ def corner_map(pixmap, bounds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_extra, out_wht, out_ctx=None,
-                   bit=1, iscale=1.0, corners=None, sqrt_extra=False):
+                   bit=1, iscale=1.0, corners=None, sqrt_extra=False, init_fill=None):
     """Drizzle one image and its companions with the square kernel, accumulating in place.
 
     Parameters
@@ -724,6 +733,10 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     sqrt_extra : bool
         Drizzle the square roots of the companion arrays (float32 ``sqrt``, as
         ``numpy.sqrt`` of the arrays) instead of the arrays.
+    init_fill : float, optional
+        Fresh outputs: ``out_img`` is first set to this value and ``out_extra`` to NaN (each
+        row band by the task that drizzles it, in parallel), so they may be given
+        uninitialized (``numpy.empty``); the result is that of ``numpy.full`` outputs.
 
     Raises
     ------
@@ -733,6 +746,9 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     ctx = out_ctx if out_ctx is not None else np.zeros((0, 0), np.int32)
     xmin, xmax, ymin, ymax = (int(v) for v in bounds)
     if xmax < xmin or ymax < ymin:
+        if init_fill is not None:
+            out_img[...] = init_fill
+            out_extra[...] = np.nan
         return
     shared = float(pixfrac) == 1.0     # neighbouring pixels share corners: map each corner once
     if pixmap is not None:
@@ -765,4 +781,5 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     with numba.parallel_chunksize(1):
         _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
                        pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht,
-                       ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges, slo, shi)
+                       ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges, slo, shi, init_fill is not None,
+                       np.float32(np.nan if init_fill is None else init_fill))

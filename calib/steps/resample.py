@@ -670,12 +670,12 @@ def _resampler_class():
             fill = np.nan if fill in ("NAN", "INDEF", "NONE") else float(fill)
             k = self._own_count
             self._own_count += 1
-            img = np.full(shape, fill, np.float32)
+            img = np.empty(shape, np.float32)                     # fill / NaN set by the kernel's tasks
             wht = np.zeros(shape, np.float32)
             ctx = np.zeros(shape, np.int32) if self._enable_ctx else None
-            out_extra = np.full((len(names), *shape), np.nan, np.float32)
+            out_extra = np.empty((len(names), *shape), np.float32)
             drizzle_square(data, [model[n] for n in names], weight, pixmap, bounds, self.pixfrac, img, out_extra, wht,
-                           ctx, bit=1, iscale=iscale, corners=corners, sqrt_extra=True)
+                           ctx, bit=1, iscale=iscale, corners=corners, sqrt_extra=True, init_fill=fill)
             own = self._own
             if own is None:
                 out_ctx = None if ctx is None else ctx[None]      # the context image (1, my, mx): no copy
