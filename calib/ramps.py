@@ -192,9 +192,9 @@ def _open_level1b_fast(path: str):
     HDU list given to ``Level1bModel``), except that SCI is not read through astropy,
     which converts it to uint16 with a copy that is then converted to float32 again: its
     bytes are mapped and converted to float32 in one parallel pass
-    (:func:`_pseudo_unsigned_to_float32`), and the model's SCI is a zero-copy uint16
-    placeholder of the same shape (all zeros; :func:`open_ramp` uses only its shape and
-    releases it). Header, metadata and every other array are read as before.
+    (:func:`_pseudo_unsigned_to_float32`), and the model's SCI is a uint16 placeholder
+    of the same shape (all zeros, never touched, so its pages are never mapped;
+    :func:`open_ramp` uses only its shape and releases it). Header, metadata and every other array are read as before.
 
     Returns
     -------
@@ -227,8 +227,11 @@ def _open_level1b_fast(path: str):
             _pseudo_unsigned_to_float32(raw.view(np.uint16).reshape(n, shape[-1]).view(np.ndarray),
                                         data.reshape(n, shape[-1]))
             del raw
-        # the model's SCI: a placeholder of the right shape and type that holds no memory
-        vars(sci)["data"] = np.broadcast_to(np.zeros((), np.uint16), shape)
+        # the model's SCI: a placeholder of the right shape and type that holds no memory:
+        # zeros from calloc, whose pages stay unmapped while nothing touches them (a
+        # zero-stride broadcast would be copied in full by asdf's ndarray converter when
+        # the model validates its tree: 84 MB written for a full-frame exposure)
+        vars(sci)["data"] = np.zeros(shape, np.uint16)
         model = datamodels.Level1bModel(hdul)
     except Exception:  # noqa: BLE001 - the general path reads (or rejects) it
         hdul.close()
