@@ -642,13 +642,26 @@ def _resampler_class():
                 # the input is not used after this (its _cal is written): the dict holds its arrays
                 # alone, so that _add can free the DQ once the weights are made
                 _drop_arrays(model, [k for k, v in d.items() if isinstance(v, np.ndarray)])
-            self._add(d)
+            release = getattr(self, "release_input", None)
+            if release is not None:
+                def refresh(dd, _model=model):
+                    """After the weights and the sky-subtracted SCI exist: DQ and SCI's pages go (calib.spill)."""
+                    dd.pop("dq", None)                  # in the weights now (as with consume_inputs)
+                    release(_model)
+                    for k, v in list(dd.items()):
+                        new = _model.instance.get(k)
+                        if isinstance(v, np.ndarray) and isinstance(new, np.ndarray) and new.shape == v.shape:
+                            dd[k] = new                 # the fresh, untouched views
+                self._refresh_input = refresh
+            try:
+                self._add(d)
+            finally:
+                self._refresh_input = None
             del d
             if self.output_jwst_model is None:
                 self.output_jwst_model = self.create_output_jwst_model(ref_input_model=model)
             if self.blendheaders:
                 self._blender.accumulate(model)
-            release = getattr(self, "release_input", None)
             if release is not None:
                 release(model)          # image3: the pages of this member read so far leave the process
 
@@ -842,6 +855,8 @@ def _resampler_class():
             weight = driz_weight(model, self.weight_type, self.good_bits, self.dq_flag_name_map)
             if not model["subtracted"] and model["level"] is not None:
                 data = data - model["level"]
+            if own and getattr(self, "_refresh_input", None) is not None:
+                self._refresh_input(model)
             if own:
                 if getattr(self, "consume_inputs", False):
                     model.pop("dq", None)           # in the weights now; freed before the outputs exist
