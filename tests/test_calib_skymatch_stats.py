@@ -151,3 +151,31 @@ def test_inverse_equals_gwcs_invert():
     for bb in (False, True):
         ours, theirs = _inverse(w)(ra, dec, with_bounding_box=bb), w.invert(ra, dec, with_bounding_box=bb)
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_overlap_values_equal_stcal_selection(seed):
+    """The gathered overlap values equal ``image[scan & good]`` with gwcs's own scan (one or two polygons)."""
+    from gwcs import region
+
+    from calib.steps.skymatch import overlap_values
+
+    rng = np.random.default_rng(seed)
+    shape = (120, 170)
+    image = rng.normal(0, 1, shape).astype(np.float32)
+    good = rng.uniform(size=shape) > 0.1
+    for k in range(25):
+        polys = []
+        for _ in range(1 + (k % 4 == 3)):
+            cx, cy, r = rng.uniform(-40, 210), rng.uniform(-40, 160), rng.uniform(3, 120)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
+            pts = [(cx + r * np.cos(t), cy + r * np.sin(t)) for t in ang]
+            polys.append(region.Polygon(True, [*pts, pts[0]]))
+        fill = np.zeros(shape, bool)
+        for p in polys:
+            fill = p.scan(fill)                         # gwcs's own fill, as stcal
+        want = image[fill & good]
+        for img in (image, image.astype(">f4"), image.astype(np.float64)):
+            got = overlap_values(img, good, polys)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, want.astype(np.float32))

@@ -40,11 +40,14 @@ _ONE_BELOW = np.float32(1.0) - np.finfo(np.float32).eps
 
 
 @numba.njit(cache=True)
-def _scan_polygon(vx, vy, bx, by, bw, bh, shiftx, shifty, data):
-    ny, nx = data.shape
+def _polygon_spans(vx, vy, bx, by, bw, bh, shiftx, shifty, ny, nx):
+    """Return gwcs's scan-line fill as (row, start, stop) spans, in the order gwcs fills them."""
     ne = vx.size - 1
     active = np.zeros(ne, np.bool_)
     xs = np.empty(ne, np.int64)
+    cap = max(bh + 1, 0) * (ne // 2 + 1)
+    rows, starts, stops = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
+    n = 0
     scline = bh + by
     for y in range(by, scline + 1):
         if y < scline:
@@ -79,8 +82,45 @@ def _scan_polygon(vx, vy, bx, by, bw, bh, shiftx, shifty, data):
             stop = min(xv[2 * p + 1] + shiftx, nx - 1) + 1
             if stop < 0:                    # gwcs fills data[y][x0:stop]: a negative stop counts from the end
                 stop = max(stop + nx, 0)
-            for x in range(x0, stop):
-                data[ysh, x] = True
+            if stop > x0:
+                rows[n], starts[n], stops[n] = ysh, x0, stop
+                n += 1
+    return rows[:n], starts[:n], stops[:n]
+
+
+@numba.njit(cache=True)
+def _scan_polygon(vx, vy, bx, by, bw, bh, shiftx, shifty, data):
+    ny, nx = data.shape
+    rows, starts, stops = _polygon_spans(vx, vy, bx, by, bw, bh, shiftx, shifty, ny, nx)
+    for i in range(rows.size):
+        for x in range(starts[i], stops[i]):
+            data[rows[i], x] = True
+
+
+@numba.njit(cache=True)
+def _gather_spans(rows, starts, stops, bits, swap, good):
+    """Gather the float32 words of ``bits`` where ``good`` along disjoint spans in row-major order.
+
+    Returns (words, True), or (empty, False) when two spans of a row overlap or go backwards
+    (then the pixel set is not a concatenation of the spans: the mask path is taken).
+    """
+    total = 0
+    for i in range(rows.size):
+        if i > 0 and rows[i] == rows[i - 1] and starts[i] < stops[i - 1]:
+            return np.empty(0, np.uint32).view(np.float32), False
+        total += stops[i] - starts[i]
+    out = np.empty(total, np.uint32)
+    k = 0
+    for i in range(rows.size):
+        r = rows[i]
+        for x in range(starts[i], stops[i]):
+            if good[r, x]:
+                b = bits[r, x]
+                if swap:
+                    b = (((b & 0xFF) << 24) | ((b & 0xFF00) << 8) | ((b >> 8) & 0xFF00) | (b >> 24))
+                out[k] = b
+                k += 1
+    return out[:k].view(np.float32), True
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -403,6 +443,13 @@ def overlap_values(image: np.ndarray, good: np.ndarray, polygons: list) -> np.nd
         are masked (stcal masks the whole array, and copies a big-endian SCI twice).
     """
     ny = image.shape[0]
+    if image.dtype.kind == "f" and image.dtype.itemsize == 4 and len(polygons) == 1:
+        p = polygons[0]             # one polygon: its spans gathered directly (no mask)
+        spans = _polygon_spans(*_scan_args(p), int(p._shifty), ny, image.shape[1])
+        bits = np.ascontiguousarray(image).view(np.uint32)
+        values, ok = _gather_spans(*spans, bits, not image.dtype.isnative, np.ascontiguousarray(good))
+        if ok:
+            return values
     rows = [(int(p._bbox[1]) + int(p._shifty), int(p._bbox[1]) + int(p._bbox[3]) + int(p._shifty)) for p in polygons]
     y0 = max(0, min(r[0] for r in rows))
     y1 = min(ny - 1, max(r[1] for r in rows))
