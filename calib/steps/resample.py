@@ -676,6 +676,10 @@ def _resampler_class():
             variances of this input alone stand in for stcal's per-input variance resamplings.
             """
             self._driz = None                  # stcal's Drizzle object and its output arrays: unused
+            if getattr(self, "_pending_var", None) is None:
+                # the previous input's variances are in the running sums already (its block is kept
+                # only while it may be the single input): drop it before this input's arrays exist
+                self._own_block = (None, None)
             names = [n for n in self.variance_array_names
                      if self._enable_var and self._check_var_array(model, n)]
             shape = tuple(self.output_array_shape)
