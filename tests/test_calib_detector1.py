@@ -360,3 +360,36 @@ def test_release_unreachable_frees_a_dropped_result(nrc):
     release_unreachable()
     assert rate() is None and ints() is None
     release_unreachable()               # frozen survivors: cheap, and still correct
+
+
+@pytest.mark.parametrize("nc", [2, 3, 4, 5, 6, 7, 8])
+def test_linearity_kernel_float32_horner_bit_for_bit(nc):
+    """linearity_kernel == Horner's rule in float32, one numpy operation per coefficient.
+
+    The kernel fuses the polynomial into one expression per pixel for up to 6 coefficients:
+    the float32 operations and their order must stay those of the per-coefficient passes
+    (bit for bit, NaN and infinities included); SATURATED groups are left unchanged.
+    """
+    from calib.steps.linearity import linearity_kernel
+
+    rng = np.random.default_rng(nc)
+    shape = (2, 3, 7, 37)
+    data = rng.uniform(-100.0, 60000.0, shape).astype(np.float32)
+    data.flat[rng.integers(0, data.size, 20)] = np.nan
+    data.flat[rng.integers(0, data.size, 5)] = np.inf
+    gdq = np.where(rng.random(shape) < 0.2, np.uint8(SAT), np.uint8(0)).astype(np.uint8)
+    gdq[rng.random(shape) < 0.1] |= np.uint8(DNU)
+    coeffs = (rng.normal(0.0, 1.0, (nc, 7, 37)) * 10.0 ** -np.arange(nc)[:, None, None] * 3).astype(np.float32)
+    coeffs[1] += 1.0
+    want = data.copy()
+    r = coeffs[nc - 1] * data
+    for k in range(nc - 2, 0, -1):
+        r = (r + coeffs[k]) * data
+    r = r + coeffs[0]
+    keep = (gdq & SAT) == 0
+    want[keep] = r[keep]
+    got = data.copy()
+    linearity_kernel(got, gdq, coeffs)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+

@@ -24,28 +24,80 @@ __all__ = ["linearity", "linearity_kernel", "prepare_coefficients", "STEP"]
 _SAT = np.uint8(dqflags.SATURATED)
 
 
+@numba.njit(cache=True, inline="always")
+def _horner_row(v, q, coeffs, y, nc, r):
+    """Correct one row of one group in place (Horner's rule; SATURATED groups kept).
+
+    The polynomial of each pixel is evaluated in the same order of float32 operations for
+    every ``nc``: ``t = c[nc-1] * v``, then ``t = (t + c[k]) * v`` for k = nc-2 .. 1, then
+    ``t + c[0]``. Up to 6 coefficients the whole polynomial is one expression per pixel (one
+    vectorised pass over the row, ~2x faster than a pass per coefficient); longer ones use the
+    row scratch ``r`` (float32 (nx,)), one pass per coefficient.
+    """
+    nx = v.size
+    c0 = coeffs[0, y]
+    c1 = coeffs[1, y]
+    if nc == 2:
+        for x in range(nx):
+            d = v[x]
+            t = c1[x] * d + c0[x]
+            v[x] = d if (q[x] & _SAT) else t
+    elif nc == 3:
+        c2 = coeffs[2, y]
+        for x in range(nx):
+            d = v[x]
+            t = (c2[x] * d + c1[x]) * d + c0[x]
+            v[x] = d if (q[x] & _SAT) else t
+    elif nc == 4:
+        c2 = coeffs[2, y]
+        c3 = coeffs[3, y]
+        for x in range(nx):
+            d = v[x]
+            t = ((c3[x] * d + c2[x]) * d + c1[x]) * d + c0[x]
+            v[x] = d if (q[x] & _SAT) else t
+    elif nc == 5:
+        c2 = coeffs[2, y]
+        c3 = coeffs[3, y]
+        c4 = coeffs[4, y]
+        for x in range(nx):
+            d = v[x]
+            t = (((c4[x] * d + c3[x]) * d + c2[x]) * d + c1[x]) * d + c0[x]
+            v[x] = d if (q[x] & _SAT) else t
+    elif nc == 6:
+        c2 = coeffs[2, y]
+        c3 = coeffs[3, y]
+        c4 = coeffs[4, y]
+        c5 = coeffs[5, y]
+        for x in range(nx):
+            d = v[x]
+            t = ((((c5[x] * d + c4[x]) * d + c3[x]) * d + c2[x]) * d + c1[x]) * d + c0[x]
+            v[x] = d if (q[x] & _SAT) else t
+    else:
+        for x in range(nx):
+            r[x] = coeffs[nc - 1, y, x] * v[x]
+        for k in range(nc - 2, 0, -1):
+            for x in range(nx):
+                r[x] = (r[x] + coeffs[k, y, x]) * v[x]
+        for x in range(nx):
+            if (q[x] & _SAT) == 0:
+                v[x] = r[x] + c0[x]
+
+
 @numba.njit(cache=True, parallel=True)
 def linearity_kernel(data, gdq, coeffs):
     """Correct the ramp for non-linearity in place (polynomial of the reference).
 
     data float32 (nints, ngroups, ny, nx) DN, in place; gdq uint8 same shape;
-    coeffs float32 (ncoeffs, ny, nx).
+    coeffs float32 (ncoeffs >= 2, ny, nx). Rows in parallel; per pixel, Horner's rule in
+    float32 (see :func:`_horner_row`), the result kept only for groups not SATURATED.
     """
     nints, ngroups, ny, nx = data.shape
     nc = coeffs.shape[0]
     for y in numba.prange(ny):            # rows in parallel, x innermost (contiguous)
-        r = np.empty(nx, np.float32)      # Horner's scheme for a whole row at a time
+        r = np.empty(nx if nc > 6 else 0, np.float32)
         for i in range(nints):
             for g in range(ngroups):
-                v = data[i, g, y]
-                for x in range(nx):
-                    r[x] = coeffs[nc - 1, y, x] * v[x]
-                for k in range(nc - 2, 0, -1):
-                    for x in range(nx):
-                        r[x] = (r[x] + coeffs[k, y, x]) * v[x]
-                for x in range(nx):
-                    if (gdq[i, g, y, x] & _SAT) == 0:
-                        v[x] = r[x] + coeffs[0, y, x]
+                _horner_row(data[i, g, y], gdq[i, g, y], coeffs, y, nc, r)
 
 
 def prepare_coefficients(coeffs, lin_dq, pdq=None):
