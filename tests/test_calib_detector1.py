@@ -393,3 +393,33 @@ def test_linearity_kernel_float32_horner_bit_for_bit(nc):
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
+
+@pytest.mark.parametrize("length", [1, 3, 11, 21])
+def test_refpix_sliding_median_equals_selection(length):
+    """refpix's sliding-window median == the per-row selection (np.median) bit for bit.
+
+    Blocks with ties, unusable pixels (rows without any), infinities, a NaN and a -0.0
+    (those two take the selection path), and reflection at both ends.
+    """
+    from calib.steps.refpix import _running_median_rows_serial, _sliding_median_rows
+
+    rng = np.random.default_rng(length)
+    for trial in range(6):
+        nrows = int(rng.integers(length // 2 + 1, 90))
+        block = np.round(rng.normal(0.0, 5.0, (nrows, 4)), 1 if trial % 2 else 0)
+        ok = rng.random((nrows, 4)) > 0.25
+        ok[nrows // 2] = False
+        if trial == 2:
+            block[0, 0] = np.inf
+            block[1, 1] = -np.inf
+        if trial == 3:
+            block[nrows - 1, 2] = np.nan
+            ok[nrows - 1, 2] = True
+        if trial == 4:
+            block[0, 3] = -0.0
+            ok[0, 3] = True
+        if trial == 5:
+            ok[:] = False
+        want = _running_median_rows_serial(block, ok, length)
+        got = _sliding_median_rows(block, ok, length)
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))

@@ -150,6 +150,96 @@ def _running_median_rows_serial(block, ok, length):
 
 
 @numba.njit(cache=True)
+def _sorted_insert(buf, n, v):
+    """Insert v into the sorted buf[:n] (float64); returns n + 1."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(n, lo, -1):
+        buf[j] = buf[j - 1]
+    buf[lo] = v
+    return n + 1
+
+
+@numba.njit(cache=True)
+def _sorted_remove(buf, n, v):
+    """Remove one element equal to v from the sorted buf[:n] (v must be there); returns n - 1."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(lo, n - 1):
+        buf[j] = buf[j + 1]
+    return n - 1
+
+
+@numba.njit(cache=True)
+def _reflect(w, nrows):
+    if w < 0:
+        return -w
+    if w >= nrows:
+        return 2 * (nrows - 1) - w
+    return w
+
+
+@numba.njit(cache=True)
+def _sliding_median_rows(block, ok, length):
+    """Compute :func:`running_median_rows` serially (same values) with a sliding sorted window.
+
+    The window's usable values are kept sorted; moving down one row removes the values of
+    the row leaving it and inserts those of the row entering it (reflected at the ends, as
+    :func:`running_median_rows`), so each median is read off the sorted values instead of a
+    selection over the whole window. A median is an order statistic (or, for an even count,
+    ``(a + b) / 2`` of the two middle ones, as numba's ``np.median``), the same whichever
+    algorithm finds it, as long as equal values are indistinguishable: a block with a NaN
+    or a -0.0 among its usable values (whose order under ``<`` is ambiguous), or a window
+    longer than the block, goes to :func:`_running_median_rows_serial` instead.
+    """
+    nrows, ncols = block.shape
+    half = length // 2
+    if half >= nrows:
+        return _running_median_rows_serial(block, ok, length)
+    for r in range(nrows):
+        for c in range(ncols):
+            if ok[r, c]:
+                v = block[r, c]
+                if np.isnan(v) or (v == 0.0 and np.signbit(v)):
+                    return _running_median_rows_serial(block, ok, length)
+    out = np.empty(nrows, np.float64)
+    buf = np.empty(length * ncols + 1, np.float64)
+    n = 0
+    for w in range(-half, half + 1):
+        ww = _reflect(w, nrows)
+        for c in range(ncols):
+            if ok[ww, c]:
+                n = _sorted_insert(buf, n, block[ww, c])
+    for r in range(nrows):
+        if r > 0:
+            wo = _reflect(r - half - 1, nrows)
+            wi = _reflect(r + half, nrows)
+            for c in range(ncols):
+                if ok[wo, c]:
+                    n = _sorted_remove(buf, n, block[wo, c])
+            for c in range(ncols):
+                if ok[wi, c]:
+                    n = _sorted_insert(buf, n, block[wi, c])
+        if n == 0:
+            out[r] = np.nan
+        elif n & 1:
+            out[r] = buf[n >> 1]
+        else:
+            out[r] = (buf[(n >> 1) - 1] + buf[n >> 1]) / 2
+    return out
+
+
+@numba.njit(cache=True)
 def _det_value(plane, srow, scol, R, C):
     sr = srow[R]
     sc = scol[C]
@@ -239,8 +329,8 @@ def _amplifier_kernel(data, good, srow, scol, r0, c0, fa, sa, odd_even, use_side
                         v = v - off[C]
                     rb[R, c] = np.float64(v)
                     gr[R, c] = good[R, C]
-            left = _running_median_rows_serial(lb, gl, length)
-            right = _running_median_rows_serial(rb, gr, length)
+            left = _sliding_median_rows(lb, gl, length)
+            right = _sliding_median_rows(rb, gr, length)
             for R in range(_FULL):
                 le = left[R]
                 ri = right[R]
