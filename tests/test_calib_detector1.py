@@ -423,3 +423,38 @@ def test_refpix_sliding_median_equals_selection(length):
         want = _running_median_rows_serial(block, ok, length)
         got = _sliding_median_rows(block, ok, length)
         np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+
+
+@pytest.mark.parametrize("nints,ngroups", [(1, 5), (2, 20), (1, 40), (9, 6), (8, 33)])
+def test_saturation_group_masks_equal_plane_kernel(nints, ngroups):
+    """The bit-mask kernels (masks of uint16/32/64 by NGROUPS; rows or integrations in
+    parallel) flag the same GROUPDQ as the plane-by-plane kernel: saturation, growing,
+    A/D floor and both read-pattern tests."""
+    from calib.steps import saturation as sat
+
+    rng = np.random.default_rng(ngroups * 10 + nints)
+    ny, nx = 23, 41
+    thresh = rng.uniform(3000.0, 5000.0, (ny, nx)).astype(np.float32)
+    sdq = np.zeros((ny, nx), np.uint32)
+    sdq[rng.random((ny, nx)) < 0.05] = dqflags.pixel["NO_SAT_CHECK"]
+    thresh[rng.random((ny, nx)) < 0.03] = np.nan
+    slope = rng.uniform(-300.0, 8000.0, (nints, 1, ny, nx))
+    data = (slope * np.arange(1, ngroups + 1)[None, :, None, None] / ngroups
+            + rng.normal(0.0, 30.0, (nints, ngroups, ny, nx))).astype(np.float32)
+    gdq0 = np.zeros(data.shape, np.uint8)
+    gdq0[rng.random(data.shape) < 0.02] = DNU
+    bias = rng.uniform(0.0, 200.0, (ny, nx)).astype(np.float32)
+    prepared = sat.prepare_threshold(thresh, sdq)
+    for nframes in (1, 4):
+        for grow in (0, 1, 2):
+            got = gdq0.copy()
+            sat.saturation(data, got, np.zeros((ny, nx), np.uint32), None, None, nframes, bias=bias,
+                           n_pix_grow_sat=grow, prepared=prepared)
+            want = gdq0.copy()
+            t, no_check, _ = prepared
+            rp = [[x + 1 + g * nframes for x in range(nframes)] for g in range(ngroups)]
+            dil = np.array([np.mean(r) / r[-1] for r in rp], np.float64)
+            m0, l2 = (float(np.mean(rp[0])), float(rp[2][-1])) if ngroups > 2 else (1.0, 1.0)
+            sat.saturation_kernel(data, want, t, no_check, bias, dil, grow, m0, l2, float(nframes), True)
+            assert (got & SAT).any()
+            np.testing.assert_array_equal(got, want)

@@ -285,22 +285,30 @@ def _rows_flag(data, gdq, i, y, thresh, sm, crossed, acc):
     group at or above the threshold on, AD_FLOOR | DO_NOT_USE at or below 0 DN. Sets
     sm[y, x] (unsigned integer, >= ngroups bits) to the bit mask of the groups whose
     GROUPDQ has SATURATED (flags already present included), the sources of the growing.
-    Scratch: crossed uint8 (nx,), acc uint64 (nx,). Returns True when some pixel of the row
-    has a SATURATED group.
+    Scratch: crossed uint8 (nx,), acc (nx,) of sm's type (the group masks are built in the
+    narrowest type that holds them, one vectorised pass per group). Returns True when some
+    pixel of the row has a SATURATED group.
     """
     ngroups, nx = data.shape[1], data.shape[3]
+    one = acc.dtype.type(1)
+    zero = acc.dtype.type(0)
     for x in range(nx):
         crossed[x] = 0
-        acc[x] = 0
+        acc[x] = zero
+    t = thresh[y]
     for g in range(ngroups):
+        d = data[i, g, y]
+        q = gdq[i, g, y]
+        bit = one << acc.dtype.type(g)
         for x in range(nx):
-            v = data[i, g, y, x]
-            c = crossed[x] | np.uint8(v >= thresh[y, x])
+            v = d[x]
+            c = crossed[x] | np.uint8(v >= t[x])
             crossed[x] = c
-            q = gdq[i, g, y, x] | (c << np.uint8(1)) | (np.uint8(v <= 0.0) * (_ADF | _DNU))
-            gdq[i, g, y, x] = q
-            acc[x] |= np.uint64((q >> np.uint8(1)) & np.uint8(1)) << np.uint64(g)
-    anyrow = np.uint64(0)
+            qq = q[x] | (c << np.uint8(1)) | (np.uint8(v <= 0.0) * (_ADF | _DNU))
+            q[x] = qq
+            if qq & _SAT:
+                acc[x] |= bit
+    anyrow = zero
     for x in range(nx):
         sm[y, x] = acc[x]
         anyrow |= acc[x]
@@ -429,7 +437,7 @@ def saturation_rows(data, gdq, thresh, no_check, bias, dilution, n_grow,
     for i in range(nints):
         for y in numba.prange(ny):
             rowany[y] = _rows_flag(data, gdq, i, y, thresh, sm, np.empty(nx, np.uint8),
-                                   np.empty(nx, np.uint64))
+                                   np.empty(nx, sm.dtype))
         for y in numba.prange(ny):
             nfany[y] = _rows_grow_readpatt(data, gdq, i, y, thresh, no_check, bias, dilution,
                                            n, sm, rowany, nf, grp2_mean0, grp2_last2,
@@ -457,7 +465,7 @@ def saturation_rows_ints(data, gdq, thresh, no_check, bias, dilution, n_grow,
         rowany = np.zeros(ny, np.bool_)
         nfany = np.zeros(ny, np.bool_)
         crossed = np.empty(nx, np.uint8)
-        acc = np.empty(nx, np.uint64)
+        acc = np.empty(nx, sm.dtype)
         for y in range(ny):
             rowany[y] = _rows_flag(data, gdq, i, y, thresh, sm_i, crossed, acc)
         for y in range(ny):
