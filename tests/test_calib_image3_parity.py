@@ -397,3 +397,32 @@ def test_singles_median_by_sections_and_the_merge_kernel_equal_the_whole_array_f
         _merge(out_img, out_wht, img, wht, out_ctx, ctx, 31)
         for ours, theirs in zip((out_img, out_wht, out_ctx), expected, strict=True):
             assert ours.tobytes() == theirs.tobytes(), t
+
+
+def test_shared_weight_sum_of_the_variances_equals_one_per_array():
+    """Where an input's variances are usable alike, one running weight sum for all of them gives
+    stcal's per-array sums bit for bit (ivm and exptime weights); elsewhere the check says no."""
+    from calib.steps.resample import _accumulate_variance, _accumulate_variances_shared, _usable_alike
+
+    rng = np.random.default_rng(3)
+    sh = (3, 120, 90)
+    for ivm in (True, False):
+        wsum_a = np.full(sh, np.nan, np.float32)
+        wt_a = np.zeros(sh, np.float32)
+        wsum_b = np.full(sh, np.nan, np.float32)
+        wt_b = np.zeros(sh[1:], np.float32)
+        for _ in range(3):
+            scale = 10 ** rng.uniform(-3, 3, sh).astype(np.float32)
+            block = np.abs(rng.normal(1.0, 0.5, sh)).astype(np.float32) * scale
+            holes = rng.random(sh[1:]) < 0.05
+            block[:, holes] = np.nan                     # unusable in every plane alike
+            assert _usable_alike(block, 1, ivm, 4.0)
+            for e in range(3):
+                _accumulate_variance(block[e], block[1] if ivm else block[e], ivm, 4.0, wsum_a[e], wt_a[e])
+            _accumulate_variances_shared(block, 1, ivm, 4.0, wsum_b, wt_b)
+            assert wsum_a.tobytes() == wsum_b.tobytes()
+            for e in range(3):
+                assert wt_a[e].tobytes() == wt_b.tobytes()
+        block[0, 5, 5] = np.nan                          # one plane unusable where the others are
+        block[1, 5, 5] = 1.0
+        assert not _usable_alike(block, 1, ivm, 4.0)

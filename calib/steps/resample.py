@@ -122,6 +122,70 @@ def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _usable_alike(block, rn, ivm, texp):
+    """Return whether an input's variances are usable (finite, >= 0) all alike wherever its weight is > 0.
+
+    ``block`` (k, my, mx): their drizzled square roots; ``rn``: the index of VAR_RNOISE's.
+    """
+    k, my, mx = block.shape
+    bad = 0
+    for y in numba.prange(my):
+        for x in range(mx):
+            if ivm:
+                r = block[rn, y, x]
+                r2 = r * r
+                w = np.float64(np.float32(1.0) / r2) if (r2 > 0 and np.isfinite(r2)) else 0.0
+            else:
+                w = texp
+            if not w > 0.0:
+                continue
+            n_ok = 0
+            for e in range(k):
+                s = block[e, y, x]
+                v = s * s
+                if v >= 0 and np.isfinite(v):
+                    n_ok += 1
+            if n_ok != 0 and n_ok != k:
+                bad += 1
+    return bad == 0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _accumulate_variances_shared(block, rn, ivm, texp, wsum, wt):
+    """Add every plane of ``block`` (k, my, mx) to ``wsum`` (k, my, mx) as :func:`_accumulate_variance` does.
+
+    With one weight sum ``wt`` (my, mx) for all: valid where :func:`_usable_alike` holds (then each
+    plane's own weight sum would be this one, bit for bit).
+    """
+    k, my, mx = block.shape
+    for y in numba.prange(my):
+        for x in range(mx):
+            if ivm:
+                r = block[rn, y, x]
+                r2 = r * r
+                w = np.float64(np.float32(1.0) / r2) if (r2 > 0 and np.isfinite(r2)) else 0.0
+            else:
+                w = texp
+            if not w > 0.0:
+                continue
+            added = False
+            for e in range(k):
+                s = block[e, y, x]
+                v = s * s
+                if not (v >= 0 and np.isfinite(v)):
+                    continue
+                old = wsum[e, y, x]
+                acc = 0.0 if np.isnan(old) else np.float64(old)
+                term = np.float64(v) * w * w
+                if not np.isnan(term):
+                    acc += term
+                wsum[e, y, x] = np.float32(acc)
+                added = True
+            if added:
+                wt[y, x] = np.float32(np.float64(wt[y, x]) + w)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _final_variance(wsum, wt, scaling, out):
     """Return stcal's final variance in float32: ``wsum * scaling / wt / wt``."""
     my, mx = wsum.shape
@@ -600,6 +664,22 @@ def _merge(out_img, out_wht, img, wht, out_ctx=None, ctx=None, bit: int = 0) -> 
         _merge_kernel(out_img, out_wht, img, wht, True, out_ctx, ctx, np.uint32(1 << bit).view(np.int32))
 
 
+def _one_block(sq: dict, names: list):
+    """Return the 3-D array whose planes, in ``names`` order, are ``sq``'s arrays (views of one block), else None."""
+    if list(sq) != names or not names:
+        return None
+    base = sq[names[0]].base
+    if not (isinstance(base, np.ndarray) and base.ndim == 3 and base.shape[0] == len(names)
+            and base.dtype == np.float32 and base.flags.c_contiguous):
+        return None
+    for e, n in enumerate(names):
+        a = sq[n]
+        if (a.base is not base or a.shape != base.shape[1:] or a.dtype != base.dtype
+                or a.__array_interface__["data"][0] != base[e].__array_interface__["data"][0]):
+            return None
+    return base
+
+
 def _resampler_class():
     """Make jwst's ResampleImage with this project's pixel map.
 
@@ -720,20 +800,55 @@ def _resampler_class():
             self._variance_info = {n: {} for n in self.variance_array_names}
             self._pending_var = None
 
-        def _variance_sums(self):
-            """Allocate stcal's running sums (NaN and 0) where missing and add a deferred first input."""
+        def _variance_sums(self, shared: bool = False):
+            """Allocate stcal's running sums (NaN and 0) where missing and add a deferred first input.
+
+            With ``shared`` (every variance array float32, drizzled by :meth:`_drizzle_once`), the
+            sums are one block and the arrays share one weight sum while their usable pixels
+            agree (:meth:`_accumulate_own`); :meth:`_unshare_weights` gives each its own.
+            """
             shape = tuple(self.output_array_shape)
-            for n in self.variance_array_names:
+            names = list(self.variance_array_names)
+            if shared and not any("wsum" in self._variance_info.get(n, {}) for n in names):
+                block = np.full((len(names), *shape), np.nan, np.float32)
+                wt = np.zeros(shape, np.float32)
+                for e, n in enumerate(names):
+                    self._variance_info[n] = {"wsum": block[e], "wt": wt}
+                self._shared_sums = (block, wt)
+            elif not shared:
+                self._unshare_weights()
+            for n in names:
                 d = self._variance_info.setdefault(n, {})
                 if "wsum" not in d:
                     d["wsum"] = np.full(shape, np.nan, dtype=self.output_array_types[n])
                     d["wt"] = np.zeros(shape, dtype=self.output_array_types[n])
             pending, self._pending_var = getattr(self, "_pending_var", None), None
             if pending is not None:
-                sq, ivm, texp = pending
-                for n in sq:
-                    _accumulate_variance(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp,
-                                         self._variance_info[n]["wsum"], self._variance_info[n]["wt"])
+                self._accumulate_own(*pending)
+
+        def _unshare_weights(self):
+            """Give each variance array its own weight sum (a copy of the shared one)."""
+            if getattr(self, "_shared_sums", None) is not None:
+                self._shared_sums = None
+                for d in self._variance_info.values():
+                    if "wt" in d:
+                        d["wt"] = d["wt"].copy()
+
+        def _accumulate_own(self, sq: dict, ivm: bool, texp: float) -> None:
+            """Add one input's drizzled variances (``sq``: name -> square roots) to the running sums."""
+            info = self._variance_info
+            shared = getattr(self, "_shared_sums", None)
+            names = list(self.variance_array_names)
+            planes = _one_block(sq, names) if shared is not None and (not ivm or "var_rnoise" in sq) else None
+            if planes is not None:
+                rn = names.index("var_rnoise") if ivm else 0
+                if _usable_alike(planes, rn, ivm, texp):
+                    _accumulate_variances_shared(planes, rn, ivm, texp, shared[0], shared[1])
+                    return
+            self._unshare_weights()
+            for n in sq:
+                _accumulate_variance(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp, info[n]["wsum"],
+                                     info[n]["wt"])
 
         def _resample_one_variance_array(self, name, model, **kwargs):
             """Return the variance resampled by :meth:`_drizzle_once` when it ran, else stcal's."""
@@ -766,11 +881,8 @@ def _resampler_class():
                 # unless another input comes
                 self._pending_var = ({n: own[n] for n in names}, ivm, texp)
                 return
-            self._variance_sums()
-            info = self._variance_info
-            for n in names:
-                _accumulate_variance(own[n], own["var_rnoise"] if ivm else own[n], ivm, texp, info[n]["wsum"],
-                                     info[n]["wt"])
+            self._variance_sums(shared=True)
+            self._accumulate_own({n: own[n] for n in names}, ivm, texp)
 
         def finalize_resample_variance(self, output_model):
             """Make stcal's final variances (running sums / weights**2, times the pixel-area scaling) in numba.
@@ -807,7 +919,7 @@ def _resampler_class():
                 self._variance_sums()
                 super().finalize_resample_variance(output_model)
             else:
-                self._variance_sums()
+                self._variance_sums(shared=True)
                 info = self._variance_info
                 out = stacked = np.empty((len(names), *self.output_array_shape), np.float32)
                 for k, n in enumerate(names):
