@@ -6,7 +6,9 @@ reference files with the project's simulator (``simulation.ramps``; header keywo
 ``simulation.pools.exposure_keywords`` makes them from a real NIRCam template), then runs,
 each in its own subprocess so that peak resident memory is measured separately:
 
-* ours: ``calib.pipelines.run_pipeline("calwebb_detector1", ...)`` + ``calib.products.save_products``;
+* ours: ``calib.pipelines.run_pipeline("calwebb_detector1", ...)`` +
+  ``calib.products.save_products(consume=True)``, as ``calib.products.run_and_save`` (the
+  archive's worker) runs and saves it;
 * jwst: ``jwst.pipeline.Detector1Pipeline`` with ``override_<reftype>`` set to the same
   reference files, CRDS in serverless mode on a scratch cache (as
   tests/test_calib_jwst_parity.py does), saving ``_rate``/``_rateints``.
@@ -168,8 +170,10 @@ def worker_ours(cfg: dict) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         res = run_pipeline("calwebb_detector1", cfg["uncal"], cfg["refs"])
         t1 = time.perf_counter()
+        # as calib.products.run_and_save (the archive's worker) saves them: the products
+        # are not used after the write, so their arrays are made big-endian in place
         save_products(res, out / f"run{k}", root,
-                      {"crds_context": "benchmark", "references": cfg["refs"]})
+                      {"crds_context": "benchmark", "references": cfg["refs"]}, consume=True)
         t2 = time.perf_counter()
         steps = dict(res.timings)
         steps["(read+steps)"] = t1 - t0
