@@ -378,6 +378,38 @@ def test_pixel_corners_equal_the_corner_map_of_the_pixel_map(runs, case):
         np.testing.assert_array_equal(cy, ey)
 
 
+@pytest.mark.slow
+def test_pixel_fit_cache_reuses_a_fit_only_for_an_equal_output_transform(runs, monkeypatch):
+    """Inside pixel_fit_cache, a copy of the output WCS (another object, same transform) reuses
+    the member's fit and gives the bit-identical map; a shifted output grid gets its own fit."""
+    import copy
+
+    from astropy.modeling.models import Shift
+
+    import calib.steps.resample as R
+
+    _, ours, _ = runs
+    cal, i2d = ours["nircam"].products["cal"], ours["nircam"].products["i2d"]
+    shape = cal.data.shape
+    ref, _, _ = R.pixel_map(cal.meta.wcs, i2d.meta.wcs, shape)
+    fits = []
+    new = R._fit_pixel_map_new
+    monkeypatch.setattr(R, "_fit_pixel_map_new", lambda *a: fits.append(a) or new(*a))
+    same = copy.deepcopy(i2d.meta.wcs)
+    shifted = copy.deepcopy(i2d.meta.wcs)
+    shifted.insert_transform(shifted.input_frame, Shift(0.5) & Shift(0.0), after=True)
+    with R.pixel_fit_cache():
+        a, _, _ = R.pixel_map(cal.meta.wcs, i2d.meta.wcs, shape)
+        b, _, _ = R.pixel_map(cal.meta.wcs, same, shape)
+        assert len(fits) == 1
+        c, _, _ = R.pixel_map(cal.meta.wcs, shifted, shape)
+        assert len(fits) == 2
+    assert R._FIT_CACHE is None
+    assert a.tobytes() == ref.tobytes() and b.tobytes() == ref.tobytes()
+    np.testing.assert_allclose(c[..., 0], ref[..., 0] - 0.5, atol=1e-6)
+    np.testing.assert_allclose(c[..., 1], ref[..., 1], atol=1e-6)
+
+
 def test_shared_schema_parsing_still_validates(tmp_path):
     """calib.images makes asdf parse each schema resource once per process; a datamodel is still
     checked against its schema (every time), and a product written with it is read by a fresh

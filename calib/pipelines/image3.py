@@ -96,7 +96,8 @@ def _open(path):
     The state gets ``release_member(model)``: map the member's arrays afresh (the pages read
     so far leave the process; changed values are kept in the files), and ``crf_suffix(model)``:
     the product name of a member's ``_crf`` (outlier_detection hands each over to be written as
-    soon as it is flagged when the runner was given a writer).
+    soon as it is flagged when the runner was given a writer). Each member's pixel-map fit
+    onto an output grid is made once for the run (:func:`calib.steps.resample.pixel_fit_cache`).
     """
     def prepare(model) -> None:
         spill.release(model)
@@ -105,7 +106,7 @@ def _open(path):
         model.close()
         gc.collect()
 
-    with ArraySpill() as spill, open_image3(path, prepare=prepare) as state:
+    with ArraySpill() as spill, open_image3(path, prepare=prepare) as state, resample.pixel_fit_cache():
         state.release_member = spill.release
         asn_id = str(state.asn.get("asn_id") or "")
         state.crf_suffix = lambda model: f"crf:{crf_root(model, asn_id)}"

@@ -18,6 +18,7 @@ NIS_IMAGE, MIR_IMAGE, FGS_IMAGE) are resampled; the step is SKIPPED for others, 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from types import SimpleNamespace
@@ -486,26 +487,90 @@ class _MapSplines:
     step: int
 
 
+#: the fits of one calwebb_image3 run (:func:`pixel_fit_cache`), or None outside one
+_FIT_CACHE: dict | None = None
+
+
+@contextlib.contextmanager
+def pixel_fit_cache():
+    """Reuse the pixel-map fits of one member onto one output grid while the block runs.
+
+    calwebb_image3 maps each member onto the same grid three times (outlier_detection's
+    single, its blot, the final resample): inside this block :func:`pixel_map` and
+    :func:`pixel_corners` fit the splines once per member and output transform. A fit is
+    reused for the same input WCS object (held here, so its ``id`` is not reused) with the
+    same shape, tolerance and step, when the output WCS is the same object or its backward
+    transform returns bit-identical values at every sky position the fit evaluated (the fit
+    is a function of those values only): the result is then the one a new fit would make.
+    The input WCS objects must not change inside the block (image3: tweakreg, which
+    changes them, runs before any pixel map). Exact maps (no spline fit) are not kept.
+    The fits are released when the block ends.
+    """
+    global _FIT_CACHE
+    saved, _FIT_CACHE = _FIT_CACHE, {}
+    try:
+        yield
+    finally:
+        _FIT_CACHE = saved
+
+
 def _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step):
-    """Fit the splines of :func:`pixel_map` (a :class:`_MapSplines`), or make the exact map (ny, nx, 2) if needed."""
+    """Fit the splines of :func:`pixel_map` (a :class:`_MapSplines`), or make the exact map (ny, nx, 2) if needed.
+
+    Inside :func:`pixel_fit_cache`, a fit already made for the same input and an equal output
+    transform is returned instead.
+    """
+    cache = _FIT_CACHE
+    if cache is None:
+        return _fit_pixel_map_new(wcs_from, wcs_to, shape, tolerance, step)[0]
+    key = (id(wcs_from), tuple(shape), float(tolerance), int(step))
+    entry = cache.setdefault(key, (wcs_from, []))
+    back = None
+    for to, calls, fit in entry[1]:
+        if to is wcs_to:
+            return fit
+        if back is None:
+            back = wcs_to.backward_transform
+        if all(_same_values(back(*sky), out) for sky, out in calls):
+            entry[1].append((wcs_to, calls, fit))
+            return fit
+    fit, calls = _fit_pixel_map_new(wcs_from, wcs_to, shape, tolerance, step)
+    if isinstance(fit, _MapSplines):
+        entry[1].append((wcs_to, calls, fit))
+    return fit
+
+
+def _same_values(a, b) -> bool:
+    """Whether two transform outputs (tuples of arrays) are bit-identical."""
+    a, b = tuple(np.asarray(v) for v in a), tuple(np.asarray(v) for v in b)
+    return len(a) == len(b) and all(u.dtype == v.dtype and u.shape == v.shape and u.tobytes() == v.tobytes()
+                                    for u, v in zip(a, b, strict=True))
+
+
+def _fit_pixel_map_new(wcs_from, wcs_to, shape, tolerance, step):
+    """:func:`_fit_pixel_map` without the cache; also return the (sky, output) of every exact evaluation."""
     from scipy.interpolate import RectBivariateSpline
 
     ny, nx = shape
     xmin, xmax, ymin, ymax = _bbox_limits(wcs_from, shape)
     fwd, back = wcs_from.forward_transform, wcs_to.backward_transform
+    calls = []
 
     def exact(x, y):
-        return back(*fwd(x, y))
+        sky = fwd(x, y)
+        out = back(*sky)
+        calls.append((sky, out))
+        return out
 
     step = min(step, (min(xmax - xmin, ymax - ymin) + 1) // 8)      # at least 8 cells per axis
     while True:
         if step <= 2:
             pixmap = np.full((ny, nx, 2), np.nan)      # NaN outside the bounding box
             yy, xx = np.mgrid[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
-            ox, oy = exact(xx, yy)
+            ox, oy = back(*fwd(xx, yy))        # not recorded: an exact map is not kept
             pixmap[ymin:ymax + 1, xmin:xmax + 1, 0] = ox
             pixmap[ymin:ymax + 1, xmin:xmax + 1, 1] = oy
-            return pixmap
+            return pixmap, None
         xs, ys = _nodes(xmin, xmax, step), _nodes(ymin, ymax, step)
         gx, gy = np.meshgrid(xs, ys)
         ox, oy = exact(gx, gy)
@@ -526,7 +591,7 @@ def _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step):
         _spline_grid(ty, tx, cx, cy, ym, xm, at)
         max_error = float(np.max(np.hypot(at[..., 0] - ex, at[..., 1] - ey)))
         if max_error <= tolerance:
-            return _MapSplines((ny, nx), (xmin, xmax, ymin, ymax), ty, tx, cx, cy, max_error, step)
+            return _MapSplines((ny, nx), (xmin, xmax, ymin, ymax), ty, tx, cx, cy, max_error, step), calls
         step //= 2
 
 
