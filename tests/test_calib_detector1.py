@@ -404,7 +404,7 @@ def test_refpix_sliding_median_equals_selection(length):
     from calib.steps.refpix import _running_median_rows_serial, _sliding_median_rows
 
     rng = np.random.default_rng(length)
-    for trial in range(6):
+    for trial in range(16):
         nrows = int(rng.integers(length // 2 + 1, 90))
         block = np.round(rng.normal(0.0, 5.0, (nrows, 4)), 1 if trial % 2 else 0)
         ok = rng.random((nrows, 4)) > 0.25

@@ -181,6 +181,32 @@ def _sorted_remove(buf, n, v):
 
 
 @numba.njit(cache=True)
+def _sorted_replace(buf, n, old, v):
+    """Replace one element equal to ``old`` in the sorted buf[:n] by v, keeping it sorted.
+
+    Only the elements between the old and the new position move (the values of neighbouring
+    rows are alike, so fewer than a removal plus an insertion would move).
+    """
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < old:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = lo
+    if v > old:
+        while j + 1 < n and buf[j + 1] < v:
+            buf[j] = buf[j + 1]
+            j += 1
+    else:
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+    buf[j] = v
+
+
+@numba.njit(cache=True)
 def _reflect(w, nrows):
     if w < 0:
         return -w
@@ -193,8 +219,8 @@ def _reflect(w, nrows):
 def _sliding_median_rows(block, ok, length):
     """Compute :func:`running_median_rows` serially (same values) with a sliding sorted window.
 
-    The window's usable values are kept sorted; moving down one row removes the values of
-    the row leaving it and inserts those of the row entering it (reflected at the ends, as
+    The window's usable values are kept sorted; moving down one row replaces the values of
+    the row leaving it by those of the row entering it, column by column (reflected at the ends, as
     :func:`running_median_rows`), so each median is read off the sorted values instead of a
     selection over the whole window. A median is an order statistic (or, for an even count,
     ``(a + b) / 2`` of the two middle ones, as numba's ``np.median``), the same whichever
@@ -225,10 +251,12 @@ def _sliding_median_rows(block, ok, length):
             wo = _reflect(r - half - 1, nrows)
             wi = _reflect(r + half, nrows)
             for c in range(ncols):
-                if ok[wo, c]:
+                if ok[wo, c] and ok[wi, c]:
+                    _sorted_replace(buf, n, block[wo, c], block[wi, c])
+                elif ok[wo, c]:
                     n = _sorted_remove(buf, n, block[wo, c])
             for c in range(ncols):
-                if ok[wi, c]:
+                if ok[wi, c] and not ok[wo, c]:
                     n = _sorted_insert(buf, n, block[wi, c])
         if n == 0:
             out[r] = np.nan
