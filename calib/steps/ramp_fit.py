@@ -467,14 +467,7 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
                     ivp += 1.0 / vp
                 ive += 1.0 / ve
                 snum += slope / vr
-            vp_out = 0.0
-            if ivp > 0.0:
-                vp_out = 1.0 / ivp
-            if vp_out >= LARGE_VARIANCE_THRESHOLD:
-                vp_out = 0.0
-            vr_out = 1.0 / ivr
-            if vr_out >= LARGE_VARIANCE_THRESHOLD:
-                vr_out = 0.0
+            vp_out, vr_out = _int_variances(ivp, ivr)
             if jmp:
                 rate_dq |= _U_JUMP
             if want_ints:
@@ -489,16 +482,7 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
                 rate_ivp += ivp
             rate_ivr += ivr
             rate_slope += snum
-        vp = rate_ivp
-        if vp > 0.0:
-            vp = 1.0 / vp
-        if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
-            vp = 0.0
-        vr = rate_ivr
-        if vr > 0.0:
-            vr = 1.0 / vr
-        if vr >= LARGE_VARIANCE_THRESHOLD:
-            vr = 0.0
+        vp, vr = _rate_variances(rate_ivp, rate_ivr)
         r_err[y, x] = np.float32(np.sqrt(vp + vr))
         slope = rate_slope
         if not np.isnan(slope):
@@ -507,6 +491,42 @@ def _jump_fit_lanes(bd, bq, gain, rnoise_e, dcurrent, pdq, y, x0, w, tg, wtab, w
         r_dq[y, x] = rate_dq
         r_vp[y, x] = np.float32(vp)
         r_vr[y, x] = np.float32(vr)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _int_variances(ivp, ivr):
+    """Return an integration's VAR_POISSON and VAR_RNOISE ((DN/s)**2), float64.
+
+    From its segments' summed inverse variances: 1/sum, 0 where there is no Poisson term or
+    at or above LARGE_VARIANCE_THRESHOLD (as stcal's ramp_fit).
+    """
+    vp = 1.0 / ivp if ivp > 0.0 else 0.0
+    if vp >= LARGE_VARIANCE_THRESHOLD:
+        vp = 0.0
+    vr = 1.0 / ivr
+    if vr >= LARGE_VARIANCE_THRESHOLD:
+        vr = 0.0
+    return vp, vr
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _rate_variances(rate_ivp, rate_ivr):
+    """Return the rate's VAR_POISSON and VAR_RNOISE ((DN/s)**2), float64.
+
+    From the integrations' summed inverse variances: 1/sum where the sum is positive, 0
+    where negative or at or above LARGE_VARIANCE_THRESHOLD (as stcal's ramp_fit).
+    """
+    vp = rate_ivp
+    if vp > 0.0:
+        vp = 1.0 / vp
+    if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
+        vp = 0.0
+    vr = rate_ivr
+    if vr > 0.0:
+        vr = 1.0 / vr
+    if vr >= LARGE_VARIANCE_THRESHOLD:
+        vr = 0.0
+    return vp, vr
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -767,13 +787,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                                     ivp += 1.0 / vp
                                 ive += 1.0 / ve
                                 snum += slope / vr
-                            if ivp > 0.0:
-                                vp_out = 1.0 / ivp
-                            if vp_out >= LARGE_VARIANCE_THRESHOLD:
-                                vp_out = 0.0
-                            vr_out = 1.0 / ivr
-                            if vr_out >= LARGE_VARIANCE_THRESHOLD:
-                                vr_out = 0.0
+                            vp_out, vr_out = _int_variances(ivp, ivr)
                             if idq[i] & (_U_DNU | _U_SAT):
                                 s_out = np.nan
                                 vp_out = 0.0
@@ -807,16 +821,7 @@ def ols_kernel(data, gdq, pdq, gain, rnoise_e, dcurrent, group_time, suppress1g,
                     rate_dq |= _U_DNU
                 if sat_cnt == nints:
                     rate_dq |= _U_SAT
-                vp = rate_ivp
-                if vp > 0.0:
-                    vp = 1.0 / vp
-                if vp >= LARGE_VARIANCE_THRESHOLD or vp < 0.0:
-                    vp = 0.0
-                vr = rate_ivr
-                if vr > 0.0:
-                    vr = 1.0 / vr
-                if vr >= LARGE_VARIANCE_THRESHOLD:
-                    vr = 0.0
+                vp, vr = _rate_variances(rate_ivp, rate_ivr)
                 err = np.sqrt(vp + vr)
                 slope = rate_slope
                 if rate_dq & (_U_DNU | _U_SAT):

@@ -150,8 +150,8 @@ def _running_median_rows_serial(block, ok, length):
 
 
 @numba.njit(cache=True)
-def _sorted_insert(buf, n, v):
-    """Insert v into the sorted buf[:n] (float64); returns n + 1."""
+def _lower_bound(buf, n, v):
+    """First index of the sorted buf[:n] whose value is not below v (binary search)."""
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -159,6 +159,13 @@ def _sorted_insert(buf, n, v):
             lo = mid + 1
         else:
             hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def _sorted_insert(buf, n, v):
+    """Insert v into the sorted buf[:n] (float64); returns n + 1."""
+    lo = _lower_bound(buf, n, v)
     for j in range(n, lo, -1):
         buf[j] = buf[j - 1]
     buf[lo] = v
@@ -168,13 +175,7 @@ def _sorted_insert(buf, n, v):
 @numba.njit(cache=True)
 def _sorted_remove(buf, n, v):
     """Remove one element equal to v from the sorted buf[:n] (v must be there); returns n - 1."""
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if buf[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = _lower_bound(buf, n, v)
     for j in range(lo, n - 1):
         buf[j] = buf[j + 1]
     return n - 1
@@ -187,13 +188,7 @@ def _sorted_replace(buf, n, old, v):
     Only the elements between the old and the new position move (the values of neighbouring
     rows are alike, so fewer than a removal plus an insertion would move).
     """
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if buf[mid] < old:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = _lower_bound(buf, n, old)
     j = lo
     if v > old:
         while j + 1 < n and buf[j + 1] < v:
