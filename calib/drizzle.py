@@ -640,9 +640,22 @@ def _scan_rows(pixmap, corners, bounds, out_shape):
         def fwd(x, y):
             return _interp(pixmap, x, y, ny, nx)
     else:
-        cx, cy = corners
         box = bounds
-        gy, gx = cx.shape
+        gy, gx = ymax - ymin + 2, xmax - xmin + 2
+        if callable(corners):
+            got = {}
+
+            def rows(j0):
+                """Corner rows j0 and j0 + 1, from the block of ``_SCAN_ROWS`` pixel rows holding j0 (made once)."""
+                c = j0 // _SCAN_ROWS
+                if c not in got:
+                    got[c] = corners(ymin + c * _SCAN_ROWS, min(ymin + (c + 1) * _SCAN_ROWS - 1, ymax))
+                bx, by = got[c]
+                k = j0 - c * _SCAN_ROWS
+                return bx[k:k + 2], by[k:k + 2]
+        else:
+            def rows(j0):
+                return corners[0][j0:j0 + 2], corners[1][j0:j0 + 2]
 
         def fwd(x, y):
             u = x - (xmin - 0.5)
@@ -651,8 +664,9 @@ def _scan_rows(pixmap, corners, bounds, out_shape):
             j0 = min(max(int(v), 0), gy - 2)
             fx, fy = u - i0, v - j0
             w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-            return (cx[j0, i0] * w[0] + cx[j0, i0 + 1] * w[1] + cx[j0 + 1, i0] * w[2] + cx[j0 + 1, i0 + 1] * w[3],
-                    cy[j0, i0] * w[0] + cy[j0, i0 + 1] * w[1] + cy[j0 + 1, i0] * w[2] + cy[j0 + 1, i0 + 1] * w[3])
+            cx, cy = rows(j0)
+            return (cx[0, i0] * w[0] + cx[0, i0 + 1] * w[1] + cx[1, i0] * w[2] + cx[1, i0 + 1] * w[3],
+                    cy[0, i0] * w[0] + cy[0, i0 + 1] * w[1] + cy[1, i0] * w[2] + cy[1, i0 + 1] * w[3])
     lo, hi = scan_limits(fwd, box, out_shape)
     full_lo = np.ones(ymax - ymin + 1, np.int64)
     full_hi = np.zeros(ymax - ymin + 1, np.int64)
@@ -670,6 +684,10 @@ def _cround(x):
 SEGMENT = 64
 #: output row bands per thread (more bands: finer load balance, more rescanning)
 BANDS_PER_THREAD = 8
+#: input rows drizzled per block when the corners are made block by block (``corners`` callable)
+CORNER_BLOCK_ROWS = 256
+#: input rows per block of corners made for the scan limits (``corners`` callable)
+_SCAN_ROWS = 16
 
 
 def corner_map(pixmap, bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -728,8 +746,13 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
         The image's context bit.
     iscale : float
         Intensity scale applied to the input values.
-    corners : tuple of numpy.ndarray, optional
-        ``corner_map(pixmap, bounds)``, for ``pixfrac`` 1 (computed here when not given).
+    corners : tuple of numpy.ndarray or callable, optional
+        ``corner_map(pixmap, bounds)``, for ``pixfrac`` 1 (computed here when not given); or
+        ``corners(j0, j1)`` returning ``corner_map(pixmap, (xmin, xmax, j0, j1))`` for input rows
+        ``j0..j1`` (inclusive, inside ``bounds``): the input is then drizzled in blocks of
+        ``CORNER_BLOCK_ROWS`` rows, one block's corners at a time, in drizzle's order (the
+        result is the one of the whole corner map, bit for bit; the whole map, 67 MB float64
+        for a full frame, never exists).
     sqrt_extra : bool
         Drizzle the square roots of the companion arrays (float32 ``sqrt``, as
         ``numpy.sqrt`` of the arrays) instead of the arrays.
@@ -754,7 +777,10 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     if pixmap is not None:
         pixmap = np.ascontiguousarray(pixmap, np.float64)
     slo, shi = _scan_rows(pixmap, corners, (xmin, xmax, ymin, ymax), out_img.shape)
-    if shared:
+    blocks = shared and callable(corners)
+    if blocks:
+        pixmap = np.full((1, 1, 2), np.nan)      # not read
+    elif shared:
         cx, cy = corners if corners is not None else corner_map(pixmap, bounds)
         pixmap = np.full((1, 1, 2), np.nan)      # not read
     elif pixmap is None:
@@ -763,13 +789,6 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
         cx = cy = np.empty((1, 1))
     weight = np.ascontiguousarray(weight, np.float32)
     nseg = (xmax - xmin) // SEGMENT + 1
-    lo = np.empty((ymax - ymin + 1, nseg), np.int32)
-    hi = np.empty_like(lo)
-    if shared:
-        _segment_rows_shared(cy, xmin, xmax, ymin, ymax, SEGMENT, lo, hi, slo, shi)
-    else:
-        _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi,
-                      slo, shi)
     my = out_img.shape[0]
     nbands = max(1, min(my, numba.get_num_threads() * BANDS_PER_THREAD))
     edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
@@ -777,9 +796,34 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     nextra = len(planes)
     if nextra == 0:
         planes = (np.zeros((1, 1), np.float32),)      # a typed placeholder, not read
+    data = np.ascontiguousarray(data, np.float32)
+    if blocks:
+        # blocks of rows in order, each one's drops in drizzle's order: every output pixel gets them in the
+        # order of the whole range; only the first block's tasks initialize the outputs
+        for y0 in range(ymin, ymax + 1, CORNER_BLOCK_ROWS):
+            y1 = min(y0 + CORNER_BLOCK_ROWS - 1, ymax)
+            cx, cy = corners(y0, y1)
+            lo = np.empty((y1 - y0 + 1, nseg), np.int32)
+            hi = np.empty_like(lo)
+            bslo, bshi = slo[y0 - ymin:y1 - ymin + 1], shi[y0 - ymin:y1 - ymin + 1]
+            _segment_rows_shared(cy, xmin, xmax, y0, y1, SEGMENT, lo, hi, bslo, bshi)
+            with numba.parallel_chunksize(1):
+                _square_kernel(data, planes, nextra, bool(sqrt_extra), weight, pixmap, xmin, xmax, y0, y1, 1.0,
+                               float(iscale), out_img, out_extra, out_wht, ctx, np.int32(bit), True, cx, cy,
+                               SEGMENT, lo, hi, edges, bslo, bshi, init_fill is not None and y0 == ymin,
+                               np.float32(np.nan if init_fill is None else init_fill))
+            del cx, cy
+        return
+    lo = np.empty((ymax - ymin + 1, nseg), np.int32)
+    hi = np.empty_like(lo)
+    if shared:
+        _segment_rows_shared(cy, xmin, xmax, ymin, ymax, SEGMENT, lo, hi, slo, shi)
+    else:
+        _segment_rows(weight, pixmap, xmin, xmax, ymin, ymax, 0.5 * float(pixfrac), shared, cx, cy, SEGMENT, lo, hi,
+                      slo, shi)
     # bands handed out one at a time (dynamic): a thread that gets less CPU on a shared machine does less
     with numba.parallel_chunksize(1):
-        _square_kernel(np.ascontiguousarray(data, np.float32), planes, nextra, bool(sqrt_extra), weight,
+        _square_kernel(data, planes, nextra, bool(sqrt_extra), weight,
                        pixmap, xmin, xmax, ymin, ymax, float(pixfrac), float(iscale), out_img, out_extra, out_wht,
                        ctx, np.int32(bit), shared, cx, cy, SEGMENT, lo, hi, edges, slo, shi, init_fill is not None,
                        np.float32(np.nan if init_fill is None else init_fill))

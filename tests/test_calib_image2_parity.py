@@ -362,7 +362,7 @@ def test_pixel_corners_equal_the_corner_map_of_the_pixel_map(runs, case):
     from stcal.resample.utils import resample_range
 
     from calib.drizzle import corner_map
-    from calib.steps.resample import pixel_corners, pixel_map
+    from calib.steps.resample import pixel_corner_rows, pixel_corners, pixel_map
 
     _, ours, _ = runs
     cal, i2d = ours[case].products["cal"], ours[case].products["i2d"]
@@ -376,6 +376,12 @@ def test_pixel_corners_equal_the_corner_map_of_the_pixel_map(runs, case):
         assert (err2, step2) == (err, step)
         np.testing.assert_array_equal(cx, ex)
         np.testing.assert_array_equal(cy, ey)
+        rows, err3, step3 = pixel_corner_rows(cal.meta.wcs, i2d.meta.wcs, shape, bounds)
+        assert (err3, step3) == (err, step)
+        for j0, j1 in ((bounds[2], bounds[2]), (bounds[2] + 5, bounds[2] + 40), (bounds[3] - 3, bounds[3])):
+            bx, by = rows(j0, j1)       # a block of rows: the rows of the whole corner map
+            np.testing.assert_array_equal(bx, ex[j0 - bounds[2]:j1 - bounds[2] + 2])
+            np.testing.assert_array_equal(by, ey[j0 - bounds[2]:j1 - bounds[2] + 2])
 
 
 @pytest.mark.slow
@@ -502,7 +508,15 @@ def _assert_square_kernel_equals_drizzles(data, var, weight, pixmap, shape, pixf
     img, wht = np.full(shape, np.nan, np.float32), np.zeros(shape, np.float32)
     extra, ctx = np.full((1, *shape), np.nan, np.float32), np.zeros(shape, np.int32)
     bounds = (0, nx - 1, 0, ny - 1)
-    if from_corners:      # the pixel map freed: the kernel (and its scan limits) from the corner map
+    if from_corners == "blocks":    # the corners made block by block (blocks of 7 rows), never the whole map
+        import calib.drizzle as D
+        saved, D.CORNER_BLOCK_ROWS = D.CORNER_BLOCK_ROWS, 7
+        try:
+            drizzle_square(data, var, weight, None, bounds, pixfrac, img, extra, wht, ctx, bit=1,
+                           corners=lambda j0, j1: corner_map(pixmap, (0, nx - 1, j0, j1)), init_fill=np.nan)
+        finally:
+            D.CORNER_BLOCK_ROWS = saved
+    elif from_corners:      # the pixel map freed: the kernel (and its scan limits) from the corner map
         drizzle_square(data, var, weight, None, bounds, pixfrac, img, extra, wht, ctx, bit=1,
                        corners=corner_map(pixmap, bounds))
     else:
@@ -514,7 +528,7 @@ def _assert_square_kernel_equals_drizzles(data, var, weight, pixmap, shape, pixf
 
 
 # the corner-map path is the one resample takes at pixfrac 1 (the pixel map freed)
-@pytest.mark.parametrize(("pixfrac", "corners"), [(1.0, False), (1.0, True), (0.7, False)])
+@pytest.mark.parametrize(("pixfrac", "corners"), [(1.0, False), (1.0, True), (1.0, "blocks"), (0.7, False)])
 @pytest.mark.parametrize(("th", "shift"), [
     (0.0, (-10.3, -7.6)),      # past the left and bottom edges
     (0.0, (20.2, 15.4)),       # past the right and top edges, most of it outside

@@ -674,19 +674,48 @@ def pixel_corners(wcs_from, wcs_to, shape: tuple[int, int], bounds, tolerance: f
     step : int
         As for :func:`pixel_map`.
     """
+    rows, max_error, step = pixel_corner_rows(wcs_from, wcs_to, shape, bounds, tolerance, step)
+    ymin, ymax = int(bounds[2]), int(bounds[3])
+    return (rows(ymin, ymax) if callable(rows) else rows), max_error, step
+
+
+def pixel_corner_rows(wcs_from, wcs_to, shape: tuple[int, int], bounds, tolerance: float = PIXMAP_TOLERANCE,
+                      step: int = 64):
+    """:func:`pixel_corners` on demand, for any block of input rows (a form ``drizzle_square`` takes).
+
+    Parameters
+    ----------
+    wcs_from, wcs_to, shape, bounds, tolerance, step
+        As for :func:`pixel_corners`.
+
+    Returns
+    -------
+    corners : callable or tuple of numpy.ndarray
+        ``corners(j0, j1)``: the rows of :func:`pixel_corners`' corners (float64 (j1 - j0 + 2,
+        xmax - xmin + 2)) of input rows ``j0..j1`` (inclusive, inside ``bounds``), bit-identical
+        to them (each corner row is evaluated from the same spline rows whatever the block);
+        the whole (cx, cy) when the map is exact (no spline fit).
+    max_error, step : float, int
+        As for :func:`pixel_map`.
+    """
     fit = _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step)
     if isinstance(fit, np.ndarray):
         return corner_map(fit, bounds), 0.0, 1
     ny, nx = shape
-    xmin, xmax, ymin, ymax = (int(v) for v in bounds)
+    xmin, xmax = int(bounds[0]), int(bounds[1])
     lx0, lx1 = fit.limits[0], fit.limits[1]
-    cx = np.empty((ymax - ymin + 2, xmax - xmin + 2))
-    cy = np.empty_like(cx)
-    with numba.parallel_chunksize(1):       # tasks of CORNER_ROWS rows handed out one at a time (DYNAMIC_ROWS)
-        qx, qy = _column_tables(fit.tx, fit.cx, fit.cy, np.arange(lx0, lx1 + 1, dtype=np.float64))
-        _spline_corners(qx, qy, fit.ty, np.array(fit.limits, np.int64), ny, nx, xmin, xmax, ymin, ymax,
-                        CORNER_ROWS, numba.config.NUMBA_NUM_THREADS, cx, cy)
-    return (cx, cy), fit.max_error, fit.step
+    qx, qy = _column_tables(fit.tx, fit.cx, fit.cy, np.arange(lx0, lx1 + 1, dtype=np.float64))
+    limits = np.array(fit.limits, np.int64)
+
+    def corners(j0, j1):
+        cx = np.empty((j1 - j0 + 2, xmax - xmin + 2))
+        cy = np.empty_like(cx)
+        with numba.parallel_chunksize(1):       # tasks of CORNER_ROWS rows handed out one at a time (DYNAMIC_ROWS)
+            _spline_corners(qx, qy, fit.ty, limits, ny, nx, xmin, xmax, int(j0), int(j1),
+                            CORNER_ROWS, numba.config.NUMBA_NUM_THREADS, cx, cy)
+        return cx, cy
+
+    return corners, fit.max_error, fit.step
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -1028,8 +1057,8 @@ def _resampler_class():
                 and self._compute_err != "driz_err"
             corners = pixmap = None
             if own and self.pixfrac == 1.0:     # the corners are all the kernel needs: no pixel map
-                corners, err, step = pixel_corners(wcs, self.output_model["wcs"], data.shape,
-                                                   (xmin, xmax, ymin, ymax))
+                corners, err, step = pixel_corner_rows(wcs, self.output_model["wcs"], data.shape,
+                                                       (xmin, xmax, ymin, ymax))
             else:
                 pixmap, err, step = pixel_map(wcs, self.output_model["wcs"], data.shape)
             self.pixmap_errors = [*getattr(self, "pixmap_errors", []), (err, step)]
