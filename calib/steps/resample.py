@@ -1131,6 +1131,28 @@ def _drop_arrays(model, names) -> None:
             tree.pop(name, None)
 
 
+@contextlib.contextmanager
+def _read_in_place(wcs):
+    """While open, ``copy.deepcopy(wcs)`` returns ``wcs`` itself.
+
+    jwst's ``resampled_wcs_from_models`` deep-copies the input's gwcs (~0.01 s for a NIRCam
+    full frame, beside the ``_cal``'s background write) before it only reads it: it
+    evaluates it and its inverse at the fiducial point and takes its input and output
+    frames for the output WCS. For a consumed input, whose gwcs nothing changes afterwards,
+    the original is read instead (the output WCS then shares the two frame objects with
+    it; their values, and so the products, are the same).
+    """
+    try:
+        wcs.__deepcopy__ = lambda memo: wcs
+    except AttributeError:          # no instance attributes: copied as usual
+        yield
+        return
+    try:
+        yield
+    finally:
+        del wcs.__deepcopy__
+
+
 def resample_image(model, params: dict, *, consume: bool = False):
     """Resample one calibrated image into its ``_i2d`` ImageModel.
 
@@ -1168,7 +1190,8 @@ def resample_image(model, params: dict, *, consume: bool = False):
             model = copy
             match_nans_and_flags(model)
         _drop_arrays(model, ("err", "area"))    # read by match_nans_and_flags only (ERR from the variances)
-        resampler = make_resampler(ModelLibrary([model], on_disk=False), params, blendheaders=False)
+        with _read_in_place(model.meta.wcs):
+            resampler = make_resampler(ModelLibrary([model], on_disk=False), params, blendheaders=False)
         resampler.consume_inputs = True
         return resampler.resample_many_to_one()
     if nans_and_flags_matched(model):
