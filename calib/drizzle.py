@@ -685,9 +685,24 @@ SEGMENT = 64
 #: output row bands per thread (more bands: finer load balance, more rescanning)
 BANDS_PER_THREAD = 8
 #: input rows drizzled per block when the corners are made block by block (``corners`` callable)
-CORNER_BLOCK_ROWS = 256
+CORNER_BLOCK_ROWS = 512
 #: input rows per block of corners made for the scan limits (``corners`` callable)
 _SCAN_ROWS = 16
+
+
+def _reach_bands(lo, hi, my, nbands) -> np.ndarray:
+    """Band edges over only the output rows a block's segments can reach (``lo``/``hi``).
+
+    A block of input rows reaches a narrow stripe of the output: bands over the whole output
+    would leave all but one or two tasks idle. The kernel's result does not depend on where
+    the bands are cut (each output pixel gets its drops in drizzle's order from one task), so
+    narrower bands change no result. An empty array when nothing is reached.
+    """
+    rmin, rmax = max(int(lo.min()), 0), min(int(hi.max()), my - 1)
+    if rmin > rmax:
+        return np.empty(0, np.int64)
+    n = max(1, min(nbands, rmax - rmin + 1))
+    return np.linspace(rmin, rmax + 1, n + 1).round().astype(np.int64)
 
 
 def corner_map(pixmap, bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -799,7 +814,13 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     data = np.ascontiguousarray(data, np.float32)
     if blocks:
         # blocks of rows in order, each one's drops in drizzle's order: every output pixel gets them in the
-        # order of the whole range; only the first block's tasks initialize the outputs
+        # order of the whole range; a block's bands cover only the output rows it reaches (_reach_bands)
+        if init_fill is not None:      # first the outputs initialized, by every band's task (no input row)
+            empty = np.empty((0, nseg), np.int32)
+            _square_kernel(data, planes, nextra, bool(sqrt_extra), weight, pixmap, xmin, xmax, ymin, ymin - 1, 1.0,
+                           float(iscale), out_img, out_extra, out_wht, ctx, np.int32(bit), True,
+                           np.empty((1, 1)), np.empty((1, 1)), SEGMENT, empty, empty, edges, slo[:0], shi[:0], True,
+                           np.float32(init_fill))
         for y0 in range(ymin, ymax + 1, CORNER_BLOCK_ROWS):
             y1 = min(y0 + CORNER_BLOCK_ROWS - 1, ymax)
             cx, cy = corners(y0, y1)
@@ -807,11 +828,13 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
             hi = np.empty_like(lo)
             bslo, bshi = slo[y0 - ymin:y1 - ymin + 1], shi[y0 - ymin:y1 - ymin + 1]
             _segment_rows_shared(cy, xmin, xmax, y0, y1, SEGMENT, lo, hi, bslo, bshi)
+            block_edges = _reach_bands(lo, hi, my, nbands)
+            if block_edges.size < 2:
+                continue                 # no drop of this block reaches the output
             with numba.parallel_chunksize(1):
                 _square_kernel(data, planes, nextra, bool(sqrt_extra), weight, pixmap, xmin, xmax, y0, y1, 1.0,
                                float(iscale), out_img, out_extra, out_wht, ctx, np.int32(bit), True, cx, cy,
-                               SEGMENT, lo, hi, edges, bslo, bshi, init_fill is not None and y0 == ymin,
-                               np.float32(np.nan if init_fill is None else init_fill))
+                               SEGMENT, lo, hi, block_edges, bslo, bshi, False, np.float32(np.nan))
             del cx, cy
         return
     lo = np.empty((ymax - ymin + 1, nseg), np.int32)
