@@ -89,6 +89,19 @@ def nans_and_flags_matched(model) -> bool:
         return _count_unmatched(data, err, dq, vr, vp, vf) == 0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _variance_weight(sq_rn, ivm, texp):
+    """Return stcal's resample weight of one output pixel (float64).
+
+    ``float32(1 / VAR_RNOISE)`` where VAR_RNOISE (the float32 square of its drizzled square
+    root ``sq_rn``) is > 0 and finite when ``ivm``, else 0; ``texp`` without ``ivm``.
+    """
+    if ivm:
+        rn = sq_rn * sq_rn
+        return np.float64(np.float32(1.0) / rn) if (rn > 0 and np.isfinite(rn)) else 0.0
+    return texp
+
+
 @numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
     """Add one input's resampled variance to stcal's running sums, with stcal's arithmetic.
@@ -101,12 +114,7 @@ def _accumulate_variance(sq, sq_rn, ivm, texp, wsum, wt):
     my, mx = sq.shape
     for y in numba.prange(my):
         for x in range(mx):
-            if ivm:
-                r = sq_rn[y, x]
-                rn = r * r
-                w = np.float64(np.float32(1.0) / rn) if (rn > 0 and np.isfinite(rn)) else 0.0
-            else:
-                w = texp
+            w = _variance_weight(sq_rn[y, x], ivm, texp)
             if not w > 0.0:
                 continue
             s = sq[y, x]
@@ -132,12 +140,7 @@ def _usable_alike(block, rn, ivm, texp):
     bad = 0
     for y in numba.prange(my):
         for x in range(mx):
-            if ivm:
-                r = block[rn, y, x]
-                r2 = r * r
-                w = np.float64(np.float32(1.0) / r2) if (r2 > 0 and np.isfinite(r2)) else 0.0
-            else:
-                w = texp
+            w = _variance_weight(block[rn, y, x], ivm, texp)
             if not w > 0.0:
                 continue
             n_ok = 0
@@ -161,12 +164,7 @@ def _accumulate_variances_shared(block, rn, ivm, texp, wsum, wt):
     k, my, mx = block.shape
     for y in numba.prange(my):
         for x in range(mx):
-            if ivm:
-                r = block[rn, y, x]
-                r2 = r * r
-                w = np.float64(np.float32(1.0) / r2) if (r2 > 0 and np.isfinite(r2)) else 0.0
-            else:
-                w = texp
+            w = _variance_weight(block[rn, y, x], ivm, texp)
             if not w > 0.0:
                 continue
             added = False
@@ -207,12 +205,7 @@ def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
     nan = np.float32(np.nan)
     for y in numba.prange(my):
         for x in range(mx):
-            if ivm:
-                r = sq_rn[y, x]
-                rn = r * r
-                w = np.float64(np.float32(1.0) / rn) if (rn > 0 and np.isfinite(rn)) else 0.0
-            else:
-                w = texp
+            w = _variance_weight(sq_rn[y, x], ivm, texp)
             s = sq[y, x]
             v = s * s
             if not (w > 0.0 and v >= 0 and np.isfinite(v)):
