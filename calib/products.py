@@ -134,7 +134,7 @@ def _to_big_endian(model, others=()) -> None:
                 t[name] = big
 
 
-def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=()) -> None:
+def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=(), serialized=None) -> None:
     """Write a datamodel to ``final`` atomically, never replacing an existing file.
 
     Parameters
@@ -151,6 +151,10 @@ def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=()
     others : sequence of numpy.ndarray
         With ``consume``: arrays still to be written or used (other products'); an array of
         the model sharing memory with one of them is left as it is.
+    serialized : callable, optional
+        Called with no argument once the model's bytes are in the file, before the fsync;
+        from then on this function holds no reference to the model (the caller may free
+        it while the disk is waited for).
 
     Raises
     ------
@@ -172,6 +176,9 @@ def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=()
         with _WritebackFile(io.FileIO(tmp_path, "wb")) as fh:
             model.to_fits(fh)
             fh.flush()
+            del model
+            if serialized is not None:
+                serialized()
             os.fsync(fh.fileno())
         try:
             os.link(tmp_path, final)   # atomic, and never replaces an existing file
