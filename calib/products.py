@@ -400,19 +400,25 @@ def _snapshot(model):
     """Copy a datamodel for writing while the original is used on: its own metadata, the same arrays.
 
     The copy's arrays are read-only views of the model's (astropy then byteswaps a copy of
-    each when writing instead of swapping the shared buffer in place and back); the gwcs
-    is shared (it is only read). The model may then be changed (keys set, arrays dropped)
+    each when writing instead of swapping the shared buffer in place and back), its tables
+    (FITS_rec, e.g. HDRTAB) copies; the gwcs
+    is shared (it is only read), and so is the schema (with any extension, e.g. jwst's
+    ``hdrtab``). The model may then be changed (keys set, arrays dropped)
     but its arrays' values must not be until the write is done.
     """
     import numpy as np
 
     memo = {}
     for value in model.instance.values():
-        if isinstance(value, np.ndarray):
+        if type(value) is np.ndarray:       # a table (FITS_rec: astropy encodes it in place) is copied
             view = value.view()
             view.flags.writeable = False
             memo[id(value)] = view
     wcs = getattr(model.meta, "wcs", None)
     if wcs is not None:
         memo[id(wcs)] = wcs
-    return model.copy(memo=memo)
+    snapshot = model.copy(memo=memo)
+    # DataModel.copy starts from the class's schema: keep the model's own, which may have
+    # been extended (the blended header table of an image3 _i2d, HDRTAB)
+    snapshot._schema = model._schema
+    return snapshot

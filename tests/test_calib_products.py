@@ -114,3 +114,64 @@ def test_write_atomic_consume_writes_the_same_file_and_keeps_the_values(tmp_path
     with fits.open(tmp_path / "again.fits") as c:
         np.testing.assert_array_equal(c["SCI"].data, before["data"])
         np.testing.assert_array_equal(c["CON"].data, before["con"])
+
+
+def test_snapshot_writes_a_blended_models_header_table(tmp_path):
+    """A model whose schema jwst's header blender extended (an image3 _i2d with HDRTAB) is written
+    from run_and_save's snapshot with that table, as the model itself would be: DataModel.copy
+    alone starts from the class's schema and the HDRTAB extension is lost."""
+    from astropy.io import fits
+    from jwst.model_blender.blender import ModelBlender
+
+    members = []
+    for k in range(2):
+        m = _model()
+        m.meta.exposure.start_time = 60000.0 + k
+        members.append(m)
+    out = _model()
+    blender = ModelBlender()
+    for m in members:
+        blender.accumulate(m)
+    blender.finalize_model(out)
+    products.write_atomic(out, tmp_path / "direct_i2d.fits")
+    snap = products._snapshot(out)
+    assert not snap.data.flags.writeable and np.shares_memory(snap.data, out.data)
+    products.write_atomic(snap, tmp_path / "snapshot_i2d.fits")
+    with fits.open(tmp_path / "direct_i2d.fits") as a, fits.open(tmp_path / "snapshot_i2d.fits") as b:
+        assert "HDRTAB" in a and [h.name for h in a] == [h.name for h in b]
+        assert len(b["HDRTAB"].data) == 2
+        assert a["HDRTAB"].data.tobytes() == b["HDRTAB"].data.tobytes()
+    # the model's own table is untouched (a copy was encoded)
+    assert len(out.hdrtab) == 2
+
+
+def test_wait_for_writes_returns_when_the_model_is_released_not_after_the_fsync(tmp_path, monkeypatch):
+    """A step waiting for the background write (calib.background.wait_for_writes) goes on once the
+    product's bytes are in the file and the writer holds the model no more; the fsync may still
+    be running, and the writer's wait() still waits for it and the link."""
+    import threading
+    import weakref
+
+    from calib.background import BackgroundWrite, wait_for_writes
+
+    gate = threading.Event()
+    real_fsync = products.os.fsync
+
+    def slow_fsync(fd):
+        gate.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(products.os, "fsync", slow_fsync)
+    model = _model()
+    alive = weakref.ref(model)
+    final = tmp_path / "jw01_cal.fits"
+    w = BackgroundWrite(products.write_atomic, model, final)
+    del model
+    wait_for_writes()
+    assert alive() is None                      # released: nothing holds the model's arrays
+    assert not final.exists()                   # the fsync (and the link after it) has not run
+    gate.set()
+    w.wait()
+    w.forget()
+    with dm.open(final) as back:
+        np.testing.assert_array_equal(back.data, _model().data)

@@ -27,7 +27,9 @@ temporary files): each member is spilled as soon as it is read, and the pages a 
 leave the process after it (``after_step``), or after each member for outlier_detection
 and resample, which go through the members one at a time (``state.release_member``).
 With :func:`calib.products.run_and_save`, each ``_crf`` is written as soon as
-outlier_detection has flagged its member.
+outlier_detection has flagged its member, and the ``_i2d`` as soon as resample has made it
+(as jwst's Image3Pipeline saves it before source_catalog), in the background while
+source_catalog reads it (source_catalog works on copies of its arrays).
 """
 from __future__ import annotations
 
@@ -127,7 +129,7 @@ PIPELINE = PipelineSpec(
     products=(ProductSpec("crf", "ImageModel", "each member with outliers flagged (DQ OUTLIER|DO_NOT_USE, SCI NaN)",
                           optional=True, made_before="resample"),
               ProductSpec("i2d", "ImageModel", "the mosaic: SCI/ERR MJy/sr, WHT, CON, VAR_*, output gwcs",
-                          optional=True, made_before="source_catalog"),
+                          optional=True, made_before="source_catalog", write_early=True),
               ProductSpec("cat", "QTable", "source catalog (ECSV): centroids, aperture/isophotal fluxes in Jy, "
                           "AB/Vega magnitudes", optional=True),
               ProductSpec("segm", "SegmentationMapModel", "segmentation map of the mosaic (int labels)",
