@@ -20,6 +20,10 @@ both pure array work whose result is fully specified by photutils' documentation
   noisy full frame has against the circle in a Python loop (~1.6 s); here every pixel is
   checked in compiled code. Only comparisons: the mask is identical (tested against
   photutils' own function).
+* :func:`filter_constant` and :func:`convolve_fill`: the convolutions of the star finders
+  (scipy's ``ndimage.convolve``, constant mode) and of source_catalog (astropy's
+  ``convolve`` with NaN interpolation), the same float64 sums in the same order, each
+  kernel tap added to a whole row of sums at once (vectorized): identical values.
 * :func:`single_peak`: whether a segment has one peak only, for ``deblend_sources``:
   photutils deblends each source by detecting it at 32 thresholds (``n_levels``), one
   ``scipy.ndimage.label`` each (~1 ms per source); when every pixel of the segment but one
@@ -35,7 +39,8 @@ import contextlib
 import numba
 import numpy as np
 
-__all__ = ["zoom_mesh", "MeshZoom", "circular_peaks", "fast_peak_finding", "single_peak", "fast_deblending"]
+__all__ = ["zoom_mesh", "MeshZoom", "circular_peaks", "fast_peak_finding", "single_peak", "fast_deblending",
+           "filter_constant", "fast_star_filter", "convolve_fill"]
 
 
 @numba.njit(cache=True)
@@ -295,3 +300,191 @@ def fast_deblending():
         yield
     finally:
         cls.deblend_source = saved
+
+
+@numba.njit(cache=True, parallel=True)
+def _correlate_constant(data, weights, offy, offx, cval, out):
+    ny, nx = data.shape
+    for y in numba.prange(ny):
+        acc = np.zeros(nx)
+        for k in range(weights.size):       # the taps in scipy's order, each added to the whole row
+            w = weights[k]
+            yy = y + offy[k]
+            dx = offx[k]
+            z = w * cval                    # a tap beyond the edge
+            if yy < 0 or yy >= ny:
+                for x in range(nx):
+                    acc[x] += z
+                continue
+            lo, hi = min(max(0, -dx), nx), max(min(nx, nx - dx), 0)
+            for x in range(lo):
+                acc[x] += z
+            if hi > lo:
+                src = data[yy, lo + dx:hi + dx]
+                a = acc[lo:hi]
+                for i in range(hi - lo):
+                    a[i] += w * np.float64(src[i])
+            for x in range(max(hi, lo), nx):
+                acc[x] += z
+        for x in range(nx):
+            out[y, x] = acc[x]
+
+
+def filter_constant(data: np.ndarray, kernel: np.ndarray, fill_value: float = 0.0) -> np.ndarray:
+    """Convolve as ``scipy.ndimage.convolve(data, kernel, mode="constant", cval=fill_value)`` does.
+
+    photutils' ``_filter_data`` (the star finders' convolution with their zero-sum kernel).
+    scipy flips the kernel (odd sizes: no origin shift), keeps the taps with ``|w| >
+    DBL_EPSILON`` in C order and sums ``w * value`` in float64 from 0.0, ``w * cval`` for a
+    tap outside the array, one output pixel at a time; the sum is rounded to the input's
+    float type. Here the same taps are added in the same order, but to a whole row of
+    output sums at once (vectorized; every pixel's sum is the same sequence of float64
+    operations, so the result is identical; 0.024 against 0.085 s CPU on a 2048 x 2048
+    float32 image with the 5 x 5 kernel of FWHM 2.5).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float32 or float64 (ny, nx).
+    kernel : numpy.ndarray
+        float (ky, kx), odd sizes.
+    fill_value : float
+        The value beyond the array's edges.
+
+    Returns
+    -------
+    numpy.ndarray
+        (ny, nx), ``data``'s dtype.
+    """
+    k = np.asarray(kernel, np.float64)
+    if data.ndim != 2 or k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or data.dtype.kind != "f":
+        raise ValueError("filter_constant: a 2-D float image and a 2-D kernel of odd sizes")
+    w = k[::-1, ::-1]
+    keep = np.abs(w) > np.finfo(np.float64).eps
+    ky, kx = np.nonzero(keep)
+    native = data.dtype.newbyteorder("=")
+    out = np.empty(data.shape, native)             # scipy's output: the input's type, native order
+    _correlate_constant(np.ascontiguousarray(data, dtype=native), np.ascontiguousarray(w[keep]),
+                        (ky - k.shape[0] // 2).astype(np.int64), (kx - k.shape[1] // 2).astype(np.int64),
+                        float(fill_value), out)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _convolve_fill_nan(data, kernel, interpolate, out):
+    ny, nx = data.shape
+    ky, kx = kernel.shape
+    wy, wx = ky // 2, kx // 2
+    for y in numba.prange(ny):
+        top = np.zeros(nx)
+        bot = np.zeros(nx)
+        for a in range(ky):                 # astropy's order: kernel rows, then columns, flipped
+            yy = y - wy + a
+            for b in range(kx):
+                g = kernel[ky - 1 - a, kx - 1 - b]
+                dx = b - wx
+                z = 0.0 * g                 # the fill value 0.0 beyond the edges
+                if yy < 0 or yy >= ny:
+                    for x in range(nx):
+                        top[x] += z
+                        bot[x] += g
+                    continue
+                lo, hi = min(max(0, -dx), nx), max(min(nx, nx - dx), 0)
+                for x in range(lo):
+                    top[x] += z
+                    bot[x] += g
+                if hi > lo:
+                    src = data[yy, lo + dx:hi + dx]
+                    t = top[lo:hi]
+                    s = bot[lo:hi]
+                    if interpolate:
+                        # a NaN is skipped as adding 0.0 to both sums: the same values, since a
+                        # sum started at +0.0 is never -0.0 (x + 0.0 == x for every other x)
+                        for i in range(hi - lo):
+                            v = src[i]
+                            keep = v == v
+                            t[i] += (v if keep else 0.0) * g
+                            s[i] += g if keep else 0.0
+                    else:
+                        for i in range(hi - lo):
+                            t[i] += src[i] * g
+                for x in range(max(hi, lo), nx):
+                    top[x] += z
+                    bot[x] += g
+        if interpolate:
+            for x in range(nx):
+                out[y, x] = data[y, x] if bot[x] == 0 else top[x] / bot[x]
+        else:
+            for x in range(nx):
+                out[y, x] = top[x]
+
+
+def convolve_fill(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``astropy.convolution.convolve(data, kernel, mask=mask)`` with its defaults, in numba.
+
+    astropy (boundary "fill" with 0.0, ``nan_treatment="interpolate"``,
+    ``normalize_kernel=True``): masked pixels become NaN; the image, in float64, is padded
+    with 0.0; each output pixel sums ``value * weight`` over the flipped kernel (rows, then
+    columns) from 0.0, skipping NaN values, whose weights are left out of the normalization
+    (``top / bot``; the pixel itself where ``bot`` is 0); without any NaN, ``top`` divided by
+    the kernel's sum afterwards. The result is rounded to the input's float type. Here the
+    same sums, term by term in the same order, are made for a whole row of pixels at once
+    (vectorized; a NaN adds 0.0 to both sums, which leaves them as they are: a sum started
+    at +0.0 is never -0.0): identical values, ~2.5x faster on one core than astropy's C
+    loop (0.21 against 0.54 s on a 2300 x 2300 mosaic with a 7 x 7 kernel).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        float (ny, nx).
+    kernel : numpy.ndarray or astropy.convolution.Kernel2D
+        (ky, kx), odd sizes, sum not ~0.
+    mask : numpy.ndarray, optional
+        bool (ny, nx), True where the pixel is left out (made NaN).
+
+    Returns
+    -------
+    numpy.ndarray
+        (ny, nx), ``data``'s float dtype.
+    """
+    k = np.array(getattr(kernel, "array", kernel), np.float64)
+    if data.ndim != 2 or k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or data.dtype.kind != "f":
+        raise ValueError("convolve_fill: a 2-D float image and a 2-D kernel of odd sizes")
+    arr = np.array(data, np.float64)
+    if mask is not None:
+        arr[mask] = np.nan
+    interpolate = bool(np.isnan(arr.sum()))
+    ksum = k.sum()
+    if ksum < 1.0 / 100 or np.isclose(ksum, 0, atol=1e-8):       # astropy's MAX_NORMALIZATION, zero tolerance
+        raise ValueError("convolve_fill: the kernel cannot be normalized")
+    res = np.empty(arr.shape, np.float64)
+    _convolve_fill_nan(arr, k, interpolate, res)
+    if not interpolate:
+        res /= ksum
+    return res.astype(data.dtype, copy=False)
+
+
+@contextlib.contextmanager
+def fast_star_filter():
+    """Make ``IRAFStarFinder`` convolve with :func:`filter_constant` inside the ``with`` block.
+
+    Only the constant mode photutils' star finder uses is taken over; any other call goes
+    to photutils' own ``_filter_data``, which is put back on exit (also on error).
+    """
+    from photutils.detection import irafstarfinder
+
+    saved = irafstarfinder._filter_data
+
+    def _filter_data(data, kernel, *, mode="constant", fill_value=0.0, check_normalization=False):
+        k = getattr(kernel, "array", kernel)
+        if (mode == "constant" and not check_normalization and isinstance(data, np.ndarray)
+                and type(data) is np.ndarray and data.ndim == 2 and data.dtype.kind == "f"
+                and k is not None and np.ndim(k) == 2 and all(s % 2 == 1 for s in np.shape(k))):
+            return filter_constant(data, k, fill_value)
+        return saved(data, kernel, mode=mode, fill_value=fill_value, check_normalization=check_normalization)
+
+    irafstarfinder._filter_data = _filter_data
+    try:
+        yield
+    finally:
+        irafstarfinder._filter_data = saved

@@ -1,6 +1,8 @@
 """calib.detection's numba kernels against the photutils/scipy code they stand in for."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,59 @@ def test_fast_deblending_equals_photutils(mode, connectivity):
     assert list(ours.labels) == list(theirs.labels)
     assert getattr(ours, "info", None) == getattr(theirs, "info", None)
     assert ours._deblend_label_map.keys() == theirs._deblend_label_map.keys()
+
+
+def _noisy_image(seed, shape, dtype, nan_fraction=0.0):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0.0, 1.0, shape)
+    img[rng.random(shape) < 0.01] = 0.0                  # exact zeros (signed-zero arithmetic)
+    img[rng.integers(0, shape[0], 8), rng.integers(0, shape[1], 8)] = 50.0
+    if nan_fraction:
+        img[rng.random(shape) < nan_fraction] = np.nan
+        img[:4, :6] = np.nan                             # a hole bigger than the kernel: bot == 0
+    return img.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("fwhm", "shape"), [(2.5, (97, 130)), (1.5, (40, 7)), (4.0, (6, 30))])
+def test_filter_constant_equals_scipy_convolve(dtype, fwhm, shape):
+    """The star finders' convolution (photutils' _filter_data, scipy constant mode): identical values."""
+    from photutils.detection.core import _StarFinderKernel
+    from photutils.utils._convolution import _filter_data
+
+    from calib.detection import filter_constant
+
+    kernel = _StarFinderKernel(fwhm, sigma_radius=1.5).data
+    data = _noisy_image(1, shape, dtype)
+    ref = _filter_data(data, kernel, mode="constant", fill_value=0.0)
+    ours = filter_constant(data, kernel)
+    assert ours.dtype == ref.dtype
+    np.testing.assert_array_equal(ours.view(np.uint8), ref.view(np.uint8))      # bits, signed zeros too
+    ref = _filter_data(data, kernel[::-1], mode="constant", fill_value=0.5)     # an asymmetric kernel, cval
+    np.testing.assert_array_equal(filter_constant(data, kernel[::-1], 0.5).view(np.uint8), ref.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nan_fraction", [0.0, 0.05])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(("sigma", "shape"), [(0.85, (90, 121)), (2.0, (33, 12)), (0.6, (5, 40))])
+def test_convolve_fill_equals_astropy_convolve(dtype, nan_fraction, masked, sigma, shape):
+    """source_catalog's convolution (astropy's convolve, NaN interpolation, fill 0): identical values."""
+    from astropy.convolution import Gaussian2DKernel, convolve
+
+    from calib.detection import convolve_fill
+
+    data = _noisy_image(2, shape, dtype, nan_fraction)
+    mask = (np.random.default_rng(3).random(shape) < 0.1) if masked else None
+    kernel = Gaussian2DKernel(sigma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = convolve(data, kernel, mask=mask)
+    ours = convolve_fill(data, kernel, mask=mask)
+    assert ours.dtype == ref.dtype
+    np.testing.assert_array_equal(ours.view(np.uint8), ref.view(np.uint8))
+    asym = np.arange(15.0).reshape(3, 5) + 1.0                  # not symmetric: the flip matters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = convolve(data, asym, mask=mask)
+    np.testing.assert_array_equal(convolve_fill(data, asym, mask=mask).view(np.uint8), ref.view(np.uint8))

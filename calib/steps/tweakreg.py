@@ -6,7 +6,8 @@ are found on the background-subtracted SCI (background and RMS as
 photutils' ``IRAFStarFinder`` (jwst's default ``starfinder``; threshold ``snr_threshold``
 times the median RMS, ``kernel_fwhm``, sharpness/roundness ranges, ``brightest``; its
 circular local-maximum search done by :func:`calib.detection.circular_peaks`, the same
-mask computed in numba instead of photutils' Python loop over ~200,000 candidates), kept
+mask computed in numba instead of photutils' Python loop over ~200,000 candidates, its
+convolution by :func:`calib.detection.filter_constant`), kept
 within the WCS bounding box; the catalogs of the exposure groups are matched and fitted
 with tweakwcs (``JWSTWCSCorrector``) through stcal's ``relative_align`` (2-D histogram
 initial offset, xyxymatch ``searchrad``/``separation``/``tolerance``, ``fitgeometry``
@@ -53,7 +54,7 @@ def find_stars(model, params: dict):
     from photutils.utils import NoDetectionsWarning
     from stdatamodels.jwst.datamodels.dqflags import pixel
 
-    from calib.detection import fast_peak_finding
+    from calib.detection import fast_peak_finding, fast_star_filter
     from calib.steps.source_catalog import estimate_background
 
     mask = ((pixel["NON_SCIENCE"] + pixel["DO_NOT_USE"]) & model.dq).astype(bool)
@@ -71,7 +72,7 @@ def find_stars(model, params: dict):
                             sharpness_range=(params["sharplo"], params["sharphi"]),
                             roundness_range=(params["roundlo"], params["roundhi"]), peak_max=params["peakmax"],
                             n_brightest=params["brightest"])
-    with warnings.catch_warnings(), use_future_column_names(), fast_peak_finding():
+    with warnings.catch_warnings(), use_future_column_names(), fast_peak_finding(), fast_star_filter():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         found = finder(model.data - background, mask=mask)
     if not found:
