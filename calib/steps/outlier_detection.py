@@ -31,10 +31,11 @@ import numba
 import numpy as np
 
 from calib.errors import InputError
+from calib.steps.resample import _cubic_basis, _spline_row
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "nanmedian_stack", "blot_linear", "flag_resampled_crs", "detect_outliers"]
+__all__ = ["STEP", "nanmedian_stack", "blot_linear", "blot_median", "flag_resampled_crs", "detect_outliers"]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -83,44 +84,63 @@ def nanmedian_stack(stack: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _blot_at(data, px, py, fill):
+    """Return drizzle's bilinear blot of ``data`` at (px, py) (float64, 0-based), ``fill`` outside or at NaN."""
+    my, mx = data.shape
+    one = np.float32(1.0)
+    if np.isnan(px) or np.isnan(py):
+        return fill
+    x = np.float32(px)
+    y = np.float32(py)
+    if not (x >= 0.0 and x < np.float32(mx) and y >= 0.0 and y < np.float32(my)):
+        return fill
+    ix = int(x)
+    iy = int(y)
+    f00 = data[iy, ix]
+    if ix == mx - 1:
+        if iy == my - 1:
+            return f00
+        sy = np.float32(y - np.float32(iy))
+        return (one - sy) * f00 + sy * data[iy + 1, ix]
+    if iy == my - 1:
+        sx = np.float32(x - np.float32(ix))
+        return (one - sx) * f00 + sx * data[iy, ix + 1]
+    sx = np.float32(x - np.float32(ix))
+    tx = one - sx
+    sy = np.float32(y - np.float32(iy))
+    ty = one - sy
+    return (tx * ty * f00 + sx * ty * data[iy, ix + 1] + sy * tx * data[iy + 1, ix]
+            + sx * sy * data[iy + 1, ix + 1])
+
+
 @numba.njit(cache=True, parallel=True)
 def _blot_linear(data, pixmap, fill, out):
-    my, mx = data.shape
     ny, nx = out.shape
-    fx_max = np.float32(mx)
-    fy_max = np.float32(my)
-    one = np.float32(1.0)
     for j in numba.prange(ny):
         for i in range(nx):
-            px = pixmap[j, i, 0]
-            py = pixmap[j, i, 1]
-            if np.isnan(px) or np.isnan(py):
+            out[j, i] = _blot_at(data, pixmap[j, i, 0], pixmap[j, i, 1], fill)
+
+
+@numba.njit(cache=True, parallel=True)
+def _blot_splines(data, qx, qy, ty, limits, fill, out):
+    """:func:`_blot_linear` at the positions of :func:`calib.steps.resample.pixel_map_splines`' rows."""
+    ny, nx = out.shape
+    lx0, lx1, ly0, ly1 = limits[0], limits[1], limits[2], limits[3]
+    for j in numba.prange(ny):
+        if j < ly0 or j > ly1:
+            for i in range(nx):
                 out[j, i] = fill
-                continue
-            x = np.float32(px)
-            y = np.float32(py)
-            if not (x >= 0.0 and x < fx_max and y >= 0.0 and y < fy_max):
+            continue
+        by = np.empty(4)
+        row = np.empty((lx1 - lx0 + 1, 2))
+        m = _cubic_basis(ty, np.float64(j), by)
+        _spline_row(qx, qy, m, by, 0, row)
+        for i in range(nx):
+            if i < lx0 or i > lx1:
                 out[j, i] = fill
-                continue
-            ix = int(x)
-            iy = int(y)
-            f00 = data[iy, ix]
-            if ix == mx - 1:
-                if iy == my - 1:
-                    out[j, i] = f00
-                else:
-                    sy = np.float32(y - np.float32(iy))
-                    out[j, i] = (one - sy) * f00 + sy * data[iy + 1, ix]
-            elif iy == my - 1:
-                sx = np.float32(x - np.float32(ix))
-                out[j, i] = (one - sx) * f00 + sx * data[iy, ix + 1]
             else:
-                sx = np.float32(x - np.float32(ix))
-                tx = one - sx
-                sy = np.float32(y - np.float32(iy))
-                ty = one - sy
-                out[j, i] = (tx * ty * f00 + sx * ty * data[iy, ix + 1] + sy * tx * data[iy + 1, ix]
-                             + sx * sy * data[iy + 1, ix + 1])
+                out[j, i] = _blot_at(data, row[i - lx0, 0], row[i - lx0, 1], fill)
 
 
 def blot_linear(data: np.ndarray, pixmap: np.ndarray, fill: float = np.nan) -> np.ndarray:
@@ -215,6 +235,40 @@ def _flag_resampled_crs(sci, err, blot, snr1, snr2, scale1, scale2, backg, wide,
             out[j, i] = hit
 
 
+def blot_median(median: np.ndarray, wcs_from, wcs_to, shape: tuple[int, int], fill: float = np.nan) -> np.ndarray:
+    """Blot the median back onto a member: ``blot_linear(median, pixel_map(wcs_from, wcs_to, shape)[0])``.
+
+    Parameters
+    ----------
+    median : numpy.ndarray
+        float32 (my, mx): the median of the singles (MJy/sr) on ``wcs_to``'s grid.
+    wcs_from : gwcs.WCS
+        The member's WCS.
+    wcs_to : gwcs.WCS
+        The median's (the singles' output) WCS.
+    shape : tuple of int
+        (ny, nx) of the member.
+    fill : float
+        As for :func:`blot_linear`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx), bit-identical to :func:`blot_linear` on :func:`calib.steps.resample.pixel_map`'s
+        map; when that map is interpolated, its rows are evaluated one at a time by the kernel's
+        tasks (:func:`calib.steps.resample.pixel_map_splines`) and the (ny, nx, 2) float64 map
+        (67 MB for a full frame) is never made.
+    """
+    from calib.steps.resample import pixel_map_splines
+
+    tables = pixel_map_splines(wcs_from, wcs_to, shape)
+    if isinstance(tables, np.ndarray):
+        return blot_linear(median, tables, fill)
+    out = np.empty(shape, np.float32)
+    _blot_splines(np.ascontiguousarray(median, np.float32), *tables, np.float32(fill), out)
+    return out
+
+
 def flag_resampled_crs(sci, err, blot, snr1: float, snr2: float, scale1: float, scale2: float, backg) -> np.ndarray:
     """Outliers of one member against its blotted median (stcal's ``flag_resampled_crs``), in numba.
 
@@ -248,6 +302,153 @@ def flag_resampled_crs(sci, err, blot, snr1: float, snr2: float, scale1: float, 
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _pairwise_block_f32(a, lo, n):
+    """Return numpy's float32 ``pairwise_sum`` of at most 128 values ``a[lo:lo + n]`` (no further split).
+
+    Below 8 values a plain sum from -0.0; else eight interleaved accumulators combined as
+    ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then the remainder in order.
+    """
+    if n < 8:
+        res = np.float32(-0.0)
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    stop = n - n % 8
+    for i in range(8, stop, 8):
+        b = lo + i
+        r0 += a[b]
+        r1 += a[b + 1]
+        r2 += a[b + 2]
+        r3 += a[b + 3]
+        r4 += a[b + 4]
+        r5 += a[b + 5]
+        r6 += a[b + 6]
+        r7 += a[b + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(stop, n):
+        res += a[lo + i]
+    return res
+
+
+@numba.njit(cache=True)
+def _pairwise_sum_f32(a, lo, n):
+    """Return numpy's float32 pairwise sum of ``a[lo:lo + n]`` (``pairwise_sum`` of its add reduction).
+
+    Above 128 values the two halves (the first a multiple of 8 long) are summed apart and
+    added; at most 128 by :func:`_pairwise_block_f32`. The recursion is unrolled onto a stack
+    (numba does not cache recursive functions called from others): nodes in post-order, each
+    split node's two sums added left + right once both are done. All in float32.
+    """
+    if n <= 128:
+        return _pairwise_block_f32(a, lo, n)
+    nodes = np.empty((128, 3), np.int64)       # (lo, n, 0: not split yet / 1: children done)
+    sums = np.empty(128, np.float32)
+    top = 0
+    nodes[0, 0], nodes[0, 1], nodes[0, 2] = lo, n, 0
+    depth = 1
+    while depth > 0:
+        depth -= 1
+        s0, sn, phase = nodes[depth, 0], nodes[depth, 1], nodes[depth, 2]
+        if sn <= 128:
+            sums[top] = _pairwise_block_f32(a, s0, sn)
+            top += 1
+        elif phase == 1:
+            top -= 1
+            sums[top - 1] = sums[top - 1] + sums[top]
+        else:
+            n2 = sn // 2
+            n2 -= n2 % 8
+            nodes[depth, 0], nodes[depth, 1], nodes[depth, 2] = s0, sn, 1
+            nodes[depth + 1, 0], nodes[depth + 1, 1], nodes[depth + 1, 2] = s0 + n2, sn - n2, 0
+            nodes[depth + 2, 0], nodes[depth + 2, 1], nodes[depth + 2, 2] = s0, n2, 0
+            depth += 3
+    return sums[0]
+
+
+@numba.njit(cache=True)
+def _finite_nonzero(weight, vals):
+    """Copy the finite nonzero values of ``weight`` into ``vals`` in C order; return their count."""
+    n = 0
+    for v in weight.ravel():
+        if np.isfinite(v) and v != 0:
+            vals[n] = v
+            n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _clip_once(vals, n, cen, sigma, buf):
+    """Run one iteration of astropy's ``sigma_clip(axis=None)`` on ``vals[:n]`` about the median ``cen``.
+
+    The float32 standard deviation of numpy's ``nanstd`` (pairwise float32 sums; mean and
+    variance divided in float64 and rounded to float32; float32 sqrt), the bounds
+    ``cen -/+ float32(std * sigma)`` in float32; the values inside them are moved to the front
+    of ``vals`` in order and their count returned. ``buf``: float32 scratch (>= n).
+    """
+    avg = np.float32(np.float64(_pairwise_sum_f32(vals, 0, n)) / np.float64(n))
+    for i in range(n):
+        d = np.float32(vals[i] - avg)
+        buf[i] = np.float32(d * d)
+    var = np.float32(np.float64(_pairwise_sum_f32(buf, 0, n)) / np.float64(n))
+    spread = np.float32(np.float32(np.sqrt(var)) * sigma)
+    lo = np.float32(cen - spread)
+    hi = np.float32(cen + spread)
+    m = 0
+    for i in range(n):
+        v = vals[i]
+        if v >= lo and v <= hi:
+            vals[m] = v
+            m += 1
+    return m
+
+
+def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
+    """Return stcal's ``compute_weight_threshold``: ``maskpt`` times the 3-sigma-clipped mean of the nonzero weights.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray
+        float32 (my, mx): a single's drizzle weights.
+    maskpt : float
+        Fraction of the clipped mean.
+
+    Returns
+    -------
+    float
+        The threshold, equal to stcal's: the clipping (astropy's ``sigma_clip``, sigma 3, 5
+        iterations, median centre, ``std`` spread, on numpy's float32 ``nanmedian`` and
+        ``nanstd``): each iteration numpy's median, then the standard deviation, bounds and
+        kept values in one numba pass (:func:`_clip_once`), the kept values in stcal's order;
+        their mean by numpy (``dtype="f8"``) as stcal takes it. stcal's own code for other
+        dtypes or when no weight is kept.
+    """
+    from stcal.outlier_detection.utils import compute_weight_threshold
+
+    if not (isinstance(weight, np.ndarray) and weight.dtype == np.float32 and weight.size > 0):
+        return compute_weight_threshold(weight, maskpt)
+    weight = np.ascontiguousarray(weight)
+    vals = np.empty(weight.size, np.float32)
+    buf = np.empty(weight.size, np.float32)
+    n = _finite_nonzero(weight, vals)
+    it, changed = 0, 1
+    while changed != 0 and it < 5 and n > 0:        # astropy: maxiters 5, until nothing changes
+        it += 1
+        # numpy's median (nanmedian's for values without NaN): the middle value, or the float32 mean
+        # of the two middle ones, found by one selection (np.median's three-way partition is slower)
+        h = n // 2
+        part = np.partition(vals[:n], h)
+        cen = part[h] if n % 2 else np.float32(np.float32(part[:h].max() + part[h]) / np.float32(2.0))
+        del part
+        m = _clip_once(vals, n, np.float32(cen), np.float32(3.0), buf)
+        changed, n = n - m, m
+    if n == 0:
+        return compute_weight_threshold(weight, maskpt)
+    return np.mean(vals[:n], dtype="f8") * maskpt
+
+
 def detect_outliers(library, models: list, params: dict, *, release=None, flagged=None) -> int:
     """Flag outliers of every member in place (DQ, NaN in SCI/ERR/VAR_*).
 
@@ -275,10 +476,9 @@ def detect_outliers(library, models: list, params: dict, *, release=None, flagge
         The number of pixels flagged, over all members.
     """
     from jwst.lib.pipe_utils import match_nans_and_flags
-    from stcal.outlier_detection.utils import compute_weight_threshold
     from stdatamodels.jwst.datamodels.dqflags import pixel
 
-    from calib.steps.resample import make_resampler, pixel_map
+    from calib.steps.resample import make_resampler, match_nans_and_flags_fast
 
     snr1, snr2 = (float(v) for v in str(params["snr"]).split())
     scale1, scale2 = (float(v) for v in str(params["scale"]).split())
@@ -294,7 +494,7 @@ def detect_outliers(library, models: list, params: dict, *, release=None, flagge
             single = resamp.resample_group(indices)
             if stack is None:
                 stack = _SinglesStack((len(groups), *single.data.shape), files if release is not None else None)
-            threshold = compute_weight_threshold(single.wht, params["maskpt"])
+            threshold = weight_threshold(single.wht, params["maskpt"])
             data = np.asarray(single.data, np.float32)
             data[single.wht < threshold] = np.nan
             stack.put(g, data)
@@ -305,15 +505,16 @@ def detect_outliers(library, models: list, params: dict, *, release=None, flagge
     flag = np.uint32(pixel["DO_NOT_USE"] | pixel["OUTLIER"])
     total = 0
     for model in models:
-        pixmap, _, _ = pixel_map(model.meta.wcs, median_wcs, model.data.shape)
-        blot = blot_linear(median, pixmap)
+        blot = blot_median(median, model.meta.wcs, median_wcs, model.data.shape)
         bg = model.meta.background
         backg = bg.level if (bg.subtracted is False and bg.level is not None) else params["backg"]
         mask = flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
-        model.dq |= mask.astype(np.uint32) * flag
         total += int(np.count_nonzero(mask))
-        del pixmap, blot, mask
-        match_nans_and_flags(model)
+        del blot
+        if not match_nans_and_flags_fast(model, mask, flag):
+            model.dq |= mask.astype(np.uint32) * flag
+            match_nans_and_flags(model)
+        del mask
         if flagged is not None:
             flagged(model)
         if release is not None:
@@ -353,8 +554,7 @@ class _SinglesStack:
             return
         m = self._map()
         m[g] = data
-        m.flush()
-        del m
+        del m                  # no msync: the median's mappings share the page cache
 
     def median(self) -> np.ndarray:
         """Return the NaN-skipping median of the singles (:func:`nanmedian_stack`), float32 (my, mx)."""

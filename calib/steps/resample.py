@@ -32,7 +32,8 @@ from calib.errors import InputError
 from calib.params import SUPPORT_DEFAULT_ONLY, SUPPORT_IGNORED, SUPPORT_NATIVE, Param
 from calib.step import StepSpec
 
-__all__ = ["STEP", "STEP_IMAGE3", "resample_image", "make_resampler", "pixel_map", "pixel_corners", "PIXMAP_TOLERANCE"]
+__all__ = ["STEP", "STEP_IMAGE3", "resample_image", "make_resampler", "pixel_map", "pixel_map_splines", "pixel_corners",
+           "PIXMAP_TOLERANCE"]
 
 #: jwst's ``Image2Pipeline.image_exptypes``
 IMAGE_EXP_TYPES = ("MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
@@ -60,6 +61,128 @@ def _count_unmatched(data, err, dq, var_rnoise, var_poisson, var_flat):
             if (n > 0 or flagged) and not (n == 5 and flagged):
                 bad += 1
     return bad
+
+
+#: float32 bits numpy stores for ``np.nan`` (what ``match_nans_and_flags`` writes)
+NAN_BITS = np.uint32(np.array(np.nan, np.float32).view(np.uint32))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bits(b, swapped):
+    """Return a float32/uint32 value's bits from a uint32 view of its array (byte-swapped when ``swapped``)."""
+    if swapped:
+        return ((b & np.uint32(0xFF)) << np.uint32(24)) | ((b & np.uint32(0xFF00)) << np.uint32(8)) \
+            | ((b >> np.uint32(8)) & np.uint32(0xFF00)) | (b >> np.uint32(24))
+    return b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nan_bits(b):
+    return (b & np.uint32(0x7F800000)) == np.uint32(0x7F800000) and (b & np.uint32(0x007FFFFF)) != 0
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _match_flags_bits(f0, f1, f2, f3, f4, dq, fsw, dqsw, mask, flag, apply):
+    """``dq |= flag`` where ``mask``, then jwst's ``match_nans_and_flags`` on the bits of the arrays.
+
+    ``f0..f4``: uint32 views of the five float32 arrays (SCI, ERR, VAR_*), ``dq`` of DQ, byte-swapped
+    when ``fsw``/``dqsw``; ``mask`` bool (ny, nx) or (0, 0) for none. A pixel is invalid when NaN in
+    one of the five or DO_NOT_USE (after the flag); it gets DO_NOT_USE and numpy's NaN (``NAN_BITS``)
+    in all five. With ``apply`` the arrays are changed; without, nothing is written and the count of
+    pixels where a byte would change is returned (0: ``match_nans_and_flags`` changes nothing).
+    """
+    ny, nx = dq.shape
+    use_mask = mask.shape[0] > 0
+    nanb = _bits(NAN_BITS, fsw)
+    changes = 0
+    for y in numba.prange(ny):
+        for x in range(nx):
+            d = _bits(dq[y, x], dqsw)
+            if use_mask and mask[y, x]:
+                d |= flag
+            if not ((d & np.uint32(1)) != 0 or _nan_bits(_bits(f0[y, x], fsw)) or _nan_bits(_bits(f1[y, x], fsw))
+                    or _nan_bits(_bits(f2[y, x], fsw)) or _nan_bits(_bits(f3[y, x], fsw))
+                    or _nan_bits(_bits(f4[y, x], fsw))):
+                if d != _bits(dq[y, x], dqsw):
+                    changes += 1
+                    if apply:
+                        dq[y, x] = _bits(d, dqsw)
+                continue
+            d |= np.uint32(1)
+            if apply:
+                dq[y, x] = _bits(d, dqsw)
+                f0[y, x] = nanb
+                f1[y, x] = nanb
+                f2[y, x] = nanb
+                f3[y, x] = nanb
+                f4[y, x] = nanb
+            elif (d != _bits(dq[y, x], dqsw) or f0[y, x] != nanb or f1[y, x] != nanb or f2[y, x] != nanb
+                  or f3[y, x] != nanb or f4[y, x] != nanb):
+                changes += 1
+    return changes
+
+
+def _bit_views(model):
+    """uint32 views of SCI, ERR, VAR_RNOISE, VAR_POISSON, VAR_FLAT and DQ with their byte orders, or None.
+
+    None unless all six are 2-D arrays of SCI's shape, the five float32 of one byte order and
+    DQ uint32 (either byte order).
+    """
+    inst = model.instance
+    arrays = [inst.get(n) for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat", "dq")]
+    if any(not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape != arrays[0].shape for a in arrays):
+        return None
+    floats, dq = arrays[:5], arrays[5]
+    order = floats[0].dtype.newbyteorder("=")
+    if any(a.dtype.kind != "f" or a.dtype.itemsize != 4 or a.dtype != floats[0].dtype for a in floats) \
+            or order != np.float32 or dq.dtype.kind != "u" or dq.dtype.itemsize != 4:
+        return None
+    views = [np.asarray(a).view(np.uint32) for a in arrays]
+    return views, not floats[0].dtype.isnative, not dq.dtype.isnative
+
+
+def match_nans_and_flags_fast(model, mask=None, flag: int = 0) -> bool:
+    """``model.dq |= mask * flag`` then jwst's ``match_nans_and_flags``, in one numba pass on the bits.
+
+    Parameters
+    ----------
+    model : stdatamodels.jwst.datamodels.ImageModel
+        SCI, ERR, VAR_RNOISE, VAR_POISSON, VAR_FLAT float32 (ny, nx) (either byte order), DQ
+        uint32 (ny, nx); changed in place.
+    mask : numpy.ndarray, optional
+        bool (ny, nx): pixels that get ``flag`` in DQ first.
+    flag : int
+        DQ bits set where ``mask``.
+
+    Returns
+    -------
+    bool
+        False when the arrays are not as above (nothing was done: use jwst's function); True
+        when done: every pixel NaN in one of the five arrays or with DO_NOT_USE has DO_NOT_USE
+        and numpy's NaN (the same bytes ``match_nans_and_flags`` writes) in all five.
+    """
+    got = _bit_views(model)
+    if got is None:
+        return False
+    (f0, f1, f2, f3, f4, dq), fsw, dqsw = got
+    m = np.zeros((0, 0), np.bool_) if mask is None else np.ascontiguousarray(mask, np.bool_)
+    _match_flags_bits(f0, f1, f2, f3, f4, dq, fsw, dqsw, m, np.uint32(flag), True)
+    return True
+
+
+def match_changes_nothing(model) -> bool:
+    """Whether jwst's ``match_nans_and_flags`` would leave every byte of ``model``'s arrays as it is.
+
+    True only when the six arrays are as :func:`match_nans_and_flags_fast` takes them and every
+    invalid pixel already has DO_NOT_USE and numpy's NaN bytes in all five float arrays.
+    """
+    got = _bit_views(model)
+    if got is None:
+        return False
+    (f0, f1, f2, f3, f4, dq), fsw, dqsw = got
+    with numba.parallel_chunksize(DYNAMIC_ROWS):
+        return _match_flags_bits(f0, f1, f2, f3, f4, dq, fsw, dqsw, np.zeros((0, 0), np.bool_), np.uint32(0),
+                                 False) == 0
 
 
 def nans_and_flags_matched(model) -> bool:
@@ -638,6 +761,33 @@ def pixel_map(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMA
     xa, ya = np.arange(xmin, xmax + 1, dtype=np.float64), np.arange(ymin, ymax + 1, dtype=np.float64)
     _spline_grid(fit.ty, fit.tx, fit.cx, fit.cy, ya, xa, pixmap[ymin:ymax + 1, xmin:xmax + 1])
     return pixmap, fit.max_error, fit.step
+
+
+def pixel_map_splines(wcs_from, wcs_to, shape: tuple[int, int], tolerance: float = PIXMAP_TOLERANCE,
+                      step: int = 64):
+    """:func:`pixel_map` as tables from which a numba kernel evaluates its rows (no (ny, nx, 2) map).
+
+    Parameters
+    ----------
+    wcs_from, wcs_to, shape, tolerance, step
+        As for :func:`pixel_map`.
+
+    Returns
+    -------
+    numpy.ndarray or tuple
+        The exact map (float64 (ny, nx, 2), as :func:`pixel_map` returns it) when no spline
+        fit holds; else ``(qx, qy, ty, limits)``: the splines' column sums (float64 (k,
+        xmax - xmin + 1), :func:`_column_sums` at columns xmin..xmax), their y knots and
+        int64 (xmin, xmax, ymin, ymax) of the mapped pixels. Row j (ymin <= j <= ymax) of
+        :func:`pixel_map`'s map at columns xmin..xmax is then ``_spline_row(qx, qy, m, by, 0,
+        out)`` with ``m = _cubic_basis(ty, float(j), by)``, bit for bit; NaN elsewhere.
+    """
+    fit = _fit_pixel_map(wcs_from, wcs_to, shape, tolerance, step)
+    if isinstance(fit, np.ndarray):
+        return fit
+    lx0, lx1 = fit.limits[0], fit.limits[1]
+    qx, qy = _column_tables(fit.tx, fit.cx, fit.cy, np.arange(lx0, lx1 + 1, dtype=np.float64))
+    return qx, qy, fit.ty, np.array(fit.limits, np.int64)
 
 
 #: corner rows per task of :func:`pixel_corners`
@@ -1293,7 +1443,8 @@ def _run_image3(state, ctx) -> str:
         raise InputError(f"{state.path}: resample needs 2-D images")
     release = getattr(state, "release_member", None)
     for m in state.models:                # as jwst's resample step does to its library's models
-        match_nans_and_flags(m)
+        if not match_changes_nothing(m):      # (outlier_detection leaves its members so: nothing to do)
+            match_nans_and_flags(m)
         if release is not None:
             release(m)
     p = dict(ctx.params)
