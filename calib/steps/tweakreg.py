@@ -47,35 +47,14 @@ def find_stars(model, params: dict):
         Columns ``id``, ``x``, ``y`` (0-based px), ``flux``; only sources inside the WCS
         bounding box.
     """
-    with _star_finding():
-        return _find_stars(model, params)
-
-
-@contextlib.contextmanager
-def _star_finding():
-    """Make the process-wide settings of :func:`_find_stars`, once for all members (also across threads).
-
-    Warnings are ignored (``warnings.catch_warnings`` in threads is not safe: the filters
-    one thread restores may be another's; inside this block every state ignores all, and
-    the block's own exit restores the original filters); photutils' peak finder and
-    convolution are calib's (:func:`calib.detection.fast_peak_finding`,
-    :func:`calib.detection.fast_star_filter`), put back on exit.
-    """
-    from calib.detection import fast_peak_finding, fast_star_filter
-
-    with warnings.catch_warnings(), fast_peak_finding(), fast_star_filter():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def _find_stars(model, params: dict):
-    """:func:`find_stars` inside :func:`_star_finding` (safe to run for several members in threads)."""
     import stcal.tweakreg.tweakreg as twk
     from astropy.table import Table
     from photutils import use_future_column_names
     from photutils.detection import IRAFStarFinder
+    from photutils.utils import NoDetectionsWarning
     from stdatamodels.jwst.datamodels.dqflags import pixel
 
+    from calib.detection import fast_peak_finding, fast_star_filter
     from calib.steps.source_catalog import estimate_background
 
     mask = ((pixel["NON_SCIENCE"] + pixel["DO_NOT_USE"]) & model.dq).astype(bool)
@@ -85,31 +64,21 @@ def _find_stars(model, params: dict):
     except ValueError as exc:
         logging.getLogger(__name__).warning("tweakreg: no sky background in %s: %s", model.meta.filename, exc)
         return empty
-    threshold = float(np.median(params["snr_threshold"] * rms))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threshold = float(np.median(params["snr_threshold"] * rms))
     finder = IRAFStarFinder(threshold, params["kernel_fwhm"], sigma_radius=params["sigma_radius"],
                             min_separation=max(2, int(params["minsep_fwhm"] * params["kernel_fwhm"] + 0.5)),
                             sharpness_range=(params["sharplo"], params["sharphi"]),
                             roundness_range=(params["roundlo"], params["roundhi"]), peak_max=params["peakmax"],
                             n_brightest=params["brightest"])
-    with use_future_column_names():         # a context variable: per thread
+    with warnings.catch_warnings(), use_future_column_names(), fast_peak_finding(), fast_star_filter():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
         found = finder(model.data - background, mask=mask)
     if not found:
         return empty
     cat = Table({"id": found["id"], "x": found["x_centroid"], "y": found["y_centroid"], "flux": found["flux"]})
     return twk.filter_catalog_by_bounding_box(cat, model.meta.wcs.bounding_box)
-
-
-def _member_catalogs(models: list, params: dict) -> list:
-    """:func:`find_stars` of every member, two members at a time in threads (in the members' order).
-
-    Most of the time goes to compiled code that lets other threads run (astropy's sigma
-    clipping, numpy, the numba kernels), so two members at once take about the time of one
-    on two cores; the catalogs are those of one member after the other.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with _star_finding(), ThreadPoolExecutor(max_workers=max(1, min(2, len(models)))) as pool:
-        return list(pool.map(lambda m: _find_stars(m, params), models))
 
 
 @contextlib.contextmanager
@@ -150,7 +119,8 @@ def align_members(models: list, params: dict) -> bool:
     if len({m.meta.group_id for m in models}) < 2:
         return False
     correctors = []
-    for model, cat in zip(models, _member_catalogs(models, params), strict=True):
+    for model in models:
+        cat = find_stars(model, params)
         cat.meta["name"] = str(model.meta.filename).rsplit(".", 1)[0].strip("_- ")
         w = model.meta.wcsinfo
         correctors.append(JWSTWCSCorrector(
