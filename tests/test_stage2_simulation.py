@@ -278,8 +278,19 @@ def test_photometric_numbers_are_physical():
     omega = full.XSciScale * full.YSciScale / 206264.80624709636 ** 2
     assert optics.pixar_sr("NIRCAM", "NRCA1") == pytest.approx(omega, rel=1e-9)
     assert omega == pytest.approx((0.031 / 206264.806) ** 2, rel=0.05)
-    dn_per_s = 1e6 * 1e-26 * omega * 25.4 * 0.35 * 0.25 / constants.h.si.value / 2.0
-    assert 1.0 / c == pytest.approx(dn_per_s, rel=1e-6)
+    # photons counted with units over the band, not the simulator's formula: a flat F_nu over a
+    # top hat lam0 (1 -+ R/2) gives F_nu / h * ln(lam_hi / lam_lo) photons per s and m^2, R (1 + R**2 / 12)
+    # (the simulator's R is 0.5 % short of it for R = 0.25); a slip of a unit, the area, the throughput or
+    # the gain fails
+    import astropy.units as u
+
+    lam0 = optics.wavelength_um("F200W", "CLEAR", "NIRCAM") * u.um
+    frac = optics.fractional_bandwidth("F200W", "CLEAR", "NIRCAM")
+    assert lam0.to_value(u.um) == pytest.approx(2.0, rel=0.05) and frac == pytest.approx(0.25, rel=0.1)
+    f_nu = (1.0 * u.MJy / u.sr) * (omega * u.sr)
+    photons = f_nu / constants.h * np.log((1 + frac / 2) / (1 - frac / 2))
+    dn_per_s = (photons * u.electron * 25.4 * u.m**2 * 0.35 / (2.0 * u.electron / u.adu)).to(u.adu / u.s).value
+    assert 1.0 / c == pytest.approx(dn_per_s / (1 + frac**2 / 12), rel=1e-3)
     # a narrow filter passes ~25x fewer photons than a wide one
     assert optics.photmjsr("NIRCAM", "NRCA1", "F212N", "CLEAR") == pytest.approx(25 * c)
     # AB - Vega offsets near the published ones (F200W ~1.7, F444W ~3.2, F770W ~4.4 mag)
