@@ -400,11 +400,10 @@ def _snapshot(model):
     """Copy a datamodel for writing while the original is used on: its own metadata, the same arrays.
 
     The copy's arrays are read-only views of the model's (astropy then byteswaps a copy of
-    each when writing instead of swapping the shared buffer in place and back), its tables
-    (FITS_rec, e.g. HDRTAB) copies; the gwcs
-    is shared (it is only read), and so is the schema (with any extension, e.g. jwst's
-    ``hdrtab``). The model may then be changed (keys set, arrays dropped)
-    but its arrays' values must not be until the write is done.
+    each when writing instead of swapping the shared buffer in place and back) and its
+    tables (FITS_rec, e.g. HDRTAB) copies; the gwcs (only read) and the schema (with any
+    extension, e.g. jwst's ``hdrtab``) are shared. The model may then be changed (keys set,
+    arrays dropped) but its arrays' values must not be until the write is done.
     """
     import numpy as np
 
