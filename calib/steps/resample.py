@@ -339,6 +339,41 @@ def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
             out[y, x] = wsum * scaling / wt / wt
 
 
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _final_variances_and_error(block, rn, ivm, texp, scaling, err):
+    """:func:`_final_variance_one` on every plane of ``block``, then :func:`_error_from_variances`, in one pass.
+
+    ``block`` (k, my, mx) float32: one input's drizzled square roots, replaced in place by its
+    final variances; ``rn``: the plane of VAR_RNOISE (its value before the pass weighs every
+    plane, as :func:`_final_variance_one` with VAR_RNOISE done last has it); ``err`` (my, mx)
+    receives the square root of the NaN-skipping float32 sum of the k variances in plane order
+    (NaN where all are NaN). The same operations per pixel as the two kernels, bit for bit,
+    reading the block once instead of four times (for image2's single input).
+    """
+    k, my, mx = block.shape
+    nan = np.float32(np.nan)
+    for y in numba.prange(my):
+        for x in range(mx):
+            w = _variance_weight(block[rn, y, x], ivm, texp)
+            acc = np.float32(0.0)
+            n = 0
+            for e in range(k):
+                s = block[e, y, x]
+                v = s * s
+                if not (w > 0.0 and v >= 0 and np.isfinite(v)):
+                    var = nan
+                else:
+                    wsum = np.float32(0.0 + np.float64(v) * w * w)
+                    wt = np.float32(w)
+                    var = wsum * scaling / wt / wt
+                block[e, y, x] = var
+                if np.isnan(var):
+                    var = np.float32(0.0)
+                    n += 1
+                acc = var if e == 0 else acc + var
+            err[y, x] = nan if n == k else np.sqrt(acc)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _error_from_variances(var, out):
     """ERR = sqrt of the NaN-skipping float32 sum over ``var`` (k, my, mx) in order; NaN where all are NaN."""
@@ -459,17 +494,19 @@ def _basis_table(t, xa, m, b):
         m[i] = _cubic_basis(t, xa[i], b[i])
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _column_sums(c, mx, bx, q):
     """``q[row, i] = sum_b bx[i, b] c[row, mx[i] - 3 + b]`` (b = 0..3, summed in that order).
 
     The inner sums of a bicubic spline at the columns ``i``, for every coefficient row: a
     value at (row r, column i) is then ``sum_a by[r, a] q[my[r] - 3 + a, i]``, the same
     operations in the same order as the direct double sum (so bit-identical to it) at a
-    quarter of its cost per point.
+    quarter of its cost per point. Serial: a few hundred thousand multiply-adds at most
+    (~0.3 ms for a full frame's 2048 columns), less than waking numba's threads costs
+    beside the ``_cal``'s background write (1-9 ms measured for the parallel form).
     """
     nrow = c.shape[0]
-    for row in numba.prange(nrow):
+    for row in range(nrow):
         for i in range(mx.size):
             p = 0.0
             for b in range(4):
@@ -513,6 +550,18 @@ def _spline_rows(qx, qy, my, by, out):
         _spline_row(qx, qy, my[r], by[r], 0, out[r])
 
 
+@numba.njit(cache=True, nogil=True)
+def _spline_rows_serial(qx, qy, my, by, out):
+    """:func:`_spline_rows` in one thread (the same values): for grids too small to share out."""
+    for r in range(my.size):
+        _spline_row(qx, qy, my[r], by[r], 0, out[r])
+
+
+#: grid points below which :func:`_spline_grid` evaluates in one thread (the fit's check
+#: grid, ~1000 points: waking numba's threads costs more than the evaluation)
+SERIAL_GRID = 65536
+
+
 def _spline_grid(ty, tx, cx, cy, ya, xa, out):
     """Evaluate two bicubic splines sharing knots (ty, tx) on the grid ya x xa.
 
@@ -522,7 +571,10 @@ def _spline_grid(ty, tx, cx, cy, ya, xa, out):
     """
     qx, qy = _column_tables(tx, cx, cy, xa)
     my, by = _spline_tables(ty, ya)
-    _spline_rows(qx, qy, my, by, out)
+    if ya.size * xa.size < SERIAL_GRID:
+        _spline_rows_serial(qx, qy, my, by, out)
+    else:
+        _spline_rows(qx, qy, my, by, out)
 
 
 @numba.njit(cache=True, inline="always")
@@ -970,10 +1022,14 @@ def _resampler_class():
                         if isinstance(v, np.ndarray) and isinstance(new, np.ndarray) and new.shape == v.shape:
                             dd[k] = new                 # the fresh, untouched views
                 self._refresh_input = refresh
+            # consumed: the output model is made from the input's metadata while the _cal's writer
+            # still holds the arrays (see _add), not after the drizzle
+            self._early_output_ref = model if getattr(self, "consume_inputs", False) else None
             try:
                 self._add(d)
             finally:
                 self._refresh_input = None
+                self._early_output_ref = None
             del d
             if self.output_jwst_model is None:
                 self.output_jwst_model = self.create_output_jwst_model(ref_input_model=model)
@@ -1141,6 +1197,20 @@ def _resampler_class():
                 # weights of the others, last)
                 sq, ivm, texp = pending
                 self._pending_var = None
+                block = _one_block(sq, names) if (not ivm or "var_rnoise" in sq) else None
+                include = self.variance_array_names if self.error_from_variances is None \
+                    else self.error_from_variances
+                if block is not None and getattr(self, "_own_err", False) and list(include) == names:
+                    # the variances and ERR in one pass over the block
+                    err = np.empty(tuple(self.output_array_shape), np.float32)
+                    _final_variances_and_error(block, names.index("var_rnoise") if ivm else 0, ivm, texp,
+                                               np.float32(scaling), err)
+                    for n in names:
+                        output_model[n] = sq[n]
+                    output_model["err"] = err
+                    del self._variance_info
+                    self._finalized = True
+                    return
                 for n in sorted(sq, key=lambda n: n == "var_rnoise"):
                     _final_variance_one(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp, np.float32(scaling),
                                         sq[n])
@@ -1215,6 +1285,11 @@ def _resampler_class():
                     model.pop("dq", None)           # in the weights now; freed before the outputs exist
                 bounds = (xmin, xmax, ymin, ymax)
                 if getattr(self, "consume_inputs", False):
+                    ref = getattr(self, "_early_output_ref", None)
+                    if ref is not None and self.output_jwst_model is None:
+                        # what add_model would make after the drizzle from the same metadata (nothing
+                        # here changes the input model), made while the writer's file writes run
+                        self.output_jwst_model = self.create_output_jwst_model(ref_input_model=ref)
                     wait_for_writes()       # the _cal's writer holds its arrays: let it end before the outputs exist
                 self._drizzle_once(model, data, weight, pixmap, bounds, iscale, corners=corners)
                 corners = None
