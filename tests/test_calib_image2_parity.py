@@ -625,32 +625,3 @@ def test_variance_kernels_equal_stcals_arithmetic():
             for k, n in enumerate(names):
                 np.testing.assert_array_equal(sq[k], final[n])
 
-
-@pytest.mark.parametrize("ivm", [True, False])
-def test_fused_final_variances_equal_the_separate_kernels(ivm):
-    """_final_variances_and_error (image2's one input: variances and ERR in one pass over the
-    drizzled block) gives the bytes of _final_variance_one per plane (VAR_RNOISE last) then
-    _error_from_variances, with NaN, zeros, negative zeros and infinities in the block."""
-    from calib.steps import resample as rs
-
-    rng = np.random.default_rng(11)
-    shape = (3, 61, 77)
-    sq = (rng.random(shape) * 3).astype(np.float32)
-    sq[:, rng.random(shape[1:]) < 0.1] = np.nan
-    sq[0, rng.random(shape[1:]) < 0.05] = 0.0
-    sq[1, rng.random(shape[1:]) < 0.05] = -0.0
-    sq[2, rng.random(shape[1:]) < 0.05] = np.nan
-    sq[1, rng.random(shape[1:]) < 0.02] = np.inf
-    sq[2, :3] = 1e30                                      # squares overflow float32
-    scaling = np.float32(1.0 / 0.97**2)
-    texp = 0.0 if ivm else 123.4
-    ref = sq.copy()
-    for k in (1, 2, 0):                                   # VAR_RNOISE (plane 0) last, in place
-        rs._final_variance_one(ref[k], ref[0] if ivm else ref[k], ivm, texp, scaling, ref[k])
-    ref_err = np.empty(shape[1:], np.float32)
-    rs._error_from_variances(ref, ref_err)
-    got = sq.copy()
-    err = np.empty(shape[1:], np.float32)
-    rs._final_variances_and_error(got, 0, ivm, texp, scaling, err)
-    assert got.tobytes() == ref.tobytes()
-    assert err.tobytes() == ref_err.tobytes()

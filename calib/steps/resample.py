@@ -339,41 +339,6 @@ def _final_variance_one(sq, sq_rn, ivm, texp, scaling, out):
             out[y, x] = wsum * scaling / wt / wt
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _final_variances_and_error(block, rn, ivm, texp, scaling, err):
-    """:func:`_final_variance_one` on every plane of ``block``, then :func:`_error_from_variances`, in one pass.
-
-    ``block`` (k, my, mx) float32: one input's drizzled square roots, replaced in place by its
-    final variances; ``rn``: the plane of VAR_RNOISE (its value before the pass weighs every
-    plane, as :func:`_final_variance_one` with VAR_RNOISE done last has it); ``err`` (my, mx)
-    receives the square root of the NaN-skipping float32 sum of the k variances in plane order
-    (NaN where all are NaN). The same operations per pixel as the two kernels, bit for bit,
-    reading the block once instead of four times (for image2's single input).
-    """
-    k, my, mx = block.shape
-    nan = np.float32(np.nan)
-    for y in numba.prange(my):
-        for x in range(mx):
-            w = _variance_weight(block[rn, y, x], ivm, texp)
-            acc = np.float32(0.0)
-            n = 0
-            for e in range(k):
-                s = block[e, y, x]
-                v = s * s
-                if not (w > 0.0 and v >= 0 and np.isfinite(v)):
-                    var = nan
-                else:
-                    wsum = np.float32(0.0 + np.float64(v) * w * w)
-                    wt = np.float32(w)
-                    var = wsum * scaling / wt / wt
-                block[e, y, x] = var
-                if np.isnan(var):
-                    var = np.float32(0.0)
-                    n += 1
-                acc = var if e == 0 else acc + var
-            err[y, x] = nan if n == k else np.sqrt(acc)
-
-
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _error_from_variances(var, out):
     """ERR = sqrt of the NaN-skipping float32 sum over ``var`` (k, my, mx) in order; NaN where all are NaN."""
@@ -1197,20 +1162,6 @@ def _resampler_class():
                 # weights of the others, last)
                 sq, ivm, texp = pending
                 self._pending_var = None
-                block = _one_block(sq, names) if (not ivm or "var_rnoise" in sq) else None
-                include = self.variance_array_names if self.error_from_variances is None \
-                    else self.error_from_variances
-                if block is not None and getattr(self, "_own_err", False) and list(include) == names:
-                    # the variances and ERR in one pass over the block
-                    err = np.empty(tuple(self.output_array_shape), np.float32)
-                    _final_variances_and_error(block, names.index("var_rnoise") if ivm else 0, ivm, texp,
-                                               np.float32(scaling), err)
-                    for n in names:
-                        output_model[n] = sq[n]
-                    output_model["err"] = err
-                    del self._variance_info
-                    self._finalized = True
-                    return
                 for n in sorted(sq, key=lambda n: n == "var_rnoise"):
                     _final_variance_one(sq[n], sq["var_rnoise"] if ivm else sq[n], ivm, texp, np.float32(scaling),
                                         sq[n])
