@@ -73,3 +73,33 @@ def test_fast_rate_read_leaves_other_encodings_to_astropy(tmp_path):
     bad = tmp_path / "not.fits"
     bad.write_bytes(b"not a fits file")
     assert images._open_rate_fast(str(bad)) is None
+
+
+def test_fast_rate_read_overlapped_equals_sequential_and_falls_back(tmp_path, monkeypatch):
+    """The conversions running beside ImageModel's construction (the default) give the model the
+    sequential read gives, holding the converted buffers themselves; when the model does not hold
+    them (as if ImageModel had copied an array before it was filled) the file is read again
+    without the overlap, and the result is still ImageModel's, bit for bit."""
+    path = tmp_path / "jw01_rate.fits"
+    _rate(path)
+    overlapped = images._open_rate_fast(str(path))
+    sequential = images._open_rate_fast(str(path), overlap=False)
+    assert overlapped is not None and sequential is not None
+    assert images._holds_buffers(overlapped, [overlapped.data.reshape(-1).view(np.uint32), overlapped.dq])
+    assert not images._holds_buffers(overlapped, [overlapped.data.copy()])
+    _same(overlapped, sequential)
+    calls = []
+    real = images._open_rate_fast
+
+    def spy(p, overlap=True):
+        calls.append(overlap)
+        return real(p, overlap)
+
+    monkeypatch.setattr(images, "_open_rate_fast", spy)
+    monkeypatch.setattr(images, "_holds_buffers", lambda model, buffers: False)
+    again = real(str(path))
+    assert calls == [False]                      # read again, converting first
+    with dm.ImageModel(str(path)) as plain:
+        _same(again, plain)
+    for m in (overlapped, sequential, again):
+        m.close()
