@@ -82,7 +82,11 @@ def _ramp(t):
 def _segment(x0, y0, x1, slope, xl, xr, yb):
     """Signed integral over x in [xl, xr] of clamp(y(x) - yb, 0, 1) along the segment from (x0, y0) to x1.
 
-    ``slope`` is the segment's (y1 - y0) / (x1 - x0), computed once per drop.
+    ``slope`` is the segment's (y1 - y0) / (x1 - x0), computed once per drop. The overlap of a
+    drop with the output pixel whose left, right and bottom sides are xl, xr, yb is the absolute
+    value of the sum of this over the drop's four edges (k = 0..3, k -> k + 1); the kernel does
+    these operations split in two: :func:`_edge_part` per output column, :func:`_edge_area` per
+    output pixel (the reference form, not called).
     """
     if x0 == x1:
         return 0.0
@@ -99,75 +103,6 @@ def _segment(x0, y0, x1, slope, xl, xr, yb):
     else:
         mean = (_ramp(v) - _ramp(u)) / (v - u)
     return sign * (b - a) * mean
-
-
-@numba.njit(cache=True, inline="always")
-def _slopes(xs, ys, sl):
-    """Store the slopes of the quadrilateral's edges k -> k + 1 in sl (0 for a vertical edge: no area)."""
-    for k in range(4):
-        k1 = (k + 1) % 4
-        sl[k] = (ys[k1] - ys[k]) / (xs[k1] - xs[k]) if xs[k1] != xs[k] else 0.0
-
-
-@numba.njit(cache=True, inline="always")
-def _overlap(ii, jj, xs, ys, sl):
-    """Area of the quadrilateral (xs, ys) inside output pixel (ii, jj) (the unit square about it).
-
-    The sum over its edges of the signed area between each edge and the square's bottom,
-    the edge's height clamped to the square; ``sl``: the edges' slopes (:func:`_slopes`).
-    """
-    xl, xr, yb = ii - 0.5, ii + 0.5, jj - 0.5
-    area = (_segment(xs[0], ys[0], xs[1], sl[0], xl, xr, yb) + _segment(xs[1], ys[1], xs[2], sl[1], xl, xr, yb)
-            + _segment(xs[2], ys[2], xs[3], sl[2], xl, xr, yb) + _segment(xs[3], ys[3], xs[0], sl[3], xl, xr, yb))
-    return abs(area)
-
-
-@numba.njit(cache=True, inline="always")
-def _edge_columns(xs, ys, sl, ii0, ii1, col):
-    """Tabulate the x-only part of :func:`_segment` per edge and output column ``ii0..ii1``, once per drop.
-
-    ``col[c, k]`` = (1 if edge k spans part of column ii0 + c else 0, its y at the left and
-    at the right end of that part, sign * width): :func:`_overlap_from_columns` then finishes
-    each output pixel with the same operations, in the same order, as :func:`_overlap`.
-    """
-    for ii in range(ii0, ii1 + 1):
-        c = ii - ii0
-        xl, xr = ii - 0.5, ii + 0.5
-        for k in range(4):
-            k1 = (k + 1) % 4
-            x0, y0, x1 = xs[k], ys[k], xs[k1]
-            col[c, k, 0] = 0.0
-            if x0 == x1:
-                continue
-            if x0 < x1:
-                a, b, sign = max(x0, xl), min(x1, xr), 1.0
-            else:
-                a, b, sign = max(x1, xl), min(x0, xr), -1.0
-            if a >= b:
-                continue
-            col[c, k, 0] = 1.0
-            col[c, k, 1] = y0 + sl[k] * (a - x0)
-            col[c, k, 2] = y0 + sl[k] * (b - x0)
-            col[c, k, 3] = sign * (b - a)
-
-
-@numba.njit(cache=True, inline="always")
-def _overlap_from_columns(jj, c, col):
-    """Return :func:`_overlap` of the drop in output pixel (ii0 + c, jj) from :func:`_edge_columns`' table."""
-    yb = jj - 0.5
-    area = 0.0
-    for k in range(4):
-        s = 0.0
-        if col[c, k, 0] != 0.0:
-            u = col[c, k, 1] - yb
-            v = col[c, k, 2] - yb
-            if abs(v - u) < 1e-12:
-                mean = min(max(u, 0.0), 1.0)
-            else:
-                mean = (_ramp(v) - _ramp(u)) / (v - u)
-            s = col[c, k, 3] * mean
-        area = s if k == 0 else area + s
-    return abs(area)
 
 
 @numba.njit(cache=True, inline="always")
@@ -260,6 +195,60 @@ def _segment_rows_shared(cy, xmin, xmax, ymin, ymax, seg, lo, hi, slo, shi):
                 hi[r, s] = -2**31
 
 
+@numba.njit(cache=True, inline="always")
+def _edge_part(x0, y0, x1, slope, xl, xr):
+    """Return the x-only part of :func:`_segment` for one edge and one output column [xl, xr] (once per drop).
+
+    Returns
+    -------
+    tuple of float
+        (1.0 if the edge spans part of the column else 0.0, the edge's y at the left and at
+        the right end of that part, sign * width of the part), all float64, output px; the
+        operations of :func:`_segment` up to ``u``, ``v`` (which subtract the row's ``yb``).
+    """
+    if x0 == x1:
+        return 0.0, 0.0, 0.0, 0.0
+    if x0 < x1:
+        a, b, sign = max(x0, xl), min(x1, xr), 1.0
+    else:
+        a, b, sign = max(x1, xl), min(x0, xr), -1.0
+    if a >= b:
+        return 0.0, 0.0, 0.0, 0.0
+    return 1.0, y0 + slope * (a - x0), y0 + slope * (b - x0), sign * (b - a)
+
+
+@numba.njit(cache=True, inline="always")
+def _edge_area(yb, fl, yl, yr, wd):
+    """Finish :func:`_segment` for one edge in the output pixel whose bottom is ``yb`` (float64, px).
+
+    ``fl, yl, yr, wd``: the edge's :func:`_edge_part` in the pixel's column. The operations
+    of :func:`_segment`, less those whose result is known exactly: an edge part wholly below
+    the pixel (``u, v <= 0``: both ramps 0, the mean +-0, the term a signed zero, which changes
+    no non-zero sum and no ``abs``) or wholly above it (``u, v >= 1``: ``ramp(t) = t - 0.5``
+    is exact for 1 <= t < 2**52, so the ramps' difference is the correctly rounded ``v - u``,
+    the very ``v - u`` it is divided by, and the mean is exactly 1, as in the
+    ``abs(v - u) < 1e-12`` branch): no division for these.
+    """
+    if fl == 0.0:
+        return 0.0
+    u = yl - yb
+    v = yr - yb
+    if u <= 0.0 and v <= 0.0:
+        return 0.0
+    if u >= 1.0 and v >= 1.0:
+        return wd
+    if abs(v - u) < 1e-12:
+        mean = min(max(u, 0.0), 1.0)
+    else:
+        mean = (_ramp(v) - _ramp(u)) / (v - u)
+    return wd * mean
+
+
+@numba.njit(cache=True, inline="always")
+def _slope(x0, y0, x1, y1):
+    return (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, ymin, ymax, pixfrac, iscale,
                    out_img, out_extra, out_wht, out_ctx, bit, shared, cx, cy, seg, lo, hi, edges, slo, shi, init, fill):
@@ -269,12 +258,24 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
     output rows, so every output pixel receives its drops in the serial order, by one thread.
     With ``init``, a band first sets its rows of ``out_img`` to ``fill`` and of ``out_extra``
     to NaN (the bands cover every output row).
+
+    Per drop: its corners, Jacobian, edge slopes (scalars) and the edges' parts per output
+    column (:func:`_edge_part`, a small table); per output pixel the four edges' terms
+    (:func:`_edge_area`, summed in edge order), the weight and drizzle's running-mean update,
+    each with drizzle's operations in drizzle's order. Array indices are unsigned where they
+    cannot be negative (numba then emits no negative-index wraparound), the outputs indexed
+    flat (C-contiguous), three companion arrays (jwst's case) unrolled.
     """
     ny, nx = data.shape
     my, mx = out_img.shape
     nseg = lo.shape[1]
     dh = 0.5 * pixfrac
     scale = np.float32(iscale)
+    has_ctx = out_ctx.shape[0] > 0
+    img1 = out_img.reshape(my * mx)
+    wht1 = out_wht.reshape(my * mx)
+    ctx1 = out_ctx.reshape(out_ctx.size)
+    ex1 = out_extra.reshape(out_extra.shape[0], my * mx)
     for band in numba.prange(edges.size - 1):
         b0 = edges[band]
         b1 = edges[band + 1] - 1
@@ -287,62 +288,109 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                         out_extra[e, jj, ii] = np.float32(np.nan)
         xs = np.empty(4)
         ys = np.empty(4)
-        sl = np.empty(4)
-        dex = np.empty(nextra, np.float32)
-        col = np.empty((8, 4, 4))
+        dex = np.empty(max(nextra, 1), np.float32)
+        col = np.empty((8, 16))
         for r in range(ymax - ymin + 1):
             j = ymin + r
             for s in range(nseg):
                 if hi[r, s] < b0 or lo[r, s] > b1:
                     continue
                 for i in range(max(xmin + s * seg, slo[r]), min(xmin + (s + 1) * seg, xmax + 1, shi[r] + 1)):
-                    w = np.float64(weight[j, i])
+                    uj, ui = np.uint64(j), np.uint64(i)      # unsigned indices: no wraparound code
+                    w = np.float64(weight[uj, ui])
                     if w == 0.0:        # adds nothing (drizzle: dow = 0)
                         continue
-                    if not _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
-                        continue
-                    jj0 = max(_fortran_round(ys.min()), 0, b0)
-                    jj1 = min(_fortran_round(ys.max()), my - 1, b1)
+                    if shared:
+                        a0, a1 = np.uint64(j - ymin), np.uint64(j - ymin + 1)
+                        c0, c1 = np.uint64(i - xmin), np.uint64(i - xmin + 1)
+                        x0, y0 = cx[a1, c0], cy[a1, c0]
+                        x1, y1 = cx[a1, c1], cy[a1, c1]
+                        x2, y2 = cx[a0, c1], cy[a0, c1]
+                        x3, y3 = cx[a0, c0], cy[a0, c0]
+                        if (np.isnan(x0) or np.isnan(y0) or np.isnan(x1) or np.isnan(y1) or np.isnan(x2)
+                                or np.isnan(y2) or np.isnan(x3) or np.isnan(y3)):
+                            continue
+                    else:
+                        if not _drop(i, j, xmin, ymin, shared, cx, cy, pixmap, dh, ny, nx, xs, ys):
+                            continue
+                        x0, x1, x2, x3 = xs[0], xs[1], xs[2], xs[3]
+                        y0, y1, y2, y3 = ys[0], ys[1], ys[2], ys[3]
+                    jj0 = max(_fortran_round(min(min(y0, y1), min(y2, y3))), 0, b0)
+                    jj1 = min(_fortran_round(max(max(y0, y1), max(y2, y3))), my - 1, b1)
                     if jj0 > jj1:
                         continue
-                    jaco = 0.5 * ((xs[1] - xs[3]) * (ys[0] - ys[2]) - (xs[0] - xs[2]) * (ys[1] - ys[3]))
+                    jaco = 0.5 * ((x1 - x3) * (y0 - y2) - (x0 - x2) * (y1 - y3))
                     if jaco < 0.0:
                         jaco = -jaco
-                        xs[1], xs[3] = xs[3], xs[1]
-                        ys[1], ys[3] = ys[3], ys[1]
-                    _slopes(xs, ys, sl)
-                    d = np.float32(data[j, i] * scale)
-                    for e in range(nextra):
-                        v = extra[e][j, i]
+                        x1, x3 = x3, x1
+                        y1, y3 = y3, y1
+                    s0 = _slope(x0, y0, x1, y1)
+                    s1 = _slope(x1, y1, x2, y2)
+                    s2 = _slope(x2, y2, x3, y3)
+                    s3 = _slope(x3, y3, x0, y0)
+                    d = np.float32(data[uj, ui] * scale)
+                    if nextra == 3:
+                        v0, v1, v2 = extra[0][uj, ui], extra[1][uj, ui], extra[2][uj, ui]
                         if sqrt_extra:
-                            v = np.sqrt(v)
-                        dex[e] = np.float32(v * scale)
-                    ii0 = max(_fortran_round(xs.min()), 0)
-                    ii1 = min(_fortran_round(xs.max()), mx - 1)
+                            v0, v1, v2 = np.sqrt(v0), np.sqrt(v1), np.sqrt(v2)
+                        e0, e1, e2 = np.float32(v0 * scale), np.float32(v1 * scale), np.float32(v2 * scale)
+                    else:
+                        for e in range(nextra):
+                            v = extra[e][uj, ui]
+                            if sqrt_extra:
+                                v = np.sqrt(v)
+                            dex[e] = np.float32(v * scale)
+                        e0 = e1 = e2 = np.float32(0.0)
+                    ii0 = max(_fortran_round(min(min(x0, x1), min(x2, x3))), 0)
+                    ii1 = min(_fortran_round(max(max(x0, x1), max(x2, x3))), mx - 1)
                     if ii1 - ii0 + 1 > col.shape[0]:
-                        col = np.empty((ii1 - ii0 + 1, 4, 4))
-                    _edge_columns(xs, ys, sl, ii0, ii1, col)
+                        col = np.empty((ii1 - ii0 + 1, 16))
+                    for c in range(ii1 - ii0 + 1):
+                        uc = np.uint64(c)
+                        xl = (ii0 + c) - 0.5
+                        xr = (ii0 + c) + 0.5
+                        col[uc, 0], col[uc, 1], col[uc, 2], col[uc, 3] = _edge_part(x0, y0, x1, s0, xl, xr)
+                        col[uc, 4], col[uc, 5], col[uc, 6], col[uc, 7] = _edge_part(x1, y1, x2, s1, xl, xr)
+                        col[uc, 8], col[uc, 9], col[uc, 10], col[uc, 11] = _edge_part(x2, y2, x3, s2, xl, xr)
+                        col[uc, 12], col[uc, 13], col[uc, 14], col[uc, 15] = _edge_part(x3, y3, x0, s3, xl, xr)
                     for jj in range(jj0, jj1 + 1):
-                        for ii in range(ii0, ii1 + 1):
-                            dover = _overlap_from_columns(jj, ii - ii0, col)
+                        yb = jj - 0.5
+                        for c in range(ii1 - ii0 + 1):
+                            ii = ii0 + c
+                            uc = np.uint64(c)
+                            area = _edge_area(yb, col[uc, 0], col[uc, 1], col[uc, 2], col[uc, 3])
+                            area += _edge_area(yb, col[uc, 4], col[uc, 5], col[uc, 6], col[uc, 7])
+                            area += _edge_area(yb, col[uc, 8], col[uc, 9], col[uc, 10], col[uc, 11])
+                            area += _edge_area(yb, col[uc, 12], col[uc, 13], col[uc, 14], col[uc, 15])
+                            dover = abs(area)
                             if dover > 0.0:
                                 dow = np.float32(dover / jaco * w)
-                                if out_ctx.shape[0] > 0 and dow > 0.0:
-                                    out_ctx[jj, ii] |= bit
+                                q = np.uint64(jj * mx + ii)     # flat, non-negative: no wraparound code
+                                if has_ctx and dow > 0.0:
+                                    ctx1[q] |= bit
                                 if dow == 0.0:
                                     continue
-                                vc = out_wht[jj, ii]
+                                vc = wht1[q]
                                 tot = np.float64(np.float32(vc + dow))
                                 if vc == 0.0:
-                                    out_img[jj, ii] = d
-                                    for e in range(nextra):
-                                        out_extra[e, jj, ii] = dex[e]
+                                    img1[q] = d
+                                    if nextra == 3:
+                                        ex1[0, q] = e0
+                                        ex1[1, q] = e1
+                                        ex1[2, q] = e2
+                                    else:
+                                        for e in range(nextra):
+                                            ex1[e, q] = dex[e]
                                 else:   # float32 numerator, double quotient: drizzle's arithmetic
-                                    out_img[jj, ii] = np.float32(out_img[jj, ii] * vc + dow * d) / tot
-                                    for e in range(nextra):
-                                        out_extra[e, jj, ii] = np.float32(out_extra[e, jj, ii] * vc
-                                                                          + dow * dex[e]) / tot
-                                out_wht[jj, ii] = np.float32(tot)
+                                    img1[q] = np.float32(img1[q] * vc + dow * d) / tot
+                                    if nextra == 3:
+                                        ex1[0, q] = np.float32(ex1[0, q] * vc + dow * e0) / tot
+                                        ex1[1, q] = np.float32(ex1[1, q] * vc + dow * e1) / tot
+                                        ex1[2, q] = np.float32(ex1[2, q] * vc + dow * e2) / tot
+                                    else:
+                                        for e in range(nextra):
+                                            ex1[e, q] = np.float32(ex1[e, q] * vc + dow * dex[e]) / tot
+                                wht1[q] = np.float32(tot)
 
 
 # --- drizzle's scan limits: which input pixels its square kernel processes at all -----------------
@@ -781,6 +829,22 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     ValueError
         If neither a pixel map nor, for ``pixfrac`` 1, the corners are given.
     """
+    outs = [out_img, out_extra, out_wht] + ([] if out_ctx is None else [out_ctx])
+    if not all(o.flags.c_contiguous for o in outs):       # the kernel indexes the outputs flat
+        work = [np.ascontiguousarray(o) for o in outs]
+        _drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, *work[:3], work[3] if len(work) > 3 else None,
+                        bit, iscale, corners, sqrt_extra, init_fill)
+        for o, w in zip(outs, work, strict=True):
+            if w is not o:
+                o[...] = w
+        return
+    _drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_extra, out_wht, out_ctx, bit, iscale,
+                    corners, sqrt_extra, init_fill)
+
+
+def _drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_extra, out_wht, out_ctx, bit, iscale,
+                    corners, sqrt_extra, init_fill):
+    """:func:`drizzle_square` on C-contiguous outputs."""
     ctx = out_ctx if out_ctx is not None else np.zeros((0, 0), np.int32)
     xmin, xmax, ymin, ymax = (int(v) for v in bounds)
     if xmax < xmin or ymax < ymin:
@@ -809,8 +873,8 @@ def drizzle_square(data, extra, weight, pixmap, bounds, pixfrac, out_img, out_ex
     edges = np.linspace(0, my, nbands + 1).round().astype(np.int64)
     planes = tuple(np.ascontiguousarray(e, np.float32) for e in extra)
     nextra = len(planes)
-    if nextra == 0:
-        planes = (np.zeros((1, 1), np.float32),)      # a typed placeholder, not read
+    if nextra < 3:      # typed placeholders, not read: the kernel indexes planes 0-2 statically
+        planes = planes + (np.zeros((1, 1), np.float32),) * (3 - nextra)
     data = np.ascontiguousarray(data, np.float32)
     if blocks:
         # blocks of rows in order, each one's drops in drizzle's order: every output pixel gets them in the
