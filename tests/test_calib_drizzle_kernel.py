@@ -136,3 +136,28 @@ def test_edge_area_shortcuts_are_exact():
     for k in range(n):
         ref, got = _both_forms(x0[k], y0[k], x1[k], slope[k], xl[k], xl[k] + 1.0, yb[k])
         assert ref == got, (k, ref, got)
+
+
+def test_a_twisted_drop_gets_infinite_weight_as_in_drizzles_c_kernel():
+    """A drop whose corners cross (a bow tie: the Jacobian is exactly 0, each half's overlap
+    is not) gets the weight overlap / 0 = +inf, as drizzle's C kernel (IEEE division) gives,
+    not a ZeroDivisionError (the parallel kernel divides with numpy's error model): the
+    context bit of the pixels it reaches is set, their weight is +inf and their value NaN
+    (inf / inf); pixels it does not reach keep finite weights."""
+    import calib.drizzle as D
+
+    # a 4x4 input on an identity grid of corners, the top corners of input pixel (1, 1) swapped:
+    # its drop runs (5, 5) -> (4, 5) -> (5, 4) -> (4, 4), a bow tie
+    cy, cx = np.mgrid[0:5, 0:5].astype(float) + 3.0
+    cx[2, 1], cx[2, 2] = cx[2, 2], cx[2, 1]
+    jaco = 0.5 * ((cx[2, 2] - cx[1, 1]) * (cy[2, 1] - cy[1, 2]) - (cx[2, 1] - cx[1, 2]) * (cy[2, 2] - cy[1, 1]))
+    assert jaco == 0.0
+    data = np.full((4, 4), 3.0, np.float32)
+    weight = np.ones((4, 4), np.float32)
+    shape = (10, 10)
+    img, wht, ctx = np.empty(shape, np.float32), np.zeros(shape, np.float32), np.zeros(shape, np.int32)
+    D.drizzle_square(data, [], weight, None, (0, 3, 0, 3), 1.0, img, np.empty((0, *shape), np.float32), wht, ctx,
+                     corners=(cx, cy), init_fill=np.nan)
+    inf = np.isposinf(wht)
+    assert inf[4:6, 4:6].any() and (ctx[inf] == 1).all() and np.isnan(img[inf]).all()
+    assert np.isfinite(wht[ctx == 1][~inf[ctx == 1]]).all() and (wht[3, 3] > 0) and img[3, 3] == 3.0
