@@ -9,9 +9,10 @@ up (imports, numba, the reference cache), then ``--repeat`` timed runs; the best
 median timed run are reported. Before ours' worker, a first process runs ours once and exits
 (:func:`compile_pass`): it fills numba's on-disk cache, as the first run on any machine does,
 so the measured worker loads its kernels instead of compiling them (LLVM's compile memory,
-~125 MB, stays in a process that compiled: it is not a warm worker's). Ours = ``calib.products.run_and_save("calwebb_image2")`` as the
-archive runs it (read, steps, ``_cal`` written before resample, ``_i2d`` at the end); jwst = ``Image2Pipeline.run`` with
-``save_results`` (the same two products). Per-step wall times of the best run are printed
+~125 MB, stays in a process that compiled: it is not a warm worker's).
+Ours = ``calib.products.run_and_save("calwebb_image2")`` as the archive runs it (read,
+steps, ``_cal`` written before resample, ``_i2d`` at the end); jwst = ``Image2Pipeline.run``
+with ``save_results`` (the same two products). Per-step wall times of the best run are printed
 for both, and the ``_cal``/``_i2d`` agreement of the last runs.
 
     python benchmarks/stage23_vs_jwst.py --repeat 2   # inputs kept under <tmp>/image2_bench (--workdir)
