@@ -85,8 +85,9 @@ def _segment(x0, y0, x1, slope, xl, xr, yb):
     ``slope`` is the segment's (y1 - y0) / (x1 - x0), computed once per drop. The overlap of a
     drop with the output pixel whose left, right and bottom sides are xl, xr, yb is the absolute
     value of the sum of this over the drop's four edges (k = 0..3, k -> k + 1); the kernel does
-    these operations split in two: :func:`_edge_part` per output column, :func:`_edge_area` per
-    output pixel (the reference form, not called).
+    these operations split in two: :func:`_edge_part` per output column, :func:`_edge_term` per
+    output pixel (the reference form, not called; :func:`_edge_area` is the per-pixel part with
+    branches, the scalar reference of :func:`_edge_term`).
     """
     if x0 == x1:
         return 0.0
@@ -227,7 +228,8 @@ def _edge_area(yb, fl, yl, yr, wd):
     no non-zero sum and no ``abs``) or wholly above it (``u, v >= 1``: ``ramp(t) = t - 0.5``
     is exact for 1 <= t < 2**52, so the ramps' difference is the correctly rounded ``v - u``,
     the very ``v - u`` it is divided by, and the mean is exactly 1, as in the
-    ``abs(v - u) < 1e-12`` branch): no division for these.
+    ``abs(v - u) < 1e-12`` branch): no division for these. The scalar reference of
+    :func:`_edge_term`, which the kernel runs (tests/test_calib_drizzle_kernel.py).
     """
     if fl == 0.0:
         return 0.0
@@ -242,6 +244,33 @@ def _edge_area(yb, fl, yl, yr, wd):
     else:
         mean = (_ramp(v) - _ramp(u)) / (v - u)
     return wd * mean
+
+
+@numba.njit(cache=True, inline="always")
+def _ramp_sel(t):
+    """:func:`_ramp` as selects: the same comparisons in the same order, the same results."""
+    return 0.0 if t <= 0.0 else (t - 0.5 if t >= 1.0 else 0.5 * t * t)
+
+
+@numba.njit(cache=True, inline="always")
+def _edge_term(yb, yl, yr, wd):
+    """:func:`_edge_area` without branches (every operation done, the result selected): four lanes vectorize.
+
+    ``yl, yr, wd``: the edge's :func:`_edge_part` in the pixel's column, all 0.0 where the
+    edge does not span part of it (``fl`` 0). The same operations as :func:`_edge_area` give
+    the selected result, so it is the same to the bit but the sign of a zero (an edge part
+    not in the column gives ``0 * mean``, +-0; a zero changes no non-zero sum and no ``abs``).
+    The division is done for every edge (its divisor 1.0 where ``abs(v - u) < 1e-12``, whose
+    quotient is not used), four at once.
+    """
+    u = yl - yb
+    v = yr - yb
+    dv = v - u
+    near = abs(dv) < 1e-12
+    q = (_ramp_sel(v) - _ramp_sel(u)) / (1.0 if near else dv)
+    t = wd * (min(max(u, 0.0), 1.0) if near else q)
+    t = wd if ((u >= 1.0) & (v >= 1.0)) else t
+    return 0.0 if ((u <= 0.0) & (v <= 0.0)) else t
 
 
 @numba.njit(cache=True, inline="always")
@@ -260,9 +289,11 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
     to NaN (the bands cover every output row).
 
     Per drop: its corners, Jacobian, edge slopes (scalars) and the edges' parts per output
-    column (:func:`_edge_part`, a small table); per output pixel the four edges' terms
-    (:func:`_edge_area`, summed in edge order), the weight and drizzle's running-mean update,
-    each with drizzle's operations in drizzle's order. Array indices are unsigned where they
+    column (:func:`_edge_part`, a small table: lane 4c + k holds edge k in column c); per output
+    row the terms of every lane (:func:`_edge_term`, branch-free: LLVM vectorizes the loop, 4
+    doubles a step with AVX2, no FMA contraction), per output pixel its four lanes summed in
+    edge order, the weight and drizzle's running-mean update, each with drizzle's operations
+    in drizzle's order. Array indices are unsigned where they
     cannot be negative (numba then emits no negative-index wraparound), the outputs indexed
     flat (C-contiguous), three companion arrays (jwst's case) unrolled.
     """
@@ -289,7 +320,7 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
         xs = np.empty(4)
         ys = np.empty(4)
         dex = np.empty(max(nextra, 1), np.float32)
-        col = np.empty((8, 16))
+        tyl, tyr, twd, tt = np.empty(32), np.empty(32), np.empty(32), np.empty(32)
         for r in range(ymax - ymin + 1):
             j = ymin + r
             for s in range(nseg):
@@ -343,25 +374,28 @@ def _square_kernel(data, extra, nextra, sqrt_extra, weight, pixmap, xmin, xmax, 
                         e0 = e1 = e2 = np.float32(0.0)
                     ii0 = max(_fortran_round(min(min(x0, x1), min(x2, x3))), 0)
                     ii1 = min(_fortran_round(max(max(x0, x1), max(x2, x3))), mx - 1)
-                    if ii1 - ii0 + 1 > col.shape[0]:
-                        col = np.empty((ii1 - ii0 + 1, 16))
-                    for c in range(ii1 - ii0 + 1):
-                        uc = np.uint64(c)
+                    ncol = ii1 - ii0 + 1
+                    if 4 * ncol > tyl.size:
+                        n4 = 4 * ncol
+                        tyl, tyr, twd, tt = np.empty(n4), np.empty(n4), np.empty(n4), np.empty(n4)
+                    for c in range(ncol):
+                        # the four edges' parts in column c: lanes 4c..4c+3 of the left y, right y, signed width
                         xl = (ii0 + c) - 0.5
                         xr = (ii0 + c) + 0.5
-                        col[uc, 0], col[uc, 1], col[uc, 2], col[uc, 3] = _edge_part(x0, y0, x1, s0, xl, xr)
-                        col[uc, 4], col[uc, 5], col[uc, 6], col[uc, 7] = _edge_part(x1, y1, x2, s1, xl, xr)
-                        col[uc, 8], col[uc, 9], col[uc, 10], col[uc, 11] = _edge_part(x2, y2, x3, s2, xl, xr)
-                        col[uc, 12], col[uc, 13], col[uc, 14], col[uc, 15] = _edge_part(x3, y3, x0, s3, xl, xr)
+                        k = np.uint64(4 * c)
+                        _, tyl[k], tyr[k], twd[k] = _edge_part(x0, y0, x1, s0, xl, xr)
+                        _, tyl[k + 1], tyr[k + 1], twd[k + 1] = _edge_part(x1, y1, x2, s1, xl, xr)
+                        _, tyl[k + 2], tyr[k + 2], twd[k + 2] = _edge_part(x2, y2, x3, s2, xl, xr)
+                        _, tyl[k + 3], tyr[k + 3], twd[k + 3] = _edge_part(x3, y3, x0, s3, xl, xr)
                     for jj in range(jj0, jj1 + 1):
                         yb = jj - 0.5
-                        for c in range(ii1 - ii0 + 1):
+                        for k in range(4 * ncol):      # branch-free, a loop LLVM vectorizes (4 doubles a step)
+                            uk = np.uint64(k)
+                            tt[uk] = _edge_term(yb, tyl[uk], tyr[uk], twd[uk])
+                        for c in range(ncol):
                             ii = ii0 + c
-                            uc = np.uint64(c)
-                            area = _edge_area(yb, col[uc, 0], col[uc, 1], col[uc, 2], col[uc, 3])
-                            area += _edge_area(yb, col[uc, 4], col[uc, 5], col[uc, 6], col[uc, 7])
-                            area += _edge_area(yb, col[uc, 8], col[uc, 9], col[uc, 10], col[uc, 11])
-                            area += _edge_area(yb, col[uc, 12], col[uc, 13], col[uc, 14], col[uc, 15])
+                            k = np.uint64(4 * c)
+                            area = ((tt[k] + tt[k + 1]) + tt[k + 2]) + tt[k + 3]
                             dover = abs(area)
                             if dover > 0.0:
                                 dow = np.float32(dover / jaco * w)
