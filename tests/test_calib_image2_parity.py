@@ -624,4 +624,3 @@ def test_variance_kernels_equal_stcals_arithmetic():
                 rs._final_variance_one(sq[k], sq[0], True, 0.0, np.float32(scaling), sq[k])
             for k, n in enumerate(names):
                 np.testing.assert_array_equal(sq[k], final[n])
-
