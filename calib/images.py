@@ -256,7 +256,11 @@ def _from_big_endian(raw, flip, out):
 
 @numba.njit(cache=True, nogil=True)
 def _from_big_endian_serial(raw, flip, out):
-    """:func:`_from_big_endian` in the calling thread (the same words): for a thread of its own."""
+    """:func:`_from_big_endian` in the calling thread (the same words): for a thread of its own.
+
+    Written out, not ``numba.njit(...)(_from_big_endian.py_func)``: numba's on-disk cache keys a
+    function by its bytecode and signature, not by ``parallel``, so the two would share a cache entry.
+    """
     for i in range(raw.size):
         x = raw[i]
         out[i] = (((x >> 24) & 0xFF) | ((x >> 8) & 0xFF00) | ((x << 8) & 0xFF0000) | ((x << 24) & 0xFF000000)) ^ flip

@@ -517,7 +517,12 @@ def _spline_rows(qx, qy, my, by, out):
 
 @numba.njit(cache=True, nogil=True)
 def _spline_rows_serial(qx, qy, my, by, out):
-    """:func:`_spline_rows` in one thread (the same values): for grids too small to share out."""
+    """:func:`_spline_rows` in one thread (the same values): for grids too small to share out.
+
+    Written out, not ``numba.njit(...)(_spline_rows.py_func)``: numba's on-disk cache keys a
+    function by its bytecode and signature, not by ``parallel``, so the two would share a cache
+    entry (whichever compiled first).
+    """
     for r in range(my.size):
         _spline_row(qx, qy, my[r], by[r], 0, out[r])
 
