@@ -4,7 +4,9 @@ Every product is written atomically: to a temporary name in the target directory
 then ``os.link``-ed to its final name (which fails if the name exists, so an existing
 product is never overwritten, even by a concurrent writer) and the temporary removed. On
 any error no partial file remains. The disk writes each HDU while the next is serialized
-(:class:`_WritebackFile`), so the fsync waits for the last ones only. Provenance is
+(:class:`_WritebackFile`), so the fsync waits for the last ones only. Native 4-byte image
+arrays reach the file through a reused 4 MB buffer in FITS's byte order
+(:func:`_write_swapped`), not through astropy's full-size swapped copies. Provenance is
 stamped through the datamodel: CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>"
 (a file the user gave in place of CRDS's choice, ``override_<reftype>``, is recorded by its
 plain base name, never as ``crds://``) and FILENAME; the S_<STEP> keywords were set once by
@@ -19,6 +21,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import threading
 
 import numba
 import numpy as np
@@ -65,6 +68,101 @@ class _WritebackFile(io.BufferedWriter):
         super().flush()
         if _SYNC_FILE_RANGE is not None:
             _SYNC_FILE_RANGE(self.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)   # a failure only loses the overlap
+
+
+#: native 4-byte elements per chunk of :func:`_write_swapped` (a 4 MB buffer)
+_CHUNK = 1 << 20
+_BUFFERS: list[np.ndarray] = []          # chunk buffers not in use, reused (no fresh pages per array)
+_BUFFERS_LOCK = threading.Lock()
+_SWAPPED_WRITES = threading.local()      # .on: this thread is inside write_atomic's to_fits
+
+
+@numba.njit(cache=True, nogil=True)
+def _swap32_into(src, dst, flip):
+    """``dst[i] = bswap32(src[i] ^ flip)`` for uint32 (n,) ``src``, ``dst`` (serial: a 4 MB chunk)."""
+    for i in range(src.size):
+        x = src[i] ^ flip
+        dst[i] = ((x >> 24) & 0xFF) | ((x >> 8) & 0xFF00) | ((x << 8) & 0xFF0000) | ((x << 24) & 0xFF000000)
+
+
+def _swappable(data) -> bool:
+    """Whether :func:`_write_swapped` takes ``data``.
+
+    A native little-endian float32, int32 or uint32 C-contiguous ndarray (not a table, not a
+    dask array), whose bytes it writes as astropy would.
+    """
+    return (sys.byteorder == "little" and type(data) is np.ndarray and data.dtype.itemsize == 4
+            and data.dtype.kind in "fiu" and data.dtype.byteorder in "=<" and data.size > 0
+            and data.flags.c_contiguous)
+
+
+def _write_swapped(data: np.ndarray, fileobj) -> int:
+    """Write a native float32/int32/uint32 array in FITS's byte order, a 4 MB chunk at a time.
+
+    The bytes astropy's ``_ImageBaseHDU._writedata_internal`` writes for such an array: the
+    big-endian values; for uint32 (a FITS pseudo-unsigned integer, BZERO = 2**31) the
+    big-endian int32 ``value - 2**31``, i.e. the top bit flipped. astropy makes a swapped
+    copy of a read-only array (the ``_cal``'s, shared with resample) and two temporary
+    arrays for a uint32 one; for a full frame each is 16 MB of fresh pages (page faults: on
+    a VM ~0.08 s of the ``_cal``'s write, on resample's critical path), where these chunks
+    reuse one buffer.
+
+    Returns
+    -------
+    int
+        The number of bytes written (``data.nbytes``), as astropy's method returns.
+    """
+    flip = np.uint32(0x80000000 if data.dtype.kind == "u" else 0)
+    src = data.reshape(-1).view(np.uint32)
+    with _BUFFERS_LOCK:
+        buf = _BUFFERS.pop() if _BUFFERS else None
+    if buf is None:
+        buf = np.empty(_CHUNK, np.uint32)
+    try:
+        for i0 in range(0, src.size, buf.size):
+            n = min(buf.size, src.size - i0)
+            _swap32_into(src[i0:i0 + n], buf[:n], flip)
+            fileobj.writearray(buf[:n])
+    finally:
+        with _BUFFERS_LOCK:
+            _BUFFERS.append(buf)
+    return data.nbytes
+
+
+def _install_swapped_writes() -> bool:
+    """Route astropy's image-HDU data writes through :func:`_write_swapped` while write_atomic writes.
+
+    astropy has no public hook for how an HDU's array reaches the file, so its
+    ``_ImageBaseHDU._writedata_internal`` is wrapped (once): in a thread inside
+    :func:`write_atomic` and for an array :func:`_swappable` accepts, the chunked write;
+    otherwise astropy's own method. Returns False (nothing changed) for an astropy without
+    that method. tests/test_calib_products.py checks that the files are the same bytes.
+    """
+    try:
+        from astropy.io.fits.hdu.image import _ImageBaseHDU
+    except ImportError:
+        return False
+    with _BUFFERS_LOCK:
+        original = getattr(_ImageBaseHDU, "_writedata_internal", None)
+        if original is None:
+            return False
+        if not getattr(original, "_calib_swapped", False):
+            _ImageBaseHDU._writedata_internal = _swapped_writer(original)
+    return True
+
+
+def _swapped_writer(original):
+    """Wrap astropy's ``_writedata_internal`` (see :func:`_install_swapped_writes`)."""
+
+    def _writedata_internal(self, fileobj):
+        data = self.data
+        if getattr(_SWAPPED_WRITES, "on", False) and _swappable(data):
+            return _write_swapped(data, fileobj)
+        return original(self, fileobj)
+
+    _writedata_internal._calib_swapped = True
+    _writedata_internal.__wrapped__ = original
+    return _writedata_internal
 
 
 def _stamp(model, provenance: dict, filename: str, unstamped: frozenset[str] = frozenset()) -> None:
@@ -173,8 +271,13 @@ def write_atomic(model, final: pathlib.Path, *, consume: bool = False, others=()
         # through a file object, so the datamodel keeps meta.filename = the final name
         if consume:
             _to_big_endian(model, others)
+        swapped = _install_swapped_writes()
         with _WritebackFile(io.FileIO(tmp_path, "wb")) as fh:
-            model.to_fits(fh)
+            _SWAPPED_WRITES.on = swapped
+            try:
+                model.to_fits(fh)
+            finally:
+                _SWAPPED_WRITES.on = False
             fh.flush()
             del model
             if serialized is not None:

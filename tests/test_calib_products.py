@@ -175,3 +175,85 @@ def test_wait_for_writes_returns_when_the_model_is_released_not_after_the_fsync(
     w.forget()
     with dm.open(final) as back:
         np.testing.assert_array_equal(back.data, _model().data)
+
+
+def _hdus(read_only: bool):
+    """Image HDUs of every kind :func:`calib.products._write_swapped` takes, and some it leaves to astropy."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(5)
+    f32 = rng.normal(0.0, 3.0, (37, 41)).astype(np.float32)
+    f32[0, :3] = (np.nan, np.inf, -0.0)
+    u32 = rng.integers(0, 2**32, (37, 41), dtype=np.uint64).astype(np.uint32)
+    u32[0, :4] = (0, 2**31 - 1, 2**31, 2**32 - 1)
+    i32 = rng.integers(-2**31, 2**31, (3, 37, 41), dtype=np.int64).astype(np.int32)
+    arrays = {"SCI": f32, "DQ": u32, "CON": i32,
+              "BIG": f32.astype(">f4"),                   # already big-endian: astropy's path
+              "STRIDED": f32[:, ::2],                     # not contiguous: astropy's path
+              "F64": f32.astype(np.float64)}              # 8-byte: astropy's path
+    hdus = [fits.PrimaryHDU()]
+    for name, a in arrays.items():
+        if read_only:
+            a = a.view()
+            a.flags.writeable = False
+        hdus.append(fits.ImageHDU(a, name=name))
+    return fits.HDUList(hdus), arrays
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_swapped_writes_are_astropys_bytes(tmp_path, monkeypatch, read_only):
+    """Through write_atomic's chunked writer (chunks of 300 elements, so arrays span several,
+    the last partial) the file is byte for byte what astropy writes itself, for float32 with
+    NaN/inf/-0, uint32 (pseudo-unsigned: BZERO 2**31) at its extremes, int32 cubes, read-only
+    or not; the arrays are unchanged; big-endian, strided and 8-byte arrays go to astropy."""
+    from astropy.io import fits
+
+    hdul, arrays = _hdus(read_only)
+    before = {k: np.array(v) for k, v in arrays.items()}
+    hdul.writeto(tmp_path / "astropy.fits")
+    taken = []
+    real = products._write_swapped
+    monkeypatch.setattr(products, "_write_swapped", lambda d, f: (taken.append(d.dtype.str), real(d, f))[1])
+    monkeypatch.setattr(products, "_CHUNK", 300)
+    monkeypatch.setattr(products, "_BUFFERS", [])
+    assert products._install_swapped_writes()
+    hdul2, _ = _hdus(read_only)
+    products._SWAPPED_WRITES.on = True
+    try:
+        hdul2.writeto(tmp_path / "chunked.fits")
+    finally:
+        products._SWAPPED_WRITES.on = False
+    assert sorted(taken) == sorted(["<f4", "<u4", "<i4"])
+    assert (tmp_path / "chunked.fits").read_bytes() == (tmp_path / "astropy.fits").read_bytes()
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(v, before[k])
+    with fits.open(tmp_path / "chunked.fits") as back:
+        np.testing.assert_array_equal(back["DQ"].data, before["DQ"])
+        np.testing.assert_array_equal(back["SCI"].data, before["SCI"])
+    # outside write_atomic (the flag off) astropy's own method writes
+    taken.clear()
+    hdul2.writeto(tmp_path / "plain.fits")
+    assert taken == [] and (tmp_path / "plain.fits").read_bytes() == (tmp_path / "astropy.fits").read_bytes()
+
+
+def test_write_atomic_of_a_snapshot_is_the_file_astropy_writes(tmp_path, monkeypatch):
+    """A read-only snapshot's _cal (the background writer's case) written through the chunked
+    writer and through astropy's own copies: the same bytes, apart from DATE and what covers it."""
+    from astropy.io import fits
+
+    model = _model()
+    model.var_poisson = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+    snap = products._snapshot(model)
+    assert not snap.data.flags.writeable
+    products.write_atomic(snap, tmp_path / "chunked.fits")
+    monkeypatch.setattr(products, "_install_swapped_writes", lambda: False)
+    products.write_atomic(products._snapshot(model), tmp_path / "astropy.fits")
+    raw_a, raw_b = (tmp_path / "astropy.fits").read_bytes(), (tmp_path / "chunked.fits").read_bytes()
+    with fits.open(tmp_path / "astropy.fits") as a, fits.open(tmp_path / "chunked.fits") as b:
+        assert [h.name for h in a] == [h.name for h in b]
+        for ha, hb in zip(a[1:], b[1:], strict=True):
+            if ha.name != "ASDF":
+                assert ha.header == hb.header
+                assert raw_a[ha._data_offset:ha._data_offset + ha._data_size] == \
+                    raw_b[hb._data_offset:hb._data_offset + hb._data_size], ha.name
+        np.testing.assert_array_equal(b["DQ"].data, model.dq)
