@@ -134,9 +134,10 @@ def _install_swapped_writes() -> bool:
 
     astropy has no public hook for how an HDU's array reaches the file, so its
     ``_ImageBaseHDU._writedata_internal`` is wrapped (once): in a thread inside
-    :func:`write_atomic` and for an array :func:`_swappable` accepts, the chunked write;
-    otherwise astropy's own method. Returns False (nothing changed) for an astropy without
-    that method. tests/test_calib_products.py checks that the files are the same bytes.
+    :func:`write_atomic`, for a plain ImageHDU or PrimaryHDU (the HDUs stdatamodels makes)
+    whose array :func:`_swappable` accepts, the chunked write; otherwise astropy's own
+    method. Returns False (nothing changed) for an astropy without that method.
+    tests/test_calib_products.py checks that the files are the same bytes.
     """
     try:
         from astropy.io.fits.hdu.image import _ImageBaseHDU
@@ -153,11 +154,15 @@ def _install_swapped_writes() -> bool:
 
 def _swapped_writer(original):
     """Wrap astropy's ``_writedata_internal`` (see :func:`_install_swapped_writes`)."""
+    from astropy.io.fits import ImageHDU, PrimaryHDU
+
+    plain = (ImageHDU, PrimaryHDU)      # a subclass (CompImageHDU, GroupsHDU) writes its own way
 
     def _writedata_internal(self, fileobj):
-        data = self.data
-        if getattr(_SWAPPED_WRITES, "on", False) and _swappable(data):
-            return _write_swapped(data, fileobj)
+        if getattr(_SWAPPED_WRITES, "on", False) and type(self) in plain:
+            data = self.data
+            if _swappable(data):
+                return _write_swapped(data, fileobj)
         return original(self, fileobj)
 
     _writedata_internal._calib_swapped = True

@@ -197,6 +197,8 @@ def _hdus(read_only: bool):
             a = a.view()
             a.flags.writeable = False
         hdus.append(fits.ImageHDU(a, name=name))
+    # an ImageHDU subclass writes its own way (a lossless tile-compressed table): astropy's
+    hdus.append(fits.CompImageHDU(i32[0].copy(), name="COMP", compression_type="RICE_1"))
     return fits.HDUList(hdus), arrays
 
 
@@ -205,7 +207,8 @@ def test_swapped_writes_are_astropys_bytes(tmp_path, monkeypatch, read_only):
     """Through write_atomic's chunked writer (chunks of 300 elements, so arrays span several,
     the last partial) the file is byte for byte what astropy writes itself, for float32 with
     NaN/inf/-0, uint32 (pseudo-unsigned: BZERO 2**31) at its extremes, int32 cubes, read-only
-    or not; the arrays are unchanged; big-endian, strided and 8-byte arrays go to astropy."""
+    or not; the arrays are unchanged; big-endian, strided and 8-byte arrays and a compressed
+    HDU go to astropy."""
     from astropy.io import fits
 
     hdul, arrays = _hdus(read_only)
