@@ -248,7 +248,11 @@ def test_write_atomic_of_a_snapshot_is_the_file_astropy_writes(tmp_path, monkeyp
     model.var_poisson = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
     snap = products._snapshot(model)
     assert not snap.data.flags.writeable
+    taken = []
+    real = products._write_swapped
+    monkeypatch.setattr(products, "_write_swapped", lambda d, f: (taken.append(d.dtype.str), real(d, f))[1])
     products.write_atomic(snap, tmp_path / "chunked.fits")
+    assert sorted(taken) == ["<f4", "<f4", "<f4", "<u4"]    # SCI, ERR, VAR_POISSON, DQ: the chunked path
     monkeypatch.setattr(products, "_install_swapped_writes", lambda: False)
     products.write_atomic(products._snapshot(model), tmp_path / "astropy.fits")
     raw_a, raw_b = (tmp_path / "astropy.fits").read_bytes(), (tmp_path / "chunked.fits").read_bytes()
