@@ -6,7 +6,8 @@ product is never overwritten, even by a concurrent writer) and the temporary rem
 any error no partial file remains. The disk writes each HDU while the next is serialized
 (:class:`_WritebackFile`), so the fsync waits for the last ones only. Native 4-byte image
 arrays reach the file through a reused 4 MB buffer in FITS's byte order
-(:func:`_write_swapped`), not through astropy's full-size swapped copies. Provenance is
+(:func:`_write_swapped`, the rate reader's byte-reversal kernel), not through astropy's
+full-size swapped copies. Provenance is
 stamped through the datamodel: CAL_VER, CRDS_CTX, CRDS_VER, R_<REFTYPE> = "crds://<name>"
 (a file the user gave in place of CRDS's choice, ``override_<reftype>``, is recorded by its
 plain base name, never as ``crds://``) and FILENAME; the S_<STEP> keywords were set once by
@@ -27,6 +28,7 @@ import numba
 import numpy as np
 
 from calib.background import BackgroundWrite
+from calib.images import _from_big_endian_serial
 from calib.runner import KERNEL_LOCK, PipelineResult, unstamped_reftypes
 
 __all__ = ["save_products", "run_and_save", "write_atomic", "write_table_atomic", "product_name"]
@@ -77,14 +79,6 @@ _BUFFERS_LOCK = threading.Lock()
 _SWAPPED_WRITES = threading.local()      # .on: this thread is inside write_atomic's to_fits
 
 
-@numba.njit(cache=True, nogil=True)
-def _swap32_into(src, dst, flip):
-    """``dst[i] = bswap32(src[i] ^ flip)`` for uint32 (n,) ``src``, ``dst`` (serial: a 4 MB chunk)."""
-    for i in range(src.size):
-        x = src[i] ^ flip
-        dst[i] = ((x >> 24) & 0xFF) | ((x >> 8) & 0xFF00) | ((x << 8) & 0xFF0000) | ((x << 24) & 0xFF000000)
-
-
 def _swappable(data) -> bool:
     """Whether :func:`_write_swapped` takes ``data``.
 
@@ -112,7 +106,9 @@ def _write_swapped(data: np.ndarray, fileobj) -> int:
     int
         The number of bytes written (``data.nbytes``), as astropy's method returns.
     """
-    flip = np.uint32(0x80000000 if data.dtype.kind == "u" else 0)
+    # the rate reader's kernel: reversing a word's bytes is its own inverse; the flip applies to
+    # the reversed word, whose last byte holds the native value's top bit
+    flip = np.uint32(0x80 if data.dtype.kind == "u" else 0)
     src = data.reshape(-1).view(np.uint32)
     with _BUFFERS_LOCK:
         buf = _BUFFERS.pop() if _BUFFERS else None
@@ -121,7 +117,7 @@ def _write_swapped(data: np.ndarray, fileobj) -> int:
     try:
         for i0 in range(0, src.size, buf.size):
             n = min(buf.size, src.size - i0)
-            _swap32_into(src[i0:i0 + n], buf[:n], flip)
+            _from_big_endian_serial(src[i0:i0 + n], flip, buf[:n])
             fileobj.writearray(buf[:n])
     finally:
         with _BUFFERS_LOCK:
